@@ -1,0 +1,2 @@
+namespace Raft.Cuda;
+internal static class Placeholder { }
