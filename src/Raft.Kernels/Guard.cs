@@ -55,7 +55,7 @@ internal static class Guard
                 Throw($"{name}[{r}] must be finite and ≥ 0, got {w[r]}.", name);
     }
 
-    /// <summary>The teacher's top-K: indices in 0..vocab-1, probabilities finite in [0, 1].</summary>
+    /// <summary>The teacher's top-K: distinct indices in 0..vocab-1 per row, probabilities finite in [0, 1].</summary>
     public static void TeacherTopK(ReadOnlySpan<int> idx, ReadOnlySpan<float> p, int rows, int vocab, int k)
     {
         Length(idx.Length, (long)rows * k, "teacherIndices", "[rows, k]");
@@ -66,6 +66,15 @@ internal static class Guard
                 Throw($"teacherIndices[{i / k}, {i % k}] must be in 0..{vocab - 1}, got {idx[i]}.", "teacherIndices");
             if (!(p[i] >= 0f && p[i] <= 1.0001f))
                 Throw($"teacherProbs[{i / k}, {i % k}] must be a probability in [0, 1], got {p[i]}.", "teacherProbs");
+        }
+        var sorted = k <= 1024 ? stackalloc int[k] : new int[k];
+        for (int r = 0; r < rows && k > 1; r++)
+        {
+            idx.Slice(r * k, k).CopyTo(sorted);
+            sorted.Sort();
+            for (int j = 1; j < k; j++)
+                if (sorted[j] == sorted[j - 1])
+                    Throw($"teacherIndices row {r} holds index {sorted[j]} twice; the K indices of a row must be distinct.", "teacherIndices");
         }
     }
 

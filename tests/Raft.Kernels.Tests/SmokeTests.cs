@@ -1,2 +1,0 @@
-namespace Raft.Kernels.Tests;
-public class SmokeTests { [Fact] public void Builds() => Assert.Equal("reference", ReferenceKernels.Instance.Name); }
