@@ -1,0 +1,42 @@
+using Raft.Kernels;
+
+namespace Raft.Cli;
+
+/// <summary>The process exit codes of <c>raft</c>.</summary>
+internal static class ExitCodes
+{
+    /// <summary>The command did what was asked.</summary>
+    public const int Success = 0;
+    /// <summary>An unexpected failure (I/O error while writing, out of memory, a bug).</summary>
+    public const int Failure = 1;
+    /// <summary>The user's options or input files are wrong; the message says which and why.</summary>
+    public const int Usage = 2;
+}
+
+/// <summary>A problem with the options or input the user gave: reported on stderr, exit code 2.</summary>
+internal sealed class UsageException(string message) : Exception(message);
+
+/// <summary>Maps exceptions that escape a command to a message on stderr and an exit code.</summary>
+internal static class CliErrors
+{
+    public static int Report(Exception e, TextWriter stderr)
+    {
+        // Parallel kernels may wrap the real failure.
+        while (e is AggregateException { InnerExceptions.Count: 1 } aggregate) e = aggregate.InnerExceptions[0];
+        switch (e)
+        {
+            case UsageException or NpyFormatException:
+                stderr.WriteLine($"error: {e.Message}");
+                return ExitCodes.Usage;
+            case NonFiniteLogitException nonFinite:
+                stderr.WriteLine($"error: {nonFinite.Message}");
+                return ExitCodes.Usage;
+            case ArgumentException argument:
+                stderr.WriteLine($"error: invalid argument: {argument.Message}");
+                return ExitCodes.Usage;
+            default:
+                stderr.WriteLine($"error: unexpected failure ({e.GetType().FullName}): {e.Message}");
+                return ExitCodes.Failure;
+        }
+    }
+}

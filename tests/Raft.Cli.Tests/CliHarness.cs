@@ -1,0 +1,75 @@
+using System.Text.Json;
+using Raft.Cli;
+
+namespace Raft.Cli.Tests;
+
+/// <summary>Runs <c>raft</c> in-process and gives each test its own scratch directory.</summary>
+public abstract class CliHarness : IDisposable
+{
+    protected CliHarness()
+    {
+        Dir = Path.Combine(Path.GetTempPath(), "raft-cli-tests", Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(Dir);
+    }
+
+    /// <summary>This test's scratch directory (deleted afterwards).</summary>
+    protected string Dir { get; }
+
+    protected string PathOf(string name) => Path.Combine(Dir, name);
+
+    public void Dispose()
+    {
+        try { Directory.Delete(Dir, recursive: true); } catch (IOException) { }
+        GC.SuppressFinalize(this);
+    }
+
+    internal static CliResult Raft(params string[] args)
+    {
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+        int code = Program.Run(args, stdout, stderr);
+        return new CliResult(code, stdout.ToString(), stderr.ToString());
+    }
+
+    /// <summary>Random fp32 logits, never zeros: N(0, scale²) from a seeded generator.</summary>
+    internal static float[] RandomLogits(int count, int seed, double scale = 2.0)
+    {
+        var random = new Random(seed);
+        var data = new float[count];
+        for (int i = 0; i < count; i++)
+        {
+            double u1 = 1.0 - random.NextDouble(), u2 = random.NextDouble();
+            data[i] = (float)(scale * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
+        }
+        return data;
+    }
+
+    /// <summary>Writes student and teacher logits [rows, vocab] (teacher = student + noise) and returns their paths.</summary>
+    protected (string Student, string Teacher, float[] S, float[] T) WriteLogits(int rows, int vocab, int seed = 7)
+    {
+        var s = RandomLogits(rows * vocab, seed);
+        var noise = RandomLogits(rows * vocab, seed + 1000, 1.0);
+        var t = new float[s.Length];
+        for (int i = 0; i < t.Length; i++) t[i] = s[i] + noise[i];
+        string sp = PathOf("student.npy"), tp = PathOf("teacher.npy");
+        NpyFile.WriteFloat32(sp, s, rows, vocab);
+        NpyFile.WriteFloat32(tp, t, rows, vocab);
+        return (sp, tp, s, t);
+    }
+}
+
+internal sealed record CliResult(int Code, string Stdout, string Stderr)
+{
+    /// <summary>The single JSON line on stdout.</summary>
+    public JsonElement Json
+    {
+        get
+        {
+            var lines = Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Single(lines);
+            return JsonDocument.Parse(lines[0]).RootElement;
+        }
+    }
+
+    public override string ToString() => $"exit {Code}\nstdout: {Stdout}\nstderr: {Stderr}";
+}
