@@ -1,2 +1,0 @@
-namespace Raft.Cuda;
-internal static class Placeholder { }
