@@ -1,0 +1,2 @@
+namespace Raft.Model;
+internal static class Placeholder { }
