@@ -1,2 +1,0 @@
-namespace Raft.Model;
-internal static class Placeholder { }
