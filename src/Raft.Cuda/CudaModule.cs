@@ -1,0 +1,115 @@
+using System.Text;
+
+namespace Raft.Cuda;
+
+/// <summary>A loaded module (CUmodule) of a device; <see cref="Dispose"/> unloads it (the device also unloads it on its own disposal).</summary>
+public sealed unsafe class CudaModule : IDisposable
+{
+    private readonly Dictionary<string, CudaFunction> _functions = new(StringComparer.Ordinal);
+    private bool _unloaded;
+
+    internal CudaModule(CudaDevice device, IntPtr handle)
+    {
+        Device = device;
+        Handle = handle;
+    }
+
+    /// <summary>The device whose context holds the module.</summary>
+    public CudaDevice Device { get; }
+
+    /// <summary>The CUmodule handle.</summary>
+    public IntPtr Handle { get; }
+
+    /// <summary>A kernel of the module by its (extern "C") name.</summary>
+    /// <exception cref="CudaException">No such kernel: CUDA_ERROR_NOT_FOUND from cuModuleGetFunction.</exception>
+    public CudaFunction GetFunction(string name)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        lock (_functions)
+        {
+            ObjectDisposedException.ThrowIf(_unloaded, this);
+            if (_functions.TryGetValue(name, out var cached)) return cached;
+            Device.MakeCurrent();
+            var bytes = new byte[Encoding.UTF8.GetByteCount(name) + 1];
+            Encoding.UTF8.GetBytes(name, bytes);
+            IntPtr function;
+            fixed (byte* p = bytes)
+                Device.Api.Check(Device.Api.cuModuleGetFunction(&function, Handle, p), "cuModuleGetFunction");
+            var created = new CudaFunction(this, name, function);
+            _functions.Add(name, created);
+            return created;
+        }
+    }
+
+    /// <summary>Unloads the module (idempotent).</summary>
+    public void Dispose()
+    {
+        if (Device.IsDisposed) return;
+        Device.Forget(this);
+        if (Device.Api.cuCtxSetCurrent(Device.Context) == 0) Unload();
+    }
+
+    internal void Unload()
+    {
+        lock (_functions)
+        {
+            if (_unloaded) return;
+            _unloaded = true;
+            _functions.Clear();
+            Device.Api.cuModuleUnload(Handle); // the context is current (callers ensure it)
+        }
+    }
+
+    internal bool IsUnloaded => _unloaded;
+}
+
+/// <summary>A kernel (CUfunction) of a loaded module.</summary>
+public sealed unsafe class CudaFunction
+{
+    internal CudaFunction(CudaModule module, string name, IntPtr handle)
+    {
+        Module = module;
+        Name = name;
+        Handle = handle;
+    }
+
+    /// <summary>The module the kernel belongs to.</summary>
+    public CudaModule Module { get; }
+
+    /// <summary>The kernel's name.</summary>
+    public string Name { get; }
+
+    /// <summary>The CUfunction handle.</summary>
+    public IntPtr Handle { get; }
+
+    /// <summary>
+    /// Queues the kernel on <paramref name="stream"/> (zero: the default stream) with cuLaunchKernel. The launch is
+    /// asynchronous: a fault inside the kernel is reported by a later synchronizing call.
+    /// </summary>
+    /// <param name="grid">Blocks per grid.</param>
+    /// <param name="block">Threads per block.</param>
+    /// <param name="sharedMemoryBytes">Dynamic shared memory per block, in bytes.</param>
+    /// <param name="arguments">The kernel's arguments, in order.</param>
+    /// <param name="stream">A CUstream, or zero.</param>
+    /// <exception cref="CudaException">The launch was rejected.</exception>
+    public void Launch(Dim3 grid, Dim3 block, uint sharedMemoryBytes, KernelArguments arguments, IntPtr stream = default)
+    {
+        ArgumentNullException.ThrowIfNull(arguments);
+        ObjectDisposedException.ThrowIf(Module.IsUnloaded, Module);
+        var device = Module.Device;
+        device.MakeCurrent();
+        int n = arguments.Count;
+        Span<ulong> slots = stackalloc ulong[Math.Max(n, 1)];
+        arguments.CopyTo(slots);
+        fixed (ulong* s = slots)
+        {
+            void** pointers = stackalloc void*[Math.Max(n, 1)];
+            for (int i = 0; i < n; i++) pointers[i] = s + i;
+            device.Api.Check(device.Api.cuLaunchKernel(Handle, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z,
+                sharedMemoryBytes, stream, pointers, null), "cuLaunchKernel");
+        }
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => Name;
+}
