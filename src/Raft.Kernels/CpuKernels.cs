@@ -138,14 +138,13 @@ public sealed class CpuKernels : ILossKernels
         double tau = config.Temperature;
         float invTau = 1f / config.Temperature;
 
-        // Sweep 1 (the one read from memory): max and a finiteness check.
-        float max = CpuSimd.MaxSum(row, level, out double sumX);
-        if (!double.IsFinite(sumX)) ThrowRow("studentLogits", r, row);
-        for (int j = 0; j < k; j++) sK[j] = row[idx[j]];
-
         var kind = config.EffectiveKind;
         if (kind == DistillLossKind.ReverseKL)
         {
+            // One sweep for the finiteness check; only the K entries enter the loss.
+            CpuSimd.MaxSum(row, level, out double sumX);
+            if (!double.IsFinite(sumX)) ThrowRow("studentLogits", r, row);
+            for (int j = 0; j < k; j++) sK[j] = row[idx[j]];
             // Only the K entries matter: q_K = softmax(s_K/τ); D = Σ q (log q − log p).
             double mK = double.NegativeInfinity;
             for (int j = 0; j < k; j++) mK = Math.Max(mK, sK[j] * (double)invTau);
@@ -171,14 +170,24 @@ public sealed class CpuKernels : ILossKernels
             return tau * tau * d;
         }
 
-        // Sweep 2 (from cache): e_i = exp(s_i/τ − m) into the gradient buffer, and Σ e_i. The generalized
-        // JSD's gradient is τ·q_i·(g_i − ḡ) with ḡ close to g_i outside the top-K, which amplifies an error
-        // in log-sum-exp: for it the sum is taken with double exponentials (before the row is overwritten).
-        float m = max * invTau;
-        double sumE = kind == DistillLossKind.Jsd
-            ? CpuSimd.ExpSumPrecise(row, invTau, m, level)
-            : CpuSimd.ExpSum(row, invTau, m, grad, level);
-        if (kind == DistillLossKind.Jsd && !grad.IsEmpty) CpuSimd.ExpSum(row, invTau, m, grad, level);
+        // Sweep 1, the only read of the row from memory: its log-sum-exp at τ, online (block max, then
+        // block exp-sum from L1, rescaled when the max grows), and a finiteness check. The generalized JSD's
+        // gradient τ·q_i·(g_i − ḡ) has ḡ close to g_i outside the top-K, which amplifies an error in
+        // log-sum-exp by up to 100×: for it the exponentials are summed in double (a second read).
+        float m;
+        double sumE, sumX0;
+        if (kind == DistillLossKind.Jsd)
+        {
+            float max = CpuSimd.MaxSum(row, level, out sumX0);
+            m = max * invTau;
+            sumE = double.IsFinite(sumX0) ? CpuSimd.ExpSumPrecise(row, invTau, m, level) : double.NaN;
+        }
+        else
+        {
+            sumE = CpuSimd.MaxExpSum(row, invTau, level, out m, out sumX0);
+        }
+        if (!double.IsFinite(sumX0)) ThrowRow("studentLogits", r, row);
+        for (int j = 0; j < k; j++) sK[j] = row[idx[j]];
         double lse = m + Math.Log(sumE);
 
         if (kind == DistillLossKind.ForwardKL)
@@ -191,8 +200,8 @@ public sealed class CpuKernels : ILossKernels
             }
             if (!grad.IsEmpty)
             {
-                // g_i = scale·τ·(q_i·Σp − p_i[i∈K]),  q_i = e_i / Σe
-                CpuSimd.MulAdd(grad, (float)(gradScale * tau * pSum / sumE), 0f, level);
+                // Sweep 2 (read + write): g_i = scale·τ·(q_i·Σp − p_i[i∈K]),  q_i = exp(s_i/τ − m) / Σe
+                CpuSimd.ExpAffine(row, invTau, m, (float)(gradScale * tau * pSum / sumE), 0f, grad, level);
                 // The K entries are recomputed in double (q_j·Σp − p_j cancels when the student is close).
                 for (int j = 0; j < k; j++)
                     grad[idx[j]] = (float)(gradScale * tau * (Math.Exp(sK[j] * (double)invTau - lse) * pSum - p[j]));
@@ -221,7 +230,7 @@ public sealed class CpuKernels : ILossKernels
             gBar += rest * c;
             if (!grad.IsEmpty)
             {
-                CpuSimd.MulAdd(grad, (float)(gradScale * tau * (c - gBar) / sumE), 0f, level);
+                CpuSimd.ExpAffine(row, invTau, m, (float)(gradScale * tau * (c - gBar) / sumE), 0f, grad, level);
                 for (int j = 0; j < k; j++)
                     grad[idx[j]] = (float)(gradScale * tau * Math.Exp(sK[j] * (double)invTau - lse) * (gK[j] - gBar));
             }
@@ -263,17 +272,16 @@ public sealed class CpuKernels : ILossKernels
                             continue;
                         }
                         var row = new ReadOnlySpan<float>((float*)sp + (long)r * vocab, vocab);
-                        float max = CpuSimd.MaxSum(row, level, out double sumX0);
+                        double sumE = CpuSimd.MaxExpSum(row, 1f, level, out float max, out double sumX0);
                         if (!double.IsFinite(sumX0)) ThrowRow("logits", r, row);
                         float st = row[target], x0 = row[0];
-                        double sumE = CpuSimd.ExpSum(row, 1f, max, gRow, level);
                         double lse = max + Math.Log(sumE);
                         // Σ_i log q_i = Σ_i (x_i − x_0) + V·(x_0 − lse)
                         rowLoss[r] = -(1 - eps) * (st - lse) - eps / vocab * (sumX0 + vocab * (x0 - lse));
                         if (hasG)
                         {
                             // g_i = (q_i − ε/V − (1−ε)[i = t]) / N
-                            CpuSimd.MulAdd(gRow, (float)(1 / (sumE * n)), (float)(-eps / vocab / n), level);
+                            CpuSimd.ExpAffine(row, 1f, max, (float)(1 / (sumE * n)), (float)(-eps / vocab / n), gRow, level);
                             gRow[target] -= (float)((1 - eps) / n);
                         }
                     }

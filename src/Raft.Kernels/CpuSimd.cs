@@ -107,21 +107,7 @@ internal static class CpuSimd
         return max;
     }
 
-    /// <summary>
-    /// Σ_i exp(x_i·scale − shift); when <paramref name="dst"/> is not empty it also receives each term
-    /// (dst may be x itself). shift must be ≥ max_i x_i·scale so that no term overflows.
-    /// </summary>
-    public static double ExpSum(ReadOnlySpan<float> x, float scale, float shift, Span<float> dst, SimdLevel level)
-    {
-        double sum = 0;
-        for (int start = 0; start < x.Length; start += Block)
-        {
-            int len = Math.Min(Block, x.Length - start);
-            sum += ExpSumBlock(x.Slice(start, len), scale, shift, dst.IsEmpty ? default : dst.Slice(start, len), level);
-        }
-        return sum;
-    }
-
+    /// <summary>Σ_i exp(x_i·scale − shift) over one block; when dst is not empty it also receives each term.</summary>
     private static double ExpSumBlock(ReadOnlySpan<float> x, float scale, float shift, Span<float> dst, SimdLevel level)
     {
         ref float r = ref MemoryMarshal.GetReference(x);
@@ -166,7 +152,7 @@ internal static class CpuSimd
 
     /// <summary>
     /// Σ_i exp(x_i·scale − shift) with the exponentials taken in double: for the divergences whose gradient
-    /// amplifies an error in log-sum-exp (the generalized JSD), at about twice the cost of <see cref="ExpSum"/>.
+    /// amplifies an error in log-sum-exp (the generalized JSD), at about twice the cost of the fp32 exponentials of <see cref="MaxExpSum"/>.
     /// </summary>
     public static double ExpSumPrecise(ReadOnlySpan<float> x, double scale, double shift, SimdLevel level)
     {
@@ -201,26 +187,67 @@ internal static class CpuSimd
         return sum;
     }
 
-    /// <summary>x_i ← x_i·a + b, in place.</summary>
-    public static void MulAdd(Span<float> x, float a, float b, SimdLevel level)
+    /// <summary>
+    /// One read of a row for its log-sum-exp: returns Σ_i exp(x_i·scale − m) with m = max_i(x_i)·scale (in
+    /// <paramref name="shift"/>), the online way: each block's max is found first and the running sum is
+    /// rescaled when the max grows, so the row streams from memory once and each block is re-read from L1.
+    /// Also returns Σ_i (x_i − x_0) (non-finite when the row holds a NaN or ±∞; see <see cref="MaxSum"/>).
+    /// </summary>
+    public static double MaxExpSum(ReadOnlySpan<float> x, float scale, SimdLevel level, out float shift, out double sumMinusFirst)
+    {
+        float pivot = x.IsEmpty ? 0f : x[0];
+        float runMax = float.NegativeInfinity, m = float.NegativeInfinity;
+        double sum = 0, sumX = 0;
+        for (int start = 0; start < x.Length; start += Block)
+        {
+            var blk = x.Slice(start, Math.Min(Block, x.Length - start));
+            float bmax = MaxSumBlock(blk, pivot, level, out float bs);
+            sumX += bs;
+            if (bmax > runMax)
+            {
+                float mNew = bmax * scale;
+                if (sum > 0) sum *= Math.Exp((double)m - mNew);
+                runMax = bmax; m = mNew;
+            }
+            if (float.IsFinite(m)) sum += ExpSumBlock(blk, scale, m, default, level);
+        }
+        shift = m;
+        sumMinusFirst = float.IsFinite(pivot) ? sumX : double.NaN;
+        return sum;
+    }
+
+    /// <summary>dst_i = a·exp(x_i·scale − shift) + b (dst may be x itself).</summary>
+    public static void ExpAffine(ReadOnlySpan<float> x, float scale, float shift, float a, float b, Span<float> dst, SimdLevel level)
     {
         ref float r = ref MemoryMarshal.GetReference(x);
+        ref float d = ref MemoryMarshal.GetReference(dst);
         int n = x.Length, i = 0;
         if (level == SimdLevel.Vector512 && n >= 16)
         {
+            var vs = Vector512.Create(scale);
+            var vm = Vector512.Create(-shift);
             var va = Vector512.Create(a);
             var vb = Vector512.Create(b);
             for (; i <= n - 16; i += 16)
-                Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref r, (nuint)i), va, vb).StoreUnsafe(ref r, (nuint)i);
+            {
+                var e = Vector512.Exp(Vector512.FusedMultiplyAdd(Vector512.LoadUnsafe(ref r, (nuint)i), vs, vm));
+                Vector512.FusedMultiplyAdd(e, va, vb).StoreUnsafe(ref d, (nuint)i);
+            }
         }
         else if (level >= SimdLevel.Vector256 && n >= 8)
         {
+            var vs = Vector256.Create(scale);
+            var vm = Vector256.Create(-shift);
             var va = Vector256.Create(a);
             var vb = Vector256.Create(b);
             for (; i <= n - 8; i += 8)
-                Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref r, (nuint)i), va, vb).StoreUnsafe(ref r, (nuint)i);
+            {
+                var e = Vector256.Exp(Vector256.FusedMultiplyAdd(Vector256.LoadUnsafe(ref r, (nuint)i), vs, vm));
+                Vector256.FusedMultiplyAdd(e, va, vb).StoreUnsafe(ref d, (nuint)i);
+            }
         }
-        for (; i < n; i++) Unsafe.Add(ref r, i) = MathF.FusedMultiplyAdd(Unsafe.Add(ref r, i), a, b);
+        for (; i < n; i++)
+            Unsafe.Add(ref d, i) = MathF.FusedMultiplyAdd(MathF.Exp(MathF.FusedMultiplyAdd(Unsafe.Add(ref r, i), scale, -shift)), a, b);
     }
 
     /// <summary>The first non-finite element of a row, or -1 (the error path only).</summary>
