@@ -122,8 +122,10 @@ public class SafeTensorsTests
         var h = f.Read("h").Data;
         for (int i = 0; i < n; i++)
         {
-            Assert.Equal((uint)bits[i] << 16, BitConverter.SingleToUInt32Bits(b[i]));
-            Assert.Equal((float)BitConverter.UInt16BitsToHalf(bits[i]), h[i]);
+            uint expectedB = (uint)bits[i] << 16;
+            float expectedH = (float)BitConverter.UInt16BitsToHalf(bits[i]);
+            if (BitConverter.SingleToUInt32Bits(b[i]) != expectedB) Assert.Fail($"bf16 [{i}] 0x{bits[i]:X4}: expected {expectedB:X8}, got {BitConverter.SingleToUInt32Bits(b[i]):X8}");
+            if (!expectedH.Equals(h[i])) Assert.Fail($"f16 [{i}] 0x{bits[i]:X4}: expected {expectedH:R}, got {h[i]:R}");
         }
     }
 
