@@ -85,11 +85,14 @@ public static class Sampler
             double zk = 0;
             for (int j = 0; j < kept; j++) zk += w[cand[j]];
             double t = uniform * zk, c = 0;
-            int chosen = cand[kept - 1];
+            int chosen = cand[0]; // the most likely token: the fallback should rounding leave c ≤ t to the end
             for (int j = 0; j < kept; j++)
             {
-                c += w[cand[j]];
-                if (c > t) { chosen = cand[j]; break; }
+                float wj = w[cand[j]];
+                if (wj == 0f) break; // sorted: the rest underflowed too
+                chosen = cand[j];
+                c += wj;
+                if (c > t) break;
             }
             return new SampledToken(chosen, (float)(ss[chosen] - smax - Math.Log(zk)), (float)(logits[chosen] - rawLse));
         }
