@@ -310,7 +310,9 @@ public static class TokenizerLoader
                 pattern = PreTokenizerPatterns.Llama3;
                 if (llama3Default || maxRank + 1 == 128000)
                 {
-                    foreach (var (text, id) in Llama3SpecialTokens(maxRank + 1)) added[text] = (id, true);
+                    // Meta's names unless tokenizer_config.json names them (Llama 3.0 and 3.1 differ).
+                    if (config.Added.Count == 0)
+                        foreach (var (text, id) in Llama3SpecialTokens(maxRank + 1)) added[text] = (id, true);
                     family = "llama3";
                     bos = "<|begin_of_text|>";
                     eos = "<|end_of_text|>";
