@@ -337,13 +337,14 @@ public static class TokenizerLoader
 
     private static ITokenizer FromSentencePiece(string path, TokenizerConfig config)
     {
+        byte[] bytes = File.ReadAllBytes(path);
         SentencePieceTokenizer inner;
         try
         {
-            using var s = File.OpenRead(path);
+            using var s = new MemoryStream(bytes, writable: false);
             inner = LlamaTokenizer.Create(s, addBeginOfSentence: false, addEndOfSentence: false);
         }
-        catch (Exception e) when (e is not IOException and not UnauthorizedAccessException)
+        catch (Exception e)
         {
             throw new InvalidDataException($"{path}: not a SentencePiece model Microsoft.ML.Tokenizers can read ({e.Message}).", e);
         }

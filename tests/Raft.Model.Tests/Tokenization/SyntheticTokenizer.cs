@@ -10,7 +10,7 @@ namespace Raft.Model.Tests.Tokenization;
 /// </summary>
 internal static class SyntheticTokenizer
 {
-    public static readonly string[] Merges = ["Ġ t", "h e", "Ġt he", "l l", "e ll", "h ell", "hell o", "Ġ w", "o r", "Ġw or", "l d", "Ġwor ld"];
+    public static readonly string[] Merges = ["l l", "e ll", "h ell", "hell o", "Ġ w", "o r", "Ġw or", "l d", "Ġwor ld", "Ġ t", "h e", "Ġt he"];
 
     public static string WriteTokenizerJson(string dir, IReadOnlyList<string> addedTokens, string? extraConfigJson = null)
     {
@@ -50,10 +50,11 @@ internal static class SyntheticTokenizer
             foreach (var (k, v) in vocab) w.WriteNumber(k, v);
             w.WriteEndObject();
             w.WriteStartArray("merges");
-            foreach (string m in Merges)
+            for (int mi = 0; mi < Merges.Length; mi++)
             {
+                string m = Merges[mi];
                 // Newer tokenizer.json files write merges as pairs, older ones as "a b"; use both.
-                if (m.Length % 2 == 0) w.WriteStringValue(m);
+                if (mi % 2 == 0) w.WriteStringValue(m);
                 else
                 {
                     w.WriteStartArray();
