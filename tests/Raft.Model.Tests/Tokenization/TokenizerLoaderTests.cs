@@ -144,3 +144,14 @@ public class TokenizerLoaderTests
         Assert.Throws<ArgumentOutOfRangeException>(() => tok.Decode([-2]));
     }
 }
+
+public class TokenizerForModelTests
+{
+    [Fact]
+    public void RaftModelType_UsesTheByteTokenizer()
+    {
+        using var tmp = new TokenizerFiles.TempDir();
+        Assert.Same(ByteTokenizer.Instance, TokenizerLoader.ForModel(tmp.Path, "raft"));
+        Assert.Throws<FileNotFoundException>(() => TokenizerLoader.ForModel(tmp.Path, "llama"));
+    }
+}
