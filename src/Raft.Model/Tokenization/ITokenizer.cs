@@ -4,7 +4,7 @@ namespace Raft.Model.Tokenization;
 /// Text ↔ token ids for one model. Implemented by <see cref="ByteTokenizer"/> (the built-in tiny models) and by
 /// <see cref="MlTokenizerAdapter"/> (real vocabularies through Microsoft.ML.Tokenizers, loaded by <see cref="TokenizerLoader"/>).
 /// Special tokens (<c>&lt;|im_start|&gt;</c>, <c>&lt;|eot_id|&gt;</c>, …) are single ids; their text is recognised in the input
-/// when the caller allows it.
+/// when the caller allows it. Implementations are safe to call from several threads at once.
 /// </summary>
 public interface ITokenizer
 {
