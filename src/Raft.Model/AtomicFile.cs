@@ -6,7 +6,7 @@ namespace Raft.Model;
 /// Writes files and directories so that readers see either the old content or the complete new content,
 /// never a half-written one.
 /// </summary>
-internal static partial class AtomicFile
+public static partial class AtomicFile
 {
     /// <summary>
     /// Writes through <paramref name="write"/> into a temporary file in the destination's directory, flushes it to
@@ -114,12 +114,12 @@ internal static partial class AtomicFile
         catch (DllNotFoundException) { return false; }
     }
 
-    public static void TryDeleteFile(string path)
+    internal static void TryDeleteFile(string path)
     {
         try { File.Delete(path); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 
-    public static void TryDeleteDirectory(string path)
+    internal static void TryDeleteDirectory(string path)
     {
         try { if (Directory.Exists(path)) Directory.Delete(path, recursive: true); }
         catch (IOException) { }
