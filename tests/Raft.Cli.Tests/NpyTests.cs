@@ -1,3 +1,4 @@
+using Raft.Model;
 using System.Buffers.Binary;
 using System.Text;
 using Raft.Cli;
