@@ -30,7 +30,7 @@ internal static unsafe class Attention
         // q: [B, T, H, hd]   k, v: per layout, past + T positions   out: [B, T, H, hd]   lse: [B, H, T]
         int group = heads / kvHeads, width = heads * headDim, keys = past + t;
         float scale = 1f / MathF.Sqrt(headDim);
-        var level = Matmul.Level;
+        var level = Matmul.Best;
         bool saveLse = !lse.IsEmpty;
         fixed (float* pq = q, pk = k, pv = v, po = output, pl = lse)
         {
@@ -81,7 +81,7 @@ internal static unsafe class Attention
         // dout, q, out, dq: [B, T, H, hd]   k, v, dk, dv: [B, T, KV, hd]   lse: [B, H, T]
         int group = heads / kvHeads, width = heads * headDim, kvWidth = kvHeads * headDim;
         float scale = 1f / MathF.Sqrt(headDim);
-        var level = Matmul.Level;
+        var level = Matmul.Best;
         // per query head key/value gradients, reduced over each group afterwards in a fixed order
         long scratchLen = (long)batch * heads * t * headDim;
         float[] dkh = ArrayPool<float>.Shared.Rent((int)scratchLen), dvh = ArrayPool<float>.Shared.Rent((int)scratchLen);

@@ -19,8 +19,8 @@ internal static unsafe class Matmul
     private const int ColBlock = 64;   // rows of W (output columns) per tile
     private const int KBlock = 1024;   // reduction slice kept in L1/L2
 
-    /// <summary>SIMD level used by <see cref="Forward"/> (tests switch it to cover every path).</summary>
-    public static SimdLevel Level { get; set; } =
+    /// <summary>The widest SIMD level this process runs (the default of every op).</summary>
+    public static readonly SimdLevel Best =
         Vector512.IsHardwareAccelerated ? SimdLevel.Vector512 :
         Vector256.IsHardwareAccelerated ? SimdLevel.Vector256 : SimdLevel.Scalar;
 
@@ -28,7 +28,7 @@ internal static unsafe class Matmul
     /// y[n, m] = x[n, k] · w[m, k]ᵀ + bias[m] (bias may be empty); with <paramref name="accumulate"/>, y += instead.
     /// </summary>
     public static void Forward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> y,
-        int n, int k, int m, int threads, bool accumulate = false)
+        int n, int k, int m, int threads, bool accumulate = false, SimdLevel? simd = null)
     {
         // x: [n, k]   w: [m, k]   bias: [m] or empty   y: [n, m]
         if (x.Length < (long)n * k) throw new ArgumentException($"x has {x.Length} values, needs [{n}, {k}].", nameof(x));
@@ -40,7 +40,7 @@ internal static unsafe class Matmul
         {
             nint ax = (nint)px, aw = (nint)pw, ab = bias.IsEmpty ? 0 : (nint)pb, ay = (nint)py;
             int rowBlocks = (n + RowBlock - 1) / RowBlock, colBlocks = (m + ColBlock - 1) / ColBlock;
-            var level = Level;
+            var level = simd ?? Best;
             Par.For(rowBlocks * colBlocks, threads, tile =>
             {
                 int rb = tile / colBlocks, cb = tile % colBlocks;
@@ -218,7 +218,7 @@ internal static unsafe class Matmul
     /// dx is empty), dw[m, k] += dyᵀ · x, db[m] += Σ_rows dy (skipped when empty).
     /// </summary>
     public static void Backward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, ReadOnlySpan<float> w,
-        Span<float> dx, Span<float> dw, Span<float> db, int n, int k, int m, int threads, bool accumulateDx = false)
+        Span<float> dx, Span<float> dw, Span<float> db, int n, int k, int m, int threads, bool accumulateDx = false, SimdLevel? simd = null)
     {
         // dy: [n, m]   x: [n, k]   w: [m, k]   dx: [n, k]   dw: [m, k]   db: [m]
         if (n == 0) return;
@@ -227,7 +227,7 @@ internal static unsafe class Matmul
         {
             float[] wt = pool.Rent(m * k);
             Transpose(w, wt, m, k, threads);                          // wt: [k, m]
-            Forward(dy, wt, default, dx, n, m, k, threads, accumulateDx);
+            Forward(dy, wt, default, dx, n, m, k, threads, accumulateDx, simd);
             pool.Return(wt);
         }
         if (!dw.IsEmpty)
@@ -235,7 +235,7 @@ internal static unsafe class Matmul
             float[] dyt = pool.Rent(m * n), xt = pool.Rent(k * n);
             Transpose(dy, dyt, n, m, threads);                        // dyt: [m, n]
             Transpose(x, xt, n, k, threads);                          // xt: [k, n]
-            Forward(dyt, xt, default, dw, m, n, k, threads, accumulate: true);
+            Forward(dyt, xt, default, dw, m, n, k, threads, accumulate: true, simd);
             pool.Return(dyt); pool.Return(xt);
         }
         if (!db.IsEmpty)
