@@ -17,6 +17,7 @@ public class MatmulTests
                         if ((n + k + m) % 3 == 0 || n == 129 || k == 1)
                             yield return [n, k, m, level];
             yield return [70, 1100, 65, level];   // two reduction blocks, partial row/column tiles
+            yield return [300, 40, 270, level];   // the backward's depth blocks (n and m over 256)
         }
     }
 

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Raft.Kernels;
@@ -10,8 +9,8 @@ namespace Raft.Model.Ops;
 /// Both operands are read along their contiguous "in" axis, so the kernel is a 4×4 tile of dot products (16
 /// vector accumulators, FMA), cache-blocked over rows, columns and the reduction axis, and threaded over the
 /// (row block, column block) tiles. Every output element is owned by one tile and summed in a fixed order, so
-/// the result does not depend on the thread count. The backward transposes into pooled buffers and reuses the
-/// same kernel: dx = dy · W, dW += dyᵀ · x, db += Σ_rows dy.
+/// the result does not depend on the thread count. The backward (dx = dy · W, dW += dyᵀ · x, db += Σ_rows dy)
+/// runs on <see cref="Gemm"/>'s outer-product kernel, which reads the transposed operand through strides.
 /// </summary>
 internal static unsafe class Matmul
 {
@@ -222,47 +221,22 @@ internal static unsafe class Matmul
     {
         // dy: [n, m]   x: [n, k]   w: [m, k]   dx: [n, k]   dw: [m, k]   db: [m]
         if (n == 0) return;
-        var pool = ArrayPool<float>.Shared;
-        if (!dx.IsEmpty)
+        if (dy.Length < (long)n * m) throw new ArgumentException($"dy has {dy.Length} values, needs [{n}, {m}].", nameof(dy));
+        if (x.Length < (long)n * k) throw new ArgumentException($"x has {x.Length} values, needs [{n}, {k}].", nameof(x));
+        if (w.Length < (long)m * k) throw new ArgumentException($"w has {w.Length} values, needs [{m}, {k}].", nameof(w));
+        if (!dx.IsEmpty && dx.Length < (long)n * k) throw new ArgumentException($"dx has {dx.Length} values, needs [{n}, {k}].", nameof(dx));
+        if (!dw.IsEmpty && dw.Length < (long)m * k) throw new ArgumentException($"dw has {dw.Length} values, needs [{m}, {k}].", nameof(dw));
+        var level = simd ?? Best;
+        fixed (float* pdy = dy, px = x, pw = w, pdx = dx, pdw = dw)
         {
-            float[] wt = pool.Rent(m * k);
-            Transpose(w, wt, m, k, threads);                          // wt: [k, m]
-            Forward(dy, wt, default, dx, n, m, k, threads, accumulateDx, simd);
-            pool.Return(wt);
-        }
-        if (!dw.IsEmpty)
-        {
-            float[] dyt = pool.Rent(m * n), xt = pool.Rent(k * n);
-            Transpose(dy, dyt, n, m, threads);                        // dyt: [m, n]
-            Transpose(x, xt, n, k, threads);                          // xt: [k, n]
-            Forward(dyt, xt, default, dw, m, n, k, threads, accumulate: true, simd);
-            pool.Return(dyt); pool.Return(xt);
+            // dx[n, k] = dy[n, m] · w[m, k]: A = dy (row stride m), B = w
+            if (!dx.IsEmpty) Gemm.Run(pdy, m, 1, pw, k, pdx, k, n, k, m, accumulateDx, threads, level);
+            // dw[m, k] += dy[n, m]ᵀ · x[n, k]: A = dyᵀ read through strides (1, m), B = x
+            if (!dw.IsEmpty) Gemm.Run(pdy, 1, m, px, k, pdw, k, m, k, n, accumulate: true, threads, level);
         }
         if (!db.IsEmpty)
         {
             for (int r = 0; r < n; r++) Vec.AddInPlace(db[..m], dy.Slice(r * m, m));
-        }
-    }
-
-    /// <summary>dst[cols, rows] = src[rows, cols]ᵀ, in 32×32 blocks.</summary>
-    public static void Transpose(ReadOnlySpan<float> src, Span<float> dst, int rows, int cols, int threads)
-    {
-        const int B = 32;
-        fixed (float* ps = src, pd = dst)
-        {
-            nint s = (nint)ps, d = (nint)pd;
-            int blocks = (rows + B - 1) / B;
-            Par.For(blocks, rows * (long)cols > 1 << 16 ? threads : 1, rb =>
-            {
-                float* S = (float*)s, D = (float*)d;
-                int r0 = rb * B, r1 = Math.Min(rows, r0 + B);
-                for (int c0 = 0; c0 < cols; c0 += B)
-                {
-                    int c1 = Math.Min(cols, c0 + B);
-                    for (int r = r0; r < r1; r++)
-                        for (int c = c0; c < c1; c++) D[(long)c * rows + r] = S[(long)r * cols + c];
-                }
-            });
         }
     }
 }
