@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using Raft.Kernels;
 
 namespace Raft.Model.Ops;
@@ -28,7 +29,7 @@ internal static unsafe class Attention
         Span<float> output, Span<float> lse, int batch, int t, int heads, int kvHeads, int headDim, int past, int threads)
     {
         // q: [B, T, H, hd]   k, v: per layout, past + T positions   out: [B, T, H, hd]   lse: [B, H, T]
-        int group = heads / kvHeads, width = heads * headDim, keys = past + t;
+        int group = heads / kvHeads, keys = past + t;
         float scale = 1f / MathF.Sqrt(headDim);
         var level = Matmul.Best;
         bool saveLse = !lse.IsEmpty;
@@ -36,37 +37,8 @@ internal static unsafe class Attention
         {
             nint aq = (nint)pq, ak = (nint)pk, av = (nint)pv, ao = (nint)po, al = (nint)pl;
             Par.For(batch * heads, (long)t * keys * heads > 1 << 12 ? threads : 1, bh =>
-            {
-                int b = bh / heads, h = bh % heads, kvh = h / group;
-                float* kb = (float*)ak + b * layout.SeqStride + kvh * layout.HeadStride;
-                float* vb = (float*)av + b * layout.SeqStride + kvh * layout.HeadStride;
-                float[] rented = ArrayPool<float>.Shared.Rent(keys);
-                var p = rented.AsSpan(0, keys);
-                for (int i = 0; i < t; i++)
-                {
-                    float* qi = (float*)aq + ((long)b * t + i) * width + h * headDim;
-                    float* oi = (float*)ao + ((long)b * t + i) * width + h * headDim;
-                    int visible = past + i + 1;
-                    float max = float.NegativeInfinity;
-                    for (int s = 0; s < visible; s++)
-                    {
-                        float sc = Matmul.Dot(qi, kb + s * layout.PosStride, headDim, level) * scale;
-                        p[s] = sc;
-                        if (sc > max) max = sc;
-                    }
-                    var ps = p[..visible];
-                    TensorPrimitives.Subtract(ps, max, ps);
-                    TensorPrimitives.Exp(ps, ps);
-                    float sum = TensorPrimitives.Sum(ps);
-                    float inv = 1f / sum;
-                    var od = new Span<float>(oi, headDim);
-                    od.Clear();
-                    for (int s = 0; s < visible; s++)
-                        TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(vb + s * layout.PosStride, headDim), ps[s] * inv, od, od);
-                    if (saveLse) ((float*)al)[((long)b * heads + h) * t + i] = max + MathF.Log(sum);
-                }
-                ArrayPool<float>.Shared.Return(rented);
-            });
+                ForwardHead((float*)aq, (float*)ak, (float*)av, (float*)ao, saveLse ? (float*)al : null, layout,
+                    bh, t, heads, group, headDim, past, scale, level));
         }
     }
 
@@ -79,7 +51,7 @@ internal static unsafe class Attention
         int batch, int t, int heads, int kvHeads, int headDim, int threads)
     {
         // dout, q, out, dq: [B, T, H, hd]   k, v, dk, dv: [B, T, KV, hd]   lse: [B, H, T]
-        int group = heads / kvHeads, width = heads * headDim, kvWidth = kvHeads * headDim;
+        int group = heads / kvHeads, kvWidth = kvHeads * headDim;
         float scale = 1f / MathF.Sqrt(headDim);
         var level = Matmul.Best;
         // per query head key/value gradients, reduced over each group afterwards in a fixed order
@@ -90,38 +62,8 @@ internal static unsafe class Attention
             nint ado = (nint)pdo, aq = (nint)pq, ak = (nint)pk, av = (nint)pv, ao = (nint)po, al = (nint)pl, adq = (nint)pdq,
                 adkh = (nint)pdkh, advh = (nint)pdvh;
             Par.For(batch * heads, (long)t * t * heads > 1 << 12 ? threads : 1, bh =>
-            {
-                int b = bh / heads, h = bh % heads, kvh = h / group;
-                float* kb = (float*)ak + (long)b * t * kvWidth + kvh * headDim;
-                float* vb = (float*)av + (long)b * t * kvWidth + kvh * headDim;
-                float* dkb = (float*)adkh + (long)bh * t * headDim;   // [T, hd] for this (b, h)
-                float* dvb = (float*)advh + (long)bh * t * headDim;
-                new Span<float>(dkb, t * headDim).Clear();
-                new Span<float>(dvb, t * headDim).Clear();
-                for (int i = 0; i < t; i++)
-                {
-                    long row = ((long)b * t + i) * width + h * headDim;
-                    float* qi = (float*)aq + row, oi = (float*)ao + row, doi = (float*)ado + row, dqi = (float*)adq + row;
-                    float l = ((float*)al)[((long)b * heads + h) * t + i];
-                    float d = Matmul.Dot(doi, oi, headDim, level);
-                    var dqs = new Span<float>(dqi, headDim);
-                    dqs.Clear();
-                    var qs = new ReadOnlySpan<float>(qi, headDim);
-                    var dos = new ReadOnlySpan<float>(doi, headDim);
-                    for (int s = 0; s <= i; s++)
-                    {
-                        float* ks = kb + (long)s * kvWidth, vs = vb + (long)s * kvWidth;
-                        float p = MathF.Exp(Matmul.Dot(qi, ks, headDim, level) * scale - l);
-                        float dp = Matmul.Dot(doi, vs, headDim, level);
-                        float ds = p * (dp - d) * scale;
-                        var dvs = new Span<float>(dvb + (long)s * headDim, headDim);
-                        var dks = new Span<float>(dkb + (long)s * headDim, headDim);
-                        TensorPrimitives.MultiplyAdd(dos, p, dvs, dvs);
-                        TensorPrimitives.MultiplyAdd(qs, ds, dks, dks);
-                        TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(ks, headDim), ds, dqs, dqs);
-                    }
-                }
-            });
+                BackwardHead((float*)ado, (float*)aq, (float*)ak, (float*)av, (float*)ao, (float*)al, (float*)adq,
+                    (float*)adkh, (float*)advh, bh, t, heads, group, headDim, kvWidth, scale, level));
         }
         // dk[b, s, kvh, :] = Σ over the group's query heads, in head order
         for (int b = 0; b < batch; b++)
@@ -140,5 +82,76 @@ internal static unsafe class Attention
                 }
         ArrayPool<float>.Shared.Return(dkh);
         ArrayPool<float>.Shared.Return(dvh);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void ForwardHead(float* q, float* k, float* v, float* output, float* lse, KvLayout layout,
+        int bh, int t, int heads, int group, int headDim, int past, float scale, SimdLevel level)
+    {
+        int b = bh / heads, h = bh % heads, kvh = h / group, width = heads * headDim, keys = past + t;
+        float* kb = k + b * layout.SeqStride + kvh * layout.HeadStride;
+        float* vb = v + b * layout.SeqStride + kvh * layout.HeadStride;
+        float[] rented = ArrayPool<float>.Shared.Rent(keys);
+        var p = rented.AsSpan(0, keys);
+        for (int i = 0; i < t; i++)
+        {
+            float* qi = q + ((long)b * t + i) * width + h * headDim;
+            float* oi = output + ((long)b * t + i) * width + h * headDim;
+            int visible = past + i + 1;
+            float max = float.NegativeInfinity;
+            for (int s = 0; s < visible; s++)
+            {
+                float sc = Matmul.Dot(qi, kb + s * layout.PosStride, headDim, level) * scale;
+                p[s] = sc;
+                if (sc > max) max = sc;
+            }
+            var ps = p[..visible];
+            TensorPrimitives.Subtract(ps, max, ps);
+            TensorPrimitives.Exp(ps, ps);
+            float sum = TensorPrimitives.Sum(ps);
+            float inv = 1f / sum;
+            var od = new Span<float>(oi, headDim);
+            od.Clear();
+            for (int s = 0; s < visible; s++)
+                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(vb + s * layout.PosStride, headDim), ps[s] * inv, od, od);
+            if (lse != null) lse[((long)b * heads + h) * t + i] = max + MathF.Log(sum);
+        }
+        ArrayPool<float>.Shared.Return(rented);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void BackwardHead(float* dout, float* q, float* k, float* v, float* output, float* lse, float* dq,
+        float* dkh, float* dvh, int bh, int t, int heads, int group, int headDim, int kvWidth, float scale, SimdLevel level)
+    {
+        int b = bh / heads, h = bh % heads, kvh = h / group, width = heads * headDim;
+        float* kb = k + (long)b * t * kvWidth + kvh * headDim;
+        float* vb = v + (long)b * t * kvWidth + kvh * headDim;
+        float* dkb = dkh + (long)bh * t * headDim;   // [T, hd] for this (b, h)
+        float* dvb = dvh + (long)bh * t * headDim;
+        new Span<float>(dkb, t * headDim).Clear();
+        new Span<float>(dvb, t * headDim).Clear();
+        for (int i = 0; i < t; i++)
+        {
+            long row = ((long)b * t + i) * width + h * headDim;
+            float* qi = q + row, oi = output + row, doi = dout + row, dqi = dq + row;
+            float l = lse[((long)b * heads + h) * t + i];
+            float d = Matmul.Dot(doi, oi, headDim, level);
+            var dqs = new Span<float>(dqi, headDim);
+            dqs.Clear();
+            var qs = new ReadOnlySpan<float>(qi, headDim);
+            var dos = new ReadOnlySpan<float>(doi, headDim);
+            for (int s = 0; s <= i; s++)
+            {
+                float* ks = kb + (long)s * kvWidth, vs = vb + (long)s * kvWidth;
+                float p = MathF.Exp(Matmul.Dot(qi, ks, headDim, level) * scale - l);
+                float dp = Matmul.Dot(doi, vs, headDim, level);
+                float ds = p * (dp - d) * scale;
+                var dvs = new Span<float>(dvb + (long)s * headDim, headDim);
+                var dks = new Span<float>(dkb + (long)s * headDim, headDim);
+                TensorPrimitives.MultiplyAdd(dos, p, dvs, dvs);
+                TensorPrimitives.MultiplyAdd(qs, ds, dks, dks);
+                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(ks, headDim), ds, dqs, dqs);
+            }
+        }
     }
 }

@@ -44,6 +44,7 @@ internal static unsafe class Gemm
     }
 
     /// <summary>Rows r..r+nr-1 (nr = 4 or 1) of C, columns c0..c1-1, depth p0..p1-1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Rows(float* a, long ai, long ap, float* b, int ldb, float* c, int ldc,
         int r, int nr, int c0, int c1, int p0, int p1, SimdLevel level)
     {
@@ -89,6 +90,7 @@ internal static unsafe class Gemm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> F8(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void K4x64(float* a, long ai, long ap, float* b, int ldb, float* c, int ldc, int p0, int p1)
     {
         float* c1 = c + ldc, c2 = c + 2L * ldc, c3 = c + 3L * ldc;
@@ -116,6 +118,7 @@ internal static unsafe class Gemm
         s30.Store(c3); s31.Store(c3 + 16); s32.Store(c3 + 32); s33.Store(c3 + 48);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void K4x16(float* a, long ai, long ap, float* b, int ldb, float* c, int ldc, int p0, int p1)
     {
         Vector512<float> s0 = L(c), s1 = L(c + ldc), s2 = L(c + 2L * ldc), s3 = L(c + 3L * ldc);
@@ -129,6 +132,7 @@ internal static unsafe class Gemm
         s0.Store(c); s1.Store(c + ldc); s2.Store(c + 2L * ldc); s3.Store(c + 3L * ldc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void K1x16(float* a, long ap, float* b, int ldb, float* c, int p0, int p1)
     {
         var s = L(c);
@@ -136,6 +140,7 @@ internal static unsafe class Gemm
         s.Store(c);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void K4x32(float* a, long ai, long ap, float* b, int ldb, float* c, int ldc, int p0, int p1)
     {
         float* c1 = c + ldc, c2 = c + 2L * ldc, c3 = c + 3L * ldc;
@@ -163,6 +168,7 @@ internal static unsafe class Gemm
         s30.Store(c3); s31.Store(c3 + 8); s32.Store(c3 + 16); s33.Store(c3 + 24);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void K4x8(float* a, long ai, long ap, float* b, int ldb, float* c, int ldc, int p0, int p1)
     {
         Vector256<float> s0 = L8(c), s1 = L8(c + ldc), s2 = L8(c + 2L * ldc), s3 = L8(c + 3L * ldc);
@@ -176,6 +182,7 @@ internal static unsafe class Gemm
         s0.Store(c); s1.Store(c + ldc); s2.Store(c + 2L * ldc); s3.Store(c + 3L * ldc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void K1x8(float* a, long ap, float* b, int ldb, float* c, int p0, int p1)
     {
         var s = L8(c);

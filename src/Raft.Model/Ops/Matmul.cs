@@ -64,6 +64,7 @@ internal static unsafe class Matmul
     /// then <see cref="Gemm"/>'s outer-product micro-kernel runs on it (broadcast x, vector loads of the panel; no
     /// horizontal sums). The packing costs 1/(2·RowBlock) of the tile's FLOPs.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void PackedTile(float* x, float* w, float* bias, float* yOut, int k, int m,
         int r0, int r1, int c0, int c1, bool accumulate, SimdLevel level)
     {
@@ -97,6 +98,7 @@ internal static unsafe class Matmul
             new ReadOnlySpan<float>(y + (r - r0) * ld, nc).CopyTo(new Span<float>(yOut + (long)r * m + c0, nc));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile(float* x, float* w, float* bias, float* yOut, int k, int m,
         int r0, int r1, int c0, int c1, bool accumulate, SimdLevel level)
     {
@@ -177,6 +179,7 @@ internal static unsafe class Matmul
         return s;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel4x4V512(float* a, float* b, int ld, int len, float* d, int ldd)
     {
         Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
@@ -211,6 +214,7 @@ internal static unsafe class Matmul
         Finish(a, b, ld, p, len, s, d, ldd);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel4x4V256(float* a, float* b, int ld, int len, float* d, int ldd)
     {
         Vector256<float> c00 = default, c01 = default, c02 = default, c03 = default;
@@ -245,6 +249,7 @@ internal static unsafe class Matmul
         Finish(a, b, ld, p, len, s, d, ldd);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Kernel4x4Scalar(float* a, float* b, int ld, int len, float* d, int ldd)
     {
         float* s = stackalloc float[16];
