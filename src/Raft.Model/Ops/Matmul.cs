@@ -64,7 +64,7 @@ internal static unsafe class Matmul
     /// then <see cref="Gemm"/>'s outer-product micro-kernel runs on it (broadcast x, vector loads of the panel; no
     /// horizontal sums). The packing costs 1/(2·RowBlock) of the tile's FLOPs.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void PackedTile(float* x, float* w, float* bias, float* yOut, int k, int m,
         int r0, int r1, int c0, int c1, bool accumulate, SimdLevel level)
     {
@@ -98,7 +98,7 @@ internal static unsafe class Matmul
             new ReadOnlySpan<float>(y + (r - r0) * ld, nc).CopyTo(new Span<float>(yOut + (long)r * m + c0, nc));
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void Tile(float* x, float* w, float* bias, float* yOut, int k, int m,
         int r0, int r1, int c0, int c1, bool accumulate, SimdLevel level)
     {
