@@ -17,6 +17,8 @@ public sealed class LlamaModel
     {
         public required float[] Ln1, Wq, Wk, Wv, Wo, Ln2, Wg, Wu, Wd;
         public float[]? Bq, Bk, Bv;
+        /// <summary>Parameter names (the gradient set is looked up by them), built once.</summary>
+        public required string NLn1, NWq, NWk, NWv, NBq, NBk, NBv, NWo, NLn2, NWg, NWu, NWd;
     }
 
     private readonly LayerWeights[] _layers;
@@ -68,6 +70,10 @@ public sealed class LlamaModel
                 Bq = config.QkvBias ? W("self_attn.q_proj.bias") : null,
                 Bk = config.QkvBias ? W("self_attn.k_proj.bias") : null,
                 Bv = config.QkvBias ? W("self_attn.v_proj.bias") : null,
+                NLn1 = p + "input_layernorm.weight", NWq = p + "self_attn.q_proj.weight", NWk = p + "self_attn.k_proj.weight",
+                NWv = p + "self_attn.v_proj.weight", NBq = p + "self_attn.q_proj.bias", NBk = p + "self_attn.k_proj.bias",
+                NBv = p + "self_attn.v_proj.bias", NWo = p + "self_attn.o_proj.weight", NLn2 = p + "post_attention_layernorm.weight",
+                NWg = p + "mlp.gate_proj.weight", NWu = p + "mlp.up_proj.weight", NWd = p + "mlp.down_proj.weight",
             };
         }
     }
@@ -296,30 +302,29 @@ public sealed class LlamaModel
         {
             var w = _layers[l];
             var a = activations.Layers[l];
-            string p = $"model.layers.{l}.";
             // MLP: x_out = x_mid + down(h), h = silu(g) ⊙ u
             var dH = _dF1.AsSpan(0, n * _f);
             var dG = _dF2.AsSpan(0, n * _f);
             var dU = _dF3.AsSpan(0, n * _f);
-            Matmul.Backward(dX, a.Hh, w.Wd, dH, G(p + "mlp.down_proj.weight"), default, n, _f, _d, th);
+            Matmul.Backward(dX, a.Hh, w.Wd, dH, G(w.NWd), default, n, _f, _d, th);
             SwiGlu.Backward(dH, a.G.AsSpan(0, n * _f), a.U.AsSpan(0, n * _f), dG, dU, th);
-            Matmul.Backward(dG, a.Xn2, w.Wg, dXn, G(p + "mlp.gate_proj.weight"), default, n, _d, _f, th);
-            Matmul.Backward(dU, a.Xn2, w.Wu, dXn, G(p + "mlp.up_proj.weight"), default, n, _d, _f, th, accumulateDx: true);
-            RmsNorm.Backward(dXn, a.XMid, w.Ln2, a.Rstd2, dX, G(p + "post_attention_layernorm.weight"), n, _d, th, accumulateDx: true);
+            Matmul.Backward(dG, a.Xn2, w.Wg, dXn, G(w.NWg), default, n, _d, _f, th);
+            Matmul.Backward(dU, a.Xn2, w.Wu, dXn, G(w.NWu), default, n, _d, _f, th, accumulateDx: true);
+            RmsNorm.Backward(dXn, a.XMid, w.Ln2, a.Rstd2, dX, G(w.NLn2), n, _d, th, accumulateDx: true);
             // attention: x_mid = x_in + o(att)
             var dAtt = _dF1.AsSpan(0, n * qw);
             var dQ = _dQ.AsSpan(0, n * qw);
             var dK = _dK.AsSpan(0, n * kw);
             var dV = _dV.AsSpan(0, n * kw);
-            Matmul.Backward(dX, a.Att, w.Wo, dAtt, G(p + "self_attn.o_proj.weight"), default, n, qw, _d, th);
+            Matmul.Backward(dX, a.Att, w.Wo, dAtt, G(w.NWo), default, n, qw, _d, th);
             Attention.Backward(dAtt, a.Q, a.K, a.V, a.Att, a.Lse, dQ, dK, dV, batch, t, _h, _kv, _hd, th);
             _rope.Apply(dQ, activations.Positions, n, _h, inverse: true, th);
             _rope.Apply(dK, activations.Positions, n, _kv, inverse: true, th);
             bool bias = Config.QkvBias;
-            Matmul.Backward(dQ, a.Xn1, w.Wq, dXn, G(p + "self_attn.q_proj.weight"), bias ? G(p + "self_attn.q_proj.bias") : default, n, _d, qw, th);
-            Matmul.Backward(dK, a.Xn1, w.Wk, dXn, G(p + "self_attn.k_proj.weight"), bias ? G(p + "self_attn.k_proj.bias") : default, n, _d, kw, th, accumulateDx: true);
-            Matmul.Backward(dV, a.Xn1, w.Wv, dXn, G(p + "self_attn.v_proj.weight"), bias ? G(p + "self_attn.v_proj.bias") : default, n, _d, kw, th, accumulateDx: true);
-            RmsNorm.Backward(dXn, a.XIn, w.Ln1, a.Rstd1, dX, G(p + "input_layernorm.weight"), n, _d, th, accumulateDx: true);
+            Matmul.Backward(dQ, a.Xn1, w.Wq, dXn, G(w.NWq), bias ? G(w.NBq) : default, n, _d, qw, th);
+            Matmul.Backward(dK, a.Xn1, w.Wk, dXn, G(w.NWk), bias ? G(w.NBk) : default, n, _d, kw, th, accumulateDx: true);
+            Matmul.Backward(dV, a.Xn1, w.Wv, dXn, G(w.NWv), bias ? G(w.NBv) : default, n, _d, kw, th, accumulateDx: true);
+            RmsNorm.Backward(dXn, a.XIn, w.Ln1, a.Rstd1, dX, G(w.NLn1), n, _d, th, accumulateDx: true);
         }
         Embedding.Backward(activations.Tokens, dX, G("model.embed_tokens.weight"), _d);
     }

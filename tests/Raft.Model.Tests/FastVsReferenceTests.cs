@@ -128,5 +128,26 @@ public class FastVsReferenceTests
         Assert.True(TestUtil.MaxRelError(du, dur) < 1e-5);
     }
 
+    [Theory]
+    [InlineData(1, 130, 2, 1, 16)]   // three query blocks of 64, the last one partial
+    [InlineData(2, 64, 6, 3, 8)]     // exactly one block
+    [InlineData(1, 1, 2, 2, 4)]      // a single token
+    public void AttentionMatchesReferenceAcrossQueryBlocks(int b, int t, int h, int kv, int hd)
+    {
+        int n = b * t;
+        var q = TestUtil.RandomFloats(n * h * hd, 1); var k = TestUtil.RandomFloats(n * kv * hd, 2); var v = TestUtil.RandomFloats(n * kv * hd, 3);
+        var o = new float[q.Length]; var lse = new float[b * h * t];
+        Attention.Forward(q, k, v, KvLayout.Rows(t, kv, hd), o, lse, b, t, h, kv, hd, 0, 2);
+        Assert.True(TestUtil.MaxRelError(o, ReferenceOps.Attention(D(q), D(k), D(v), b, t, h, kv, hd)) < 1e-5);
+        var dout = TestUtil.RandomFloats(o.Length, 4);
+        float[] dq = new float[q.Length], dk = new float[k.Length], dv = new float[v.Length];
+        Attention.Backward(dout, q, k, v, o, lse, dq, dk, dv, b, t, h, kv, hd, 2);
+        double[] dqr = new double[q.Length], dkr = new double[k.Length], dvr = new double[v.Length];
+        ReferenceOps.AttentionBackward(D(dout), D(q), D(k), D(v), dqr, dkr, dvr, b, t, h, kv, hd);
+        Assert.True(TestUtil.MaxRelError(dq, dqr) < 1e-5, $"dq {TestUtil.MaxRelError(dq, dqr)}");
+        Assert.True(TestUtil.MaxRelError(dk, dkr) < 1e-5, $"dk {TestUtil.MaxRelError(dk, dkr)}");
+        Assert.True(TestUtil.MaxRelError(dv, dvr) < 1e-5, $"dv {TestUtil.MaxRelError(dv, dvr)}");
+    }
+
     private static double[] D(float[] a) => Array.ConvertAll(a, v => (double)v);
 }

@@ -6,11 +6,12 @@ public class KvCacheTests
     [Theory]
     [InlineData(false, false)]
     [InlineData(true, true)]
-    public void DecodeMatchesFullForward(bool medium, bool bias)
+    [InlineData(true, false, 70)]   // a prompt longer than one 64-query attention block
+    public void DecodeMatchesFullForward(bool medium, bool bias, int prompt = 4)
     {
         var c = medium ? TestUtil.Medium(tied: false, bias) : TestUtil.Tiny(tied: true, bias);
         var model = new LlamaModel(c, TestUtil.RandomParameters(c, 42, medium ? 0.15 : 0.3)) { Threads = 2 };
-        int batch = 2, prompt = 4, steps = 6, total = prompt + steps, v = c.VocabSize;
+        int batch = 2, steps = 6, total = prompt + steps, v = c.VocabSize;
         var seq = TestUtil.RandomTokens(batch * total, v, 9);   // [B, total]
         var full = model.Forward(seq, batch, total);           // [B·total, V]
 

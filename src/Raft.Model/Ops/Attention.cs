@@ -84,6 +84,13 @@ internal static unsafe class Attention
         ArrayPool<float>.Shared.Return(dvh);
     }
 
+    private const int QueryBlock = 64;
+
+    /// <summary>
+    /// One (sequence, head): for each block of up to 64 queries, S = Q·Kᵀ over the keys the block's last query
+    /// sees (Kᵀ transposed once into scratch), row softmax with the causal mask (masked entries become exactly 0),
+    /// then O = P·V, both products on <see cref="Gemm"/>'s kernel.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ForwardHead(float* q, float* k, float* v, float* output, float* lse, KvLayout layout,
         int bh, int t, int heads, int group, int headDim, int past, float scale, SimdLevel level)
@@ -91,34 +98,43 @@ internal static unsafe class Attention
         int b = bh / heads, h = bh % heads, kvh = h / group, width = heads * headDim, keys = past + t;
         float* kb = k + b * layout.SeqStride + kvh * layout.HeadStride;
         float* vb = v + b * layout.SeqStride + kvh * layout.HeadStride;
-        float[] rented = ArrayPool<float>.Shared.Rent(keys);
-        var p = rented.AsSpan(0, keys);
-        for (int i = 0; i < t; i++)
+        var pool = ArrayPool<float>.Shared;
+        float[] ktArr = pool.Rent(headDim * keys), sArr = pool.Rent(Math.Min(QueryBlock, t) * keys);
+        fixed (float* kt = ktArr, sc = sArr)
         {
-            float* qi = q + ((long)b * t + i) * width + h * headDim;
-            float* oi = output + ((long)b * t + i) * width + h * headDim;
-            int visible = past + i + 1;
-            float max = float.NegativeInfinity;
-            for (int s = 0; s < visible; s++)
+            for (int s = 0; s < keys; s++)                       // kt: [hd, keys]
+                for (int d = 0; d < headDim; d++) kt[(long)d * keys + s] = kb[s * layout.PosStride + d];
+            for (int q0 = 0; q0 < t; q0 += QueryBlock)
             {
-                float sc = Matmul.Dot(qi, kb + s * layout.PosStride, headDim, level) * scale;
-                p[s] = sc;
-                if (sc > max) max = sc;
+                int nq = Math.Min(QueryBlock, t - q0), kmax = past + q0 + nq;
+                float* qBlk = q + ((long)b * t + q0) * width + h * headDim;
+                float* oBlk = output + ((long)b * t + q0) * width + h * headDim;
+                Gemm.Run(qBlk, width, 1, kt, keys, sc, kmax, nq, kmax, headDim, false, 1, level);   // S: [nq, kmax]
+                for (int i = 0; i < nq; i++)
+                {
+                    var row = new Span<float>(sc + (long)i * kmax, kmax);
+                    int visible = past + q0 + i + 1;
+                    var vis = row[..visible];
+                    TensorPrimitives.Multiply(vis, scale, vis);
+                    float max = TensorPrimitives.Max(vis);
+                    TensorPrimitives.Subtract(vis, max, vis);
+                    TensorPrimitives.Exp(vis, vis);
+                    float sum = TensorPrimitives.Sum(vis);
+                    TensorPrimitives.Multiply(vis, 1f / sum, vis);
+                    row[visible..].Clear();
+                    if (lse != null) lse[((long)b * heads + h) * t + q0 + i] = max + MathF.Log(sum);
+                }
+                Gemm.Run(sc, kmax, 1, vb, (int)layout.PosStride, oBlk, width, nq, headDim, kmax, false, 1, level);  // O = P·V
             }
-            var ps = p[..visible];
-            TensorPrimitives.Subtract(ps, max, ps);
-            TensorPrimitives.Exp(ps, ps);
-            float sum = TensorPrimitives.Sum(ps);
-            float inv = 1f / sum;
-            var od = new Span<float>(oi, headDim);
-            od.Clear();
-            for (int s = 0; s < visible; s++)
-                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(vb + s * layout.PosStride, headDim), ps[s] * inv, od, od);
-            if (lse != null) lse[((long)b * heads + h) * t + i] = max + MathF.Log(sum);
         }
-        ArrayPool<float>.Shared.Return(rented);
+        pool.Return(ktArr);
+        pool.Return(sArr);
     }
 
+    /// <summary>
+    /// Backward of one (sequence, head), per block of up to 64 queries: P = exp(Q·Kᵀ·scale − lse) (masked to 0),
+    /// dP = dO·Vᵀ, dS = P ⊙ (dP − D)·scale with D_i = dO_i·O_i; dQ = dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void BackwardHead(float* dout, float* q, float* k, float* v, float* output, float* lse, float* dq,
         float* dkh, float* dvh, int bh, int t, int heads, int group, int headDim, int kvWidth, float scale, SimdLevel level)
@@ -130,28 +146,44 @@ internal static unsafe class Attention
         float* dvb = dvh + (long)bh * t * headDim;
         new Span<float>(dkb, t * headDim).Clear();
         new Span<float>(dvb, t * headDim).Clear();
-        for (int i = 0; i < t; i++)
+        var pool = ArrayPool<float>.Shared;
+        int blk = Math.Min(QueryBlock, t);
+        float[] ktArr = pool.Rent(headDim * t), vtArr = pool.Rent(headDim * t), pArr = pool.Rent(blk * t), dpArr = pool.Rent(blk * t);
+        fixed (float* kt = ktArr, vt = vtArr, pm = pArr, dpm = dpArr)
         {
-            long row = ((long)b * t + i) * width + h * headDim;
-            float* qi = q + row, oi = output + row, doi = dout + row, dqi = dq + row;
-            float l = lse[((long)b * heads + h) * t + i];
-            float d = Matmul.Dot(doi, oi, headDim, level);
-            var dqs = new Span<float>(dqi, headDim);
-            dqs.Clear();
-            var qs = new ReadOnlySpan<float>(qi, headDim);
-            var dos = new ReadOnlySpan<float>(doi, headDim);
-            for (int s = 0; s <= i; s++)
+            for (int s = 0; s < t; s++)                          // kt, vt: [hd, T]
+                for (int d = 0; d < headDim; d++)
+                {
+                    kt[(long)d * t + s] = kb[(long)s * kvWidth + d];
+                    vt[(long)d * t + s] = vb[(long)s * kvWidth + d];
+                }
+            for (int q0 = 0; q0 < t; q0 += QueryBlock)
             {
-                float* ks = kb + (long)s * kvWidth, vs = vb + (long)s * kvWidth;
-                float p = MathF.Exp(Matmul.Dot(qi, ks, headDim, level) * scale - l);
-                float dp = Matmul.Dot(doi, vs, headDim, level);
-                float ds = p * (dp - d) * scale;
-                var dvs = new Span<float>(dvb + (long)s * headDim, headDim);
-                var dks = new Span<float>(dkb + (long)s * headDim, headDim);
-                TensorPrimitives.MultiplyAdd(dos, p, dvs, dvs);
-                TensorPrimitives.MultiplyAdd(qs, ds, dks, dks);
-                TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(ks, headDim), ds, dqs, dqs);
+                int nq = Math.Min(QueryBlock, t - q0), kmax = q0 + nq;
+                long off = ((long)b * t + q0) * width + h * headDim;
+                float* qBlk = q + off, oBlk = output + off, doBlk = dout + off, dqBlk = dq + off;
+                Gemm.Run(qBlk, width, 1, kt, t, pm, kmax, nq, kmax, headDim, false, 1, level);      // S: [nq, kmax]
+                Gemm.Run(doBlk, width, 1, vt, t, dpm, kmax, nq, kmax, headDim, false, 1, level);    // dP: [nq, kmax]
+                for (int i = 0; i < nq; i++)
+                {
+                    var prow = new Span<float>(pm + (long)i * kmax, kmax);
+                    var dprow = new Span<float>(dpm + (long)i * kmax, kmax);
+                    int visible = q0 + i + 1;
+                    var vis = prow[..visible];
+                    TensorPrimitives.Multiply(vis, scale, vis);
+                    TensorPrimitives.Subtract(vis, lse[((long)b * heads + h) * t + q0 + i], vis);
+                    TensorPrimitives.Exp(vis, vis);
+                    prow[visible..].Clear();
+                    float dd = Matmul.Dot(doBlk + (long)i * width, oBlk + (long)i * width, headDim, level);
+                    TensorPrimitives.Subtract(dprow, dd, dprow);
+                    TensorPrimitives.Multiply(dprow, prow, dprow);
+                    TensorPrimitives.Multiply(dprow, scale, dprow);                                // dS (0 where masked)
+                }
+                Gemm.Run(dpm, kmax, 1, kb, kvWidth, dqBlk, width, nq, headDim, kmax, false, 1, level);  // dQ = dS·K
+                Gemm.Run(dpm, 1, kmax, qBlk, width, dkb, headDim, kmax, headDim, nq, true, 1, level);   // dK += dSᵀ·Q
+                Gemm.Run(pm, 1, kmax, doBlk, width, dvb, headDim, kmax, headDim, nq, true, 1, level);   // dV += Pᵀ·dO
             }
         }
+        pool.Return(ktArr); pool.Return(vtArr); pool.Return(pArr); pool.Return(dpArr);
     }
 }
