@@ -6,11 +6,12 @@ namespace Raft.Model.Ops;
 
 /// <summary>
 /// The linear layer, the hot path: y[N, out] = x[N, in] · W[out, in]ᵀ (+ b[out]), in PyTorch's nn.Linear layout.
-/// Both operands are read along their contiguous "in" axis, so the kernel is a 4×4 tile of dot products (16
-/// vector accumulators, FMA), cache-blocked over rows, columns and the reduction axis, and threaded over the
-/// (row block, column block) tiles. Every output element is owned by one tile and summed in a fixed order, so
-/// the result does not depend on the thread count. The backward (dx = dy · W, dW += dyᵀ · x, db += Σ_rows dy)
-/// runs on <see cref="Gemm"/>'s outer-product kernel, which reads the transposed operand through strides.
+/// Threaded over (64-row, 64-column) output tiles, each summed in a local buffer. With N ≥ 8 a tile packs its W
+/// block into [depth slice, 64] panels and runs <see cref="Gemm"/>'s outer-product micro-kernel (4 rows × 64
+/// columns, 16 Vector512 or Vector256 FMA accumulators); for decoding (N &lt; 8) it runs 4×4 tiles of dot products
+/// along the contiguous "in" axis, which need no packing. Every output element is owned by one tile and summed
+/// in a fixed order, so the result does not depend on the thread count. The backward (dx = dy · W,
+/// dW += dyᵀ · x, db += Σ_rows dy) runs on <see cref="Gemm"/> directly, reading the transposed operand through strides.
 /// </summary>
 internal static unsafe class Matmul
 {
