@@ -49,6 +49,12 @@ public sealed class LlamaModel
             if (!t.Shape.AsSpan().SequenceEqual(shape))
                 throw new ArgumentException($"parameter tensor {name} has shape {t.ShapeText}, expected [{string.Join(", ", shape)}].", nameof(parameters));
         }
+        // A bias this architecture does not apply (Llama's attention_bias also puts one on o_proj; mlp_bias on the
+        // MLP) would be silently ignored and give wrong logits, so it is an error.
+        var expected = config.TensorShapes().Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var t in parameters.Tensors)
+            if (t.Name.EndsWith(".bias", StringComparison.Ordinal) && !expected.Contains(t.Name))
+                throw new ArgumentException($"parameter tensor {t.Name} is not supported: only the q/k/v projections may carry a bias.", nameof(parameters));
         Config = config;
         Parameters = parameters;
         _d = config.HiddenSize; _h = config.NumAttentionHeads; _kv = config.KvHeads; _hd = config.HeadDim;

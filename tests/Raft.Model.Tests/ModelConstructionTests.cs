@@ -26,6 +26,16 @@ public class ModelConstructionTests
     }
 
     [Fact]
+    public void UnsupportedBiasIsNamed()
+    {
+        var c = TestUtil.Tiny(tied: true, bias: true);
+        var set = TestUtil.RandomParameters(c, 1);
+        set.Add(Tensor.Zeros("model.layers.0.self_attn.o_proj.bias", 16));
+        var e = Assert.Throws<ArgumentException>(() => new LlamaModel(c, set));
+        Assert.Contains("model.layers.0.self_attn.o_proj.bias", e.Message);
+    }
+
+    [Fact]
     public void CreateRandomFollowsTheInitRecipe()
     {
         var c = TestUtil.Tiny(tied: false, bias: true) with { HiddenSize = 64, NumAttentionHeads = 4, HeadDimOverride = 16, IntermediateSize = 128, VocabSize = 300 };
