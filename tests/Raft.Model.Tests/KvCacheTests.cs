@@ -43,6 +43,26 @@ public class KvCacheTests
     }
 
     [Fact]
+    public void ChunkedPrefillMatchesFullForward()
+    {
+        // a prompt fed in two chunks (3 then 4 tokens): the second chunk attends to the cached first one
+        var c = TestUtil.Medium(tied: true, bias: true);
+        var model = new LlamaModel(c, TestUtil.RandomParameters(c, 8, 0.15));
+        int batch = 2, t = 7, v = c.VocabSize;
+        var seq = TestUtil.RandomTokens(batch * t, v, 2);
+        var full = model.Forward(seq, batch, t);
+        var cache = model.CreateKvCache(batch, 16);
+        var logits = new float[batch * v];
+        int[] Chunk(int from, int len) => Enumerable.Range(0, batch).SelectMany(b => seq.Skip(b * t + from).Take(len)).ToArray();
+        model.Prefill(cache, Chunk(0, 3), 3, logits);
+        model.Prefill(cache, Chunk(3, 4), 4, logits);
+        for (int b = 0; b < batch; b++)
+            Assert.True(TestUtil.MaxRelError(logits.AsSpan(b * v, v), full.AsSpan((b * t + t - 1) * v, v)) < 1e-5);
+        cache.Reset();
+        Assert.Equal(0, cache.Length);
+    }
+
+    [Fact]
     public void ExplicitPositionsShiftRope()
     {
         // positions p..p+T-1 given explicitly equal the reference with the same positions
