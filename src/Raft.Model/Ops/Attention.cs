@@ -36,9 +36,11 @@ internal static unsafe class Attention
         fixed (float* pq = q, pk = k, pv = v, po = output, pl = lse)
         {
             nint aq = (nint)pq, ak = (nint)pk, av = (nint)pv, ao = (nint)po, al = (nint)pl;
-            Par.For(batch * heads, (long)t * keys * heads > 1 << 12 ? threads : 1, bh =>
-                ForwardHead((float*)aq, (float*)ak, (float*)av, (float*)ao, saveLse ? (float*)al : null, layout,
-                    bh, t, heads, group, headDim, past, scale, level));
+            // one task per (sequence, head, block of 64 queries): the blocks are independent in the forward
+            int blocks = (t + QueryBlock - 1) / QueryBlock;
+            Par.For(batch * heads * blocks, (long)t * keys * heads > 1 << 12 ? threads : 1, task =>
+                ForwardBlock((float*)aq, (float*)ak, (float*)av, (float*)ao, saveLse ? (float*)al : null, layout,
+                    task / blocks, task % blocks * QueryBlock, t, heads, group, headDim, past, scale, level));
         }
     }
 
@@ -87,45 +89,42 @@ internal static unsafe class Attention
     private const int QueryBlock = 64;
 
     /// <summary>
-    /// One (sequence, head): for each block of up to 64 queries, S = Q·Kᵀ over the keys the block's last query
-    /// sees (Kᵀ transposed once into scratch), row softmax with the causal mask (masked entries become exactly 0),
-    /// then O = P·V, both products on <see cref="Gemm"/>'s kernel.
+    /// One (sequence, head) and a block of up to 64 queries starting at q0: S = Q·Kᵀ over the keys the block's
+    /// last query sees (Kᵀ transposed into scratch), row softmax with the causal mask (masked entries become
+    /// exactly 0), then O = P·V, both products on <see cref="Gemm"/>'s kernel.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ForwardHead(float* q, float* k, float* v, float* output, float* lse, KvLayout layout,
-        int bh, int t, int heads, int group, int headDim, int past, float scale, SimdLevel level)
+    private static void ForwardBlock(float* q, float* k, float* v, float* output, float* lse, KvLayout layout,
+        int bh, int q0, int t, int heads, int group, int headDim, int past, float scale, SimdLevel level)
     {
-        int b = bh / heads, h = bh % heads, kvh = h / group, width = heads * headDim, keys = past + t;
+        int b = bh / heads, h = bh % heads, kvh = h / group, width = heads * headDim;
+        int nq = Math.Min(QueryBlock, t - q0), kmax = past + q0 + nq;
         float* kb = k + b * layout.SeqStride + kvh * layout.HeadStride;
         float* vb = v + b * layout.SeqStride + kvh * layout.HeadStride;
         var pool = ArrayPool<float>.Shared;
-        float[] ktArr = pool.Rent(headDim * keys), sArr = pool.Rent(Math.Min(QueryBlock, t) * keys);
+        float[] ktArr = pool.Rent(headDim * kmax), sArr = pool.Rent(nq * kmax);
         fixed (float* kt = ktArr, sc = sArr)
         {
-            for (int s = 0; s < keys; s++)                       // kt: [hd, keys]
-                for (int d = 0; d < headDim; d++) kt[(long)d * keys + s] = kb[s * layout.PosStride + d];
-            for (int q0 = 0; q0 < t; q0 += QueryBlock)
+            for (int s = 0; s < kmax; s++)                       // kt: [hd, kmax]
+                for (int d = 0; d < headDim; d++) kt[(long)d * kmax + s] = kb[s * layout.PosStride + d];
+            float* qBlk = q + ((long)b * t + q0) * width + h * headDim;
+            float* oBlk = output + ((long)b * t + q0) * width + h * headDim;
+            Gemm.Run(qBlk, width, 1, kt, kmax, sc, kmax, nq, kmax, headDim, false, 1, level);   // S: [nq, kmax]
+            for (int i = 0; i < nq; i++)
             {
-                int nq = Math.Min(QueryBlock, t - q0), kmax = past + q0 + nq;
-                float* qBlk = q + ((long)b * t + q0) * width + h * headDim;
-                float* oBlk = output + ((long)b * t + q0) * width + h * headDim;
-                Gemm.Run(qBlk, width, 1, kt, keys, sc, kmax, nq, kmax, headDim, false, 1, level);   // S: [nq, kmax]
-                for (int i = 0; i < nq; i++)
-                {
-                    var row = new Span<float>(sc + (long)i * kmax, kmax);
-                    int visible = past + q0 + i + 1;
-                    var vis = row[..visible];
-                    TensorPrimitives.Multiply(vis, scale, vis);
-                    float max = TensorPrimitives.Max(vis);
-                    TensorPrimitives.Subtract(vis, max, vis);
-                    TensorPrimitives.Exp(vis, vis);
-                    float sum = TensorPrimitives.Sum(vis);
-                    TensorPrimitives.Multiply(vis, 1f / sum, vis);
-                    row[visible..].Clear();
-                    if (lse != null) lse[((long)b * heads + h) * t + q0 + i] = max + MathF.Log(sum);
-                }
-                Gemm.Run(sc, kmax, 1, vb, (int)layout.PosStride, oBlk, width, nq, headDim, kmax, false, 1, level);  // O = P·V
+                var row = new Span<float>(sc + (long)i * kmax, kmax);
+                int visible = past + q0 + i + 1;
+                var vis = row[..visible];
+                TensorPrimitives.Multiply(vis, scale, vis);
+                float max = TensorPrimitives.Max(vis);
+                TensorPrimitives.Subtract(vis, max, vis);
+                TensorPrimitives.Exp(vis, vis);
+                float sum = TensorPrimitives.Sum(vis);
+                TensorPrimitives.Multiply(vis, 1f / sum, vis);
+                row[visible..].Clear();
+                if (lse != null) lse[((long)b * heads + h) * t + q0 + i] = max + MathF.Log(sum);
             }
+            Gemm.Run(sc, kmax, 1, vb, (int)layout.PosStride, oBlk, width, nq, headDim, kmax, false, 1, level);  // O = P·V
         }
         pool.Return(ktArr);
         pool.Return(sArr);

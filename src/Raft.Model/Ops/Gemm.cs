@@ -15,7 +15,7 @@ namespace Raft.Model.Ops;
 internal static unsafe class Gemm
 {
     private const int RowBlock = 64;
-    private const int ColBlock = 256;
+    private const int ColBlock = 128;
     private const int DepthBlock = 256;
 
     /// <summary>C (+)= A·B; see the class summary for the layouts.</summary>
