@@ -283,6 +283,10 @@ public sealed class LlamaModel
         int batch = activations.Batch, t = activations.SeqLen, n = batch * t, th = Threads;
         if (dLogits.Length != (long)n * _v)
             throw new ArgumentException($"dLogits has {dLogits.Length} values, needs [B·T, V] = [{n}, {_v}].", nameof(dLogits));
+        if (!float.IsFinite(TensorPrimitives.Sum(dLogits)))
+            for (int i = 0; i < dLogits.Length; i++)
+                if (!float.IsFinite(dLogits[i]))
+                    throw new ArgumentException($"dLogits[{i / _v}, {i % _v}] is {dLogits[i]}.", nameof(dLogits));
         foreach (var p in Parameters.Tensors)
         {
             if (!grads.TryGet(p.Name, out var g))

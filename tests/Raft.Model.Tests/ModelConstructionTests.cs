@@ -61,6 +61,11 @@ public class ModelConstructionTests
         var acts = new ModelActivations();
         m.Forward([1, 2], 1, 2, acts);
         Assert.Equal("dLogits", Assert.Throws<ArgumentException>(() => m.Backward(acts, new float[3], m.Parameters.ZerosLike())).ParamName);
+        var nan = new float[2 * c.VocabSize];
+        nan[c.VocabSize + 3] = float.NaN;
+        var en = Assert.Throws<ArgumentException>(() => m.Backward(acts, nan, m.Parameters.ZerosLike()));
+        Assert.Equal("dLogits", en.ParamName);
+        Assert.Contains("[1, 3]", en.Message);
         var grads = new TensorSet();
         Assert.Contains("model.embed_tokens.weight",
             Assert.Throws<ArgumentException>(() => m.Backward(acts, new float[2 * c.VocabSize], grads)).Message);
