@@ -18,6 +18,7 @@ public class MatmulTests
                             yield return [n, k, m, level];
             yield return [70, 1100, 65, level];   // two reduction blocks, partial row/column tiles
             yield return [300, 40, 270, level];   // the backward's depth blocks (n and m over 256)
+            yield return [520, 33, 600, level];   // 256-row packed tiles, the last one partial
         }
     }
 

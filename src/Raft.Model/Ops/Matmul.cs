@@ -16,6 +16,7 @@ namespace Raft.Model.Ops;
 internal static unsafe class Matmul
 {
     private const int RowBlock = 64;   // rows of x per tile
+    private const int PackedRowBlock = 256;   // rows per packed tile when there are enough tiles for every thread
     private const int ColBlock = 64;   // rows of W (output columns) per tile
     private const int KBlock = 1024;   // reduction slice kept in L1/L2
 
@@ -39,17 +40,22 @@ internal static unsafe class Matmul
         fixed (float* px = x, pw = w, pb = bias, py = y)
         {
             nint ax = (nint)px, aw = (nint)pw, ab = bias.IsEmpty ? 0 : (nint)pb, ay = (nint)py;
-            int rowBlocks = (n + RowBlock - 1) / RowBlock, colBlocks = (m + ColBlock - 1) / ColBlock;
             var level = simd ?? Best;
+            bool packed = n >= PackedMinRows && level != SimdLevel.Scalar;
+            int colBlocks = (m + ColBlock - 1) / ColBlock;
+            // taller packed tiles pack each W panel fewer times, as long as every thread still gets ~4 tiles
+            int rowBlock = packed && (long)((n + PackedRowBlock - 1) / PackedRowBlock) * colBlocks >= 4L * Par.Resolve(threads)
+                ? PackedRowBlock : RowBlock;
+            int rowBlocks = (n + rowBlock - 1) / rowBlock;
             // Consecutive tiles share the larger operand's block, so it is read from memory once and the smaller
             // operand is the one swept again (lm_head: W is [vocab, C], x only [N, C]).
             bool wMajor = (long)m > n;
             Par.For(rowBlocks * colBlocks, threads, tile =>
             {
                 int rb = wMajor ? tile % rowBlocks : tile / colBlocks, cb = wMajor ? tile / rowBlocks : tile % colBlocks;
-                int r0 = rb * RowBlock, r1 = Math.Min(n, r0 + RowBlock);
+                int r0 = rb * rowBlock, r1 = Math.Min(n, r0 + rowBlock);
                 int c0 = cb * ColBlock, c1 = Math.Min(m, c0 + ColBlock);
-                if (n >= PackedMinRows && level != SimdLevel.Scalar)
+                if (packed)
                     PackedTile((float*)ax, (float*)aw, (float*)ab, (float*)ay, k, m, r0, r1, c0, c1, accumulate, level);
                 else
                     Tile((float*)ax, (float*)aw, (float*)ab, (float*)ay, k, m, r0, r1, c0, c1, accumulate, level);
@@ -63,7 +69,7 @@ internal static unsafe class Matmul
     /// <summary>
     /// One tile by packing: the W block [ColBlock rows, depth slice] is transposed into a [depth, ColBlock] panel,
     /// then <see cref="Gemm"/>'s outer-product micro-kernel runs on it (broadcast x, vector loads of the panel; no
-    /// horizontal sums). The packing costs 1/(2·RowBlock) of the tile's FLOPs.
+    /// horizontal sums). The packing costs 1/(2·rows) of the tile's FLOPs.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void PackedTile(float* x, float* w, float* bias, float* yOut, int k, int m,
@@ -71,7 +77,7 @@ internal static unsafe class Matmul
     {
         const int ld = ColBlock;
         int nc = c1 - c0;
-        float* y = stackalloc float[RowBlock * ColBlock];
+        float* y = stackalloc float[PackedRowBlock * ColBlock];
         float* panel = stackalloc float[PackDepth * ColBlock];
         for (int r = r0; r < r1; r++)
         {
