@@ -1,0 +1,165 @@
+using System.Text.Json;
+
+namespace Raft.Model;
+
+/// <summary>
+/// A model checkpoint directory in Hugging Face's layout: <c>config.json</c> plus either <c>model.safetensors</c>
+/// or shards listed by <c>model.safetensors.index.json</c> (<c>{"weight_map": {name: file}}</c>). Optimizer state
+/// (<see cref="AdamW"/>) and any extra files a trainer adds live beside them.
+/// </summary>
+public static class Checkpoint
+{
+    /// <summary>The config file name.</summary>
+    public const string ConfigFile = "config.json";
+    /// <summary>The single-file weights name.</summary>
+    public const string WeightsFile = "model.safetensors";
+    /// <summary>The shard index name.</summary>
+    public const string IndexFile = "model.safetensors.index.json";
+
+    /// <summary>
+    /// Loads and checks a checkpoint: every tensor that <see cref="ModelConfig.TensorShapes"/> expects must be present
+    /// with that shape, in F32, F16 or BF16 (converted to fp32). A missing tensor, a wrong shape, an unreadable dtype,
+    /// a truncated file, a bad header, data offsets out of range or overlapping, or a tensor the architecture does not
+    /// have each raise an <see cref="InvalidDataException"/> naming the tensor and the file. A tied model's
+    /// <c>lm_head.weight</c>, when present, is ignored, as are rotary <c>inv_freq</c> buffers.
+    /// </summary>
+    /// <returns>The config and the weights, in <see cref="ModelConfig.TensorShapes"/> order.</returns>
+    public static (ModelConfig Config, TensorSet Weights) Load(string directory)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        string configPath = Path.Combine(directory, ConfigFile);
+        if (!File.Exists(configPath)) throw new FileNotFoundException($"{directory}: no {ConfigFile}.", configPath);
+        var config = ModelConfig.Load(configPath);
+        var expected = config.TensorShapes();
+
+        var files = new Dictionary<string, SafeTensorsFile>(StringComparer.Ordinal);
+        try
+        {
+            // name → the file that holds it (the index's word for sharded checkpoints)
+            var source = new Dictionary<string, SafeTensorsFile>(StringComparer.Ordinal);
+            string single = Path.Combine(directory, WeightsFile), index = Path.Combine(directory, IndexFile);
+            string described;
+            if (File.Exists(single))
+            {
+                var f = SafeTensorsFile.Open(single);
+                files[single] = f;
+                foreach (var t in f.Tensors) source[t.Name] = f;
+                described = f.Path;
+            }
+            else if (File.Exists(index))
+            {
+                described = Path.GetFullPath(index);
+                foreach (var (name, shard) in ReadIndex(index))
+                {
+                    string shardPath = Path.Combine(directory, shard);
+                    if (!files.TryGetValue(shardPath, out var f))
+                    {
+                        if (!File.Exists(shardPath))
+                            throw new InvalidDataException($"{described}: tensor {name} is mapped to {shard}, which does not exist.");
+                        files[shardPath] = f = SafeTensorsFile.Open(shardPath);
+                    }
+                    if (!f.Contains(name))
+                        throw new InvalidDataException($"tensor {name} is missing from {f.Path} (where {described} maps it).");
+                    source[name] = f;
+                }
+            }
+            else throw new FileNotFoundException($"{directory}: neither {WeightsFile} nor {IndexFile} is there.", single);
+
+            var expectedNames = expected.Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
+            foreach (var (name, f) in source)
+            {
+                if (expectedNames.Contains(name) || IsIgnorable(name, config)) continue;
+                throw new InvalidDataException(
+                    $"tensor {name} in {f.Path} is not part of the {config.ModelType} architecture that {ConfigFile} describes.");
+            }
+
+            var weights = new TensorSet();
+            foreach (var (name, shape) in expected)
+            {
+                if (!source.TryGetValue(name, out var f))
+                    throw new InvalidDataException($"tensor {name} is missing from {described}.");
+                var info = f[name];
+                if (!info.Shape.SequenceEqual(shape.Select(d => (long)d)))
+                    throw new InvalidDataException(
+                        $"tensor {name} in {f.Path} has shape {info.ShapeText}, {ConfigFile} needs [{string.Join(", ", shape)}].");
+                var data = new float[info.ElementCount];
+                f.ReadInto(name, data);
+                weights.Add(new Tensor(name, shape, data));
+            }
+            return (config, weights);
+        }
+        finally
+        {
+            foreach (var f in files.Values) f.Dispose();
+        }
+    }
+
+    private static bool IsIgnorable(string name, ModelConfig config) =>
+        (name == "lm_head.weight" && config.TieWordEmbeddings) || name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal);
+
+    /// <summary>Reads a shard index's weight_map (tensor name → shard file name, which must be a plain file name in the same directory).</summary>
+    internal static List<(string Name, string Shard)> ReadIndex(string indexPath)
+    {
+        indexPath = Path.GetFullPath(indexPath);
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(indexPath));
+            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var map)
+                || map.ValueKind != JsonValueKind.Object)
+                throw new InvalidDataException($"{indexPath}: no \"weight_map\" object.");
+            var list = new List<(string, string)>();
+            foreach (var p in map.EnumerateObject())
+            {
+                if (p.Value.ValueKind != JsonValueKind.String)
+                    throw new InvalidDataException($"{indexPath}: tensor {p.Name} must map to a file name, got {p.Value.ValueKind}.");
+                string shard = p.Value.GetString()!;
+                if (shard.Length == 0 || Path.GetFileName(shard) != shard || shard is "." or "..")
+                    throw new InvalidDataException($"{indexPath}: tensor {p.Name} maps to \"{shard}\", which is not a file name in the checkpoint directory.");
+                list.Add((p.Name, shard));
+            }
+            return list;
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{indexPath}: not valid JSON ({e.Message}).", e);
+        }
+    }
+
+    /// <summary>
+    /// Saves a checkpoint atomically: <c>config.json</c>, <c>model.safetensors</c> (the tensors in
+    /// <see cref="ModelConfig.TensorShapes"/> order, with <c>{"format": "pt"}</c> metadata as Hugging Face expects),
+    /// the optimizer's state when given, and whatever <paramref name="writeExtra"/> adds, are written into a staging
+    /// directory beside <paramref name="directory"/>, which then replaces it. If anything fails the previous checkpoint
+    /// is left as it was and no partial one is visible.
+    /// </summary>
+    /// <param name="directory">The checkpoint directory (created, or replaced as a whole).</param>
+    /// <param name="config">The model's config.</param>
+    /// <param name="weights">Every tensor the config expects, with its shape; a tied model's lm_head.weight, if present, is not written.</param>
+    /// <param name="optimizer">Optimizer state to save beside the weights (see <see cref="AdamW.SaveState"/>), or null.</param>
+    /// <param name="writeExtra">Called with the staging directory to add further files (trainer state, tokenizer files), or null.</param>
+    /// <param name="dtype">F32 (default, bit-exact) or BF16 for the weights; optimizer state is always F32.</param>
+    public static void Save(string directory, ModelConfig config, TensorSet weights, AdamW? optimizer = null,
+        Action<string>? writeExtra = null, SafeTensorDType dtype = SafeTensorDType.F32)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(weights);
+        var ordered = new List<Tensor>();
+        foreach (var (name, shape) in config.TensorShapes())
+        {
+            if (!weights.TryGet(name, out var t)) throw new ArgumentException($"tensor {name} is missing from the weights to save.", nameof(weights));
+            if (!t.Shape.SequenceEqual(shape))
+                throw new ArgumentException($"tensor {name} has shape {t.ShapeText}, the config needs [{string.Join(", ", shape)}].", nameof(weights));
+            ordered.Add(t);
+        }
+        var toWrite = config with { TorchDtype = dtype == SafeTensorDType.BF16 ? "bfloat16" : dtype == SafeTensorDType.F16 ? "float16" : "float32" };
+        AtomicFile.WriteDirectory(directory, staging =>
+        {
+            AtomicFile.WriteText(Path.Combine(staging, ConfigFile), toWrite.ToJson());
+            SafeTensorsWriter.Write(Path.Combine(staging, WeightsFile), ordered, dtype,
+                new Dictionary<string, string> { ["format"] = "pt" });
+            optimizer?.SaveState(staging);
+            writeExtra?.Invoke(staging);
+        });
+    }
+}

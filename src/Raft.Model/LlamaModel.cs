@@ -1,0 +1,326 @@
+using System.Numerics.Tensors;
+using Raft.Model.Ops;
+
+namespace Raft.Model;
+
+/// <summary>
+/// A Llama-family decoder (Llama 2/3, Qwen2 with q/k/v bias, SmolLM2, TinyLlama) in fp32 on the CPU, matching
+/// Hugging Face transformers: token embedding; per layer x += o(attn(rope(q(n₁)), rope(k(n₁)), v(n₁))) with
+/// n₁ = RMSNorm(x), then x += down(silu(gate(n₂)) ⊙ up(n₂)) with n₂ = RMSNorm(x); a final RMSNorm; lm_head (or
+/// the tied embedding). Forward, backward (from dL/dlogits) and KV-cache decoding. Buffers are kept per
+/// instance, so one instance must not run two calls at once; results are deterministic for a given
+/// <see cref="Threads"/> (in fact for any thread count). <see cref="ReferenceModel"/> is the specification.
+/// </summary>
+public sealed class LlamaModel
+{
+    private sealed class LayerWeights
+    {
+        public required float[] Ln1, Wq, Wk, Wv, Wo, Ln2, Wg, Wu, Wd;
+        public float[]? Bq, Bk, Bv;
+    }
+
+    private readonly LayerWeights[] _layers;
+    private readonly float[] _embed, _norm, _lmHead;
+    private readonly RopeTable _rope;
+    private readonly int _d, _h, _kv, _hd, _f, _v;
+    private readonly float _eps;
+
+    // inference scratch (one layer's buffers reused by every layer) and backward scratch
+    private readonly LayerBuffers _scratch = new();
+    private float[] _x = [], _tmp = [], _xf = [], _rf = [], _xnf = [];
+    private float[] _dX = [], _dXn = [], _dF1 = [], _dF2 = [], _dF3 = [], _dQ = [], _dK = [], _dV = [];
+    private int[] _pos = [];
+
+    /// <summary>
+    /// Wraps existing parameters (Hugging Face names, see <see cref="ModelConfig.TensorShapes"/>); every expected
+    /// tensor must be present with its shape, or the error names the tensor. The arrays are used in place (not copied).
+    /// </summary>
+    public LlamaModel(ModelConfig config, TensorSet parameters)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(parameters);
+        config.Validate();
+        foreach (var (name, shape) in config.TensorShapes())
+        {
+            if (!parameters.TryGet(name, out var t))
+                throw new ArgumentException($"parameter tensor {name} is missing (expected shape [{string.Join(", ", shape)}]).", nameof(parameters));
+            if (!t.Shape.AsSpan().SequenceEqual(shape))
+                throw new ArgumentException($"parameter tensor {name} has shape {t.ShapeText}, expected [{string.Join(", ", shape)}].", nameof(parameters));
+        }
+        Config = config;
+        Parameters = parameters;
+        _d = config.HiddenSize; _h = config.NumAttentionHeads; _kv = config.KvHeads; _hd = config.HeadDim;
+        _f = config.IntermediateSize; _v = config.VocabSize; _eps = (float)config.RmsNormEps;
+        _embed = parameters["model.embed_tokens.weight"].Data;
+        _norm = parameters["model.norm.weight"].Data;
+        _lmHead = config.TieWordEmbeddings ? _embed : parameters["lm_head.weight"].Data;
+        _rope = new RopeTable(_hd, config.RopeTheta);
+        _layers = new LayerWeights[config.NumHiddenLayers];
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            string p = $"model.layers.{i}.";
+            float[] W(string n) => parameters[p + n].Data;
+            _layers[i] = new LayerWeights
+            {
+                Ln1 = W("input_layernorm.weight"), Wq = W("self_attn.q_proj.weight"), Wk = W("self_attn.k_proj.weight"),
+                Wv = W("self_attn.v_proj.weight"), Wo = W("self_attn.o_proj.weight"), Ln2 = W("post_attention_layernorm.weight"),
+                Wg = W("mlp.gate_proj.weight"), Wu = W("mlp.up_proj.weight"), Wd = W("mlp.down_proj.weight"),
+                Bq = config.QkvBias ? W("self_attn.q_proj.bias") : null,
+                Bk = config.QkvBias ? W("self_attn.k_proj.bias") : null,
+                Bv = config.QkvBias ? W("self_attn.v_proj.bias") : null,
+            };
+        }
+    }
+
+    /// <summary>
+    /// A freshly initialized model: normal(0, 0.02) for matrices (embedding, projections, lm_head), ones for
+    /// the norm weights, zeros for biases; deterministic for a seed.
+    /// </summary>
+    public static LlamaModel CreateRandom(ModelConfig config, int seed)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var rng = new Random(seed);
+        var set = new TensorSet();
+        foreach (var (name, shape) in config.TensorShapes())
+        {
+            var t = Tensor.Zeros(name, shape);
+            if (name.EndsWith("norm.weight", StringComparison.Ordinal)) t.Data.AsSpan().Fill(1f);
+            else if (shape.Length == 2)
+                for (int i = 0; i < t.Data.Length; i++) t.Data[i] = (float)(0.02 * Gaussian(rng));
+            set.Add(t);
+        }
+        return new LlamaModel(config, set);
+    }
+
+    private static double Gaussian(Random rng)
+    {
+        double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
+        return Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
+    }
+
+    /// <summary>The architecture.</summary>
+    public ModelConfig Config { get; }
+    /// <summary>The parameters (Hugging Face names), used in place: an optimizer may update them between calls.</summary>
+    public TensorSet Parameters { get; }
+    /// <summary>Threads for the ops; 0 (the default) uses every core.</summary>
+    public int Threads { get; set; }
+
+    /// <summary>
+    /// Full forward of B sequences of length T: tokens [B·T] → logits [B·T, V] (a new array). When
+    /// <paramref name="activations"/> is given it records what <see cref="Backward"/> needs. Positions default
+    /// to 0..T-1 per sequence; explicit <paramref name="positions"/> [B·T] change RoPE only (the mask stays causal by index).
+    /// </summary>
+    public float[] Forward(ReadOnlySpan<int> tokens, int batch, int seqLen, ModelActivations? activations = null,
+        ReadOnlySpan<int> positions = default)
+    {
+        var logits = new float[(long)batch * seqLen * _v];
+        Forward(tokens, batch, seqLen, logits, activations, positions);
+        return logits;
+    }
+
+    /// <summary>As <see cref="Forward(ReadOnlySpan{int}, int, int, ModelActivations?, ReadOnlySpan{int})"/>, into logits [B·T, V].</summary>
+    public void Forward(ReadOnlySpan<int> tokens, int batch, int seqLen, Span<float> logits, ModelActivations? activations = null,
+        ReadOnlySpan<int> positions = default)
+    {
+        CheckBatch(tokens, batch, seqLen);
+        int n = batch * seqLen;
+        if (logits.Length < (long)n * _v) throw new ArgumentException($"logits has {logits.Length} values, needs [{n}, {_v}].", nameof(logits));
+        if (!positions.IsEmpty && positions.Length != n)
+            throw new ArgumentException($"positions has {positions.Length} values, needs [B·T] = {n}.", nameof(positions));
+        if (activations != null)
+        {
+            activations.Ensure(Config, n, batch, seqLen, this);
+            activations.Batch = batch; activations.SeqLen = seqLen; activations.IsFilled = false;
+            if (activations.Tokens.Length != n) activations.Tokens = new int[n];
+            if (activations.Positions.Length != n) activations.Positions = new int[n];
+        }
+        var pos = PositionsFor(positions, batch, seqLen, 0, activations?.Positions);
+        Run(tokens, batch, seqLen, pos, null, activations, logits, lastOnly: false);
+        if (activations != null)
+        {
+            tokens.CopyTo(activations.Tokens);
+            activations.IsFilled = true;
+        }
+    }
+
+    private void CheckBatch(ReadOnlySpan<int> tokens, int batch, int seqLen)
+    {
+        if (batch <= 0) throw new ArgumentOutOfRangeException(nameof(batch), batch, "batch must be > 0.");
+        if (seqLen <= 0) throw new ArgumentOutOfRangeException(nameof(seqLen), seqLen, "seqLen must be > 0.");
+        if (tokens.Length != (long)batch * seqLen)
+            throw new ArgumentException($"tokens has {tokens.Length} values, needs [B·T] = [{batch}·{seqLen}].", nameof(tokens));
+    }
+
+    private int[] PositionsFor(ReadOnlySpan<int> explicitPositions, int batch, int t, int offset, int[]? into)
+    {
+        int n = batch * t;
+        int[] pos = into ?? (_pos.Length == n ? _pos : (_pos = new int[n]));
+        if (!explicitPositions.IsEmpty) explicitPositions.CopyTo(pos);
+        else
+            for (int b = 0; b < batch; b++)
+                for (int i = 0; i < t; i++) pos[b * t + i] = offset + i;
+        return pos;
+    }
+
+    /// <summary>A KV cache for <paramref name="batch"/> sequences of up to <paramref name="capacity"/> positions.</summary>
+    public KvCache CreateKvCache(int batch, int capacity) => new(Config, batch, capacity);
+
+    /// <summary>
+    /// Runs a prompt [B·T0] through the model, appending its keys/values to the cache (after whatever it already
+    /// holds), and writes the logits of each sequence's last position: lastLogits [B, V].
+    /// </summary>
+    public void Prefill(KvCache cache, ReadOnlySpan<int> tokens, int seqLen, Span<float> lastLogits)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        CheckBatch(tokens, cache.Batch, seqLen);
+        if (cache.KvHeads != _kv || cache.HeadDim != _hd || cache.Keys.Length != _layers.Length)
+            throw new ArgumentException("the cache was made for another architecture.", nameof(cache));
+        if (cache.Length + seqLen > cache.Capacity)
+            throw new InvalidOperationException($"the KV cache holds {cache.Length} of {cache.Capacity} positions; {seqLen} more do not fit.");
+        if (lastLogits.Length < (long)cache.Batch * _v)
+            throw new ArgumentException($"lastLogits has {lastLogits.Length} values, needs [{cache.Batch}, {_v}].", nameof(lastLogits));
+        var pos = PositionsFor(default, cache.Batch, seqLen, cache.Length, null);
+        Run(tokens, cache.Batch, seqLen, pos, cache, null, lastLogits, lastOnly: true);
+        cache.Length += seqLen;
+    }
+
+    /// <summary>One decoding step: the next token of each sequence [B] → logits [B, V]; the cache grows by one.</summary>
+    public void DecodeStep(KvCache cache, ReadOnlySpan<int> tokens, Span<float> logits) => Prefill(cache, tokens, 1, logits);
+
+    private void Run(ReadOnlySpan<int> tokens, int batch, int t, int[] pos, KvCache? cache, ModelActivations? rec,
+        Span<float> logits, bool lastOnly)
+    {
+        int n = batch * t, th = Threads;
+        long nd = (long)n * _d;
+        Buf.Ensure(ref _x, nd);
+        Buf.Ensure(ref _tmp, nd);
+        var x = _x.AsSpan(0, (int)nd);
+        var tmp = _tmp.AsSpan(0, (int)nd);
+        Embedding.Forward(tokens, _embed, x, _v, _d);
+        int qw = _h * _hd, kw = _kv * _hd;
+        if (rec == null) _scratch.Ensure(Config, n, n, false);
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var w = _layers[l];
+            var a = rec != null ? rec.Layers[l] : _scratch;
+            if (rec != null) x.CopyTo(a.XIn);
+            // attention block: [B, T, C] → q [B, T, H·hd], k, v [B, T, KV·hd]
+            RmsNorm.Forward(x, w.Ln1, a.Xn1, a.Rstd1, n, _d, _eps, th);
+            Matmul.Forward(a.Xn1, w.Wq, w.Bq, a.Q, n, _d, qw, th);
+            Matmul.Forward(a.Xn1, w.Wk, w.Bk, a.K, n, _d, kw, th);
+            Matmul.Forward(a.Xn1, w.Wv, w.Bv, a.V, n, _d, kw, th);
+            _rope.Apply(a.Q.AsSpan(0, n * qw), pos, n, _h, inverse: false, th);
+            _rope.Apply(a.K.AsSpan(0, n * kw), pos, n, _kv, inverse: false, th);
+            if (cache != null)
+            {
+                cache.Write(l, a.K, a.V, t);
+                Attention.Forward(a.Q, cache.Keys[l], cache.Values[l], cache.Layout, a.Att, default,
+                    batch, t, _h, _kv, _hd, cache.Length, th);
+            }
+            else
+            {
+                Attention.Forward(a.Q, a.K, a.V, KvLayout.Rows(t, _kv, _hd), a.Att, rec != null ? a.Lse : default,
+                    batch, t, _h, _kv, _hd, 0, th);
+            }
+            Matmul.Forward(a.Att, w.Wo, default, tmp, n, qw, _d, th);
+            Residual.Forward(x, tmp);
+            if (rec != null) x.CopyTo(a.XMid);
+            // MLP block: [B, T, C] → [B, T, F] → [B, T, C]
+            RmsNorm.Forward(x, w.Ln2, a.Xn2, a.Rstd2, n, _d, _eps, th);
+            Matmul.Forward(a.Xn2, w.Wg, default, a.G, n, _d, _f, th);
+            Matmul.Forward(a.Xn2, w.Wu, default, a.U, n, _d, _f, th);
+            SwiGlu.Forward(a.G.AsSpan(0, n * _f), a.U.AsSpan(0, n * _f), a.Hh.AsSpan(0, n * _f), th);
+            Matmul.Forward(a.Hh, w.Wd, default, tmp, n, _f, _d, th);
+            Residual.Forward(x, tmp);
+        }
+        int rows = n;
+        Span<float> final = x;
+        if (lastOnly)
+        {
+            // keep each sequence's last row: [B, C]
+            rows = batch;
+            for (int b = 0; b < batch; b++) x.Slice(((b * t) + t - 1) * _d, _d).CopyTo(tmp.Slice(b * _d, _d));
+            final = tmp[..(batch * _d)];
+        }
+        if (rec != null)
+        {
+            final.CopyTo(rec.XFinal);
+            RmsNorm.Forward(final, _norm, rec.XnF, rec.RstdF, rows, _d, _eps, th);
+            Matmul.Forward(rec.XnF, _lmHead, default, logits, rows, _d, _v, th);
+        }
+        else
+        {
+            Buf.Ensure(ref _xnf, (long)rows * _d);
+            Buf.Ensure(ref _rf, rows);
+            RmsNorm.Forward(final, _norm, _xnf, _rf, rows, _d, _eps, th);
+            Matmul.Forward(_xnf, _lmHead, default, logits, rows, _d, _v, th);
+        }
+    }
+
+    /// <summary>
+    /// Backward of the recorded forward: given dL/dlogits [B·T, V], ACCUMULATES dL/dθ into
+    /// <paramref name="grads"/> (same names and shapes as <see cref="Parameters"/>; a tied embedding receives both
+    /// its lookup and its lm_head contribution).
+    /// </summary>
+    public void Backward(ModelActivations activations, ReadOnlySpan<float> dLogits, TensorSet grads)
+    {
+        ArgumentNullException.ThrowIfNull(activations);
+        ArgumentNullException.ThrowIfNull(grads);
+        if (!activations.IsFilled || !ReferenceEquals(activations.Owner, this))
+            throw new ArgumentException("activations were not recorded by a forward of this model.", nameof(activations));
+        int batch = activations.Batch, t = activations.SeqLen, n = batch * t, th = Threads;
+        if (dLogits.Length != (long)n * _v)
+            throw new ArgumentException($"dLogits has {dLogits.Length} values, needs [B·T, V] = [{n}, {_v}].", nameof(dLogits));
+        foreach (var p in Parameters.Tensors)
+        {
+            if (!grads.TryGet(p.Name, out var g))
+                throw new ArgumentException($"gradient tensor {p.Name} is missing.", nameof(grads));
+            if (!g.Shape.AsSpan().SequenceEqual(p.Shape))
+                throw new ArgumentException($"gradient tensor {p.Name} has shape {g.ShapeText}, expected {p.ShapeText}.", nameof(grads));
+        }
+        float[] G(string name) => grads[name].Data;
+        int qw = _h * _hd, kw = _kv * _hd;
+        long nd = (long)n * _d;
+        Buf.Ensure(ref _dX, nd); Buf.Ensure(ref _dXn, nd);
+        Buf.Ensure(ref _dF1, (long)n * _f); Buf.Ensure(ref _dF2, (long)n * _f); Buf.Ensure(ref _dF3, (long)n * _f);
+        Buf.Ensure(ref _dQ, (long)n * qw); Buf.Ensure(ref _dK, (long)n * kw); Buf.Ensure(ref _dV, (long)n * kw);
+        var dX = _dX.AsSpan(0, (int)nd);
+        var dXn = _dXn.AsSpan(0, (int)nd);
+
+        // lm_head and final norm
+        float[] dLm = Config.TieWordEmbeddings ? G("model.embed_tokens.weight") : G("lm_head.weight");
+        Matmul.Backward(dLogits, activations.XnF, _lmHead, dXn, dLm, default, n, _d, _v, th);
+        RmsNorm.Backward(dXn, activations.XFinal, _norm, activations.RstdF, dX, G("model.norm.weight"), n, _d, th, accumulateDx: false);
+
+        for (int l = _layers.Length - 1; l >= 0; l--)
+        {
+            var w = _layers[l];
+            var a = activations.Layers[l];
+            string p = $"model.layers.{l}.";
+            // MLP: x_out = x_mid + down(h), h = silu(g) ⊙ u
+            var dH = _dF1.AsSpan(0, n * _f);
+            var dG = _dF2.AsSpan(0, n * _f);
+            var dU = _dF3.AsSpan(0, n * _f);
+            Matmul.Backward(dX, a.Hh, w.Wd, dH, G(p + "mlp.down_proj.weight"), default, n, _f, _d, th);
+            SwiGlu.Backward(dH, a.G.AsSpan(0, n * _f), a.U.AsSpan(0, n * _f), dG, dU, th);
+            Matmul.Backward(dG, a.Xn2, w.Wg, dXn, G(p + "mlp.gate_proj.weight"), default, n, _d, _f, th);
+            Matmul.Backward(dU, a.Xn2, w.Wu, dXn, G(p + "mlp.up_proj.weight"), default, n, _d, _f, th, accumulateDx: true);
+            RmsNorm.Backward(dXn, a.XMid, w.Ln2, a.Rstd2, dX, G(p + "post_attention_layernorm.weight"), n, _d, th, accumulateDx: true);
+            // attention: x_mid = x_in + o(att)
+            var dAtt = _dF1.AsSpan(0, n * qw);
+            var dQ = _dQ.AsSpan(0, n * qw);
+            var dK = _dK.AsSpan(0, n * kw);
+            var dV = _dV.AsSpan(0, n * kw);
+            Matmul.Backward(dX, a.Att, w.Wo, dAtt, G(p + "self_attn.o_proj.weight"), default, n, qw, _d, th);
+            Attention.Backward(dAtt, a.Q, a.K, a.V, a.Att, a.Lse, dQ, dK, dV, batch, t, _h, _kv, _hd, th);
+            _rope.Apply(dQ, activations.Positions, n, _h, inverse: true, th);
+            _rope.Apply(dK, activations.Positions, n, _kv, inverse: true, th);
+            bool bias = Config.QkvBias;
+            Matmul.Backward(dQ, a.Xn1, w.Wq, dXn, G(p + "self_attn.q_proj.weight"), bias ? G(p + "self_attn.q_proj.bias") : default, n, _d, qw, th);
+            Matmul.Backward(dK, a.Xn1, w.Wk, dXn, G(p + "self_attn.k_proj.weight"), bias ? G(p + "self_attn.k_proj.bias") : default, n, _d, kw, th, accumulateDx: true);
+            Matmul.Backward(dV, a.Xn1, w.Wv, dXn, G(p + "self_attn.v_proj.weight"), bias ? G(p + "self_attn.v_proj.bias") : default, n, _d, kw, th, accumulateDx: true);
+            RmsNorm.Backward(dXn, a.XIn, w.Ln1, a.Rstd1, dX, G(p + "input_layernorm.weight"), n, _d, th, accumulateDx: true);
+        }
+        Embedding.Backward(activations.Tokens, dX, G("model.embed_tokens.weight"), _d);
+    }
+}

@@ -1,0 +1,125 @@
+namespace Raft.Model;
+
+/// <summary>
+/// The specification of <see cref="LlamaModel"/>: the whole forward and backward in double precision, built
+/// from <see cref="ReferenceOps"/>, slow and plain. Parameters are kept as double arrays by Hugging Face name
+/// (mutable, so tests can perturb them for finite differences).
+/// </summary>
+public sealed class ReferenceModel
+{
+    /// <summary>Copies the parameters to double (the set must hold every tensor of <see cref="ModelConfig.TensorShapes"/>).</summary>
+    public ReferenceModel(ModelConfig config, TensorSet parameters)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(parameters);
+        Config = config;
+        foreach (var (name, _) in config.TensorShapes())
+            Parameters[name] = Array.ConvertAll(parameters[name].Data, v => (double)v);
+    }
+
+    /// <summary>The architecture.</summary>
+    public ModelConfig Config { get; }
+    /// <summary>Parameters in double, by Hugging Face name.</summary>
+    public Dictionary<string, double[]> Parameters { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>What the reference forward keeps for its backward.</summary>
+    public sealed class Activations
+    {
+        internal int[] Tokens = [];
+        internal int[] Positions = [];
+        internal int Batch, SeqLen;
+        internal readonly List<Dictionary<string, double[]>> Layers = [];
+        internal double[] XFinal = [], XnF = [];
+    }
+
+    /// <summary>tokens [B·T] → logits [B·T, V] (positions 0..T-1 unless given, [B·T]).</summary>
+    public double[] Forward(int[] tokens, int batch, int seqLen, out Activations activations, int[]? positions = null)
+    {
+        var c = Config;
+        int n = batch * seqLen, d = c.HiddenSize, h = c.NumAttentionHeads, kv = c.KvHeads, hd = c.HeadDim, f = c.IntermediateSize;
+        if (tokens.Length != n) throw new ArgumentException($"tokens has {tokens.Length} values, needs {n}.", nameof(tokens));
+        var pos = positions ?? Enumerable.Range(0, n).Select(i => i % seqLen).ToArray();
+        var act = new Activations { Tokens = (int[])tokens.Clone(), Positions = pos, Batch = batch, SeqLen = seqLen };
+        double[] P(string name) => Parameters[name];
+        double eps = c.RmsNormEps;
+        var x = ReferenceOps.Embedding(tokens, P("model.embed_tokens.weight"), d);
+        for (int l = 0; l < c.NumHiddenLayers; l++)
+        {
+            string p = $"model.layers.{l}.";
+            double[]? B(string name) => c.QkvBias ? P(p + name) : null;
+            var a = new Dictionary<string, double[]> { ["xin"] = x };
+            var xn1 = ReferenceOps.RmsNorm(x, P(p + "input_layernorm.weight"), n, d, eps);
+            var q = ReferenceOps.Linear(xn1, P(p + "self_attn.q_proj.weight"), B("self_attn.q_proj.bias"), n, d, h * hd);
+            var k = ReferenceOps.Linear(xn1, P(p + "self_attn.k_proj.weight"), B("self_attn.k_proj.bias"), n, d, kv * hd);
+            var v = ReferenceOps.Linear(xn1, P(p + "self_attn.v_proj.weight"), B("self_attn.v_proj.bias"), n, d, kv * hd);
+            var qr = ReferenceOps.Rope(q, pos, n, h, hd, c.RopeTheta);
+            var kr = ReferenceOps.Rope(k, pos, n, kv, hd, c.RopeTheta);
+            var att = ReferenceOps.Attention(qr, kr, v, batch, seqLen, h, kv, hd);
+            var xmid = ReferenceOps.Add(x, ReferenceOps.Linear(att, P(p + "self_attn.o_proj.weight"), null, n, h * hd, d));
+            var xn2 = ReferenceOps.RmsNorm(xmid, P(p + "post_attention_layernorm.weight"), n, d, eps);
+            var g = ReferenceOps.Linear(xn2, P(p + "mlp.gate_proj.weight"), null, n, d, f);
+            var u = ReferenceOps.Linear(xn2, P(p + "mlp.up_proj.weight"), null, n, d, f);
+            var hh = ReferenceOps.SwiGlu(g, u);
+            x = ReferenceOps.Add(xmid, ReferenceOps.Linear(hh, P(p + "mlp.down_proj.weight"), null, n, f, d));
+            a["xn1"] = xn1; a["q"] = qr; a["k"] = kr; a["v"] = v; a["att"] = att; a["xmid"] = xmid;
+            a["xn2"] = xn2; a["g"] = g; a["u"] = u; a["h"] = hh;
+            act.Layers.Add(a);
+        }
+        act.XFinal = x;
+        act.XnF = ReferenceOps.RmsNorm(x, P("model.norm.weight"), n, d, eps);
+        activations = act;
+        return ReferenceOps.Linear(act.XnF, LmHead, null, n, d, c.VocabSize);
+    }
+
+    private double[] LmHead => Config.TieWordEmbeddings ? Parameters["model.embed_tokens.weight"] : Parameters["lm_head.weight"];
+
+    /// <summary>dL/dθ (new arrays, by name) from dL/dlogits [B·T, V] of the recorded forward.</summary>
+    public Dictionary<string, double[]> Backward(Activations activations, double[] dLogits)
+    {
+        var c = Config;
+        int batch = activations.Batch, t = activations.SeqLen, n = batch * t;
+        int d = c.HiddenSize, h = c.NumAttentionHeads, kv = c.KvHeads, hd = c.HeadDim, f = c.IntermediateSize;
+        double eps = c.RmsNormEps;
+        var grads = Parameters.ToDictionary(e => e.Key, e => new double[e.Value.Length], StringComparer.Ordinal);
+        double[] P(string name) => Parameters[name];
+        double[] G(string name) => grads[name];
+        string lm = c.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+
+        var dxnf = new double[n * d];
+        ReferenceOps.LinearBackward(dLogits, activations.XnF, LmHead, dxnf, G(lm), null, n, d, c.VocabSize);
+        var dx = new double[n * d];
+        ReferenceOps.RmsNormBackward(dxnf, activations.XFinal, P("model.norm.weight"), dx, G("model.norm.weight"), n, d, eps);
+        for (int l = c.NumHiddenLayers - 1; l >= 0; l--)
+        {
+            var a = activations.Layers[l];
+            string p = $"model.layers.{l}.";
+            // MLP
+            var dh = new double[n * f];
+            ReferenceOps.LinearBackward(dx, a["h"], P(p + "mlp.down_proj.weight"), dh, G(p + "mlp.down_proj.weight"), null, n, f, d);
+            var dg = new double[n * f];
+            var du = new double[n * f];
+            ReferenceOps.SwiGluBackward(dh, a["g"], a["u"], dg, du);
+            var dxn2 = new double[n * d];
+            ReferenceOps.LinearBackward(dg, a["xn2"], P(p + "mlp.gate_proj.weight"), dxn2, G(p + "mlp.gate_proj.weight"), null, n, d, f);
+            ReferenceOps.LinearBackward(du, a["xn2"], P(p + "mlp.up_proj.weight"), dxn2, G(p + "mlp.up_proj.weight"), null, n, d, f);
+            ReferenceOps.RmsNormBackward(dxn2, a["xmid"], P(p + "post_attention_layernorm.weight"), dx, G(p + "post_attention_layernorm.weight"), n, d, eps);
+            // attention
+            var datt = new double[n * h * hd];
+            ReferenceOps.LinearBackward(dx, a["att"], P(p + "self_attn.o_proj.weight"), datt, G(p + "self_attn.o_proj.weight"), null, n, h * hd, d);
+            var dq = new double[n * h * hd];
+            var dk = new double[n * kv * hd];
+            var dv = new double[n * kv * hd];
+            ReferenceOps.AttentionBackward(datt, a["q"], a["k"], a["v"], dq, dk, dv, batch, t, h, kv, hd);
+            dq = ReferenceOps.Rope(dq, activations.Positions, n, h, hd, c.RopeTheta, inverse: true);
+            dk = ReferenceOps.Rope(dk, activations.Positions, n, kv, hd, c.RopeTheta, inverse: true);
+            var dxn1 = new double[n * d];
+            double[]? Bg(string name) => c.QkvBias ? G(p + name) : null;
+            ReferenceOps.LinearBackward(dq, a["xn1"], P(p + "self_attn.q_proj.weight"), dxn1, G(p + "self_attn.q_proj.weight"), Bg("self_attn.q_proj.bias"), n, d, h * hd);
+            ReferenceOps.LinearBackward(dk, a["xn1"], P(p + "self_attn.k_proj.weight"), dxn1, G(p + "self_attn.k_proj.weight"), Bg("self_attn.k_proj.bias"), n, d, kv * hd);
+            ReferenceOps.LinearBackward(dv, a["xn1"], P(p + "self_attn.v_proj.weight"), dxn1, G(p + "self_attn.v_proj.weight"), Bg("self_attn.v_proj.bias"), n, d, kv * hd);
+            ReferenceOps.RmsNormBackward(dxn1, a["xin"], P(p + "input_layernorm.weight"), dx, G(p + "input_layernorm.weight"), n, d, eps);
+        }
+        ReferenceOps.EmbeddingBackward(activations.Tokens, dx, G("model.embed_tokens.weight"), d);
+        return grads;
+    }
+}
