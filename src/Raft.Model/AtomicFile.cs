@@ -102,7 +102,8 @@ internal static partial class AtomicFile
     [LibraryImport("libc", EntryPoint = "renameat2", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int RenameAt2(int oldDirFd, string oldPath, int newDirFd, string newPath, uint flags);
 
-    private static bool TryExchange(string a, string b)
+    /// <summary>Swaps two existing directories in one step (Linux renameat2 RENAME_EXCHANGE); false where unsupported.</summary>
+    internal static bool TryExchange(string a, string b)
     {
         if (!OperatingSystem.IsLinux()) return false;
         try

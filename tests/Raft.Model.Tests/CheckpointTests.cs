@@ -226,4 +226,19 @@ public class CheckpointTests
         }
         finally { AtomicFile.DisableExchange = false; }
     }
+
+    [Fact]
+    public void OnLinuxAnExistingCheckpointIsSwappedInOneStep()
+    {
+        if (!OperatingSystem.IsLinux()) return; // the portable path is covered by the interrupted-save test
+        using var dir = new TempDirectory();
+        string a = dir.File("a"), b = dir.File("b");
+        Directory.CreateDirectory(a);
+        Directory.CreateDirectory(b);
+        File.WriteAllText(Path.Combine(a, "x"), "A");
+        File.WriteAllText(Path.Combine(b, "x"), "B");
+        Assert.True(AtomicFile.TryExchange(a, b), "renameat2(RENAME_EXCHANGE) failed on the temp file system");
+        Assert.Equal("B", File.ReadAllText(Path.Combine(a, "x")));
+        Assert.Equal("A", File.ReadAllText(Path.Combine(b, "x")));
+    }
 }

@@ -122,8 +122,10 @@ public class SafeTensorsTests
         var h = f.Read("h").Data;
         for (int i = 0; i < n; i++)
         {
-            Assert.Equal((uint)bits[i] << 16, BitConverter.SingleToUInt32Bits(b[i]));
-            Assert.Equal((float)BitConverter.UInt16BitsToHalf(bits[i]), h[i]);
+            uint expectedB = (uint)bits[i] << 16;
+            float expectedH = (float)BitConverter.UInt16BitsToHalf(bits[i]);
+            if (BitConverter.SingleToUInt32Bits(b[i]) != expectedB) Assert.Fail($"bf16 [{i}] 0x{bits[i]:X4}: expected {expectedB:X8}, got {BitConverter.SingleToUInt32Bits(b[i]):X8}");
+            if (!expectedH.Equals(h[i])) Assert.Fail($"f16 [{i}] 0x{bits[i]:X4}: expected {expectedH:R}, got {h[i]:R}");
         }
     }
 
@@ -258,5 +260,45 @@ public class SafeTensorsTests
         Assert.Throws<ArgumentException>(() => SafeTensorsWriter.Write(dir.File("d"), [new Tensor("a", [1], [1]), new Tensor("a", [1], [2])]));
         Assert.Throws<ArgumentException>(() => SafeTensorsWriter.Write(dir.File("d"), [new Tensor("__metadata__", [1], [1])]));
         Assert.False(File.Exists(dir.File("d")));
+    }
+
+    [Fact]
+    public void DuplicateNamesAndBadMetadataAreRejected()
+    {
+        using var dir = new TempDirectory();
+        var e = OpenBad("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+            new byte[8], out var path, dir);
+        Assert.Contains("tensor w", e.Message);
+        Assert.Contains(path, e.Message);
+        e = OpenBad("{\"__metadata__\":{\"step\":3}}", [], out _, dir);
+        Assert.Contains("step", e.Message);
+    }
+
+    [Fact]
+    public void MetadataMayComeLastAndTheHeaderMayBeUnpadded()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("late.safetensors");
+        File.WriteAllBytes(path, HandCrafted("{\"x\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]},\"__metadata__\":{\"a\":\"b\"}}", [0, 0, 0x80, 0x3F]));
+        using var f = SafeTensorsFile.Open(path);
+        Assert.Equal("b", f.Metadata["a"]);
+        Assert.Equal(1f, f.Read("x").Data[0]);
+        Assert.Empty(f.Read("x").Shape);
+    }
+
+    [Fact]
+    public void AWriterThatThrowsMidwayLeavesTheOldFile()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("w.safetensors");
+        SafeTensorsWriter.Write(path, [new Tensor("w", [2], [1f, 2f])]);
+        var before = File.ReadAllBytes(path);
+        Assert.Throws<IOException>(() => AtomicFile.Write(path, s =>
+        {
+            s.Write(new byte[100]);
+            throw new IOException("interrupted (simulated)");
+        }));
+        Assert.Equal(before, File.ReadAllBytes(path));
+        Assert.Equal([path], Directory.GetFiles(dir.Path));
     }
 }

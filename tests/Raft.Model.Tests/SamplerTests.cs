@@ -76,6 +76,11 @@ public class SamplerTests
         Assert.Equal(499, Sampler.Sample(logits, options, 0.999999).TokenId);
         Assert.Equal(0, Sampler.Sample(logits, options, 0.0).TokenId);
         Assert.Equal(Math.Log(1.0 / 500), Sampler.Sample(logits, options, 0.3).LogProb, 5);
+        // ties in top-k go to the lower ids, through the heap (small k) and the sort (large k)
+        Assert.Equal(2, Sampler.Sample(logits, new SamplingOptions { TopK = 3 }, 0.999999).TokenId);
+        Assert.Equal(0, Sampler.Sample(logits, new SamplingOptions { TopK = 3 }, 0.0).TokenId);
+        var big = new float[10_000];
+        Assert.Equal(4999, Sampler.Sample(big, new SamplingOptions { TopK = 5000 }, 0.9999999).TokenId);
     }
 
     /// <summary>The kept set and final probabilities, by brute force in fp64 (full sort), in Hugging Face's order.</summary>
@@ -167,7 +172,7 @@ public class SamplerTests
     {
         var rng = new Random(9);
         var logits = Enumerable.Range(0, 50_000).Select(_ => (float)(rng.NextDouble() * 12 - 6)).ToArray();
-        foreach (var (topK, topP) in new[] { (0, 0.95f), (0, 0.3f), (40, 0.9f), (1000, 1f) })
+        foreach (var (topK, topP) in new[] { (0, 0.95f), (0, 0.3f), (40, 0.9f), (1000, 1f), (5000, 1f), (6000, 0.9f), (30_000, 0.5f) })
         {
             var options = new SamplingOptions { Temperature = 0.9f, TopK = topK, TopP = topP };
             var expected = Reference(logits, 0.9f, topK, topP);

@@ -43,7 +43,8 @@ internal static unsafe class Gemm
         });
     }
 
-    private static void Rows(float* a, long ai, long ap, float* b, int ldb, float* c, int ldc,
+    /// <summary>Rows r..r+nr-1 (nr = 4 or 1) of C, columns c0..c1-1, depth p0..p1-1.</summary>
+    internal static void Rows(float* a, long ai, long ap, float* b, int ldb, float* c, int ldc,
         int r, int nr, int c0, int c1, int p0, int p1, SimdLevel level)
     {
         int col = c0;

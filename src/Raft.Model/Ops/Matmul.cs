@@ -40,25 +40,78 @@ internal static unsafe class Matmul
             nint ax = (nint)px, aw = (nint)pw, ab = bias.IsEmpty ? 0 : (nint)pb, ay = (nint)py;
             int rowBlocks = (n + RowBlock - 1) / RowBlock, colBlocks = (m + ColBlock - 1) / ColBlock;
             var level = simd ?? Best;
+            // Consecutive tiles share the larger operand's block, so it is read from memory once and the smaller
+            // operand is the one swept again (lm_head: W is [vocab, C], x only [N, C]).
+            bool wMajor = (long)m > n;
             Par.For(rowBlocks * colBlocks, threads, tile =>
             {
-                int rb = tile / colBlocks, cb = tile % colBlocks;
+                int rb = wMajor ? tile % rowBlocks : tile / colBlocks, cb = wMajor ? tile / rowBlocks : tile % colBlocks;
                 int r0 = rb * RowBlock, r1 = Math.Min(n, r0 + RowBlock);
                 int c0 = cb * ColBlock, c1 = Math.Min(m, c0 + ColBlock);
-                Tile((float*)ax, (float*)aw, (float*)ab, (float*)ay, k, m, r0, r1, c0, c1, accumulate, level);
+                if (n >= PackedMinRows && level != SimdLevel.Scalar)
+                    PackedTile((float*)ax, (float*)aw, (float*)ab, (float*)ay, k, m, r0, r1, c0, c1, accumulate, level);
+                else
+                    Tile((float*)ax, (float*)aw, (float*)ab, (float*)ay, k, m, r0, r1, c0, c1, accumulate, level);
             });
         }
     }
 
-    private static void Tile(float* x, float* w, float* bias, float* y, int k, int m,
+    private const int PackDepth = 128;   // depth slice of the packed W panel: [PackDepth, ColBlock] = 32 KiB
+    private const int PackedMinRows = 8;  // below this (decoding) the dot-product tile wins: no packing to amortize
+
+    /// <summary>
+    /// One tile by packing: the W block [ColBlock rows, depth slice] is transposed into a [depth, ColBlock] panel,
+    /// then <see cref="Gemm"/>'s outer-product micro-kernel runs on it (broadcast x, vector loads of the panel; no
+    /// horizontal sums). The packing costs 1/(2·RowBlock) of the tile's FLOPs.
+    /// </summary>
+    private static void PackedTile(float* x, float* w, float* bias, float* yOut, int k, int m,
         int r0, int r1, int c0, int c1, bool accumulate, SimdLevel level)
     {
-        if (!accumulate)
+        const int ld = ColBlock;
+        int nc = c1 - c0;
+        float* y = stackalloc float[RowBlock * ColBlock];
+        float* panel = stackalloc float[PackDepth * ColBlock];
+        for (int r = r0; r < r1; r++)
         {
-            for (int r = r0; r < r1; r++)
-                for (int c = c0; c < c1; c++) y[(long)r * m + c] = bias == null ? 0f : bias[c];
+            var dst = new Span<float>(y + (r - r0) * ld, nc);
+            if (accumulate) new ReadOnlySpan<float>(yOut + (long)r * m + c0, nc).CopyTo(dst);
+            else if (bias != null) new ReadOnlySpan<float>(bias + c0, nc).CopyTo(dst);
+            else dst.Clear();
         }
-        if (k == 0) return;
+        float* xt = x + (long)r0 * k;
+        int rows = r1 - r0;
+        for (int p0 = 0; p0 < k; p0 += PackDepth)
+        {
+            int p1 = Math.Min(k, p0 + PackDepth);
+            for (int j = 0; j < nc; j++)
+            {
+                float* wr = w + (long)(c0 + j) * k;
+                for (int p = p0; p < p1; p++) panel[(p - p0) * ld + j] = wr[p];
+            }
+            float* b = panel - p0 * ld;   // so that b[p·ld + j] is W[c0 + j, p]
+            int r = 0;
+            for (; r + 4 <= rows; r += 4) Gemm.Rows(xt, k, 1, b, ld, y, ld, r, 4, 0, nc, p0, p1, level);
+            for (; r < rows; r++) Gemm.Rows(xt, k, 1, b, ld, y, ld, r, 1, 0, nc, p0, p1, level);
+        }
+        for (int r = r0; r < r1; r++)
+            new ReadOnlySpan<float>(y + (r - r0) * ld, nc).CopyTo(new Span<float>(yOut + (long)r * m + c0, nc));
+    }
+
+    private static void Tile(float* x, float* w, float* bias, float* yOut, int k, int m,
+        int r0, int r1, int c0, int c1, bool accumulate, SimdLevel level)
+    {
+        // The tile is summed in a small local buffer (row stride ColBlock): rows of a wide y (lm_head: 49152
+        // columns) are a power-of-two-ish stride apart and would otherwise fight over the same L1 sets.
+        const int ld = ColBlock;
+        int nc = c1 - c0;
+        float* y = stackalloc float[RowBlock * ColBlock];
+        for (int r = r0; r < r1; r++)
+        {
+            var dst = new Span<float>(y + (r - r0) * ld, nc);
+            if (accumulate) new ReadOnlySpan<float>(yOut + (long)r * m + c0, nc).CopyTo(dst);
+            else if (bias != null) new ReadOnlySpan<float>(bias + c0, nc).CopyTo(dst);
+            else dst.Clear();
+        }
         for (int p0 = 0; p0 < k; p0 += KBlock)
         {
             int len = Math.Min(KBlock, k - p0);
@@ -66,26 +119,30 @@ internal static unsafe class Matmul
             for (; r + 4 <= r1; r += 4)
             {
                 float* a = x + (long)r * k + p0;
+                float* yr = y + (r - r0) * ld;
                 int c = c0;
                 for (; c + 4 <= c1; c += 4)
                 {
                     float* b = w + (long)c * k + p0;
-                    float* d = y + (long)r * m + c;
-                    if (level == SimdLevel.Vector512) Kernel4x4V512(a, b, k, len, d, m);
-                    else if (level == SimdLevel.Vector256) Kernel4x4V256(a, b, k, len, d, m);
-                    else Kernel4x4Scalar(a, b, k, len, d, m);
+                    float* d = yr + (c - c0);
+                    if (level == SimdLevel.Vector512) Kernel4x4V512(a, b, k, len, d, ld);
+                    else if (level == SimdLevel.Vector256) Kernel4x4V256(a, b, k, len, d, ld);
+                    else Kernel4x4Scalar(a, b, k, len, d, ld);
                 }
                 for (; c < c1; c++)
                     for (int i = 0; i < 4; i++)
-                        y[(long)(r + i) * m + c] += Dot(a + (long)i * k, w + (long)c * k + p0, len, level);
+                        yr[i * ld + (c - c0)] += Dot(a + (long)i * k, w + (long)c * k + p0, len, level);
             }
             for (; r < r1; r++)
             {
                 float* a = x + (long)r * k + p0;
+                float* yr = y + (r - r0) * ld;
                 for (int c = c0; c < c1; c++)
-                    y[(long)r * m + c] += Dot(a, w + (long)c * k + p0, len, level);
+                    yr[c - c0] += Dot(a, w + (long)c * k + p0, len, level);
             }
         }
+        for (int r = r0; r < r1; r++)
+            new ReadOnlySpan<float>(y + (r - r0) * ld, nc).CopyTo(new Span<float>(yOut + (long)r * m + c0, nc));
     }
 
     /// <summary>Σ a[i]·b[i] over len values.</summary>
