@@ -54,6 +54,9 @@ public sealed class EngineTrainer
         return loss;
     }
 
+    /// <summary>The AdamW update with the gradients of the last <see cref="ForwardBackward"/>.</summary>
+    public void Update() => _opt.Update(_grads);
+
     /// <summary>One full training step; returns the loss before the update.</summary>
     public double Step()
     {

@@ -153,6 +153,13 @@ public sealed class TorchLlama : IDisposable
         return loss.item<float>();
     }
 
+    /// <summary>The AdamW step with the gradients of the last <see cref="ForwardBackward"/>.</summary>
+    public void Update()
+    {
+        using var scope = torch.NewDisposeScope();
+        _opt.step();
+    }
+
     /// <summary>One full training step (zero_grad, forward, loss, backward, AdamW step); returns the loss before the update.</summary>
     public double Step()
     {
@@ -168,6 +175,13 @@ public sealed class TorchLlama : IDisposable
         using var scope = torch.NewDisposeScope();
         var p = _params.First(x => x.Name == name).P;
         return p.grad is { } g ? g.contiguous().data<float>().ToArray() : new float[p.numel()];
+    }
+
+    /// <summary>The current value of the named parameter, copied out.</summary>
+    public float[] ParameterData(string name)
+    {
+        using var scope = torch.NewDisposeScope();
+        return _params.First(x => x.Name == name).P.detach().contiguous().data<float>().ToArray();
     }
 
     /// <summary>The libtorch version string.</summary>
