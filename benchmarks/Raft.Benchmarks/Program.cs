@@ -5,13 +5,22 @@
 //       then DistillCpuBenchmarks, then benchmarks/results/distill-cpu.md.
 //   dotnet <dll> --validate [--small]
 //       Validation only (Fused, Scalar, OnnxRuntime, TorchSharp against the double-precision reference).
+//   dotnet <dll> training [--small] [--larger-batch N] [--no-memory] [BenchmarkDotNet options]
+//       The training suite in one go: engine-vs-TorchSharp validation (logits, loss, gradients; exits 1 on a
+//       mismatch before anything is timed), peak RSS per (method, model) in fresh processes, TrainingCpuBenchmarks,
+//       MatmulBenchmarks, then benchmarks/results/training-cpu.md.
+//   dotnet <dll> --validate-training [--small]
+//       The engine-vs-TorchSharp validation only.
+//   dotnet <dll> training-memory <Engine|TorchSharp> <demo|larger> [--small]
+//       (internal) one peak-RSS measurement; run by 'training' in a child process.
 //   dotnet <dll> [--small] [BenchmarkDotNet options, e.g. --filter '*DistillCpu*' or --list flat]
 //       BenchmarkSwitcher over every suite in the assembly.
 //
 // --small (or RAFT_BENCH_SMALL=1) swaps in tiny shapes for smoke tests; --rows N overrides the row count
-// (2,048) for scaled-down checks. Both apply to every mode.
+// (2,048) for scaled-down checks. Both apply to every mode. --larger-batch N lowers the larger training model's batch.
 using BenchmarkDotNet.Running;
 using Raft.Benchmarks.Distill;
+using Raft.Benchmarks.Training;
 
 var rest = new List<string>(args);
 if (rest.Remove("--small")) DistillShapes.Small = true;
@@ -26,8 +35,48 @@ if (rowsAt >= 0)
     DistillShapes.RowsOverride = rows;
     rest.RemoveRange(rowsAt, 2);
 }
+int batchAt = rest.IndexOf("--larger-batch");
+if (batchAt >= 0)
+{
+    if (batchAt + 1 >= rest.Count || !int.TryParse(rest[batchAt + 1], out int lb) || lb < 1)
+    {
+        Console.Error.WriteLine("--larger-batch needs a positive integer.");
+        return 2;
+    }
+    TrainingShapes.LargerBatchOverride = lb;
+    rest.RemoveRange(batchAt, 2);
+}
+if (rest.Count >= 3 && rest[0] == "training-memory")
+    return TrainingMemory.Child(rest[1], rest[2]);
 bool validate = rest.Remove("--validate") | rest.Remove("validate");
 bool distill = rest.Remove("distill");
+bool validateTraining = rest.Remove("--validate-training");
+bool training = rest.Remove("training");
+bool noMemory = rest.Remove("--no-memory");
+
+if (validateTraining || training)
+{
+    Console.WriteLine($"// libtorch {TorchLlama.Version}, torch threads {Environment.ProcessorCount}");
+    foreach (string c in TrainingShapes.CaseNames) Console.WriteLine($"// {c}: {TrainingShapes.Get(c).Describe()}");
+    bool ok = TrainingValidation.Run(Console.Out);
+    if (!ok) return 1;
+    if (!training) return 0;
+    if (!noMemory)
+    {
+        var childArgs = new List<string>();
+        if (TrainingShapes.Small) childArgs.Add("--small");
+        if (TrainingShapes.LargerBatchOverride > 0) childArgs.AddRange(["--larger-batch", TrainingShapes.LargerBatchOverride.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        TrainingMemory.RunAll(Console.Out, childArgs);
+    }
+    Console.WriteLine($"// {CpuPeak.Describe()}");
+    var trainSummary = BenchmarkRunner.Run<TrainingCpuBenchmarks>(args: [.. rest]);
+    var matmulSummary = BenchmarkRunner.Run<MatmulBenchmarks>(args: [.. rest]);
+    string report = TrainingReport.Write(trainSummary, matmulSummary);
+    Console.WriteLine($"// Training report: {report}");
+    Console.WriteLine(TrainingReport.Render(trainSummary, matmulSummary));
+    bool failed = new[] { trainSummary, matmulSummary }.Any(s => s.HasCriticalValidationErrors || s.Reports.Any(r => !r.Success));
+    return failed ? 1 : 0;
+}
 
 if (validate || distill)
 {
