@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 
 namespace Raft.Kernels;
@@ -131,6 +132,7 @@ public sealed class CpuKernels : ILossKernels
     /// One row, [vocab]: returns τ²·D and, when <paramref name="grad"/> is not empty, writes
     /// gradScale·∂(τ²·D)/∂s into it (grad may be the row itself: the K student logits are gathered first).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static double DistillRow(ReadOnlySpan<float> row, int r, ReadOnlySpan<int> idx, ReadOnlySpan<float> p,
         DistillConfig config, double gradScale, Span<float> grad, float[] sK, double[] scratch, SimdLevel level)
     {

@@ -32,6 +32,7 @@ internal sealed class CpuTopK
     /// <paramref name="values"/>, their logits. Returns Σ of the row's values (non-finite when the row holds
     /// a NaN or ±∞) so the caller can report bad rows without a second pass.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public double Select(ReadOnlySpan<float> row, int k, SimdLevel level, Span<int> indices, Span<float> values)
     {
         if (k > HeapLimit) return SelectBySort(row, k, indices, values);
@@ -92,6 +93,7 @@ internal sealed class CpuTopK
         return sum;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private double SelectBySort(ReadOnlySpan<float> row, int k, Span<int> indices, Span<float> values)
     {
         var keys = _keys.AsSpan(0, row.Length);
