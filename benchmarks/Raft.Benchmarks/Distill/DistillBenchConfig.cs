@@ -1,19 +1,14 @@
 using BenchmarkDotNet.Columns;
 using BenchmarkDotNet.Configs;
-using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
-using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using Perfolizer.Horology;
 
 namespace Raft.Benchmarks.Distill;
 
 /// <summary>
-/// The suite's job and columns. In-process toolchain: BenchmarkDotNet's default toolchain would generate
-/// and build a project per run (rebuilding Raft.Kernels into its own bin/obj, and copying libtorch), which
-/// this repository's build rules forbid; and every call here lasts 10 ms to seconds, far above the
-/// in-process harness's noise. Each call moves 2.5 GB at the largest shape, so one invocation per
-/// iteration, one warm-up and five measured iterations are enough.
+/// The suite's job and columns (in-process, see <see cref="BenchJobs"/>). Each call moves 2.5 GB at the largest
+/// shape, so one invocation per iteration, one warm-up and five measured iterations are enough.
 /// </summary>
 public sealed class DistillBenchConfig : ManualConfig
 {
@@ -23,14 +18,7 @@ public sealed class DistillBenchConfig : ManualConfig
     /// <summary>Creates the config.</summary>
     public DistillBenchConfig()
     {
-        AddJob(Job.Default
-            .WithToolchain(new InProcessEmitToolchain(TimeSpan.FromMinutes(30), logOutput: true))
-            .WithLaunchCount(1)
-            .WithWarmupCount(WarmupCount)
-            .WithIterationCount(IterationCount)
-            .WithInvocationCount(1)
-            .WithUnrollFactor(1)
-            .WithId("Distill"));
+        AddJob(BenchJobs.OneCallPerIteration("Distill", WarmupCount, IterationCount));
         AddColumn(new GbPerSecondColumn(), new PercentOfCopyColumn());
         AddLogicalGroupRules(BenchmarkLogicalGroupRule.ByParams);
         AddExporter(new DistillMarkdownExporter());

@@ -5,13 +5,12 @@ using BenchmarkDotNet.Diagnosers;
 using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
-using BenchmarkDotNet.Toolchains.InProcess.Emit;
 using Perfolizer.Horology;
 
 namespace Raft.Benchmarks.Training;
 
 /// <summary>
-/// Job of <see cref="TrainingCpuBenchmarks"/>: in-process (see DistillBenchConfig for why), one invocation per
+/// Job of <see cref="TrainingCpuBenchmarks"/>: in-process (see <see cref="BenchJobs"/>), one invocation per
 /// iteration (a step lasts 0.1–10 s), 1 warm-up + 5 measured steps; tokens/s, the speed ratio against
 /// TorchSharp and the fresh-process peak RSS delta as extra columns; managed allocations by MemoryDiagnoser.
 /// </summary>
@@ -23,14 +22,7 @@ public sealed class TrainingBenchConfig : ManualConfig
     /// <summary>Creates the config.</summary>
     public TrainingBenchConfig()
     {
-        AddJob(Job.Default
-            .WithToolchain(new InProcessEmitToolchain(TimeSpan.FromMinutes(30), logOutput: true))
-            .WithLaunchCount(1)
-            .WithWarmupCount(WarmupCount)
-            .WithIterationCount(IterationCount)
-            .WithInvocationCount(1)
-            .WithUnrollFactor(1)
-            .WithId("Training"));
+        AddJob(BenchJobs.OneCallPerIteration("Training", WarmupCount, IterationCount));
         AddDiagnoser(MemoryDiagnoser.Default);
         AddColumn(new TrainingColumn("Training.TokensPerSecond", "tokens/s", "batch·seq / mean step time",
                 (s, c) => TrainingMetrics.TokensPerSecond(s, c), "N0"),
@@ -56,13 +48,10 @@ public sealed class MatmulBenchConfig : ManualConfig
     /// <summary>Creates the config.</summary>
     public MatmulBenchConfig()
     {
-        AddJob(Job.Default
-            .WithToolchain(new InProcessEmitToolchain(TimeSpan.FromMinutes(30), logOutput: true))
-            .WithLaunchCount(1)
+        AddJob(BenchJobs.InProcess("Matmul")
             .WithWarmupCount(WarmupCount)
             .WithIterationCount(IterationCount)
-            .WithIterationTime(TimeInterval.FromMilliseconds(250))
-            .WithId("Matmul"));
+            .WithIterationTime(TimeInterval.FromMilliseconds(250)));
         AddColumn(new TrainingColumn("Matmul.Gflops", "GFLOP/s", "2·n·k·m / mean time",
                 (s, c) => TrainingMetrics.Gflops(s, c), "0.0"),
             new TrainingColumn("Matmul.PercentOfPeak", "% of peak", "GFLOP/s / (threads × per-core FMA peak, see CpuPeak)",
