@@ -5,9 +5,6 @@ namespace Raft.Cli;
 /// <summary>Chooses the loss kernels the commands run on.</summary>
 internal static class KernelFactory
 {
-    /// <summary>The kernels for a run; <paramref name="threads"/> is null for "all cores".</summary>
-    public static ILossKernels Create(int? threads)
-    {
-        return new CpuKernels(maxThreads: threads ?? 0); // ReferenceKernels.Instance: the double-precision spec
-    }
+    /// <summary>The kernels for a run on <paramref name="device"/>; <paramref name="threads"/> is null for "all cores".</summary>
+    public static KernelBackend Create(ComputeDevice device, int? threads) => KernelBackends.Create(device, threads ?? 0);
 }

@@ -83,6 +83,20 @@ public sealed class IlgpuKernels : ILossKernels, IDisposable
         }
     }
 
+    /// <summary>Creates the kernels on an accelerator and its context, both then owned (disposed) by the instance.</summary>
+    internal static IlgpuKernels Own(Accelerator accelerator, Context context)
+    {
+        try
+        {
+            return new IlgpuKernels(accelerator, context);
+        }
+        catch
+        {
+            accelerator.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>The accelerator the kernels run on.</summary>
     public Accelerator Accelerator => _accelerator;
 

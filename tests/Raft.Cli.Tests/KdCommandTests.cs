@@ -259,3 +259,42 @@ public sealed class KdCommandTests : CliHarness
         Assert.Equal(1, CliErrors.Report(new AggregateException(new InvalidOperationException("a"), new InvalidOperationException("b")), stderr));
     }
 }
+
+public class KdDeviceTests : CliHarness
+{
+    [Fact]
+    public void DeviceAutoSaysOnceWhereTheKernelsRun()
+    {
+        var run = Raft("kd", "--example", "--rows", "4", "--vocab", "300", "--device", "auto");
+        Assert.True(run.Code == 0, run.Stderr);
+        Assert.Single(run.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.StartsWith("raft: kernels on "));
+        bool cuda = global::Raft.Kernels.KernelBackends.TryCreateCuda(out var b, out _);
+        b?.Dispose();
+        Assert.Contains(cuda ? "cuda: " : "(auto: no CUDA device", run.Stderr);
+    }
+
+    [Fact]
+    public void DeviceCpuIsQuietAndAnUnknownDeviceIsABadOption()
+    {
+        var run = Raft("kd", "--example", "--rows", "4", "--vocab", "300", "--device", "cpu");
+        Assert.True(run.Code == 0, run.Stderr);
+        Assert.DoesNotContain("kernels on", run.Stderr);
+        var bad = Raft("kd", "--example", "--device", "tpu");
+        Assert.Equal(2, bad.Code);
+        Assert.Contains("--device must be auto, cpu or cuda, got 'tpu'", bad.Stderr);
+    }
+
+    [Fact]
+    public void DeviceCudaWithoutAGpuIsABadInputWithTheReason()
+    {
+        bool cuda = global::Raft.Kernels.KernelBackends.TryCreateCuda(out var b, out _);
+        b?.Dispose();
+        var run = Raft("kd", "--example", "--rows", "4", "--vocab", "300", "--device", "cuda");
+        if (cuda) Assert.True(run.Code == 0, run.Stderr);
+        else
+        {
+            Assert.Equal(2, run.Code);
+            Assert.Contains("no usable CUDA device", run.Stderr);
+        }
+    }
+}

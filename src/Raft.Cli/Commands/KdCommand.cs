@@ -62,6 +62,12 @@ internal static class KdCommand
             Description = "Worker threads for the CPU kernels (default: all cores).",
             HelpName = "N",
         };
+        public readonly Option<string> Device = new("--device")
+        {
+            Description = "Where the kernels run: auto (CUDA when a GPU is usable, else the CPU, said once on stderr), cpu or cuda.",
+            DefaultValueFactory = _ => "auto",
+            HelpName = "auto|cpu|cuda",
+        };
         public readonly Option<bool> Example = new("--example")
         {
             Description = "Generate random student logits and teacher = student + noise in memory (seeded) instead of reading files.",
@@ -97,7 +103,7 @@ internal static class KdCommand
             "loss of student [rows, vocab] (and its gradient with --grad-out). Prints one JSON line: " +
             "{\"loss\", \"rows\", \"vocab\", \"top_k\", \"temperature\", \"loss_kind\", \"beta\", \"kernels\", \"seconds\"}.");
         foreach (Option option in (Option[])[o.Student, o.Teacher, o.TopK, o.Temperature, o.Loss, o.Beta, o.Weights, o.GradOut,
-                     o.Threads, o.Example, o.Rows, o.Vocab, o.Seed, o.WriteExample])
+                     o.Threads, o.Device, o.Example, o.Rows, o.Vocab, o.Seed, o.WriteExample])
             command.Options.Add(option);
         command.SetAction(parse => Execute(parse, o));
         return command;
@@ -122,6 +128,14 @@ internal static class KdCommand
         int? threads = parse.GetValue(o.Threads);
         if (threads is < 1)
             throw new UsageException($"--threads must be ≥ 1, got {threads}.");
+        string deviceText = parse.GetValue(o.Device) ?? "auto";
+        ComputeDevice device = deviceText.ToLowerInvariant() switch
+        {
+            "auto" => ComputeDevice.Auto,
+            "cpu" => ComputeDevice.Cpu,
+            "cuda" => ComputeDevice.Cuda,
+            _ => throw new UsageException($"--device must be auto, cpu or cuda, got '{deviceText}'."),
+        };
         string? gradOut = parse.GetValue(o.GradOut);
         if (gradOut is not null) CheckOutputDirectory("--grad-out", gradOut);
         string? weightsPath = parse.GetValue(o.Weights);
@@ -186,7 +200,18 @@ internal static class KdCommand
         }
 
         var config = new DistillConfig(topK, temperature, kind, beta);
-        var kernels = KernelFactory.Create(threads);
+        KernelBackend backend;
+        try
+        {
+            backend = KernelFactory.Create(device, threads);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new UsageException(e.Message);
+        }
+        using var owned = backend;
+        var kernels = backend.Kernels;
+        if (device != ComputeDevice.Cpu) parse.InvocationConfiguration.Error.WriteLine($"raft: kernels on {backend.Description}");
         KdOutcome outcome;
         try
         {

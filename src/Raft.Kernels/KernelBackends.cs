@@ -1,0 +1,79 @@
+using ILGPU;
+using ILGPU.Runtime.Cuda;
+
+namespace Raft.Kernels;
+
+/// <summary>Where the loss kernels run.</summary>
+public enum ComputeDevice
+{
+    /// <summary>CUDA when a device is present and usable, the CPU otherwise (the default).</summary>
+    Auto = 0,
+    /// <summary>The SIMD CPU kernels (<see cref="CpuKernels"/>).</summary>
+    Cpu = 1,
+    /// <summary>The ILGPU kernels on ILGPU's CUDA accelerator (<see cref="IlgpuKernels"/>); an error when no GPU is usable.</summary>
+    Cuda = 2,
+}
+
+/// <summary>The chosen kernels and a one-line account of the choice (for the log).</summary>
+/// <param name="Kernels">The kernels; dispose them when they are <see cref="IDisposable"/>.</param>
+/// <param name="Description">E.g. "cuda: NVIDIA H100 (ilgpu-cuda)" or "cpu-vector512 (auto: no CUDA device: …)".</param>
+public sealed record KernelBackend(ILossKernels Kernels, string Description) : IDisposable
+{
+    /// <inheritdoc />
+    public void Dispose() => (Kernels as IDisposable)?.Dispose();
+}
+
+/// <summary>
+/// One place that turns <c>--device cpu|cuda|auto</c> into kernels. CUDA goes through ILGPU's CUDA accelerator
+/// with libdevice (ILGPU's PTX backend takes exp and log from it); every reason CUDA cannot be used — no driver,
+/// no device, no libdevice — is caught and reported, and <see cref="ComputeDevice.Auto"/> then falls back to the CPU.
+/// </summary>
+public static class KernelBackends
+{
+    /// <summary>Creates the kernels for <paramref name="device"/>; CPU threads: 0 = all cores.</summary>
+    /// <exception cref="InvalidOperationException"><see cref="ComputeDevice.Cuda"/> was asked for and no GPU is usable (the message says why).</exception>
+    public static KernelBackend Create(ComputeDevice device, int cpuThreads = 0)
+    {
+        if (!Enum.IsDefined(device)) Guard.Throw($"device must be auto, cpu or cuda, got {(int)device}.", nameof(device));
+        if (device == ComputeDevice.Cpu)
+        {
+            var cpu = new CpuKernels(cpuThreads);
+            return new KernelBackend(cpu, cpu.Name);
+        }
+        if (TryCreateCuda(out var cuda, out string reason))
+            return cuda!;
+        if (device == ComputeDevice.Cuda)
+            throw new InvalidOperationException($"--device cuda: no usable CUDA device ({reason}).");
+        var fallback = new CpuKernels(cpuThreads);
+        return new KernelBackend(fallback, $"{fallback.Name} (auto: {reason})");
+    }
+
+    /// <summary>Tries ILGPU's CUDA accelerator on the first CUDA device; on failure says why.</summary>
+    public static bool TryCreateCuda(out KernelBackend? backend, out string reason)
+    {
+        backend = null;
+        Context? context = null;
+        try
+        {
+            context = Context.Create(builder => builder.Cuda().LibDevice());
+            var devices = context.GetCudaDevices();
+            if (devices.Count == 0)
+            {
+                reason = "no CUDA device";
+                context.Dispose();
+                return false;
+            }
+            var accelerator = devices[0].CreateAccelerator(context);
+            var kernels = IlgpuKernels.Own(accelerator, context);
+            backend = new KernelBackend(kernels, $"cuda: {devices[0].Name} ({kernels.Name})");
+            reason = "";
+            return true;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            context?.Dispose();
+            reason = $"no CUDA device: {e.GetType().Name}: {e.Message}";
+            return false;
+        }
+    }
+}
