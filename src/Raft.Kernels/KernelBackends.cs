@@ -52,27 +52,40 @@ public static class KernelBackends
     public static bool TryCreateCuda(out KernelBackend? backend, out string reason)
     {
         backend = null;
+        // First: is there a device at all (needs only the driver)?
+        string deviceName;
+        try
+        {
+            using var probe = Context.Create(builder => builder.Cuda());
+            var devices = probe.GetCudaDevices();
+            if (devices.Count == 0)
+            {
+                reason = "no CUDA device";
+                return false;
+            }
+            deviceName = devices[0].Name;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            reason = $"no CUDA device ({e.GetType().Name}: {e.Message})";
+            return false;
+        }
+        // Then the context the kernels need: ILGPU's PTX backend takes exp and log from the toolkit's libdevice.
         Context? context = null;
         try
         {
             context = Context.Create(builder => builder.Cuda().LibDevice());
-            var devices = context.GetCudaDevices();
-            if (devices.Count == 0)
-            {
-                reason = "no CUDA device";
-                context.Dispose();
-                return false;
-            }
-            var accelerator = devices[0].CreateAccelerator(context);
+            var accelerator = context.GetCudaDevices()[0].CreateAccelerator(context);
             var kernels = IlgpuKernels.Own(accelerator, context);
-            backend = new KernelBackend(kernels, $"cuda: {devices[0].Name} ({kernels.Name})");
+            backend = new KernelBackend(kernels, $"cuda: {deviceName} ({kernels.Name})");
             reason = "";
             return true;
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             context?.Dispose();
-            reason = $"no CUDA device: {e.GetType().Name}: {e.Message}";
+            reason = $"CUDA device {deviceName} found, but ILGPU cannot use it ({e.GetType().Name}: {e.Message}; " +
+                     "ILGPU needs the CUDA toolkit's libdevice, found through CUDA_HOME)";
             return false;
         }
     }
