@@ -56,6 +56,11 @@ internal sealed unsafe class CudaDriverApi
     public readonly delegate* unmanaged<ulong, ulong, nuint, int> cuMemcpyDtoD;
     public readonly delegate* unmanaged<ulong, byte, nuint, int> cuMemsetD8;
     public readonly delegate* unmanaged<IntPtr, int> cuStreamSynchronize;
+    public readonly delegate* unmanaged<IntPtr*, uint, int> cuEventCreate;
+    public readonly delegate* unmanaged<IntPtr, int> cuEventDestroy;
+    public readonly delegate* unmanaged<IntPtr, IntPtr, int> cuEventRecord;
+    public readonly delegate* unmanaged<IntPtr, int> cuEventSynchronize;
+    public readonly delegate* unmanaged<float*, IntPtr, IntPtr, int> cuEventElapsedTime;
     public readonly delegate* unmanaged<int, byte**, int> cuGetErrorName;
     public readonly delegate* unmanaged<int, byte**, int> cuGetErrorString;
 
@@ -91,6 +96,12 @@ internal sealed unsafe class CudaDriverApi
         cuMemcpyDtoD = (delegate* unmanaged<ulong, ulong, nuint, int>)E("cuMemcpyDtoD_v2");
         cuMemsetD8 = (delegate* unmanaged<ulong, byte, nuint, int>)E("cuMemsetD8_v2");
         cuStreamSynchronize = (delegate* unmanaged<IntPtr, int>)E("cuStreamSynchronize");
+        cuEventCreate = (delegate* unmanaged<IntPtr*, uint, int>)E("cuEventCreate");
+        cuEventDestroy = (delegate* unmanaged<IntPtr, int>)EitherOf("cuEventDestroy_v2", "cuEventDestroy");
+        cuEventRecord = (delegate* unmanaged<IntPtr, IntPtr, int>)E("cuEventRecord");
+        cuEventSynchronize = (delegate* unmanaged<IntPtr, int>)E("cuEventSynchronize");
+        // CUDA 12.8 added cuEventElapsedTime_v2 (same signature; the unversioned one is deprecated in CUDA 13).
+        cuEventElapsedTime = (delegate* unmanaged<float*, IntPtr, IntPtr, int>)EitherOf("cuEventElapsedTime_v2", "cuEventElapsedTime");
         cuGetErrorName = (delegate* unmanaged<int, byte**, int>)E("cuGetErrorName");
         cuGetErrorString = (delegate* unmanaged<int, byte**, int>)E("cuGetErrorString");
 

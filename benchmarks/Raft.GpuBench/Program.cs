@@ -1,0 +1,166 @@
+using System.Globalization;
+using System.Text;
+using Raft.Cuda;
+using Raft.GpuBench;
+using Raft.Kernels;
+
+// raft-gpubench: correctness first, then timings of the CUDA C loss kernels (and the ILGPU path) on one GPU.
+// Exit codes: 0 ok, 1 correctness check failed, 2 bad arguments, 3 no CUDA device, 4 other error.
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+
+BenchOptions o;
+try
+{
+    o = BenchOptions.Parse(args);
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine("raft-gpubench: " + e.Message);
+    Console.Error.WriteLine(BenchOptions.Usage);
+    return 2;
+}
+if (o.Help)
+{
+    Console.WriteLine(BenchOptions.Usage);
+    return 0;
+}
+
+var report = new StringBuilder();
+void Say(string line)
+{
+    Console.WriteLine(line);
+    report.AppendLine(line);
+}
+
+if (o.HostCheck)
+{
+    Say($"# raft-gpubench --host-check ({o.CheckRows} rows, V {o.Vocab}, K {o.TopK}, τ {o.Temperature})");
+    var hostCheck = new CorrectnessCheck(o);
+    var cpu = hostCheck.Check(new CpuKernels(), "raft cpu");
+    CheckResult ilgpuCpu;
+    using (var ik = IlgpuKernels.CreateCpu()) ilgpuCpu = hostCheck.Check(ik, "raft ilgpu (cpu accelerator)");
+    Say(CheckResult.Header);
+    Say(cpu.Format(o.Tolerance));
+    Say(ilgpuCpu.Format(o.Tolerance));
+    WriteReport(o, report);
+    return cpu.Passed(o.Tolerance) && ilgpuCpu.Passed(o.Tolerance) ? 0 : 1;
+}
+
+if (!CudaDevice.TryOpen(o.Device, out var device, out var reason))
+{
+    Console.Error.WriteLine("raft-gpubench: no CUDA device: " + reason);
+    return 3;
+}
+
+try
+{
+    using (device)
+    {
+        if (!NvrtcCompiler.IsAvailable)
+        {
+            Console.Error.WriteLine("raft-gpubench: no NVRTC: " + NvrtcCompiler.UnavailableReason);
+            return 3;
+        }
+        Say($"# raft-gpubench: {device}");
+        Say($"driver {CudaDevice.DriverVersion}, NVRTC {NvrtcCompiler.Version} ({NvrtcCompiler.LibraryName}), {device.TotalMemoryBytes / 1e9:F1} GB, {Environment.ProcessorCount} CPU cores");
+        Say($"shapes: {o.ShapeText}; warm-up {o.Warmup}, median of {o.Repetitions} (ILGPU {o.IlgpuRepetitions})");
+        Say("");
+
+        var cacheDir = Path.Combine(Path.GetTempPath(), "raft-gpubench-ptx");
+        var cache = new PtxCache(Environment.GetEnvironmentVariable(PtxCache.DirectoryVariable) is { Length: > 0 } d ? d : cacheDir);
+        using var kernels = CudaLossKernels.Load(device, cache);
+        Say($"kernels compiled for {kernels.Architecture} (PTX cache {cache.Directory})");
+
+        // ---- correctness first
+        Console.WriteLine($"correctness: {o.CheckRows} rows of fresh random data at V {o.Vocab}, K {o.TopK} …");
+        var check = new CorrectnessCheck(o);
+        var checks = new List<CheckResult> { check.Check(device, kernels), check.Check(new CpuKernels(), "raft cpu (host)") };
+        CheckResult? ilgpuCheck = null;
+        IlgpuBench? ilgpu = null;
+        if (!o.SkipIlgpu)
+        {
+            ilgpu = IlgpuBench.TryOpen(o.Device, out var why);
+            if (ilgpu is null)
+                Say("ILGPU path skipped: " + why);
+            else
+            {
+                Say($"ILGPU: {ilgpu.Description}");
+                ilgpu.Activate();
+                ilgpuCheck = check.Check(ilgpu.Kernels, "raft ilgpu (cuda)");
+                checks.Add(ilgpuCheck);
+                device.MakeCurrent();
+            }
+        }
+        Say("");
+        Say($"## Correctness vs ReferenceKernels ({o.CheckRows} rows; tolerance {o.Tolerance:g} relative)");
+        Say("");
+        Say(CheckResult.Header);
+        foreach (var c in checks) Say(c.Format(o.Tolerance));
+        Say("");
+        // a path that threw (for example ILGPU's PTX rejected by this driver) is reported, not counted as wrong numbers,
+        // except for the CUDA C kernels, which must run
+        bool failed = !checks[0].Passed(o.Tolerance) || checks.Skip(1).Any(c => c.Error is null && !c.Passed(o.Tolerance));
+        if (!checks[0].Passed(o.Tolerance))
+        {
+            Say("FAIL: the CUDA C kernels disagree with the reference; no timings.");
+            ilgpu?.Dispose();
+            WriteReport(o, report);
+            return 1;
+        }
+
+        // ---- timings
+        Console.WriteLine("timing the CUDA C kernels …");
+        var rows = CudaBench.Run(device, kernels, cache, o, Console.Out);
+        if (ilgpu is not null)
+        {
+            if (ilgpuCheck is not null && ilgpuCheck.Passed(o.Tolerance))
+            {
+                try
+                {
+                    ilgpu.Activate();
+                    rows.AddRange(ilgpu.Run(o, Console.Out));
+                }
+                catch (Exception e)
+                {
+                    Say($"ILGPU timings failed: {e.GetType().Name}: {e.Message}");
+                }
+            }
+            else Say("ILGPU timings skipped: its correctness check did not pass or did not run.");
+            try
+            {
+                ilgpu.Dispose();
+            }
+            catch (Exception e)
+            {
+                Console.Error.WriteLine($"ILGPU dispose failed (ignored): {e.GetType().Name}: {e.Message}");
+            }
+            device.MakeCurrent();
+        }
+        Say($"## Timings ({o.ShapeText})");
+        Say("");
+        Say("GB/s = bytes / median time (1 GB = 10⁹ B); bytes = rows·V·4 read + rows·V·4 written except where noted; % of copy = GB/s over kernels/copy.cu's.");
+        Say("");
+        Say(ResultTable.Format(rows).TrimEnd());
+        Say("");
+        if (failed) Say("FAIL: " + string.Join(", ", checks.Where(c => c.Error is null && !c.Passed(o.Tolerance)).Select(c => c.Implementation)) + " disagree(s) with the reference.");
+        WriteReport(o, report);
+        return failed ? 1 : 0;
+    }
+}
+catch (Exception e)
+{
+    Console.Error.WriteLine($"raft-gpubench: {e.GetType().Name}: {e.Message}");
+    Console.Error.WriteLine(e.StackTrace);
+    WriteReport(o, report);
+    return 4;
+}
+
+static void WriteReport(BenchOptions o, StringBuilder report)
+{
+    if (o.OutputPath is null) return;
+    var dir = Path.GetDirectoryName(Path.GetFullPath(o.OutputPath));
+    if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
+    File.WriteAllText(o.OutputPath, report.ToString());
+    Console.WriteLine($"report written to {o.OutputPath}");
+}
