@@ -1,0 +1,2 @@
+namespace Raft.Teacher;
+internal static class Placeholder { }
