@@ -1,2 +1,0 @@
-namespace Raft.Teacher;
-internal static class Placeholder { }
