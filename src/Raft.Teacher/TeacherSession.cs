@@ -90,9 +90,9 @@ public sealed class TeacherSession : IDisposable
     private bool _disposed;
 
     private TeacherSession(InferenceSession session, string path, string provider, string? fallbackReason,
-        int layers, int kvHeads, int headDim, int vocab)
+        int layers, int kvHeads, int headDim, int vocab, Raft.Model.ModelConfig? config)
     {
-        _session = session; ModelPath = path; Provider = provider; FallbackReason = fallbackReason;
+        _session = session; ModelPath = path; Provider = provider; FallbackReason = fallbackReason; Config = config;
         NumLayers = layers; KvHeads = kvHeads; HeadDim = headDim; VocabSize = vocab;
         var inputs = new List<string> { "input_ids", "attention_mask", "position_ids" };
         var outputs = new List<string> { "logits" };
@@ -118,6 +118,8 @@ public sealed class TeacherSession : IDisposable
     public int HeadDim { get; }
     /// <summary>Vocabulary size (the last axis of logits).</summary>
     public int VocabSize { get; }
+    /// <summary>The <c>config.json</c> beside the model, when there is one (positions are then checked against its max_position_embeddings).</summary>
+    public Raft.Model.ModelConfig? Config { get; }
 
     /// <summary>
     /// Opens <c>model.onnx</c> in <paramref name="directory"/> (or the .onnx file itself). CUDA is tried first for
@@ -125,7 +127,8 @@ public sealed class TeacherSession : IDisposable
     /// the CPU (an error for Cuda without <see cref="TeacherOptions.AllowCpuFallback"/>). One line naming the provider
     /// and, on fallback, the reason goes to <see cref="TeacherOptions.Log"/>. A file that is not an ONNX model, a
     /// missing input or output, a wrong element type, or a vocabulary size other than
-    /// <see cref="TeacherOptions.ExpectedVocabSize"/> raises <see cref="InvalidDataException"/> naming the file.
+    /// <see cref="TeacherOptions.ExpectedVocabSize"/> (or than the vocab_size/num_hidden_layers of a <c>config.json</c>
+    /// beside it) raises <see cref="InvalidDataException"/> naming the file.
     /// </summary>
     public static TeacherSession Open(string directory, TeacherOptions? options = null)
     {
@@ -165,10 +168,20 @@ public sealed class TeacherSession : IDisposable
         try
         {
             var (layers, kvHeads, headDim, vocab) = Validate(session, path, options.ExpectedVocabSize);
+            string configPath = Path.Combine(Path.GetDirectoryName(path)!, Raft.Model.Checkpoint.ConfigFile);
+            Raft.Model.ModelConfig? config = null;
+            if (File.Exists(configPath))
+            {
+                config = Raft.Model.ModelConfig.Load(configPath);
+                if (config.VocabSize != vocab)
+                    throw new InvalidDataException($"{path}: the model's vocabulary size is {vocab} (logits [batch, seq, {vocab}]), {configPath} says vocab_size {config.VocabSize}.");
+                if (config.NumHiddenLayers != layers || config.KvHeads != kvHeads || config.HeadDim != headDim)
+                    throw new InvalidDataException($"{path}: the model has {layers} layers of past [batch, {kvHeads}, past, {headDim}], {configPath} says {config.NumHiddenLayers} layers, {config.KvHeads} kv heads, head_dim {config.HeadDim}.");
+            }
             log(reason is null
                 ? $"teacher {path}: running on {provider}" + (options.Provider == TeacherProvider.Cpu ? " (asked for)." : ".")
                 : $"teacher {path}: running on CPU; CUDA was asked for ({options.Provider}) but could not be started: {reason}");
-            return new TeacherSession(session, path, provider, reason, layers, kvHeads, headDim, vocab);
+            return new TeacherSession(session, path, provider, reason, layers, kvHeads, headDim, vocab, config);
         }
         catch
         {
@@ -286,6 +299,11 @@ public sealed class TeacherSession : IDisposable
             for (int b = 0; b < batch; b++)
                 for (int i = 0; i < seq; i++) pos[b * seq + i] = past + i;
         }
+
+        if (Config is { } c)
+            for (int i = 0; i < pos.Length; i++)
+                if (pos[i] < 0 || pos[i] >= c.MaxPositionEmbeddings)
+                    throw new ArgumentException($"position [{i / seq}, {i % seq}] = {pos[i]} is outside 0..{c.MaxPositionEmbeddings - 1} (max_position_embeddings).", nameof(positionIds));
 
         OrtValue[]? ownPast = cache == null ? CreateCache(batch).Past : null;
         var inputs = new OrtValue[_inputNames.Length];

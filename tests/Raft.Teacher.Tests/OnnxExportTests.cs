@@ -29,6 +29,22 @@ public class OnnxExportTests
         Assert.True(MaxRelError(actual, expected) < 1e-4, $"relative error {MaxRelError(actual, expected)}");
     }
 
+    [Fact]
+    public void HeadDimOverrideAndSingleKvHead()
+    {
+        // head_dim 6 ≠ hidden / heads, 4 query heads over 1 KV head, RoPE base 500000
+        var config = Tiny(false, true) with { HeadDimOverride = 6, NumKeyValueHeads = 1, RopeTheta = 500000, RmsNormEps = 1e-5 };
+        var weights = RandomParameters(config, seed: 61);
+        int[] tokens = RandomTokens(2 * 5, config.VocabSize, seed: 9);
+        float[] expected = new LlamaModel(config, weights).Forward(tokens, 2, 5);
+        using var dir = new TempDir();
+        OnnxExporter.Export(config, weights, dir.Path);
+        using var teacher = TeacherSession.Open(dir.Path, Cpu());
+        Assert.Equal((1, 6), (teacher.KvHeads, teacher.HeadDim));
+        float[] actual = teacher.Forward(Array.ConvertAll(tokens, t => (long)t), 2, 5);
+        Assert.True(MaxRelError(actual, expected) < 1e-4, $"relative error {MaxRelError(actual, expected)}");
+    }
+
     [Theory]
     [InlineData(false, false)]
     [InlineData(true, true)]

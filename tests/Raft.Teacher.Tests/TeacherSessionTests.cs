@@ -93,6 +93,22 @@ public class TeacherSessionTests
     }
 
     [Fact]
+    public void ConfigBesideTheModelMustAgree()
+    {
+        using var dir = new TempDir();
+        string path = ExportTiny(dir);
+        string config = Path.Combine(dir.Path, "config.json");
+        File.WriteAllText(config, Tiny(false, false, vocab: 13).ToJson());
+        var e = Assert.Throws<InvalidDataException>(() => TeacherSession.Open(dir.Path, Cpu()));
+        Assert.Contains("11", e.Message);
+        Assert.Contains("vocab_size 13", e.Message);
+        Assert.Contains(path, e.Message);
+        File.Delete(config);
+        using var noConfig = TeacherSession.Open(dir.Path, Cpu());
+        Assert.Null(noConfig.Config);
+    }
+
+    [Fact]
     public void CpuProviderIsLoggedOnce()
     {
         using var dir = new TempDir();
@@ -162,6 +178,7 @@ public class TeacherSessionTests
         Assert.Contains("inputIds", Assert.Throws<ArgumentException>(() => teacher.Forward([1, 2, 3], 2, 2)).Message);
         Assert.Contains("= 11", Assert.Throws<ArgumentException>(() => teacher.Forward([1, 11], 1, 2)).Message);
         Assert.Contains("attentionMask", Assert.Throws<ArgumentException>(() => teacher.Forward([1, 2], 1, 2, attentionMask: [1])).Message);
+        Assert.Contains("max_position_embeddings", Assert.Throws<ArgumentException>(() => teacher.Forward([1, 2], 1, 2, positionIds: [0, 64])).Message);
         using var cache = teacher.CreateCache(2);
         Assert.Contains("2 sequences", Assert.Throws<ArgumentException>(() => teacher.Forward([1], 1, 1, cache)).Message);
         teacher.Dispose();
