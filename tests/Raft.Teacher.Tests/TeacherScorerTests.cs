@@ -46,6 +46,36 @@ public class TeacherScorerTests
     }
 
     [Fact]
+    public void BatchScoringOfUnequalLengthsEqualsOneByOne()
+    {
+        var config = Tiny(true, true, vocab: 29);
+        var weights = RandomParameters(config, seed: 71);
+        using var dir = new TempDir();
+        OnnxExporter.Export(config, weights, dir.Path);
+        using var teacher = TeacherSession.Open(dir.Path, Cpu());
+        var scorer = new TeacherScorer(teacher, new CpuKernels(1));
+        int[] cl = [3, 1, 7], rl = [6, 2, 1];
+        var contexts = cl.Select((n, i) => Array.ConvertAll(RandomTokens(n, 29, 100 + i), t => (long)t)).ToArray();
+        var rollouts = rl.Select((n, i) => Array.ConvertAll(RandomTokens(n, 29, 200 + i), t => (long)t)).ToArray();
+        const int k = 4;
+        foreach (long budget in new[] { TeacherScorer.DefaultMemoryBudgetBytes, 3L * 29 * 4 * 2, 1 })
+        {
+            var batch = scorer.ScoreBatch(contexts, rollouts, k, 0.7f, budget);
+            Assert.Equal(3, batch.Count);
+            for (int b = 0; b < 3; b++)
+            {
+                var one = scorer.Score(contexts[b], rollouts[b], k, 0.7f);
+                Assert.Equal(rl[b], batch[b].Rows);
+                Assert.Equal(one.Indices, batch[b].Indices);
+                for (int i = 0; i < one.Probs.Length; i++)
+                    Assert.True(Math.Abs(one.Probs[i] - batch[b].Probs[i]) < 1e-5, $"budget {budget}, sequence {b}, prob {i}: {batch[b].Probs[i]} vs {one.Probs[i]}");
+                Assert.All(batch[b].Probs, p => Assert.True(p > 0 && p <= 1));
+            }
+        }
+        Assert.Equal("rollouts", Assert.Throws<ArgumentException>(() => scorer.ScoreBatch(contexts, rollouts[..2], k, 1f)).ParamName);
+    }
+
+    [Fact]
     public void BadArgumentsAreNamed()
     {
         var config = Tiny(true, false);
