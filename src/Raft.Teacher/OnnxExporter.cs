@@ -27,6 +27,7 @@ public static class OnnxExporter
     /// <summary>The default external-data threshold: 1.5 GB of weights (protobuf cannot hold more than 2 GB).</summary>
     public const long DefaultExternalDataThreshold = 1_500_000_000;
 
+    private const long DataAlignment = 4096;
     private const TensorProto.Types.DataType F32 = TensorProto.Types.DataType.Float;
     private const TensorProto.Types.DataType I64 = TensorProto.Types.DataType.Int64;
 
@@ -64,6 +65,9 @@ public static class OnnxExporter
             {
                 foreach (var t in large)
                 {
+                    // page-aligned offsets let ONNX Runtime map tensors from the file instead of copying them
+                    long aligned = (offset + DataAlignment - 1) / DataAlignment * DataAlignment;
+                    if (aligned > offset) { stream.Write(new byte[aligned - offset]); offset = aligned; }
                     var bytes = MemoryMarshal.AsBytes(t.Data.AsSpan());
                     var proto = NewTensor(t.Name, F32, t.Shape);
                     proto.DataLocation = TensorProto.Types.DataLocation.External;

@@ -134,6 +134,36 @@ public class OnnxExportTests
     }
 
     [Fact]
+    public void SignatureIsOptimumsWithDynamicAxes()
+    {
+        var config = Tiny(false, false);
+        using var dir = new TempDir();
+        OnnxExporter.Export(config, RandomParameters(config, seed: 2), dir.Path);
+        var model = Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir.Path, "model.onnx")));
+        Assert.Equal([("", 17L)], model.OpsetImport.Select(o => (o.Domain, o.Version)));
+        Assert.All(model.Graph.Node, n => Assert.Equal("", n.Domain));
+        string Dims(Google.Protobuf.Collections.RepeatedField<Onnx.ValueInfoProto> list, string name) => string.Join(",",
+            list.Single(v => v.Name == name).Type.TensorType.Shape.Dim.Select(d => d.HasDimParam ? d.DimParam : d.DimValue.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        var g = model.Graph;
+        Assert.Equal(["input_ids", "attention_mask", "position_ids", "past_key_values.0.key", "past_key_values.0.value", "past_key_values.1.key", "past_key_values.1.value"],
+            g.Input.Select(i => i.Name));
+        Assert.Equal(["logits", "present.0.key", "present.0.value", "present.1.key", "present.1.value"], g.Output.Select(o => o.Name));
+        Assert.Equal("batch_size,sequence_length", Dims(g.Input, "input_ids"));
+        Assert.Equal("batch_size,total_sequence_length", Dims(g.Input, "attention_mask"));
+        Assert.Equal("batch_size,2,past_sequence_length,4", Dims(g.Input, "past_key_values.1.value"));
+        Assert.Equal("batch_size,sequence_length,11", Dims(g.Output, "logits"));
+        Assert.Equal("batch_size,2,total_sequence_length,4", Dims(g.Output, "present.0.key"));
+        // one session serves several batch sizes and lengths
+        using var teacher = TeacherSession.Open(dir.Path, Cpu());
+        var engine = new LlamaModel(config, RandomParameters(config, seed: 2));
+        foreach (var (b, t) in new[] { (1, 1), (3, 5), (2, 12) })
+        {
+            int[] tokens = RandomTokens(b * t, 11, seed: b * 100 + t);
+            Assert.True(MaxRelError(teacher.Forward(Array.ConvertAll(tokens, x => (long)x), b, t), engine.Forward(tokens, b, t)) < 1e-4);
+        }
+    }
+
+    [Fact]
     public void MissingWeightIsRejectedBeforeWriting()
     {
         var config = Tiny(false, false);
