@@ -1,0 +1,187 @@
+using Google.Protobuf;
+using Onnx;
+using static Raft.Teacher.Tests.TestModels;
+
+namespace Raft.Teacher.Tests;
+
+public class TeacherSessionTests
+{
+    private static string ExportTiny(TempDir dir, bool tied = false, bool bias = false)
+    {
+        var config = Tiny(tied, bias);
+        OnnxExporter.Export(config, RandomParameters(config, seed: 3), dir.Path);
+        return Path.Combine(dir.Path, "model.onnx");
+    }
+
+    private static void Rewrite(string path, Action<ModelProto> edit)
+    {
+        var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(path));
+        edit(model);
+        File.WriteAllBytes(path, model.ToByteArray());
+    }
+
+    [Fact]
+    public void NotAnOnnxFileIsAClearError()
+    {
+        using var dir = new TempDir();
+        string path = Path.Combine(dir.Path, "model.onnx");
+        File.WriteAllText(path, "this is not a protobuf model, just some text\n");
+        var e = Assert.Throws<InvalidDataException>(() => TeacherSession.Open(dir.Path, Cpu()));
+        Assert.Contains(path, e.Message);
+        Assert.Contains("cannot load", e.Message);
+    }
+
+    [Fact]
+    public void MissingDirectoryOrFileIsAClearError()
+    {
+        using var dir = new TempDir();
+        var e = Assert.Throws<FileNotFoundException>(() => TeacherSession.Open(dir.Path, Cpu()));
+        Assert.Contains("model.onnx", e.Message);
+    }
+
+    [Fact]
+    public void MissingInputIsNamed()
+    {
+        using var dir = new TempDir();
+        string path = ExportTiny(dir);
+        Rewrite(path, m =>
+        {
+            // the graph reads "positions" instead of position_ids: a valid model without the input the signature needs
+            m.Graph.Input.Single(i => i.Name == "position_ids").Name = "positions";
+            foreach (var n in m.Graph.Node)
+                for (int i = 0; i < n.Input.Count; i++)
+                    if (n.Input[i] == "position_ids") n.Input[i] = "positions";
+        });
+        var e = Assert.Throws<InvalidDataException>(() => TeacherSession.Open(dir.Path, Cpu()));
+        Assert.Contains("'position_ids'", e.Message);
+        Assert.Contains(path, e.Message);
+    }
+
+    [Fact]
+    public void NonFloatLogitsAreRejected()
+    {
+        using var dir = new TempDir();
+        string path = ExportTiny(dir);
+        Rewrite(path, m =>
+        {
+            var last = m.Graph.Node.Single(n => n.Output.Contains("logits"));
+            last.Output[0] = "logits_float";
+            var cast = new NodeProto { OpType = "Cast", Name = "to_double" };
+            cast.Input.Add("logits_float");
+            cast.Output.Add("logits");
+            cast.Attribute.Add(new AttributeProto { Name = "to", Type = AttributeProto.Types.AttributeType.Int, I = (long)TensorProto.Types.DataType.Double });
+            m.Graph.Node.Add(cast);
+            m.Graph.Output.Single(o => o.Name == "logits").Type.TensorType.ElemType = (int)TensorProto.Types.DataType.Double;
+        });
+        var e = Assert.Throws<InvalidDataException>(() => TeacherSession.Open(dir.Path, Cpu()));
+        Assert.Contains("'logits'", e.Message);
+        Assert.Contains("Double", e.Message);
+        Assert.Contains(path, e.Message);
+    }
+
+    [Fact]
+    public void VocabularyMismatchNamesBothSizes()
+    {
+        using var dir = new TempDir();
+        string path = ExportTiny(dir);
+        var e = Assert.Throws<InvalidDataException>(() => TeacherSession.Open(dir.Path, Cpu() with { ExpectedVocabSize = 12 }));
+        Assert.Contains("11", e.Message);
+        Assert.Contains("12", e.Message);
+        Assert.Contains(path, e.Message);
+        using var ok = TeacherSession.Open(dir.Path, Cpu() with { ExpectedVocabSize = 11 });
+        Assert.Equal(11, ok.VocabSize);
+    }
+
+    [Fact]
+    public void ConfigBesideTheModelMustAgree()
+    {
+        using var dir = new TempDir();
+        string path = ExportTiny(dir);
+        string config = Path.Combine(dir.Path, "config.json");
+        File.WriteAllText(config, Tiny(false, false, vocab: 13).ToJson());
+        var e = Assert.Throws<InvalidDataException>(() => TeacherSession.Open(dir.Path, Cpu()));
+        Assert.Contains("11", e.Message);
+        Assert.Contains("vocab_size 13", e.Message);
+        Assert.Contains(path, e.Message);
+        File.Delete(config);
+        using var noConfig = TeacherSession.Open(dir.Path, Cpu());
+        Assert.Null(noConfig.Config);
+    }
+
+    [Fact]
+    public void CpuProviderIsLoggedOnce()
+    {
+        using var dir = new TempDir();
+        ExportTiny(dir);
+        var log = new List<string>();
+        using var teacher = TeacherSession.Open(dir.Path, Cpu(log));
+        Assert.Equal("CPU", teacher.Provider);
+        Assert.Null(teacher.FallbackReason);
+        Assert.Single(log);
+        Assert.Contains("running on CPU", log[0]);
+    }
+
+    [Theory]
+    [InlineData(TeacherProvider.Cuda)]
+    [InlineData(TeacherProvider.Auto)]
+    public void CudaRunsOrFallsBackToCpuWithTheReason(TeacherProvider provider)
+    {
+        using var dir = new TempDir();
+        ExportTiny(dir);
+        var log = new List<string>();
+        using var teacher = TeacherSession.Open(dir.Path, new TeacherOptions { Provider = provider, Log = log.Add });
+        Assert.Single(log);
+        if (teacher.Provider == "CUDA")
+        {
+            Assert.Null(teacher.FallbackReason);
+            Assert.Contains("running on CUDA", log[0]);
+        }
+        else
+        {
+            Assert.Equal("CPU", teacher.Provider);
+            Assert.False(string.IsNullOrWhiteSpace(teacher.FallbackReason));
+            Assert.Contains("running on CPU", log[0]);
+            Assert.Contains(teacher.FallbackReason!, log[0]);
+        }
+        // either way it computes
+        Assert.Equal(2 * 3 * 11, teacher.Forward([1, 2, 3, 4, 5, 6], 2, 3).Length);
+    }
+
+    [Fact]
+    public void CudaWithoutFallbackEitherRunsOnCudaOrFailsClearly()
+    {
+        using var dir = new TempDir();
+        ExportTiny(dir);
+        TeacherSession? teacher = null;
+        try
+        {
+            teacher = TeacherSession.Open(dir.Path, new TeacherOptions { Provider = TeacherProvider.Cuda, AllowCpuFallback = false, Log = _ => { } });
+            Assert.Equal("CUDA", teacher.Provider);
+        }
+        catch (InvalidOperationException e)
+        {
+            Assert.Contains("CUDA", e.Message);
+            Assert.Contains("fallback is disallowed", e.Message);
+        }
+        finally
+        {
+            teacher?.Dispose();
+        }
+    }
+
+    [Fact]
+    public void BadCallsAreRejected()
+    {
+        using var dir = new TempDir();
+        ExportTiny(dir);
+        using var teacher = TeacherSession.Open(dir.Path, Cpu());
+        Assert.Contains("inputIds", Assert.Throws<ArgumentException>(() => teacher.Forward([1, 2, 3], 2, 2)).Message);
+        Assert.Contains("= 11", Assert.Throws<ArgumentException>(() => teacher.Forward([1, 11], 1, 2)).Message);
+        Assert.Contains("attentionMask", Assert.Throws<ArgumentException>(() => teacher.Forward([1, 2], 1, 2, attentionMask: [1])).Message);
+        Assert.Contains("max_position_embeddings", Assert.Throws<ArgumentException>(() => teacher.Forward([1, 2], 1, 2, positionIds: [0, 64])).Message);
+        using var cache = teacher.CreateCache(2);
+        Assert.Contains("2 sequences", Assert.Throws<ArgumentException>(() => teacher.Forward([1], 1, 1, cache)).Message);
+        teacher.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => teacher.Forward([1], 1, 1));
+    }
+}
