@@ -67,14 +67,24 @@ internal static class Guard
             if (!(p[i] >= 0f && p[i] <= 1.0001f))
                 Throw($"teacherProbs[{i / k}, {i % k}] must be a probability in [0, 1], got {p[i]}.", "teacherProbs");
         }
-        var sorted = k <= 1024 ? stackalloc int[k] : new int[k];
-        for (int r = 0; r < rows && k > 1; r++)
+        // Distinct within each row: a bitset over the vocabulary, set for a row's K indices and cleared again
+        // (O(rows·K), no sort).
+        if (k > 1)
         {
-            idx.Slice(r * k, k).CopyTo(sorted);
-            sorted.Sort();
-            for (int j = 1; j < k; j++)
-                if (sorted[j] == sorted[j - 1])
-                    Throw($"teacherIndices row {r} holds index {sorted[j]} twice; the K indices of a row must be distinct.", "teacherIndices");
+            var seen = new ulong[(vocab + 63) / 64];
+            for (int r = 0; r < rows; r++)
+            {
+                var row = idx.Slice(r * k, k);
+                for (int j = 0; j < k; j++)
+                {
+                    int i = row[j];
+                    ulong bit = 1UL << (i & 63);
+                    if ((seen[i >> 6] & bit) != 0)
+                        Throw($"teacherIndices row {r} holds index {i} twice; the K indices of a row must be distinct.", "teacherIndices");
+                    seen[i >> 6] |= bit;
+                }
+                foreach (int i in row) seen[i >> 6] = 0;
+            }
         }
     }
 

@@ -37,6 +37,8 @@ public class ArgumentTests
         AssertRejected(() => kernels.Distill(s, Rows, Vocab, idx, p.AsSpan(2), cfg, default, s), "teacherProbs", "got 10", s);
         var badIdx = (int[])idx.Clone(); badIdx[5] = Vocab;
         AssertRejected(() => kernels.Distill(s, Rows, Vocab, badIdx, p, cfg, default, s), "teacherIndices", "got 10", s);
+        var dupIdx = (int[])idx.Clone(); dupIdx[K + 3] = dupIdx[K + 1];
+        AssertRejected(() => kernels.Distill(s, Rows, Vocab, dupIdx, p, cfg, default, s), "teacherIndices", $"row 1 holds index {dupIdx[K + 1]} twice", s);
         var badP = (float[])p.Clone(); badP[2] = float.NaN;
         AssertRejected(() => kernels.Distill(s, Rows, Vocab, idx, badP, cfg, default, s), "teacherProbs", "got NaN", s);
         AssertRejected(() => kernels.Distill(s, Rows, Vocab, idx, p, cfg, new float[Rows - 1], s), "rowWeights", "got 2", s);
