@@ -80,9 +80,7 @@ public sealed class CpuKernels : ILossKernels
         ReadOnlySpan<float> rowWeights, Span<float> gradient, float normalizer = 0f)
     {
         LossArguments.Distill(studentLogits, rows, vocab, teacherIndices, teacherProbs, config, rowWeights, gradient, normalizer);
-        double weightSum = 0;
-        for (int r = 0; r < rows; r++) weightSum += rowWeights.IsEmpty ? 1.0 : rowWeights[r];
-        double n = normalizer > 0 ? normalizer : weightSum;
+        var (weightSum, n) = LossArguments.DistillNormalizer(rowWeights, rows, normalizer);
         int k = config.TopK;
         var rowLoss = ArrayPool<double>.Shared.Rent(Math.Max(rows, 1));
         try
@@ -247,9 +245,7 @@ public sealed class CpuKernels : ILossKernels
         Span<float> gradient, int ignoreIndex = -100, float labelSmoothing = 0f, float normalizer = 0f)
     {
         LossArguments.CrossEntropy(logits, rows, vocab, targets, gradient, ignoreIndex, labelSmoothing, normalizer);
-        int count = 0;
-        for (int r = 0; r < rows; r++) if (targets[r] != ignoreIndex) count++;
-        double n = normalizer > 0 ? normalizer : count;
+        var (count, n) = LossArguments.CrossEntropyNormalizer(targets, ignoreIndex, normalizer);
         var rowLoss = ArrayPool<double>.Shared.Rent(Math.Max(rows, 1));
         try
         {

@@ -76,6 +76,28 @@ public static class LossArguments
         Guard.Normalizer(normalizer);
     }
 
+    /// <summary>
+    /// The weighted-mean denominator of a distillation call: Σ_r w_r (all 1 when <paramref name="rowWeights"/>
+    /// is empty), and the normaliser N actually used (the caller's when &gt; 0, else that sum).
+    /// </summary>
+    internal static (double WeightSum, double N) DistillNormalizer(ReadOnlySpan<float> rowWeights, int rows, float normalizer)
+    {
+        double weightSum = 0;
+        for (int r = 0; r < rows; r++) weightSum += rowWeights.IsEmpty ? 1.0 : rowWeights[r];
+        return (weightSum, normalizer > 0 ? normalizer : weightSum);
+    }
+
+    /// <summary>
+    /// The mean's denominator of a cross-entropy call: the number of rows whose target is not
+    /// <paramref name="ignoreIndex"/>, and the normaliser N actually used (the caller's when &gt; 0, else that count).
+    /// </summary>
+    internal static (int Count, double N) CrossEntropyNormalizer(ReadOnlySpan<int> targets, int ignoreIndex, float normalizer)
+    {
+        int count = 0;
+        foreach (int t in targets) if (t != ignoreIndex) count++;
+        return (count, normalizer > 0 ? normalizer : count);
+    }
+
     /// <summary>Validates a cross-entropy call (including every target).</summary>
     public static void CrossEntropy(ReadOnlySpan<float> logits, int rows, int vocab, ReadOnlySpan<int> targets,
         Span<float> gradient, int ignoreIndex, float labelSmoothing, float normalizer)

@@ -70,9 +70,7 @@ public sealed class ReferenceKernels : ILossKernels
     {
         LossArguments.Distill(studentLogits, rows, vocab, teacherIndices, teacherProbs, config, rowWeights, gradient, normalizer);
         int k = config.TopK;
-        double weightSum = 0;
-        for (int r = 0; r < rows; r++) weightSum += rowWeights.IsEmpty ? 1.0 : rowWeights[r];
-        double n = normalizer > 0 ? normalizer : weightSum;
+        var (weightSum, n) = LossArguments.DistillNormalizer(rowWeights, rows, normalizer);
 
         var s = new double[vocab];
         var g = new double[vocab];
@@ -191,9 +189,7 @@ public sealed class ReferenceKernels : ILossKernels
         Span<float> gradient, int ignoreIndex = -100, float labelSmoothing = 0f, float normalizer = 0f)
     {
         LossArguments.CrossEntropy(logits, rows, vocab, targets, gradient, ignoreIndex, labelSmoothing, normalizer);
-        int count = 0;
-        for (int r = 0; r < rows; r++) if (targets[r] != ignoreIndex) count++;
-        double n = normalizer > 0 ? normalizer : count;
+        var (count, n) = LossArguments.CrossEntropyNormalizer(targets, ignoreIndex, normalizer);
         var s = new double[vocab];
         var g = new double[vocab];
         double lossSum = 0;
