@@ -137,9 +137,9 @@ internal static class KdCommand
             _ => throw new UsageException($"--device must be auto, cpu or cuda, got '{deviceText}'."),
         };
         string? gradOut = parse.GetValue(o.GradOut);
-        if (gradOut is not null) CheckOutputDirectory("--grad-out", gradOut);
+        if (gradOut is not null) CliChecks.CheckOutputFile("--grad-out", gradOut);
         string? weightsPath = parse.GetValue(o.Weights);
-        if (weightsPath is not null) CheckInputFile("--weights", weightsPath);
+        if (weightsPath is not null) CliChecks.CheckInputFile("--weights", weightsPath);
 
         float[] student, teacher;
         int rows, vocab;
@@ -147,7 +147,7 @@ internal static class KdCommand
         if (parse.GetValue(o.Example))
         {
             foreach (var option in (Option[])[o.Student, o.Teacher])
-                if (IsGiven(parse, option))
+                if (CliChecks.IsGiven(parse, option))
                     throw new UsageException($"{option.Name} cannot be combined with --example (the example generates its own logits).");
             rows = parse.GetValue(o.Rows);
             vocab = parse.GetValue(o.Vocab);
@@ -169,12 +169,12 @@ internal static class KdCommand
         else
         {
             foreach (var option in (Option[])[o.Rows, o.Vocab, o.Seed, o.WriteExample])
-                if (IsGiven(parse, option))
+                if (CliChecks.IsGiven(parse, option))
                     throw new UsageException($"{option.Name} applies only with --example.");
             studentName = parse.GetValue(o.Student) ?? throw new UsageException("--student is required (or use --example).");
             teacherName = parse.GetValue(o.Teacher) ?? throw new UsageException("--teacher is required (or use --example).");
-            CheckInputFile("--student", studentName);
-            CheckInputFile("--teacher", teacherName);
+            CliChecks.CheckInputFile("--student", studentName);
+            CliChecks.CheckInputFile("--teacher", teacherName);
             var s = NpyFile.ReadFloat32(studentName, 2, "[rows, vocab]");
             var t = NpyFile.ReadFloat32(teacherName, 2, "[rows, vocab]");
             if (s.Shape[0] != t.Shape[0] || s.Shape[1] != t.Shape[1])
@@ -292,22 +292,6 @@ internal static class KdCommand
     {
         while (e is AggregateException { InnerExceptions.Count: 1 } aggregate) e = aggregate.InnerExceptions[0];
         return e;
-    }
-
-    private static bool IsGiven(ParseResult parse, Option option) => parse.GetResult(option) is { Implicit: false };
-
-    private static void CheckInputFile(string option, string path)
-    {
-        if (Directory.Exists(path)) throw new UsageException($"{option} {path}: is a directory, not a file.");
-        if (!File.Exists(path)) throw new UsageException($"{option} {path}: file not found.");
-    }
-
-    private static void CheckOutputDirectory(string option, string path)
-    {
-        if (Directory.Exists(path)) throw new UsageException($"{option} {path}: is a directory, not a file.");
-        string? directory = Path.GetDirectoryName(Path.GetFullPath(path));
-        if (directory is not null && !Directory.Exists(directory))
-            throw new UsageException($"{option} {path}: directory {directory} does not exist.");
     }
 
     private static string Format(float value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);

@@ -1,0 +1,295 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Raft.Kernels;
+using Raft.Model;
+using Raft.Model.Tokenization;
+using Raft.Pipeline.Data;
+using Raft.Pipeline.Eval;
+using Raft.Pipeline.Filtering;
+using Raft.Pipeline.Refine;
+using Raft.Pipeline.Training;
+
+namespace Raft.Pipeline.Demo;
+
+/// <summary>The options of <c>raft demo</c>.</summary>
+public sealed record DemoOptions
+{
+    /// <summary>The seeds; every method is trained once per seed.</summary>
+    public int[] Seeds { get; init; } = [1, 2, 3];
+    /// <summary>Also run RAFT without refinement, without answer conditioning, and with fixed weights.</summary>
+    public bool Ablations { get; init; }
+    /// <summary>Where report.md, report.json and learning_curves.png go (null: print only).</summary>
+    public string? OutDir { get; init; }
+    /// <summary>The base checkpoint; trained first (<see cref="DemoBase.Pretrain"/>) when the folder does not exist.</summary>
+    public string BaseModel { get; init; } = "models/demo-base";
+    /// <summary>Domain training examples.</summary>
+    public int DomainExamples { get; init; } = 256;
+    /// <summary>Items per evaluation set (domain, general, format).</summary>
+    public int EvalItems { get; init; } = 100;
+    /// <summary>Learning-curve points per run (evaluated on half-size sets), including step 0 and the last step.</summary>
+    public int CurvePoints { get; init; } = 5;
+    /// <summary>CPU threads (0: all cores).</summary>
+    public int Threads { get; init; }
+    /// <summary>The SFT baseline's budget (the steps, batch and learning rate that RAFT gets too).</summary>
+    public TrainOptions Sft { get; init; } = new()
+    {
+        Method = TrainMethod.Sft, Steps = 120, BatchSize = 16, LearningRate = 1e-3, MinLearningRate = 1e-4, WarmupSteps = 10,
+    };
+    /// <summary>RAFT's options; steps, batch, learning rate and seed are taken from <see cref="Sft"/> so both get the same budget.</summary>
+    public TrainOptions Raft { get; init; } = new()
+    {
+        Method = TrainMethod.Raft, TopK = 16, Temperature = 1f, RolloutTemperature = 1f, RolloutMaxTokens = 24, EmaDecay = 0.9,
+    };
+    /// <summary>Stage 1's options.</summary>
+    public RefineOptions Refine { get; init; } = new() { Candidates = 2, Temperature = 0.7f, MaxNewTokens = 32, Extractor = "last_number", SimilarityThreshold = 0.1 };
+}
+
+/// <summary>One method's scores on one seed.</summary>
+public sealed record DemoScores(double DomainAccuracy, double GeneralAccuracy, double FormatCompliance);
+
+/// <summary>What <c>raft demo</c> measured.</summary>
+public sealed record DemoReport(
+    double Seconds,
+    IReadOnlyList<int> Seeds,
+    IReadOnlyDictionary<string, IReadOnlyList<DemoScores>> Scores,
+    IReadOnlyDictionary<string, IReadOnlyList<(int Step, double Domain, double General)>> Curves,
+    IReadOnlyList<RefineSummary> Refinement)
+{
+    /// <summary>The methods in table order.</summary>
+    public IEnumerable<string> Methods => Scores.Keys;
+
+    private static (double Mean, double Std) Stat(IEnumerable<double> xs)
+    {
+        var a = xs.ToArray();
+        double mean = a.Average();
+        double std = a.Length < 2 ? 0 : Math.Sqrt(a.Sum(x => (x - mean) * (x - mean)) / (a.Length - 1));
+        return (mean, std);
+    }
+
+    /// <summary>Mean and sample standard deviation of a metric of a method over the seeds.</summary>
+    public (double Mean, double Std) Stat(string method, Func<DemoScores, double> metric) => Stat(Scores[method].Select(metric));
+
+    /// <summary>The table as Markdown (mean ± standard deviation over seeds, in percent).</summary>
+    public string ToMarkdown()
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| method | domain accuracy | general accuracy | format compliance |");
+        sb.AppendLine("|---|---:|---:|---:|");
+        foreach (var m in Methods)
+        {
+            string Cell(Func<DemoScores, double> f)
+            {
+                var (mean, std) = Stat(m, f);
+                return string.Create(CultureInfo.InvariantCulture, $"{100 * mean:F1} ± {100 * std:F1}");
+            }
+            sb.AppendLine($"| {m} | {Cell(s => s.DomainAccuracy)} | {Cell(s => s.GeneralAccuracy)} | {Cell(s => s.FormatCompliance)} |");
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>The machine-readable report: <c>{"seconds", "seeds", "methods": {name: {metric, metric_std…}}}</c>, metrics as fractions.</summary>
+    public JsonObject ToJson()
+    {
+        var methods = new JsonObject();
+        foreach (var m in Methods)
+        {
+            var o = new JsonObject();
+            foreach (var (key, f) in new (string, Func<DemoScores, double>)[]
+                     { ("domain_accuracy", s => s.DomainAccuracy), ("general_accuracy", s => s.GeneralAccuracy), ("format_compliance", s => s.FormatCompliance) })
+            {
+                var (mean, std) = Stat(m, f);
+                o[key] = Math.Round(mean, 6);
+                o[key + "_std"] = Math.Round(std, 6);
+            }
+            o["per_seed"] = new JsonArray(Scores[m].Select(s => (JsonNode)new JsonObject
+            {
+                ["domain_accuracy"] = s.DomainAccuracy, ["general_accuracy"] = s.GeneralAccuracy, ["format_compliance"] = s.FormatCompliance,
+            }).ToArray());
+            methods[m] = o;
+        }
+        return new JsonObject
+        {
+            ["seconds"] = Math.Round(Seconds, 1),
+            ["seeds"] = new JsonArray(Seeds.Select(s => (JsonNode)s).ToArray()),
+            ["methods"] = methods,
+            ["refinement"] = JsonSerializer.SerializeToNode(Refinement),
+        };
+    }
+}
+
+/// <summary>
+/// <c>raft demo</c>: on the built-in world (<see cref="DemoWorld"/>), evaluates the base model, then for every seed trains
+/// SFT on the raw domain references and RAFT (refinement by the base model as teacher, then answer-conditioned on-policy
+/// distillation) with the same budget, evaluates both, and reports the paper's table: domain accuracy, general accuracy and
+/// format compliance, mean and spread over seeds.
+/// </summary>
+public sealed class DemoRunner
+{
+    private readonly DemoOptions _o;
+    private readonly Action<string> _log;
+    private readonly Func<LlamaModel, ITeacher> _teacherFactory;
+
+    /// <summary>
+    /// Prepares a demo. <paramref name="teacherFactory"/> turns the base model into the teacher (the CLI exports it to ONNX
+    /// and serves it with ONNX Runtime); by default the engine's own frozen forward.
+    /// </summary>
+    public DemoRunner(DemoOptions options, Action<string>? log = null, Func<LlamaModel, ITeacher>? teacherFactory = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Seeds is not { Length: > 0 }) throw new ArgumentException("seeds must name at least one seed.", nameof(options));
+        if (options.EvalItems < 1) throw new ArgumentException($"eval items = {options.EvalItems}: must be ≥ 1.", nameof(options));
+        if (options.DomainExamples < 1) throw new ArgumentException($"domain examples = {options.DomainExamples}: must be ≥ 1.", nameof(options));
+        options.Sft.Validate();
+        options.Raft.Validate();
+        options.Refine.Validate();
+        _o = options;
+        _log = log ?? (_ => { });
+        _teacherFactory = teacherFactory ?? (m => new EngineTeacher(m, new CpuKernels(options.Threads), "engine (frozen base)"));
+    }
+
+    private static readonly ITokenizer Tok = ByteTokenizer.Instance;
+    private static readonly ChatTemplate Template = ChatTemplate.Raft;
+
+    /// <summary>The evaluation sets of the world (domain, general, format), as <see cref="EvalSet"/>s whose prompts carry their instruction inline.</summary>
+    public static (EvalSet Domain, EvalSet General, EvalSet Format) EvalSets(int items)
+    {
+        var last = new LastNumberExtractor();
+        EvalSet Make(string name, IReadOnlyList<DemoItem> src) => new(name, src.Select((d, i) => new EvalItem(
+            $"{name}-{i}", d.Prompt, d.Format?.Kind == "max_words" ? d.Final : d.Answer, last,
+            d.Format is null ? [] : [new FormatInstruction(d.Format.Kind, d.Format.Value)], "demo:" + name, i + 1)).ToArray());
+        return (Make("domain", DemoWorld.DomainEval(items, 1001)), Make("general", DemoWorld.GeneralEval(items, 1002)),
+            Make("format", DemoWorld.FormatEval(items, 1003)));
+    }
+
+    private DemoScores Score(LlamaModel model, (EvalSet Domain, EvalSet General, EvalSet Format) sets)
+    {
+        double Acc(EvalSet s) => ModelEvaluator.Evaluate(model, Tok, Template, s, 32, i => i.Prompt).Accuracy ?? 0;
+        var format = ModelEvaluator.Evaluate(model, Tok, Template, sets.Format, 32, i => i.Prompt);
+        return new DemoScores(Acc(sets.Domain), Acc(sets.General), format.FormatCompliance ?? 0);
+    }
+
+    /// <summary>Loads (or first trains) the base model.</summary>
+    public LlamaModel LoadBase()
+    {
+        if (!Directory.Exists(_o.BaseModel))
+        {
+            _log($"no base model at {_o.BaseModel}: instruction-tuning one first (raft pretrain)");
+            var m = DemoBase.Pretrain(DemoBase.DefaultOptions with { Threads = _o.Threads }, runDirectory: null, log: _log);
+            Checkpoint.Save(_o.BaseModel, m.Config, m.Parameters);
+            return m;
+        }
+        var (config, weights) = Checkpoint.Load(_o.BaseModel);
+        if (config.VocabSize != Tok.VocabSize)
+            throw new ArgumentException($"{_o.BaseModel}: vocab_size {config.VocabSize}, the demo's byte tokenizer has {Tok.VocabSize}.");
+        return new LlamaModel(config, weights) { Threads = _o.Threads };
+    }
+
+    /// <summary>Runs the demo and writes the report files when <see cref="DemoOptions.OutDir"/> is set.</summary>
+    public DemoReport Run()
+    {
+        var sw = Stopwatch.StartNew();
+        var baseModel = LoadBase();
+        var full = EvalSets(_o.EvalItems);
+        int half = Math.Max(1, _o.EvalItems / 2);
+        var curveSets = (Domain: full.Domain with { Items = full.Domain.Items.Take(half).ToArray() },
+                         General: full.General with { Items = full.General.Items.Take(half).ToArray() });
+        var scores = new Dictionary<string, List<DemoScores>>();
+        var curves = new Dictionary<string, List<List<(int, double, double)>>>();
+        void Add(string method, DemoScores s) => (scores.TryGetValue(method, out var l) ? l : scores[method] = []).Add(s);
+
+        var b = Score(baseModel, full);
+        Add("base", b);
+        _log(string.Create(CultureInfo.InvariantCulture, $"base: domain {b.DomainAccuracy:P1}, general {b.GeneralAccuracy:P1}, format {b.FormatCompliance:P1} ({sw.Elapsed.TotalSeconds:F0} s)"));
+
+        var domain = DemoWorld.DomainTrain(_o.DomainExamples, 7);
+        var refinements = new List<RefineSummary>();
+        using var teacher = _teacherFactory(baseModel);
+        foreach (int seed in _o.Seeds)
+        {
+            var refined = new Refiner(teacher, Tok, Template, _o.Refine with { Seed = seed }).Run(domain);
+            refinements.Add(refined.Summary);
+            _log($"seed {seed}: refinement kept {refined.Summary.Kept}/{refined.Summary.Candidates} rewrites, fused {refined.Summary.FusedRewrite}/{domain.Count} ({refined.Summary.Fallback} fell back to the reference)");
+            var raw = domain.Select(e => new TrainExample(e.Prompt, e.Answer)).ToArray();
+            var fused = refined.Examples.Select(e => new TrainExample(e.Prompt, e.Answer)).ToArray();
+            var sft = _o.Sft with { Seed = seed, Threads = _o.Threads, Method = TrainMethod.Sft };
+            var raft = _o.Raft with
+            {
+                Method = TrainMethod.Raft, Seed = seed, Threads = _o.Threads, Steps = sft.Steps, BatchSize = sft.BatchSize,
+                LearningRate = sft.LearningRate, MinLearningRate = sft.MinLearningRate, WarmupSteps = sft.WarmupSteps,
+                WeightDecay = sft.WeightDecay, ClipNorm = sft.ClipNorm,
+            };
+            var runs = new List<(string Name, TrainOptions Options, TrainExample[] Data)> { ("sft", sft, raw), ("raft", raft, fused) };
+            if (_o.Ablations)
+            {
+                runs.Add(("raft_no_refine", raft, raw));
+                runs.Add(("raft_no_answer_cond", raft with { AnswerConditioned = false }, fused));
+                runs.Add(("raft_fixed_weights", raft with { FixedWeights = [1.0, 1.0] }, fused));
+            }
+            foreach (var (name, options, data) in runs)
+            {
+                var t0 = sw.Elapsed.TotalSeconds;
+                var student = new LlamaModel(baseModel.Config, baseModel.Parameters.Clone()) { Threads = _o.Threads };
+                var curve = new List<(int, double, double)>();
+                var at = CurveSteps(options.Steps);
+                if (at.Contains(0)) curve.Add((0, Acc(student, curveSets.Domain), Acc(student, curveSets.General)));
+                var trainer = new Trainer(student, Tok, Template, data, options, options.Method == TrainMethod.Raft ? teacher : null)
+                {
+                    AfterStep = (m, model) => { if (at.Contains(m.Step)) curve.Add((m.Step, Acc(model, curveSets.Domain), Acc(model, curveSets.General))); },
+                };
+                var result = trainer.Run();
+                var s = Score(student, full);
+                Add(name, s);
+                (curves.TryGetValue(name, out var cl) ? cl : curves[name] = []).Add(curve);
+                _log(string.Create(CultureInfo.InvariantCulture,
+                    $"seed {seed} {name}: domain {s.DomainAccuracy:P1}, general {s.GeneralAccuracy:P1}, format {s.FormatCompliance:P1} ({sw.Elapsed.TotalSeconds - t0:F0} s, {result.SkippedSteps} skipped steps)"));
+            }
+        }
+
+        var meanCurves = curves.ToDictionary(kv => kv.Key, kv => (IReadOnlyList<(int, double, double)>)kv.Value[0]
+            .Select((p, i) => (p.Item1, kv.Value.Average(c => c[i].Item2), kv.Value.Average(c => c[i].Item3))).ToArray());
+        var report = new DemoReport(sw.Elapsed.TotalSeconds, _o.Seeds,
+            scores.ToDictionary(kv => kv.Key, kv => (IReadOnlyList<DemoScores>)kv.Value), meanCurves, refinements);
+        if (_o.OutDir is not null) Write(report, _o.OutDir);
+        return report;
+    }
+
+    private double Acc(LlamaModel model, EvalSet set) =>
+        ModelEvaluator.Evaluate(model, Tok, Template, set, 32, i => i.Prompt).Accuracy ?? 0;
+
+    private HashSet<int> CurveSteps(int steps)
+    {
+        var at = new HashSet<int>();
+        int points = Math.Max(2, _o.CurvePoints);
+        for (int i = 0; i < points; i++) at.Add((int)Math.Round((double)steps * i / (points - 1)));
+        return at;
+    }
+
+    /// <summary>Writes report.md, report.json and learning_curves.png into <paramref name="dir"/> (each atomically).</summary>
+    public static void Write(DemoReport report, string dir)
+    {
+        ArgumentNullException.ThrowIfNull(report);
+        Directory.CreateDirectory(dir);
+        var md = new StringBuilder();
+        md.AppendLine("# RAFT demo");
+        md.AppendLine();
+        md.AppendLine(CultureInfo.InvariantCulture, $"Seeds: {string.Join(", ", report.Seeds)}; {report.Seconds:F0} s. Accuracies in percent, mean ± standard deviation over seeds.");
+        md.AppendLine();
+        md.Append(report.ToMarkdown());
+        md.AppendLine();
+        md.AppendLine("![learning curves](learning_curves.png)");
+        AtomicFile.WriteText(Path.Combine(dir, "report.md"), md.ToString());
+        AtomicFile.WriteText(Path.Combine(dir, "report.json"), report.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        var series = new List<ChartSeries>();
+        foreach (var (method, points) in report.Curves)
+        {
+            if (method is not ("sft" or "raft")) continue;
+            series.Add(new ChartSeries($"{method} domain", points.Select(p => ((double)p.Step, 100 * p.Domain)).ToArray()));
+            series.Add(new ChartSeries($"{method} general", points.Select(p => ((double)p.Step, 100 * p.General)).ToArray()));
+        }
+        if (series.Count > 0)
+            PngChart.WriteLineChart(Path.Combine(dir, "learning_curves.png"), "Accuracy during training (mean over seeds)", "step", "accuracy %", series);
+    }
+}

@@ -1,0 +1,37 @@
+using System.Text.Json.Serialization;
+
+namespace Raft.Pipeline.Refine;
+
+/// <summary>The options of stage 1 (<c>raft refine</c>), with documented defaults.</summary>
+public sealed record RefineOptions
+{
+    /// <summary>Rewrites sampled per example.</summary>
+    [JsonPropertyName("candidates")] public int Candidates { get; init; } = 4;
+    /// <summary>Sampling temperature of the rewrites (0: greedy, then one candidate is enough).</summary>
+    [JsonPropertyName("temperature")] public float Temperature { get; init; } = 0.7f;
+    /// <summary>Top-k of the rewrite sampling (0: off).</summary>
+    [JsonPropertyName("top_k")] public int TopK { get; init; }
+    /// <summary>Top-p (nucleus) of the rewrite sampling (1: off).</summary>
+    [JsonPropertyName("top_p")] public float TopP { get; init; } = 1f;
+    /// <summary>Most new tokens per rewrite.</summary>
+    [JsonPropertyName("max_new_tokens")] public int MaxNewTokens { get; init; } = 64;
+    /// <summary>Seed of the rewrite sampling (candidate j of example i is keyed by (seed, i·candidates + j)).</summary>
+    [JsonPropertyName("seed")] public int Seed { get; init; } = 1;
+    /// <summary>The final-answer extractor of the answer-match rule (<c>last_number</c>, <c>boxed</c>, <c>exact</c>, <c>marker:TEXT</c>, <c>regex:PATTERN</c>); null turns the rule off.</summary>
+    [JsonPropertyName("extractor")] public string? Extractor { get; init; } = "last_number";
+    /// <summary>The similarity threshold of the similarity rule (0 turns the rule off).</summary>
+    [JsonPropertyName("similarity_threshold")] public double SimilarityThreshold { get; init; } = 0.2;
+    /// <summary>A sentence-embedding ONNX model folder (model.onnx + vocab.txt) for the similarity rule; null: character 3-gram cosine.</summary>
+    [JsonPropertyName("embedding_model")] public string? EmbeddingModel { get; init; }
+
+    /// <summary>Checks every option; throws <see cref="ArgumentException"/> naming the option and its value.</summary>
+    public void Validate()
+    {
+        if (Candidates < 1) throw new ArgumentException($"candidates = {Candidates}: must be ≥ 1.", "candidates");
+        if (!(Temperature >= 0) || !float.IsFinite(Temperature)) throw new ArgumentException($"temperature = {Temperature}: must be finite and ≥ 0.", "temperature");
+        if (TopK < 0) throw new ArgumentException($"top_k = {TopK}: must be ≥ 0.", "top_k");
+        if (!(TopP > 0 && TopP <= 1)) throw new ArgumentException($"top_p = {TopP}: must be in (0, 1].", "top_p");
+        if (MaxNewTokens < 1) throw new ArgumentException($"max_new_tokens = {MaxNewTokens}: must be ≥ 1.", "max_new_tokens");
+        if (!(SimilarityThreshold >= 0 && SimilarityThreshold <= 1)) throw new ArgumentException($"similarity_threshold = {SimilarityThreshold}: must be in [0, 1].", "similarity_threshold");
+    }
+}

@@ -1,0 +1,138 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Raft.Kernels;
+
+namespace Raft.Pipeline.Training;
+
+/// <summary>Which objective a run trains.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<TrainMethod>))]
+public enum TrainMethod
+{
+    /// <summary>Cross-entropy on the target answers (plain SFT; also the base model's instruction tuning).</summary>
+    Sft,
+    /// <summary>RAFT stage 2: on-policy rollouts, answer-conditioned teacher top-K distillation + SFT on the fused answer, EMA-balanced.</summary>
+    Raft,
+}
+
+/// <summary>
+/// Every option of a training run, with documented defaults. Serialised as the run directory's <c>config.json</c>
+/// (snake_case keys); a JSON file of the same shape can be given to the CLI with <c>--config</c>.
+/// </summary>
+public sealed record TrainOptions
+{
+    /// <summary>The objective.</summary>
+    [JsonPropertyName("method")] public TrainMethod Method { get; init; } = TrainMethod.Raft;
+    /// <summary>Optimizer steps.</summary>
+    [JsonPropertyName("steps")] public int Steps { get; init; } = 200;
+    /// <summary>Prompts per step.</summary>
+    [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 16;
+    /// <summary>Peak learning rate (AdamW).</summary>
+    [JsonPropertyName("learning_rate")] public double LearningRate { get; init; } = 1e-3;
+    /// <summary>The learning rate at the end of the cosine decay.</summary>
+    [JsonPropertyName("min_learning_rate")] public double MinLearningRate { get; init; } = 1e-4;
+    /// <summary>Linear warm-up steps.</summary>
+    [JsonPropertyName("warmup_steps")] public int WarmupSteps { get; init; } = 10;
+    /// <summary>AdamW decoupled weight decay (2-D tensors only).</summary>
+    [JsonPropertyName("weight_decay")] public double WeightDecay { get; init; } = 0.0;
+    /// <summary>AdamW β₁.</summary>
+    [JsonPropertyName("beta1")] public double Beta1 { get; init; } = 0.9;
+    /// <summary>AdamW β₂.</summary>
+    [JsonPropertyName("beta2")] public double Beta2 { get; init; } = 0.95;
+    /// <summary>Global gradient-norm clip (0: off).</summary>
+    [JsonPropertyName("clip_norm")] public double ClipNorm { get; init; } = 1.0;
+    /// <summary>Seed of data order and rollout sampling.</summary>
+    [JsonPropertyName("seed")] public int Seed { get; init; } = 1;
+    /// <summary>CPU threads (0: all cores).</summary>
+    [JsonPropertyName("threads")] public int Threads { get; init; }
+    /// <summary>Save a resumable checkpoint every N steps (0: only at the end).</summary>
+    [JsonPropertyName("checkpoint_every")] public int CheckpointEvery { get; init; }
+    /// <summary>Stop with an error after this many non-finite steps in a row (each one is skipped).</summary>
+    [JsonPropertyName("max_nonfinite_steps")] public int MaxNonFiniteSteps { get; init; } = 5;
+
+    /// <summary>Teacher top-K per position (RAFT).</summary>
+    [JsonPropertyName("top_k")] public int TopK { get; init; } = 16;
+    /// <summary>Distillation temperature τ (RAFT).</summary>
+    [JsonPropertyName("temperature")] public float Temperature { get; init; } = 1.0f;
+    /// <summary>The divergence (RAFT).</summary>
+    [JsonPropertyName("loss_kind")] public DistillLossKind LossKind { get; init; } = DistillLossKind.ForwardKL;
+    /// <summary>β of the generalized JSD (RAFT, loss kind Jsd).</summary>
+    [JsonPropertyName("jsd_beta")] public float JsdBeta { get; init; } = 0.5f;
+    /// <summary>EMA decay of the adaptive balancer (RAFT).</summary>
+    [JsonPropertyName("ema_decay")] public double EmaDecay { get; init; } = 0.9;
+    /// <summary>Target contribution ratio [distillation, SFT] of the balancer (RAFT).</summary>
+    [JsonPropertyName("target_ratio")] public double[] TargetRatio { get; init; } = [1.0, 1.0];
+    /// <summary>Fixed weights [distillation, SFT] instead of EMA balancing (RAFT ablation); null: EMA.</summary>
+    [JsonPropertyName("fixed_weights")] public double[]? FixedWeights { get; init; }
+    /// <summary>Place the fused answer in the teacher's context (RAFT); false is the "no answer conditioning" ablation.</summary>
+    [JsonPropertyName("answer_conditioned")] public bool AnswerConditioned { get; init; } = true;
+    /// <summary>Sampling temperature of the student's rollouts (RAFT).</summary>
+    [JsonPropertyName("rollout_temperature")] public float RolloutTemperature { get; init; } = 1.0f;
+    /// <summary>Most new tokens per rollout (RAFT).</summary>
+    [JsonPropertyName("rollout_max_tokens")] public int RolloutMaxTokens { get; init; } = 32;
+    /// <summary>Rollouts per prompt (RAFT).</summary>
+    [JsonPropertyName("rollouts_per_prompt")] public int RolloutsPerPrompt { get; init; } = 1;
+
+    /// <summary>Checks every option; throws <see cref="ArgumentException"/> naming the option and its value.</summary>
+    public void Validate()
+    {
+        static void Fail(string name, object? value, string rule) =>
+            throw new ArgumentException($"{name} = {Format(value)}: {rule}.", name);
+        if (Steps < 1) Fail("steps", Steps, "must be ≥ 1");
+        if (BatchSize < 1) Fail("batch_size", BatchSize, "must be ≥ 1");
+        if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) Fail("learning_rate", LearningRate, "must be finite and > 0");
+        if (!(MinLearningRate >= 0) || MinLearningRate > LearningRate) Fail("min_learning_rate", MinLearningRate, "must be in [0, learning_rate]");
+        if (WarmupSteps < 0) Fail("warmup_steps", WarmupSteps, "must be ≥ 0");
+        if (!(WeightDecay >= 0)) Fail("weight_decay", WeightDecay, "must be ≥ 0");
+        if (!(Beta1 >= 0 && Beta1 < 1)) Fail("beta1", Beta1, "must be in [0, 1)");
+        if (!(Beta2 >= 0 && Beta2 < 1)) Fail("beta2", Beta2, "must be in [0, 1)");
+        if (!(ClipNorm >= 0)) Fail("clip_norm", ClipNorm, "must be ≥ 0 (0: off)");
+        if (Threads < 0) Fail("threads", Threads, "must be ≥ 0 (0: all cores)");
+        if (CheckpointEvery < 0) Fail("checkpoint_every", CheckpointEvery, "must be ≥ 0");
+        if (MaxNonFiniteSteps < 1) Fail("max_nonfinite_steps", MaxNonFiniteSteps, "must be ≥ 1");
+        if (Method != TrainMethod.Raft) return;
+        if (TopK < 1) Fail("top_k", TopK, "must be ≥ 1");
+        if (!(Temperature > 0) || !float.IsFinite(Temperature)) Fail("temperature", Temperature, "must be finite and > 0");
+        if (!(JsdBeta >= 0 && JsdBeta <= 1)) Fail("jsd_beta", JsdBeta, "must be in [0, 1]");
+        if (!(EmaDecay >= 0 && EmaDecay < 1)) Fail("ema_decay", EmaDecay, "must be in [0, 1)");
+        if (TargetRatio is not { Length: 2 } || !TargetRatio.All(r => r > 0 && double.IsFinite(r)))
+            Fail("target_ratio", TargetRatio, "must be two finite values > 0 ([distillation, sft])");
+        if (FixedWeights is not null && (FixedWeights.Length != 2 || !FixedWeights.All(w => w >= 0 && double.IsFinite(w)) || FixedWeights.Sum() == 0))
+            Fail("fixed_weights", FixedWeights, "must be two finite values ≥ 0, not both 0 ([distillation, sft])");
+        if (!(RolloutTemperature >= 0) || !float.IsFinite(RolloutTemperature)) Fail("rollout_temperature", RolloutTemperature, "must be finite and ≥ 0 (0: greedy)");
+        if (RolloutMaxTokens < 1) Fail("rollout_max_tokens", RolloutMaxTokens, "must be ≥ 1");
+        if (RolloutsPerPrompt < 1) Fail("rollouts_per_prompt", RolloutsPerPrompt, "must be ≥ 1");
+    }
+
+    private static string Format(object? value) => value switch
+    {
+        null => "null",
+        double[] a => "[" + string.Join(", ", a) + "]",
+        _ => Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) ?? "",
+    };
+
+    /// <summary>The JSON options used for config files (snake_case, enums as strings, indented).</summary>
+    public static JsonSerializerOptions Json { get; } = new()
+    {
+        WriteIndented = true,
+        Converters = { new JsonStringEnumConverter() },
+        UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
+    };
+
+    /// <summary>The options as indented JSON.</summary>
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
+
+    /// <summary>Reads options from a JSON file; an unknown key or a bad value is reported with the file.</summary>
+    public static TrainOptions Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"config file {path} does not exist.", path);
+        try
+        {
+            return JsonSerializer.Deserialize<TrainOptions>(File.ReadAllText(path), Json)
+                   ?? throw new InvalidDataException($"{path}: the config is null.");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: line {(e.LineNumber ?? 0) + 1}: {e.Message}", e);
+        }
+    }
+}

@@ -1,0 +1,420 @@
+using System.Diagnostics;
+using System.Numerics.Tensors;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Raft.Kernels;
+using Raft.Model;
+using Raft.Model.Tokenization;
+
+namespace Raft.Pipeline.Training;
+
+/// <summary>Raised when a run cannot go on (too many non-finite steps in a row, a resume that does not match).</summary>
+public sealed class TrainingException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>What a finished run returns.</summary>
+public sealed record TrainResult(int Steps, int SkippedSteps, IReadOnlyList<StepMetrics> Metrics, double Seconds);
+
+/// <summary>
+/// The training loop shared by plain SFT and RAFT stage 2 (see <see cref="TrainMethod"/>), on the CPU.
+/// <para>A RAFT step, for a batch of B examples (prompt, fused answer):</para>
+/// <list type="number">
+/// <item>the student samples R rollouts per prompt (its chat template, <see cref="Generator"/> with a KV cache); the
+/// randomness of rollout g of the run depends only on (seed, g), so a resumed run samples what the uninterrupted one would;</item>
+/// <item>the teacher reads each rollout after <see cref="PromptTemplates.AnswerConditioned"/> (prompt + fused answer)
+/// and returns its top-K at temperature τ at every rollout position;</item>
+/// <item>one student forward over [B·R rollout sequences ; B fused-answer sequences], the distillation loss on the
+/// rollout rows (<see cref="ILossKernels.Distill"/>) and the cross-entropy on the fused-answer rows, weighted by the
+/// EMA balancer (or fixed weights), one backward, gradient clipping, AdamW.</item>
+/// </list>
+/// An SFT step is the cross-entropy part alone on (prompt, answer). A step whose loss or gradient is NaN or infinite
+/// is skipped (the weights and optimizer are untouched) and counted; <see cref="TrainOptions.MaxNonFiniteSteps"/> in a
+/// row stop the run with <see cref="TrainingException"/>.
+/// </summary>
+public sealed class Trainer
+{
+    /// <summary>The run directory's resolved configuration.</summary>
+    public const string ConfigFile = "config.json";
+    /// <summary>The run directory's per-step metrics.</summary>
+    public const string MetricsFile = "metrics.jsonl";
+    /// <summary>The trainer's state inside a checkpoint directory.</summary>
+    public const string StateFile = "trainer_state.json";
+    /// <summary>The sub-directory of resumable checkpoints.</summary>
+    public const string CheckpointsDir = "checkpoints";
+    /// <summary>The sub-directory of the final model.</summary>
+    public const string FinalDir = "final";
+
+    private readonly LlamaModel _student;
+    private readonly ChatTemplate _template;
+    private readonly ITokenizer _tokenizer;
+    private readonly TrainOptions _o;
+    private readonly ITeacher? _teacher;
+    private readonly ILossKernels _kernels;
+    private readonly Encoded[] _data;
+    private readonly int[] _stops;
+    private readonly Dictionary<int, int[]> _orders = new();
+
+    private sealed record Encoded(int[] Prompt, int[] Full, bool[] Mask, int[] TeacherContext);
+
+    /// <summary>Called after every step (with the model as it is after the step); the demo evaluates learning curves here.</summary>
+    public Action<StepMetrics, LlamaModel>? AfterStep { get; init; }
+
+    /// <summary>Log lines (run start, checkpoints, skipped steps).</summary>
+    public Action<string>? Log { get; init; }
+
+    /// <summary>Progress: (steps done, total steps, the last metrics).</summary>
+    public Action<int, int, StepMetrics>? Progress { get; init; }
+
+    /// <summary>
+    /// Prepares a run of <paramref name="options"/> over <paramref name="data"/>, training <paramref name="student"/> in place.
+    /// RAFT needs a <paramref name="teacher"/> with the student's vocabulary.
+    /// </summary>
+    public Trainer(LlamaModel student, ITokenizer tokenizer, ChatTemplate template, IReadOnlyList<TrainExample> data,
+        TrainOptions options, ITeacher? teacher = null, ILossKernels? kernels = null)
+    {
+        ArgumentNullException.ThrowIfNull(student);
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        ArgumentNullException.ThrowIfNull(template);
+        ArgumentNullException.ThrowIfNull(data);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        if (data.Count == 0) throw new ArgumentException("the training data is empty.", nameof(data));
+        if (tokenizer.VocabSize > student.Config.VocabSize)
+            throw new ArgumentException($"the tokenizer has {tokenizer.VocabSize} tokens, the student's vocab_size is {student.Config.VocabSize}.", nameof(tokenizer));
+        if (options.Method == TrainMethod.Raft)
+        {
+            if (teacher is null) throw new ArgumentException("RAFT needs a teacher (the original model); none was given.", nameof(teacher));
+            if (teacher.VocabSize != student.Config.VocabSize)
+                throw new ArgumentException($"the teacher's vocabulary has {teacher.VocabSize} tokens, the student's {student.Config.VocabSize}; they must be the same model family.", nameof(teacher));
+            if (options.TopK > student.Config.VocabSize)
+                throw new ArgumentException($"top_k = {options.TopK}: must be ≤ the vocabulary size {student.Config.VocabSize}.", nameof(options));
+        }
+        _student = student; _tokenizer = tokenizer; _template = template; _o = options; _teacher = teacher;
+        _kernels = kernels ?? new CpuKernels(options.Threads);
+        _stops = template.StopIds(tokenizer);
+        int maxPos = student.Config.MaxPositionEmbeddings;
+        _data = new Encoded[data.Count];
+        for (int i = 0; i < data.Count; i++)
+        {
+            var e = data[i] ?? throw new ArgumentException($"data[{i}] is null.", nameof(data));
+            var prompt = template.Encode(tokenizer, [ChatMessage.User(e.Prompt)], addGenerationPrompt: true).Ids;
+            var full = template.Encode(tokenizer, [ChatMessage.User(e.Prompt), ChatMessage.Assistant(e.Answer)]);
+            var ctx = options.AnswerConditioned
+                ? template.Encode(tokenizer, [ChatMessage.User(PromptTemplates.AnswerConditioned(e.Prompt, e.Answer))], addGenerationPrompt: true).Ids
+                : prompt;
+            int longest = Math.Max(full.Ids.Length, options.Method == TrainMethod.Raft ? Math.Max(prompt.Length, ctx.Length) + options.RolloutMaxTokens : 0);
+            if (longest > maxPos)
+                throw new ArgumentException($"data[{i}] (prompt \"{Clip(e.Prompt)}\") needs {longest} positions with its answer or rollout; the model's max_position_embeddings is {maxPos}.", nameof(data));
+            _data[i] = new Encoded(prompt, full.Ids, full.AssistantMask, ctx);
+        }
+    }
+
+    private static string Clip(string s) => s.Length <= 40 ? s : s[..40] + "…";
+
+    private sealed record State
+    {
+        [JsonPropertyName("step")] public int Step { get; init; }
+        [JsonPropertyName("skipped_steps")] public int Skipped { get; init; }
+        [JsonPropertyName("nonfinite_in_a_row")] public int InARow { get; init; }
+        [JsonPropertyName("balancer")] public EmaBalancerState? Balancer { get; init; }
+        [JsonPropertyName("config")] public JsonElement Config { get; init; }
+    }
+
+    /// <summary>
+    /// Runs the training. With <paramref name="runDirectory"/>, writes <see cref="ConfigFile"/>, <see cref="MetricsFile"/>,
+    /// checkpoints every <see cref="TrainOptions.CheckpointEvery"/> steps under <see cref="CheckpointsDir"/> and the final
+    /// model (with optimizer and trainer state, so it can be resumed too) as <see cref="FinalDir"/>, all atomically.
+    /// <paramref name="resume"/> continues from the newest checkpoint there (weights, optimizer, balancer, step; data order
+    /// and sampling follow from the step), giving the same result as an uninterrupted run.
+    /// </summary>
+    public TrainResult Run(string? runDirectory = null, bool resume = false, CancellationToken cancellation = default)
+    {
+        var sw = Stopwatch.StartNew();
+        _student.Threads = _o.Threads;
+        var schedule = new LearningRateSchedule
+        {
+            PeakLearningRate = _o.LearningRate, MinLearningRate = _o.MinLearningRate,
+            WarmupSteps = Math.Min(_o.WarmupSteps, _o.Steps), TotalSteps = _o.Steps, Decay = LearningRateDecay.Cosine,
+        };
+        var adamOptions = new AdamWOptions { Beta1 = _o.Beta1, Beta2 = _o.Beta2, WeightDecay = _o.WeightDecay };
+        var optimizer = new AdamW(_student.Parameters, adamOptions, schedule);
+        var balancer = new EmaBalancer(_o.EmaDecay, _o.TargetRatio);
+        int startStep = 0, skipped = 0, inARow = 0;
+        string configJson = _o.ToJson();
+        string? metricsPath = null;
+        if (runDirectory is not null)
+        {
+            try { Directory.CreateDirectory(runDirectory); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new IOException($"cannot create the run directory {runDirectory}: {e.Message}", e);
+            }
+            metricsPath = Path.Combine(runDirectory, MetricsFile);
+            if (resume && LatestCheckpoint(runDirectory) is { } ckpt)
+            {
+                var state = ReadState(ckpt);
+                string saved = state.Config.GetRawText();
+                if (!SameConfig(saved, configJson, out string diff))
+                    throw new TrainingException($"cannot resume from {ckpt}: it was trained with a different configuration ({diff}).");
+                var (_, weights) = Checkpoint.Load(ckpt);
+                foreach (var p in _student.Parameters.Tensors) weights[p.Name].Data.AsSpan().CopyTo(p.Data);
+                optimizer = AdamW.LoadState(ckpt, _student.Parameters);
+                if (state.Balancer is not null) balancer = new EmaBalancer(state.Balancer);
+                (startStep, skipped, inARow) = (state.Step, state.Skipped, state.InARow);
+                TruncateMetrics(metricsPath, startStep);
+                Log?.Invoke($"resumed from {ckpt} at step {startStep}");
+            }
+            else if (File.Exists(metricsPath)) File.Delete(metricsPath);
+            AtomicFile.WriteText(Path.Combine(runDirectory, ConfigFile), configJson);
+        }
+
+        var grads = _student.Parameters.ZerosLike();
+        var acts = new ModelActivations();
+        var all = new List<StepMetrics>();
+        Log?.Invoke($"{_o.Method.ToString().ToLowerInvariant()}: {_data.Length} examples, {_o.Steps} steps of {_o.BatchSize}" +
+                    (_teacher is null ? "" : $", teacher {_teacher.Description}"));
+        for (int step = startStep; step < _o.Steps; step++)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            var m = TrainStep(step, optimizer, balancer, grads, acts, sw.Elapsed.TotalSeconds);
+            if (m.Skipped)
+            {
+                skipped++; inARow++;
+                Log?.Invoke($"step {step + 1}: non-finite loss or gradient, step skipped ({inARow} in a row, {skipped} in all)");
+                if (inARow >= _o.MaxNonFiniteSteps)
+                    throw new TrainingException($"{inARow} non-finite steps in a row (max_nonfinite_steps = {_o.MaxNonFiniteSteps}); stopped at step {step + 1}. " +
+                                                "Lower learning_rate or check the data; the last checkpoint is intact.");
+            }
+            else inARow = 0;
+            all.Add(m);
+            if (metricsPath is not null) File.AppendAllText(metricsPath, JsonSerializer.Serialize(m) + "\n");
+            Progress?.Invoke(step + 1, _o.Steps, m);
+            AfterStep?.Invoke(m, _student);
+            bool last = step + 1 == _o.Steps;
+            if (runDirectory is not null && (last || (_o.CheckpointEvery > 0 && (step + 1) % _o.CheckpointEvery == 0)))
+            {
+                var state = new State { Step = step + 1, Skipped = skipped, InARow = inARow, Balancer = _o.Method == TrainMethod.Raft ? balancer.State : null,
+                    Config = JsonDocument.Parse(configJson).RootElement.Clone() };
+                string dir = last ? Path.Combine(runDirectory, FinalDir) : Path.Combine(runDirectory, CheckpointsDir, $"step-{step + 1:D7}");
+                Checkpoint.Save(dir, _student.Config, _student.Parameters, optimizer,
+                    staging => AtomicFile.WriteText(Path.Combine(staging, StateFile), JsonSerializer.Serialize(state, StateJson)));
+                Log?.Invoke($"step {step + 1}: checkpoint {dir}");
+            }
+        }
+        return new TrainResult(_o.Steps, skipped, all, sw.Elapsed.TotalSeconds);
+    }
+
+    private static readonly JsonSerializerOptions StateJson = new() { WriteIndented = true };
+
+    /// <summary>The newest resumable checkpoint of a run directory (the final one, else the highest step), or null.</summary>
+    public static string? LatestCheckpoint(string runDirectory)
+    {
+        string final = Path.Combine(runDirectory, FinalDir);
+        if (File.Exists(Path.Combine(final, StateFile))) return final;
+        string dir = Path.Combine(runDirectory, CheckpointsDir);
+        if (!Directory.Exists(dir)) return null;
+        return Directory.GetDirectories(dir, "step-*")
+            .Where(d => File.Exists(Path.Combine(d, StateFile)))
+            .OrderBy(d => Path.GetFileName(d), StringComparer.Ordinal)
+            .LastOrDefault();
+    }
+
+    private static State ReadState(string checkpoint)
+    {
+        string path = Path.Combine(checkpoint, StateFile);
+        try
+        {
+            return JsonSerializer.Deserialize<State>(File.ReadAllText(path), StateJson) ?? throw new InvalidDataException($"{path}: empty.");
+        }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not a trainer state ({e.Message}).", e); }
+    }
+
+    private static bool SameConfig(string saved, string current, out string diff)
+    {
+        diff = "";
+        using var a = JsonDocument.Parse(saved);
+        using var b = JsonDocument.Parse(current);
+        foreach (var p in b.RootElement.EnumerateObject())
+        {
+            if (p.Name is "threads" or "checkpoint_every") continue;
+            string was = a.RootElement.TryGetProperty(p.Name, out var v) ? v.GetRawText() : "(absent)";
+            if (was != p.Value.GetRawText()) { diff = $"{p.Name}: checkpoint {was}, now {p.Value.GetRawText()}"; return false; }
+        }
+        return true;
+    }
+
+    private static void TruncateMetrics(string path, int lastStep)
+    {
+        if (!File.Exists(path)) return;
+        var keep = new StringBuilder();
+        foreach (var line in File.ReadLines(path))
+        {
+            if (line.Length == 0) continue;
+            int step;
+            try { step = JsonDocument.Parse(line).RootElement.GetProperty("step").GetInt32(); }
+            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException) { break; }
+            if (step > lastStep) break;
+            keep.Append(line).Append('\n');
+        }
+        AtomicFile.WriteText(path, keep.ToString());
+    }
+
+    private int[] Order(int epoch)
+    {
+        if (_orders.TryGetValue(epoch, out var order)) return order;
+        order = Enumerable.Range(0, _data.Length).ToArray();
+        new Random(HashCode.Combine(_o.Seed, epoch, 0x5eed)).Shuffle(order);
+        if (_orders.Count > 4) _orders.Clear();
+        return _orders[epoch] = order;
+    }
+
+    /// <summary>The example indices of step <paramref name="step"/> (0-based): a deterministic function of (seed, step).</summary>
+    internal int[] BatchIndices(int step)
+    {
+        var idx = new int[_o.BatchSize];
+        for (int i = 0; i < idx.Length; i++)
+        {
+            long g = (long)step * _o.BatchSize + i;
+            idx[i] = Order((int)(g / _data.Length))[(int)(g % _data.Length)];
+        }
+        return idx;
+    }
+
+    private StepMetrics TrainStep(int step, AdamW optimizer, EmaBalancer balancer, TensorSet grads, ModelActivations acts, double elapsedBefore)
+    {
+        var t0 = Stopwatch.GetTimestamp();
+        int v = _student.Config.VocabSize;
+        var batch = BatchIndices(step);
+        bool raft = _o.Method == TrainMethod.Raft;
+
+        // Sequences: [rollout sequences (RAFT only) ; answer sequences]. A sequence's inputs are its tokens but the last.
+        var kdSeqs = new List<(int[] Tokens, int PromptLen)>();
+        IReadOnlyList<Raft.Teacher.TeacherTopK>? topk = null;
+        double rolloutLen = 0;
+        if (raft)
+        {
+            int r = _o.RolloutsPerPrompt;
+            var prompts = new int[batch.Length * r][];
+            for (int i = 0; i < batch.Length; i++)
+                for (int j = 0; j < r; j++) prompts[i * r + j] = _data[batch[i]].Prompt;
+            var sampling = new SamplingOptions
+            {
+                Temperature = _o.RolloutTemperature, MaxNewTokens = _o.RolloutMaxTokens, StopTokenIds = _stops, Seed = (ulong)_o.Seed,
+            };
+            var gens = Generator.Generate(_student, prompts, sampling, firstSequenceIndex: (ulong)step * (ulong)prompts.Length);
+            var contexts = new int[prompts.Length][];
+            var rollouts = new int[prompts.Length][];
+            for (int i = 0; i < prompts.Length; i++)
+            {
+                contexts[i] = _data[batch[i / r]].TeacherContext;
+                rollouts[i] = gens[i].Tokens;
+                rolloutLen += rollouts[i].Length;
+                kdSeqs.Add(([.. prompts[i], .. rollouts[i]], prompts[i].Length));
+            }
+            rolloutLen /= prompts.Length;
+            topk = _teacher!.Score(contexts, rollouts, _o.TopK, _o.Temperature);
+        }
+
+        int t = 1;
+        foreach (var (tokens, _) in kdSeqs) t = Math.Max(t, tokens.Length - 1);
+        foreach (int i in batch) t = Math.Max(t, _data[i].Full.Length - 1);
+        int nKd = kdSeqs.Count, nSft = batch.Length, rowsKd = nKd * t, rowsSft = nSft * t;
+        int pad = _tokenizer.PadId ?? 0;
+        var inputs = new int[(nKd + nSft) * t];
+        Array.Fill(inputs, pad);
+        for (int s = 0; s < nKd; s++) kdSeqs[s].Tokens.AsSpan(0, kdSeqs[s].Tokens.Length - 1).CopyTo(inputs.AsSpan(s * t));
+        var targets = new int[rowsSft];
+        Array.Fill(targets, -100);
+        long tokensTrained = 0;
+        for (int s = 0; s < nSft; s++)
+        {
+            var e = _data[batch[s]];
+            e.Full.AsSpan(0, e.Full.Length - 1).CopyTo(inputs.AsSpan((nKd + s) * t));
+            for (int p = 0; p + 1 < e.Full.Length; p++)
+                if (e.Mask[p + 1]) targets[s * t + p] = e.Full[p + 1];
+            tokensTrained += e.Full.Length - 1;
+        }
+
+        var logits = _student.Forward(inputs, nKd + nSft, t, acts);
+        var kdLogits = logits.AsSpan(0, rowsKd * v);
+        var sftLogits = logits.AsSpan(rowsKd * v, rowsSft * v);
+        LossResult kd = default, ce;
+        bool finite = true;
+        try
+        {
+            if (raft)
+            {
+                int k = _o.TopK;
+                var idx = new int[rowsKd * k];
+                var probs = new float[rowsKd * k];
+                var weights = new float[rowsKd];
+                for (int row = 0; row < rowsKd; row++)
+                    for (int j = 0; j < k; j++) { idx[row * k + j] = j; probs[row * k + j] = 1f / k; }
+                for (int s = 0; s < nKd; s++)
+                {
+                    var (tokens, promptLen) = kdSeqs[s];
+                    var tk = topk![s];
+                    for (int j = 0; j < tk.Rows; j++)
+                    {
+                        int row = s * t + promptLen - 1 + j;
+                        weights[row] = 1f;
+                        tk.Indices.AsSpan(j * k, k).CopyTo(idx.AsSpan(row * k));
+                        tk.Probs.AsSpan(j * k, k).CopyTo(probs.AsSpan(row * k));
+                    }
+                    tokensTrained += tokens.Length - 1;
+                }
+                var config = new DistillConfig(k, _o.Temperature, _o.LossKind, _o.JsdBeta);
+                kd = _kernels.Distill(kdLogits, rowsKd, v, idx, probs, config, weights, kdLogits);
+            }
+            ce = _kernels.CrossEntropy(sftLogits, rowsSft, v, targets, sftLogits);
+            finite = double.IsFinite(kd.Loss) && double.IsFinite(ce.Loss);
+        }
+        catch (NonFiniteLogitException)
+        {
+            finite = false;
+            ce = default;
+        }
+
+        double wKd = 0, wSft = 1;
+        if (finite && raft)
+        {
+            if (_o.FixedWeights is { } fw) (wKd, wSft) = (fw[0], fw[1]);
+            else
+            {
+                var w = balancer.Step([kd.Loss, ce.Loss]);
+                (wKd, wSft) = (w[0], w[1]);
+            }
+            TensorPrimitives.Multiply(kdLogits, (float)wKd, kdLogits);
+            TensorPrimitives.Multiply(sftLogits, (float)wSft, sftLogits);
+        }
+        double gradNorm = double.NaN;
+        double lr = optimizer.CurrentLearningRate;
+        if (finite)
+        {
+            foreach (var g in grads.Tensors) Array.Clear(g.Data);
+            _student.Backward(acts, logits, grads);
+            gradNorm = _o.ClipNorm > 0 ? GradientClipping.ClipByGlobalNorm(grads, _o.ClipNorm) : GradientClipping.GlobalNorm(grads);
+            finite = double.IsFinite(gradNorm);
+            if (finite) optimizer.Update(grads);
+        }
+        double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        float tau2 = _o.Temperature * _o.Temperature;
+        return new StepMetrics
+        {
+            Step = step + 1,
+            Loss = wKd * kd.Loss + wSft * ce.Loss,
+            KdLoss = raft ? kd.Loss : null,
+            SftLoss = ce.Loss,
+            WeightKd = raft ? wKd : null,
+            WeightSft = wSft,
+            Kl = raft ? kd.Loss / tau2 : null,
+            GradNorm = gradNorm,
+            RolloutLength = raft ? rolloutLen : null,
+            Tokens = tokensTrained,
+            TokensPerSecond = tokensTrained / Math.Max(seconds, 1e-9),
+            LearningRate = lr,
+            ElapsedSeconds = elapsedBefore + seconds,
+            Skipped = !finite,
+        };
+    }
+}
