@@ -13,6 +13,12 @@
 //       The engine-vs-TorchSharp validation only.
 //   dotnet <dll> training-memory <Engine|TorchSharp> <demo|larger> [--small]
 //       (internal) one peak-RSS measurement; run by 'training' in a child process.
+//   dotnet <dll> teacher [--small] [--no-memory] [BenchmarkDotNet options]
+//       The teacher suite in one go: the ONNX scorer (one chunk, and chunks of 16 positions) against the engine's own
+//       forward + top-K on the same exported model (exits 1 on a mismatch before anything is timed), peak RSS per
+//       method in fresh processes, then TeacherCpuBenchmarks (positions/s).
+//   dotnet <dll> teacher-memory <OnnxScorer|OnnxScorerChunked|Engine> [--small]
+//       (internal) one peak-RSS measurement; run by 'teacher' in a child process.
 //   dotnet <dll> [--small] [BenchmarkDotNet options, e.g. --filter '*DistillCpu*' or --list flat]
 //       BenchmarkSwitcher over every suite in the assembly.
 //
@@ -20,6 +26,7 @@
 // (2,048) for scaled-down checks. Both apply to every mode. --larger-batch N lowers the larger training model's batch.
 using BenchmarkDotNet.Running;
 using Raft.Benchmarks.Distill;
+using Raft.Benchmarks.Teacher;
 using Raft.Benchmarks.Training;
 
 var rest = new List<string>(args);
@@ -46,6 +53,8 @@ if (batchAt >= 0)
     TrainingShapes.LargerBatchOverride = lb;
     rest.RemoveRange(batchAt, 2);
 }
+if (rest.Count >= 2 && rest[0] == "teacher-memory")
+    return TeacherMemory.Child(rest[1]);
 if (rest.Count >= 3 && rest[0] == "training-memory")
     return TrainingMemory.Child(rest[1], rest[2]);
 bool validate = rest.Remove("--validate") | rest.Remove("validate");
@@ -53,6 +62,16 @@ bool distill = rest.Remove("distill");
 bool validateTraining = rest.Remove("--validate-training");
 bool training = rest.Remove("training");
 bool noMemory = rest.Remove("--no-memory");
+bool teacher = rest.Remove("teacher");
+
+if (teacher)
+{
+    Console.WriteLine($"// {TeacherShapes.Describe()}; {Environment.ProcessorCount} threads");
+    if (!TeacherValidation.Run(Console.Out)) return 1;
+    if (!noMemory) TeacherMemory.RunAll(Console.Out, TeacherShapes.Small ? ["--small"] : []);
+    var teacherSummary = BenchmarkRunner.Run<TeacherCpuBenchmarks>(args: [.. rest]);
+    return teacherSummary.HasCriticalValidationErrors || teacherSummary.Reports.Any(r => !r.Success) ? 1 : 0;
+}
 
 if (validateTraining || training)
 {

@@ -54,7 +54,7 @@ public sealed class TeacherKvCache : IDisposable
     internal bool IsDisposed { get; private set; }
     internal bool BelongsTo(TeacherSession s) => ReferenceEquals(_owner, s);
 
-    internal void Replace(IDisposableReadOnlyCollection<OrtValue> results, OrtValue[] present, int length)
+    internal void Replace(IDisposableReadOnlyCollection<OrtValue>? results, OrtValue[] present, int length)
     {
         DisposeValues();
         Results = results; Past = present; Length = length;
@@ -87,10 +87,11 @@ public sealed class TeacherSession : IDisposable
     private readonly InferenceSession _session;
     private readonly RunOptions _run = new();
     private readonly string[] _inputNames, _outputNames;
+    private readonly OrtMemoryInfo? _cudaMemory; // set when the provider is CUDA: outputs are bound there (IOBinding)
     private bool _disposed;
 
     private TeacherSession(InferenceSession session, string path, string provider, string? fallbackReason,
-        int layers, int kvHeads, int headDim, int vocab, Raft.Model.ModelConfig? config)
+        int layers, int kvHeads, int headDim, int vocab, Raft.Model.ModelConfig? config, int cudaDevice)
     {
         _session = session; ModelPath = path; Provider = provider; FallbackReason = fallbackReason; Config = config;
         NumLayers = layers; KvHeads = kvHeads; HeadDim = headDim; VocabSize = vocab;
@@ -102,6 +103,11 @@ public sealed class TeacherSession : IDisposable
             outputs.Add($"present.{i}.key"); outputs.Add($"present.{i}.value");
         }
         _inputNames = [.. inputs]; _outputNames = [.. outputs];
+        if (provider == "CUDA")
+        {
+            CudaDevice = cudaDevice;
+            _cudaMemory = new OrtMemoryInfo(OrtMemoryInfo.allocatorCUDA, OrtAllocatorType.DeviceAllocator, cudaDevice, OrtMemType.Default);
+        }
     }
 
     /// <summary>The model file.</summary>
@@ -118,6 +124,14 @@ public sealed class TeacherSession : IDisposable
     public int HeadDim { get; }
     /// <summary>Vocabulary size (the last axis of logits).</summary>
     public int VocabSize { get; }
+    /// <summary>The CUDA device ordinal the session runs on; null on the CPU provider.</summary>
+    public int? CudaDevice { get; }
+    /// <summary>
+    /// Whether calls run through an <see cref="OrtIoBinding"/> with the <c>present.*</c> outputs (the KV cache) kept
+    /// on the device and, for <see cref="ForwardOnDevice"/>, the logits too: true on the CUDA provider. On the CPU
+    /// provider <see cref="Forward"/> runs the plain <c>InferenceSession.Run</c> path, every output in host memory.
+    /// </summary>
+    public bool UsesDeviceBinding => _cudaMemory is not null;
     /// <summary>The <c>config.json</c> beside the model, when there is one (positions are then checked against its max_position_embeddings).</summary>
     public Raft.Model.ModelConfig? Config { get; }
 
@@ -181,7 +195,7 @@ public sealed class TeacherSession : IDisposable
             log(reason is null
                 ? $"teacher {path}: running on {provider}" + (options.Provider == TeacherProvider.Cpu ? " (asked for)." : ".")
                 : $"teacher {path}: running on CPU; CUDA was asked for ({options.Provider}) but could not be started: {reason}");
-            return new TeacherSession(session, path, provider, reason, layers, kvHeads, headDim, vocab, config);
+            return new TeacherSession(session, path, provider, reason, layers, kvHeads, headDim, vocab, config, options.CudaDevice);
         }
         catch
         {
@@ -265,10 +279,67 @@ public sealed class TeacherSession : IDisposable
     /// (nothing when null) and returns logits [batch·seq, vocab] (a new array). The cache, when given, is extended by
     /// seq positions: a prefill is a call on an empty cache, a decode step a call with seq = 1.
     /// <paramref name="attentionMask"/> is [batch, past+seq] (all ones when empty); <paramref name="positionIds"/> is
-    /// [batch, seq] (past..past+seq−1 when empty).
+    /// [batch, seq] (past..past+seq−1 when empty). On the CUDA provider the call goes through an IOBinding: the cache
+    /// stays on the device and only the logits come back to host memory.
     /// </summary>
     public float[] Forward(ReadOnlySpan<long> inputIds, int batch, int seq, TeacherKvCache? cache = null,
         ReadOnlySpan<long> attentionMask = default, ReadOnlySpan<long> positionIds = default)
+    {
+        var (ids, mask, pos, total) = Prepare(inputIds, batch, seq, cache, attentionMask, positionIds);
+        if (_cudaMemory is not null)
+        {
+            using var bound = RunBound(ids, mask, pos, batch, seq, total, cache, OrtMemoryInfo.DefaultInstance);
+            return bound.Value.GetTensorDataAsSpan<float>().ToArray();
+        }
+
+        OrtValue[]? ownPast = cache == null ? CreateCache(batch).Past : null;
+        var inputs = new OrtValue[_inputNames.Length];
+        IDisposableReadOnlyCollection<OrtValue>? results = null;
+        try
+        {
+            inputs[0] = OrtValue.CreateTensorValueFromMemory(ids, [batch, seq]);
+            inputs[1] = OrtValue.CreateTensorValueFromMemory(mask, [batch, total]);
+            inputs[2] = OrtValue.CreateTensorValueFromMemory(pos, [batch, seq]);
+            var pastValues = cache?.Past ?? ownPast!;
+            results = _session.Run(_run, _inputNames, [.. inputs[..3], .. pastValues], _outputNames);
+            var logitsValue = results[0];
+            CheckLogitsShape(logitsValue, batch, seq);
+            float[] logits = logitsValue.GetTensorDataAsSpan<float>().ToArray();
+            if (cache != null)
+            {
+                var present = new OrtValue[2 * NumLayers];
+                for (int i = 0; i < present.Length; i++) present[i] = results[i + 1];
+                cache.Replace(results, present, total);
+                results = null; // the cache owns them now
+            }
+            return logits;
+        }
+        finally
+        {
+            results?.Dispose();
+            for (int i = 0; i < 3; i++) inputs[i]?.Dispose();
+            if (ownPast != null) foreach (var v in ownPast) v.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// As <see cref="Forward"/>, but the logits [batch, seq, vocab] stay in device memory (the <c>logits</c> output
+    /// is bound to the CUDA device through an <see cref="OrtIoBinding"/>), for a GPU top-K to read in place. Only on
+    /// the CUDA provider (<see cref="UsesDeviceBinding"/>); on the CPU it raises <see cref="InvalidOperationException"/>.
+    /// </summary>
+    public TeacherDeviceLogits ForwardOnDevice(ReadOnlySpan<long> inputIds, int batch, int seq, TeacherKvCache? cache = null,
+        ReadOnlySpan<long> attentionMask = default, ReadOnlySpan<long> positionIds = default)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_cudaMemory is null)
+            throw new InvalidOperationException($"{ModelPath}: ForwardOnDevice needs the CUDA provider; this session runs on {Provider}{(FallbackReason is null ? "" : $" (CUDA could not be started: {FallbackReason})")}. Use Forward.");
+        var (ids, mask, pos, total) = Prepare(inputIds, batch, seq, cache, attentionMask, positionIds);
+        return RunBound(ids, mask, pos, batch, seq, total, cache, _cudaMemory);
+    }
+
+    /// <summary>Checks a call's arguments and builds its input arrays.</summary>
+    private (long[] Ids, long[] Mask, long[] Pos, int Total) Prepare(ReadOnlySpan<long> inputIds, int batch, int seq, TeacherKvCache? cache,
+        ReadOnlySpan<long> attentionMask, ReadOnlySpan<long> positionIds)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (batch <= 0) throw new ArgumentOutOfRangeException(nameof(batch), batch, "batch must be > 0.");
@@ -304,35 +375,58 @@ public sealed class TeacherSession : IDisposable
             for (int i = 0; i < pos.Length; i++)
                 if (pos[i] < 0 || pos[i] >= c.MaxPositionEmbeddings)
                     throw new ArgumentException($"position [{i / seq}, {i % seq}] = {pos[i]} is outside 0..{c.MaxPositionEmbeddings - 1} (max_position_embeddings).", nameof(positionIds));
+        return (ids, mask, pos, total);
+    }
 
+    private void CheckLogitsShape(OrtValue logits, int batch, int seq)
+    {
+        var shape = logits.GetTensorTypeAndShape().Shape;
+        if (shape.Length != 3 || shape[0] != batch || shape[1] != seq || shape[2] != VocabSize)
+            throw new InvalidDataException($"{ModelPath}: logits came back as [{string.Join(", ", shape)}], expected [{batch}, {seq}, {VocabSize}].");
+    }
+
+    /// <summary>
+    /// The CUDA path: inputs bound as they are (ONNX Runtime copies the small host ones to the device), the
+    /// <c>present.*</c> outputs bound to the device (they become the cache, so the history never leaves it), the
+    /// logits bound to <paramref name="logitsLocation"/> (host or device).
+    /// </summary>
+    private TeacherDeviceLogits RunBound(long[] ids, long[] mask, long[] pos, int batch, int seq, int total, TeacherKvCache? cache,
+        OrtMemoryInfo logitsLocation)
+    {
         OrtValue[]? ownPast = cache == null ? CreateCache(batch).Past : null;
-        var inputs = new OrtValue[_inputNames.Length];
-        IDisposableReadOnlyCollection<OrtValue>? results = null;
+        var inputs = new OrtValue?[3];
+        IDisposableReadOnlyCollection<OrtValue>? outputs = null;
         try
         {
+            using var binding = _session.CreateIoBinding();
             inputs[0] = OrtValue.CreateTensorValueFromMemory(ids, [batch, seq]);
             inputs[1] = OrtValue.CreateTensorValueFromMemory(mask, [batch, total]);
             inputs[2] = OrtValue.CreateTensorValueFromMemory(pos, [batch, seq]);
             var pastValues = cache?.Past ?? ownPast!;
-            results = _session.Run(_run, _inputNames, [.. inputs[..3], .. pastValues], _outputNames);
-            var logitsValue = results[0];
-            var shape = logitsValue.GetTensorTypeAndShape().Shape;
-            if (shape.Length != 3 || shape[0] != batch || shape[1] != seq || shape[2] != VocabSize)
-                throw new InvalidDataException($"{ModelPath}: logits came back as [{string.Join(", ", shape)}], expected [{batch}, {seq}, {VocabSize}].");
-            float[] logits = logitsValue.GetTensorDataAsSpan<float>().ToArray();
+            for (int i = 0; i < 3; i++) binding.BindInput(_inputNames[i], inputs[i]!);
+            for (int i = 0; i < pastValues.Length; i++) binding.BindInput(_inputNames[i + 3], pastValues[i]);
+            binding.BindOutputToDevice(_outputNames[0], logitsLocation);
+            for (int i = 1; i < _outputNames.Length; i++) binding.BindOutputToDevice(_outputNames[i], _cudaMemory!);
+            _session.RunWithBinding(_run, binding);
+            binding.SynchronizeBoundOutputs();
+            outputs = binding.GetOutputValues(); // in the order bound: logits, then present.*
+            var logits = outputs[0];
+            CheckLogitsShape(logits, batch, seq);
             if (cache != null)
             {
                 var present = new OrtValue[2 * NumLayers];
-                for (int i = 0; i < present.Length; i++) present[i] = results[i + 1];
-                cache.Replace(results, present, total);
-                results = null; // the cache owns them now
+                for (int i = 0; i < present.Length; i++) present[i] = outputs[i + 1];
+                cache.Replace(null, present, total); // the cache owns the present values one by one
             }
-            return logits;
+            else for (int i = 1; i < outputs.Count; i++) outputs[i].Dispose();
+            var result = new TeacherDeviceLogits(logits, batch, seq, VocabSize, ReferenceEquals(logitsLocation, _cudaMemory) ? CudaDevice : null);
+            outputs = null; // handed out
+            return result;
         }
         finally
         {
-            results?.Dispose();
-            for (int i = 0; i < 3; i++) inputs[i]?.Dispose();
+            outputs?.Dispose();
+            foreach (var v in inputs) v?.Dispose();
             if (ownPast != null) foreach (var v in ownPast) v.Dispose();
         }
     }
@@ -350,6 +444,51 @@ public sealed class TeacherSession : IDisposable
         if (_disposed) return;
         _disposed = true;
         _run.Dispose();
+        _cudaMemory?.Dispose();
         _session.Dispose();
+    }
+}
+
+/// <summary>
+/// Logits [batch, seq, vocab] fp32 (row-major) left where ONNX Runtime wrote them: in CUDA device memory when made
+/// by <see cref="TeacherSession.ForwardOnDevice"/>. Owns that memory until disposed.
+/// </summary>
+public sealed class TeacherDeviceLogits : IDisposable
+{
+    private bool _disposed;
+
+    internal TeacherDeviceLogits(OrtValue value, int batch, int seq, int vocab, int? device)
+    {
+        Value = value; Batch = batch; Seq = seq; Vocab = vocab; DeviceId = device;
+    }
+
+    internal OrtValue Value { get; }
+    /// <summary>Sequences.</summary>
+    public int Batch { get; }
+    /// <summary>Positions per sequence.</summary>
+    public int Seq { get; }
+    /// <summary>Vocabulary size (the last axis).</summary>
+    public int Vocab { get; }
+    /// <summary>The CUDA device ordinal holding the values; null when they are in host memory.</summary>
+    public int? DeviceId { get; }
+
+    /// <summary>The address of the first value (a device address when <see cref="DeviceId"/> is set: do not dereference it on the host).</summary>
+    public unsafe IntPtr DataPointer
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            // the span only carries the address and length that ONNX Runtime reports; it is not read here
+            return (IntPtr)System.Runtime.CompilerServices.Unsafe.AsPointer(
+                ref System.Runtime.InteropServices.MemoryMarshal.GetReference(Value.GetTensorMutableRawData()));
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        Value.Dispose();
     }
 }

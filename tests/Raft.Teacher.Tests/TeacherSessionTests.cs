@@ -184,4 +184,45 @@ public class TeacherSessionTests
         teacher.Dispose();
         Assert.Throws<ObjectDisposedException>(() => teacher.Forward([1], 1, 1));
     }
+
+    [Fact]
+    public void MissingInputListsThePresentOnes()
+    {
+        using var dir = new TempDir();
+        string path = ExportTiny(dir);
+        Rewrite(path, m =>
+        {
+            m.Graph.Input.Single(i => i.Name == "attention_mask").Name = "attn_mask_renamed";
+            foreach (var n in m.Graph.Node)
+                for (int i = 0; i < n.Input.Count; i++)
+                    if (n.Input[i] == "attention_mask") n.Input[i] = "attn_mask_renamed";
+        });
+        var e = Assert.Throws<InvalidDataException>(() => TeacherSession.Open(dir.Path, Cpu()));
+        Assert.True(e.Message.Contains("no input 'attention_mask'", StringComparison.Ordinal), e.Message);
+        Assert.Contains("it has: input_ids, attn_mask_renamed, position_ids, past_key_values.0.key", e.Message);
+        Assert.Contains(path, e.Message);
+    }
+
+    [Fact]
+    public void UnsupportedInputElementTypeIsNamed()
+    {
+        using var dir = new TempDir();
+        string path = ExportTiny(dir);
+        Rewrite(path, m =>
+        {
+            // input_ids declared int32 and cast to int64 inside: a valid model with an element type the teacher does not feed
+            foreach (var n in m.Graph.Node)
+                for (int i = 0; i < n.Input.Count; i++)
+                    if (n.Input[i] == "input_ids") n.Input[i] = "input_ids_i64";
+            var cast = new NodeProto { OpType = "Cast", Name = "ids_to_int64" };
+            cast.Input.Add("input_ids");
+            cast.Output.Add("input_ids_i64");
+            cast.Attribute.Add(new AttributeProto { Name = "to", Type = AttributeProto.Types.AttributeType.Int, I = (long)TensorProto.Types.DataType.Int64 });
+            m.Graph.Node.Insert(0, cast);
+            m.Graph.Input.Single(i => i.Name == "input_ids").Type.TensorType.ElemType = (int)TensorProto.Types.DataType.Int32;
+        });
+        var e = Assert.Throws<InvalidDataException>(() => TeacherSession.Open(dir.Path, Cpu()));
+        Assert.Contains("input 'input_ids' must be a Int64 tensor, is Int32", e.Message);
+        Assert.Contains(path, e.Message);
+    }
 }

@@ -1,0 +1,128 @@
+using Raft.Model;
+
+namespace Raft.Teacher;
+
+/// <summary>
+/// Batched sampling from the ONNX teacher through its KV cache (<c>past_key_values</c> → <c>present</c>), with the
+/// same semantics as <see cref="Generator"/>: the same <see cref="SamplingOptions"/> (temperature, top-k, top-p,
+/// max new tokens, stop ids, seed), the same <see cref="Sampler.Sample(ReadOnlySpan{float}, SamplingOptions, ulong, ulong)"/>
+/// call per token keyed by (seed, global sequence index, step), the same per-sequence stop rules and the same
+/// <see cref="Generation"/> records. Prompts of unequal lengths are grouped by length, as <see cref="Generator"/>
+/// does (no padding: every row of a batch has the same positions, so no attention mask or position ids other than
+/// the defaults are needed, and a row's logits do not depend on which other rows share its batch beyond float
+/// rounding). A token's randomness depends only on (seed, global index, step), so the result does not depend on
+/// <c>maxBatch</c> or on how the prompts are split across calls or processes.
+/// </summary>
+public static class TeacherGenerator
+{
+    /// <summary>The most prefill logits ([batch, chunk, vocab] fp32) one call may produce: 256 MiB. Longer prompts are prefilled in chunks.</summary>
+    public const long PrefillBudgetBytes = 256L << 20;
+
+    /// <summary>
+    /// Generates a continuation for each prompt. Prompts [n][T_i] (non-empty, tokens inside the vocabulary, shorter
+    /// than the model's max_position_embeddings when the session knows it); the result has one
+    /// <see cref="Generation"/> per prompt, in order. <paramref name="firstSequenceIndex"/> is the global index of
+    /// prompts[0] (the rest follow consecutively), for sampling reproducibility across batches and processes.
+    /// <see cref="StopReason.ContextFull"/> is reported when max_position_embeddings (from the <c>config.json</c>
+    /// beside the model) leaves no room; without a config only the other two reasons occur.
+    /// </summary>
+    /// <param name="session">The teacher.</param>
+    /// <param name="prompts">Token ids per prompt.</param>
+    /// <param name="options">How tokens are picked and when sequences stop.</param>
+    /// <param name="firstSequenceIndex">Global index of prompts[0].</param>
+    /// <param name="maxBatch">The most sequences decoded together, ≥ 1.</param>
+    public static IReadOnlyList<Generation> Generate(TeacherSession session, IReadOnlyList<int[]> prompts, SamplingOptions options,
+        ulong firstSequenceIndex = 0, int maxBatch = 64) =>
+        Generate(session, prompts, options, firstSequenceIndex, maxBatch, PrefillBudgetBytes);
+
+    /// <summary>As the public overload with another prefill logits budget (tests use a tiny one to force chunking).</summary>
+    internal static IReadOnlyList<Generation> Generate(TeacherSession session, IReadOnlyList<int[]> prompts, SamplingOptions options,
+        ulong firstSequenceIndex, int maxBatch, long prefillBudgetBytes)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(prompts);
+        ArgumentNullException.ThrowIfNull(options);
+        int vocab = session.VocabSize;
+        int maxPos = session.Config?.MaxPositionEmbeddings ?? int.MaxValue;
+        options.ValidateFor(vocab);
+        if (maxBatch < 1) throw new ArgumentException($"maxBatch must be ≥ 1, got {maxBatch}.", nameof(maxBatch));
+        for (int i = 0; i < prompts.Count; i++)
+        {
+            var p = prompts[i] ?? throw new ArgumentException($"prompts[{i}] is null.", nameof(prompts));
+            if (p.Length == 0) throw new ArgumentException($"prompts[{i}] is empty.", nameof(prompts));
+            if (p.Length >= maxPos)
+                throw new ArgumentException($"prompts[{i}] has {p.Length} tokens; the model's max_position_embeddings is {maxPos}.", nameof(prompts));
+            foreach (int t in p)
+                if ((uint)t >= (uint)vocab)
+                    throw new ArgumentException($"prompts[{i}] holds token {t}, outside 0..{vocab - 1}.", nameof(prompts));
+        }
+
+        var results = new Generation[prompts.Count];
+        // Group by prompt length (one cache holds one length for its whole batch), then cut groups into batches.
+        foreach (var group in Enumerable.Range(0, prompts.Count).GroupBy(i => prompts[i].Length))
+        {
+            var members = group.ToArray();
+            for (int start = 0; start < members.Length; start += maxBatch)
+            {
+                var batch = members.AsSpan(start, Math.Min(maxBatch, members.Length - start)).ToArray();
+                GenerateBatch(session, prompts, batch, options, firstSequenceIndex, maxPos, prefillBudgetBytes, results);
+            }
+        }
+        return results;
+    }
+
+    private static void GenerateBatch(TeacherSession session, IReadOnlyList<int[]> prompts, int[] members, SamplingOptions options,
+        ulong firstSequenceIndex, int maxPos, long prefillBudgetBytes, Generation[] results)
+    {
+        int b = members.Length, t0 = prompts[members[0]].Length, vocab = session.VocabSize;
+        int room = (int)Math.Min(options.MaxNewTokens, (long)maxPos - t0);
+        using var cache = session.CreateCache(b);
+        var logits = new float[b * vocab]; // the last position's logits per row
+        Prefill(session, cache, prompts, members, t0, prefillBudgetBytes, logits);
+
+        var outTokens = new List<int>[b];
+        var outLp = new List<float>[b];
+        var outModelLp = new List<float>[b];
+        var done = new StopReason?[b];
+        for (int i = 0; i < b; i++) { outTokens[i] = []; outLp[i] = []; outModelLp[i] = []; }
+        var next = new long[b];
+        var stop = new HashSet<int>(options.StopTokenIds);
+        for (int step = 0; ; step++)
+        {
+            for (int i = 0; i < b; i++)
+            {
+                if (done[i] is not null) { next[i] = 0; continue; }   // finished rows feed a dummy token, ignored
+                var s = Sampler.Sample(logits.AsSpan(i * vocab, vocab), options, firstSequenceIndex + (ulong)members[i], (ulong)step);
+                outTokens[i].Add(s.TokenId); outLp[i].Add(s.LogProb); outModelLp[i].Add(s.ModelLogProb);
+                next[i] = s.TokenId;
+                if (stop.Contains(s.TokenId)) done[i] = StopReason.StopToken;
+                else if (outTokens[i].Count >= options.MaxNewTokens) done[i] = StopReason.MaxNewTokens;
+                else if (outTokens[i].Count >= room) done[i] = StopReason.ContextFull;
+            }
+            if (done.All(d => d is not null)) break;
+            logits = session.Forward(next, b, 1, cache); // [b, 1, vocab]
+        }
+        for (int i = 0; i < b; i++)
+            results[members[i]] = new Generation(outTokens[i].ToArray(), outLp[i].ToArray(), outModelLp[i].ToArray(), done[i]!.Value);
+    }
+
+    /// <summary>Feeds the prompts through the cache in chunks of at most <paramref name="budget"/> bytes of logits (at least one position); keeps each row's last logits.</summary>
+    private static void Prefill(TeacherSession session, TeacherKvCache cache, IReadOnlyList<int[]> prompts, int[] members, int t0, long budget, float[] last)
+    {
+        int b = members.Length, vocab = session.VocabSize;
+        int chunk = (int)Math.Clamp(budget / ((long)b * vocab * sizeof(float)), 1, t0);
+        var piece = new long[b * chunk];
+        for (int s = 0; s < t0; s += chunk)
+        {
+            int m = Math.Min(chunk, t0 - s);
+            for (int i = 0; i < b; i++)
+            {
+                var p = prompts[members[i]];
+                for (int j = 0; j < m; j++) piece[i * m + j] = p[s + j];
+            }
+            float[] logits = session.Forward(piece.AsSpan(0, b * m), b, m, cache); // [b, m, vocab]
+            if (s + m == t0)
+                for (int i = 0; i < b; i++) logits.AsSpan((i * m + m - 1) * vocab, vocab).CopyTo(last.AsSpan(i * vocab, vocab));
+        }
+    }
+}
