@@ -5,7 +5,7 @@ namespace Raft.Pipeline.Training;
 
 /// <summary>
 /// The frozen original model as RAFT uses it: it scores student rollouts (stage 2) and writes rewrites (stage 1).
-/// Two implementations: <c>OnnxTeacher</c> (ONNX Runtime, the product path) and <see cref="EngineTeacher"/>
+/// Two implementations: <see cref="OnnxTeacher"/> (ONNX Runtime, the product path) and <see cref="EngineTeacher"/>
 /// (the engine's own forward over a frozen checkpoint, for tests and for machines without an exported model).
 /// </summary>
 public interface ITeacher : IDisposable

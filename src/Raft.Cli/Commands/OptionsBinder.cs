@@ -1,0 +1,95 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Reflection;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
+
+namespace Raft.Cli.Commands;
+
+/// <summary>
+/// Turns every JSON property of an options record (<see cref="JsonPropertyNameAttribute"/>) into a flag of the same name
+/// (<c>snake_case</c> → <c>--kebab-case</c>), so that a config file and the command line say the same things: the record's
+/// defaults, overridden by the <c>--config</c> file, overridden by the flags given.
+/// </summary>
+internal sealed class OptionsBinder<T> where T : class
+{
+    private readonly List<(Option<string?> Option, string Key, Type Type)> _flags = [];
+    private readonly JsonSerializerOptions _json;
+
+    public OptionsBinder(JsonSerializerOptions json, Func<string, string?> describe, params string[] exclude)
+    {
+        _json = json;
+        foreach (var p in typeof(T).GetProperties(BindingFlags.Public | BindingFlags.Instance))
+        {
+            if (p.GetCustomAttribute<JsonPropertyNameAttribute>() is not { } attr || exclude.Contains(attr.Name)) continue;
+            var type = Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType;
+            string flag = "--" + attr.Name.Replace('_', '-');
+            _flags.Add((new Option<string?>(flag) { Description = describe(attr.Name), HelpName = HelpFor(type) }, attr.Name, type));
+        }
+    }
+
+    private static string HelpFor(Type t) =>
+        t == typeof(bool) ? "true|false" :
+        t.IsEnum ? string.Join("|", Enum.GetNames(t)) :
+        t == typeof(double[]) ? "A,B" :
+        t == typeof(string) ? "TEXT" : "N";
+
+    public IEnumerable<Option> Options => _flags.Select(f => (Option)f.Option);
+
+    /// <summary>defaults ← config file ← flags; every problem names the flag or the file.</summary>
+    public T Bind(ParseResult parse, T defaults, string? configPath)
+    {
+        var node = JsonSerializer.SerializeToNode(defaults, _json)!.AsObject();
+        if (configPath is not null)
+        {
+            CliChecks.CheckInputFile("--config", configPath);
+            JsonObject file;
+            try { file = JsonNode.Parse(File.ReadAllText(configPath))?.AsObject() ?? throw new UsageException($"--config {configPath}: the file holds null."); }
+            catch (Exception e) when (e is JsonException or InvalidOperationException)
+            {
+                throw new UsageException($"--config {configPath}: not a JSON object ({e.Message}).");
+            }
+            foreach (var (key, value) in file)
+            {
+                if (!node.ContainsKey(key)) throw new UsageException($"--config {configPath}: unknown key \"{key}\"; known: {string.Join(", ", node.Select(kv => kv.Key))}.");
+                node[key] = value?.DeepClone();
+            }
+        }
+        foreach (var (option, key, type) in _flags)
+        {
+            if (!CliChecks.IsGiven(parse, option)) continue;
+            string text = parse.GetValue(option) ?? "";
+            node[key] = Parse(option.Name, text, type);
+        }
+        try { return node.Deserialize<T>(_json) ?? throw new UsageException("the options resolved to null."); }
+        catch (JsonException e) { throw new UsageException($"{(configPath is null ? "options" : "--config " + configPath)}: {e.Message}"); }
+    }
+
+    private static JsonNode? Parse(string flag, string text, Type type)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        try
+        {
+            if (type == typeof(int)) return int.Parse(text, ci);
+            if (type == typeof(long)) return long.Parse(text, ci);
+            if (type == typeof(double)) return double.Parse(text, NumberStyles.Float, ci);
+            if (type == typeof(float)) return float.Parse(text, NumberStyles.Float, ci);
+            if (type == typeof(bool)) return bool.Parse(text);
+            if (type == typeof(string)) return text.Length == 0 || text == "none" ? null : text;
+            if (type == typeof(double[]))
+                return text is "" or "none" ? null : new JsonArray(text.Split(',').Select(s => (JsonNode)double.Parse(s.Trim(), NumberStyles.Float, ci)).ToArray());
+            if (type.IsEnum)
+            {
+                var name = Enum.GetNames(type).FirstOrDefault(n => string.Equals(n, text.Replace("-", ""), StringComparison.OrdinalIgnoreCase))
+                           ?? throw new FormatException($"expected one of {string.Join(", ", Enum.GetNames(type))}");
+                return name;
+            }
+        }
+        catch (Exception e) when (e is FormatException or OverflowException)
+        {
+            throw new UsageException($"{flag} '{text}': {e.Message}");
+        }
+        throw new UsageException($"{flag}: options of type {type.Name} are not supported.");
+    }
+}

@@ -1,0 +1,129 @@
+using System.CommandLine;
+using System.Text.Json;
+using Raft.Kernels;
+using Raft.Pipeline;
+using Raft.Pipeline.Data;
+using Raft.Pipeline.Training;
+using Raft.Teacher;
+
+namespace Raft.Cli.Commands;
+
+/// <summary>
+/// <c>raft train</c> (RAFT stage 2) and <c>raft sft</c> (the plain SFT baseline): one command shape, the method differs.
+/// Every <see cref="TrainOptions"/> field is a flag and a key of the <c>--config</c> JSON file.
+/// </summary>
+internal static class TrainCommand
+{
+    internal static string Describe(string key) => key switch
+    {
+        "steps" => "Optimizer steps (default 200).",
+        "batch_size" => "Prompts per step (default 16).",
+        "learning_rate" => "Peak AdamW learning rate (default 1e-3), cosine decay after warm-up.",
+        "min_learning_rate" => "Learning rate at the end of the decay (default 1e-4).",
+        "warmup_steps" => "Linear warm-up steps (default 10).",
+        "weight_decay" => "AdamW decoupled weight decay on 2-D tensors (default 0).",
+        "beta1" => "AdamW β1 (default 0.9).",
+        "beta2" => "AdamW β2 (default 0.95).",
+        "clip_norm" => "Global gradient-norm clip, 0 = off (default 1).",
+        "seed" => "Seed of data order and rollout sampling (default 1).",
+        "threads" => "CPU threads, 0 = all cores (default 0).",
+        "checkpoint_every" => "Resumable checkpoint every N steps, 0 = only the final one (default 0).",
+        "max_nonfinite_steps" => "Stop after this many NaN/inf steps in a row; each is skipped (default 5).",
+        "top_k" => "RAFT: teacher entries kept per position (default 16).",
+        "temperature" => "RAFT: distillation temperature τ; the loss is scaled by τ² (default 1).",
+        "loss_kind" => "RAFT: divergence (default ForwardKL).",
+        "jsd_beta" => "RAFT: β of the generalized JSD (default 0.5).",
+        "ema_decay" => "RAFT: EMA decay of the adaptive balancer (default 0.9).",
+        "target_ratio" => "RAFT: target contribution ratio distillation,SFT of the balancer (default 1,1).",
+        "fixed_weights" => "RAFT: fixed weights distillation,SFT instead of EMA balancing (default: none = EMA).",
+        "answer_conditioned" => "RAFT: put the fused answer in the teacher's context (default true; false = ablation).",
+        "rollout_temperature" => "RAFT: sampling temperature of the student's rollouts (default 1).",
+        "rollout_max_tokens" => "RAFT: most new tokens per rollout (default 32).",
+        "rollouts_per_prompt" => "RAFT: rollouts sampled per prompt (default 1).",
+        _ => key,
+    };
+
+    public static Command Create(TrainMethod method)
+    {
+        bool raft = method == TrainMethod.Raft;
+        var model = new Option<string>("--model") { Description = "The student's checkpoint folder (config.json, model.safetensors, tokenizer files).", Required = true, HelpName = "DIR" };
+        var data = new Option<string>("--data") { Description = raft ? "Training data: refined JSONL from raft refine (prompt + fused answer), or any prompt/answer JSONL." : "Training data: JSONL, {\"prompt\",\"answer\"} or {\"messages\": [...]} per line (refined.jsonl works too).", Required = true, HelpName = "FILE" };
+        var output = new Option<string>("--out") { Description = "The run directory: config.json, metrics.jsonl, checkpoints/, final/.", Required = true, HelpName = "DIR" };
+        var config = new Option<string?>("--config") { Description = "A JSON file of options (the keys of the run directory's config.json); flags override it.", HelpName = "FILE" };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in --out (same result as an uninterrupted run)." };
+        var skipBad = new Option<bool>("--skip-bad-lines") { Description = "Skip malformed data lines (each is reported and counted) instead of stopping." };
+        var teacher = new Option<string?>("--teacher") { Description = "RAFT: the teacher folder (the original model): model.onnx served by ONNX Runtime, or a checkpoint. Default: --model.", HelpName = "DIR" };
+        var provider = new Option<string>("--teacher-provider") { Description = "RAFT: ONNX Runtime provider for the teacher: auto (CUDA when it starts, else CPU), cpu or cuda.", DefaultValueFactory = _ => "auto", HelpName = "auto|cpu|cuda" };
+        var binder = new OptionsBinder<TrainOptions>(TrainOptions.Json, Describe, raft ? ["method"] :
+            ["method", "top_k", "temperature", "loss_kind", "jsd_beta", "ema_decay", "target_ratio", "fixed_weights", "answer_conditioned", "rollout_temperature", "rollout_max_tokens", "rollouts_per_prompt"]);
+        var command = new Command(raft ? "train" : "sft", raft
+            ? "RAFT stage 2: on-policy rollouts of the student, scored by the answer-conditioned teacher (top-K at τ), distillation + SFT on the fused answer with EMA balancing, AdamW."
+            : "The SFT baseline: cross-entropy on the answers with the same optimizer and budget options as raft train.");
+        foreach (Option o in (Option[])[model, data, output, config, resume, skipBad]) command.Options.Add(o);
+        if (raft) { command.Options.Add(teacher); command.Options.Add(provider); }
+        foreach (var o in binder.Options) command.Options.Add(o);
+        command.SetAction(parse =>
+        {
+            var stderr = parse.InvocationConfiguration.Error;
+            var options = binder.Bind(parse, new TrainOptions { Method = method }, parse.GetValue(config)) with { Method = method };
+            try { options.Validate(); }
+            catch (ArgumentException e) { throw new UsageException(e.Message); }
+            string modelDir = parse.GetValue(model)!, dataPath = parse.GetValue(data)!, outDir = parse.GetValue(output)!;
+            CliChecks.CheckInputDirectory("--model", modelDir);
+            CliChecks.CheckInputFile("--data", dataPath);
+            string? teacherDir = raft ? parse.GetValue(teacher) ?? modelDir : null;
+            if (teacherDir is not null) CliChecks.CheckInputDirectory("--teacher", teacherDir);
+            CliChecks.CheckOutputDirectory("--out", outDir);
+
+            var examples = Load(dataPath, parse.GetValue(skipBad), stderr);
+            var student = ModelStore.LoadStudent(modelDir, options.Threads);
+            var kernels = new CpuKernels(options.Threads);
+            using var teacherModel = teacherDir is null ? null : OpenTeacher(teacherDir, parse.GetValue(provider)!, kernels, student.Model.Config.VocabSize, options.Threads, stderr);
+            var progress = new ProgressReporter(stderr, ProgressReporter.IsTerminal(stderr));
+            var trainer = new Trainer(student.Model, student.Tokenizer, student.Template,
+                examples.Select(e => new TrainExample(e.Prompt, e.Answer)).ToArray(), options, teacherModel, kernels)
+            {
+                Log = line => stderr.WriteLine(line),
+                Progress = progress.Report,
+            };
+            var result = trainer.Run(outDir, parse.GetValue(resume));
+            parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(new
+            {
+                method = method.ToString().ToLowerInvariant(), steps = result.Steps, skipped_steps = result.SkippedSteps,
+                final_loss = result.Metrics.Count > 0 ? result.Metrics[^1].Loss : (double?)null,
+                seconds = Math.Round(result.Seconds, 2), model = Path.Combine(outDir, Trainer.FinalDir),
+            }));
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    internal static IReadOnlyList<DomainExample> Load(string path, bool skipBad, TextWriter stderr)
+    {
+        JsonlReadResult read;
+        try { read = JsonlDataset.Read(path, skipBad, line => stderr.WriteLine($"warning: {line}")); }
+        catch (DataFormatException e) { throw new UsageException(e.Message + " (--skip-bad-lines skips such lines)"); }
+        if (read.SkippedLines > 0) stderr.WriteLine($"skipped {read.SkippedLines} malformed line(s) of {path}");
+        if (read.Examples.Count == 0) throw new UsageException($"--data {path}: no examples.");
+        return read.Examples;
+    }
+
+    internal static ITeacher OpenTeacher(string dir, string providerText, ILossKernels kernels, int vocab, int threads, TextWriter stderr)
+    {
+        var provider = providerText.ToLowerInvariant() switch
+        {
+            "auto" => TeacherProvider.Auto,
+            "cpu" => TeacherProvider.Cpu,
+            "cuda" => TeacherProvider.Cuda,
+            _ => throw new UsageException($"--teacher-provider must be auto, cpu or cuda, got '{providerText}'."),
+        };
+        try
+        {
+            var t = ModelStore.OpenTeacher(dir, new TeacherOptions { Provider = provider, IntraOpThreads = threads, Log = l => stderr.WriteLine(l) }, kernels, vocab, threads);
+            stderr.WriteLine($"teacher: {t.Description}");
+            return t;
+        }
+        catch (ArgumentException e) { throw new UsageException($"--teacher {dir}: {e.Message}"); }
+        catch (FileNotFoundException e) { throw new UsageException($"--teacher {dir}: {e.Message}"); }
+    }
+}

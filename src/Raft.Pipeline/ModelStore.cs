@@ -1,0 +1,59 @@
+using Raft.Kernels;
+using Raft.Model;
+using Raft.Model.Tokenization;
+using Raft.Pipeline.Training;
+using Raft.Teacher;
+
+namespace Raft.Pipeline;
+
+/// <summary>A loaded student: the model, its tokenizer and its chat template.</summary>
+public sealed record LoadedModel(LlamaModel Model, ITokenizer Tokenizer, ChatTemplate Template, string Directory);
+
+/// <summary>Loads students and teachers from folders, with errors that name the folder and what is missing.</summary>
+public static class ModelStore
+{
+    /// <summary>
+    /// Loads a checkpoint folder (config.json + model.safetensors) with its tokenizer (the byte tokenizer when model_type is
+    /// "raft", else the tokenizer files in the folder) and chat template (<paramref name="templateOverride"/> or the one the
+    /// tokenizer implies).
+    /// </summary>
+    public static LoadedModel LoadStudent(string directory, int threads = 0, string? templateOverride = null)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"model folder {directory} does not exist.");
+        if (!File.Exists(Path.Combine(directory, Checkpoint.ConfigFile)))
+            throw new FileNotFoundException($"model folder {directory} has no {Checkpoint.ConfigFile}: not a checkpoint.", Path.Combine(directory, Checkpoint.ConfigFile));
+        var (config, weights) = Checkpoint.Load(directory);
+        var tokenizer = TokenizerLoader.ForModel(directory, config.ModelType);
+        var template = ChatTemplate.ForTokenizer(tokenizer, config.ModelType, templateOverride);
+        return new LoadedModel(new LlamaModel(config, weights) { Threads = threads }, tokenizer, template, directory);
+    }
+
+    /// <summary>
+    /// Opens a teacher folder: <c>model.onnx</c> (served by ONNX Runtime with <paramref name="options"/>) or, when there is
+    /// none, a checkpoint (served by the engine's own forward). Checks its vocabulary against <paramref name="expectedVocab"/>
+    /// when given.
+    /// </summary>
+    public static ITeacher OpenTeacher(string directory, TeacherOptions options, ILossKernels kernels, int? expectedVocab = null, int threads = 0)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        ArgumentNullException.ThrowIfNull(options);
+        if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"teacher folder {directory} does not exist.");
+        ITeacher teacher;
+        if (File.Exists(Path.Combine(directory, OnnxExporter.ModelFile)))
+            teacher = OnnxTeacher.Open(directory, options with { ExpectedVocabSize = expectedVocab ?? options.ExpectedVocabSize }, kernels);
+        else if (File.Exists(Path.Combine(directory, Checkpoint.ConfigFile)))
+        {
+            var (config, weights) = Checkpoint.Load(directory);
+            teacher = new EngineTeacher(new LlamaModel(config, weights) { Threads = threads }, kernels, $"engine {directory}");
+        }
+        else throw new FileNotFoundException($"teacher folder {directory} holds neither {OnnxExporter.ModelFile} nor {Checkpoint.ConfigFile}.", directory);
+        if (expectedVocab is int v && teacher.VocabSize != v)
+        {
+            int got = teacher.VocabSize;
+            teacher.Dispose();
+            throw new ArgumentException($"the teacher at {directory} has a vocabulary of {got} tokens, the student {v}; they must share a tokenizer.");
+        }
+        return teacher;
+    }
+}

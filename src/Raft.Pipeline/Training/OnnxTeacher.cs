@@ -1,0 +1,56 @@
+using Raft.Kernels;
+using Raft.Model;
+using Raft.Teacher;
+
+namespace Raft.Pipeline.Training;
+
+/// <summary>
+/// The teacher served by ONNX Runtime (<see cref="TeacherSession"/>): scoring through <see cref="TeacherScorer"/> (chunked
+/// by a logits memory budget), generation through <see cref="TeacherGenerator"/> (the ONNX model's KV cache). Owns the session.
+/// </summary>
+public sealed class OnnxTeacher : ITeacher
+{
+    private readonly TeacherSession _session;
+    private readonly TeacherScorer _scorer;
+    private readonly long _budget;
+
+    /// <summary>Wraps an open session; top-K rows are reduced with <paramref name="kernels"/>.</summary>
+    public OnnxTeacher(TeacherSession session, ILossKernels kernels, long memoryBudgetBytes = TeacherScorer.DefaultMemoryBudgetBytes)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        ArgumentNullException.ThrowIfNull(kernels);
+        if (memoryBudgetBytes <= 0) throw new ArgumentOutOfRangeException(nameof(memoryBudgetBytes), memoryBudgetBytes, "memoryBudgetBytes must be > 0.");
+        _session = session;
+        _scorer = new TeacherScorer(session, kernels);
+        _budget = memoryBudgetBytes;
+    }
+
+    /// <summary>Opens <c>model.onnx</c> in <paramref name="directory"/>.</summary>
+    public static OnnxTeacher Open(string directory, TeacherOptions options, ILossKernels kernels, long memoryBudgetBytes = TeacherScorer.DefaultMemoryBudgetBytes) =>
+        new(TeacherSession.Open(directory, options), kernels, memoryBudgetBytes);
+
+    /// <summary>The session.</summary>
+    public TeacherSession Session => _session;
+
+    /// <inheritdoc/>
+    public string Description => $"onnx ({_session.Provider}) {_session.ModelPath}";
+
+    /// <inheritdoc/>
+    public int VocabSize => _session.VocabSize;
+
+    /// <inheritdoc/>
+    public IReadOnlyList<TeacherTopK> Score(IReadOnlyList<int[]> contexts, IReadOnlyList<int[]> rollouts, int k, float temperature)
+    {
+        ArgumentNullException.ThrowIfNull(contexts);
+        ArgumentNullException.ThrowIfNull(rollouts);
+        static long[][] Widen(IReadOnlyList<int[]> xs) => xs.Select(x => x is null ? null! : Array.ConvertAll(x, t => (long)t)).ToArray();
+        return _scorer.ScoreBatch(Widen(contexts), Widen(rollouts), k, temperature, _budget);
+    }
+
+    /// <inheritdoc/>
+    public IReadOnlyList<Generation> Generate(IReadOnlyList<int[]> prompts, SamplingOptions options, ulong firstSequenceIndex) =>
+        TeacherGenerator.Generate(_session, prompts, options, firstSequenceIndex);
+
+    /// <inheritdoc/>
+    public void Dispose() => _session.Dispose();
+}
