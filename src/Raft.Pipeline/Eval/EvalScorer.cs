@@ -1,0 +1,96 @@
+namespace Raft.Pipeline.Eval;
+
+/// <summary>The score of one response.</summary>
+/// <param name="Id">The item id.</param>
+/// <param name="Response">The model's response.</param>
+/// <param name="Correct">Whether the extracted answers matched; null when the item has no reference answer.</param>
+/// <param name="ExtractedResponse">The answer extracted from the response (null when none was found).</param>
+/// <param name="ExtractedReference">The answer extracted from the reference (null when none).</param>
+/// <param name="FormatOk">Whether every instruction was followed; null when the item has none.</param>
+/// <param name="FailedInstructions">The kinds of the instructions not followed.</param>
+public sealed record EvalItemResult(
+    string Id,
+    string Response,
+    bool? Correct,
+    string? ExtractedResponse,
+    string? ExtractedReference,
+    bool? FormatOk,
+    IReadOnlyList<string> FailedInstructions);
+
+/// <summary>The scores of one evaluation set.</summary>
+/// <param name="Name">The set's name.</param>
+/// <param name="N">The number of items.</param>
+/// <param name="AnswerItems">Items with a reference answer.</param>
+/// <param name="Correct">Of those, how many were answered correctly.</param>
+/// <param name="InstructionItems">Items with format instructions.</param>
+/// <param name="Compliant">Of those, how many followed all their instructions.</param>
+/// <param name="Items">Per-item details, in set order.</param>
+public sealed record EvalSetResult(
+    string Name,
+    int N,
+    int AnswerItems,
+    int Correct,
+    int InstructionItems,
+    int Compliant,
+    IReadOnlyList<EvalItemResult> Items)
+{
+    /// <summary>Correct / AnswerItems, or null when no item has an answer.</summary>
+    public double? Accuracy => AnswerItems == 0 ? null : (double)Correct / AnswerItems;
+
+    /// <summary>Compliant / InstructionItems, or null when no item has instructions.</summary>
+    public double? FormatCompliance => InstructionItems == 0 ? null : (double)Compliant / InstructionItems;
+}
+
+/// <summary>Scores model responses against an evaluation set.</summary>
+public static class EvalScorer
+{
+    /// <summary>
+    /// Scores <paramref name="responses"/> (one per item, same order). An item with an answer is correct when the
+    /// extractor finds an answer in both the response and the reference and they are equal (ordinal); an item with
+    /// instructions is compliant when all of them are satisfied.
+    /// </summary>
+    public static EvalSetResult Score(string name, IReadOnlyList<EvalItem> items, IReadOnlyList<string> responses)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentNullException.ThrowIfNull(items);
+        ArgumentNullException.ThrowIfNull(responses);
+        if (items.Count != responses.Count)
+            throw new ArgumentException($"set \"{name}\": {responses.Count} responses for {items.Count} items; expected one response per item.", nameof(responses));
+        int answerItems = 0, correct = 0, instructionItems = 0, compliant = 0;
+        var details = new List<EvalItemResult>(items.Count);
+        for (int i = 0; i < items.Count; i++)
+        {
+            var item = items[i];
+            string response = responses[i] ?? throw new ArgumentException($"set \"{name}\": responses[{i}] (item {item.Id}) is null.", nameof(responses));
+            bool? ok = null;
+            string? got = null, want = null;
+            if (item.Answer != null)
+            {
+                answerItems++;
+                got = item.Extractor.Extract(response);
+                want = item.Extractor.Extract(item.Answer);
+                ok = got != null && want != null && string.Equals(got, want, StringComparison.Ordinal);
+                if (ok == true) correct++;
+            }
+            bool? formatOk = null;
+            var failed = new List<string>();
+            if (item.Instructions.Count > 0)
+            {
+                instructionItems++;
+                foreach (var ins in item.Instructions)
+                    if (!ins.IsSatisfied(response)) failed.Add(ins.Kind);
+                formatOk = failed.Count == 0;
+                if (formatOk == true) compliant++;
+            }
+            details.Add(new EvalItemResult(item.Id, response, ok, got, want, formatOk, failed));
+        }
+        return new EvalSetResult(name, items.Count, answerItems, correct, instructionItems, compliant, details);
+    }
+
+    /// <summary>Scores <paramref name="responses"/> against <paramref name="set"/>.</summary>
+    public static EvalSetResult Score(EvalSet set, IReadOnlyList<string> responses)
+    {
+        ArgumentNullException.ThrowIfNull(set);
+        return Score(set.Name, set.Items, responses);
+    }
+}
