@@ -31,6 +31,12 @@ internal static class CliErrors
             case NonFiniteLogitException nonFinite:
                 stderr.WriteLine($"error: {nonFinite.Message}");
                 return ExitCodes.Usage;
+            case Raft.Pipeline.Data.DataFormatException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException:
+                stderr.WriteLine($"error: {e.Message}");
+                return ExitCodes.Usage;
+            case Raft.Pipeline.Training.TrainingException training:
+                stderr.WriteLine($"error: {training.Message}");
+                return ExitCodes.Failure;
             case ArgumentException argument:
                 stderr.WriteLine($"error: invalid argument: {argument.Message}");
                 return ExitCodes.Usage;

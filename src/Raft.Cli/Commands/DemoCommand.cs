@@ -1,0 +1,89 @@
+using System.CommandLine;
+using System.Globalization;
+using Raft.Kernels;
+using Raft.Model;
+using Raft.Pipeline.Demo;
+using Raft.Pipeline.Training;
+using Raft.Teacher;
+
+namespace Raft.Cli.Commands;
+
+/// <summary><c>raft demo</c>: the built-in benchmark world, SFT vs RAFT over seeds, the paper's table.</summary>
+internal static class DemoCommand
+{
+    public static Command Create()
+    {
+        var output = new Option<string?>("--out") { Description = "Also write DIR/report.md, DIR/report.json and DIR/learning_curves.png.", HelpName = "DIR" };
+        var ablations = new Option<bool>("--ablations") { Description = "Add RAFT without refinement, without answer conditioning, and with fixed weights." };
+        var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds (default 1,2,3).", DefaultValueFactory = _ => "1,2,3", HelpName = "1,2,3" };
+        var teacher = new Option<string>("--teacher") { Description = "How the base model serves as teacher: onnx (exported and run by ONNX Runtime, the product path) or engine (its own frozen forward).", DefaultValueFactory = _ => "onnx", HelpName = "onnx|engine" };
+        var baseModel = new Option<string?>("--base") { Description = "The base checkpoint (default: models/demo-base of the repository; trained first with raft pretrain's defaults if missing).", HelpName = "DIR" };
+        var steps = new Option<int?>("--steps") { Description = "Training steps of SFT and RAFT (same budget for both; default 120).", HelpName = "N" };
+        var threads = new Option<int>("--threads") { Description = "CPU threads, 0 = all cores.", DefaultValueFactory = _ => 0, HelpName = "N" };
+        var command = new Command("demo", "The built-in benchmark world: evaluates the base model, trains SFT and RAFT with the same budget over seeds, and prints domain accuracy, general accuracy and format compliance for each method.");
+        foreach (Option o in (Option[])[output, ablations, seeds, teacher, baseModel, steps, threads]) command.Options.Add(o);
+        command.SetAction(parse =>
+        {
+            var stdout = parse.InvocationConfiguration.Output;
+            var stderr = parse.InvocationConfiguration.Error;
+            int[] seedList;
+            try { seedList = parse.GetValue(seeds)!.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s => int.Parse(s.Trim(), CultureInfo.InvariantCulture)).ToArray(); }
+            catch (FormatException) { throw new UsageException($"--seeds '{parse.GetValue(seeds)}': expected comma-separated integers."); }
+            if (seedList.Length == 0) throw new UsageException("--seeds names no seed.");
+            string teacherKind = parse.GetValue(teacher)!.ToLowerInvariant();
+            if (teacherKind is not ("onnx" or "engine")) throw new UsageException($"--teacher must be onnx or engine, got '{teacherKind}'.");
+            int th = parse.GetValue(threads);
+            if (th < 0) throw new UsageException($"--threads must be ≥ 0, got {th}.");
+            string? outDir = parse.GetValue(output);
+            if (outDir is not null) CliChecks.CheckOutputDirectory("--out", outDir);
+            string basePath = parse.GetValue(baseModel) ?? FindBase();
+            var defaults = new DemoOptions();
+            var options = defaults with
+            {
+                Seeds = seedList, Ablations = parse.GetValue(ablations), OutDir = outDir, BaseModel = basePath, Threads = th,
+                Sft = parse.GetValue(steps) is int n
+                    ? (n >= 1 ? defaults.Sft with { Steps = n } : throw new UsageException($"--steps must be ≥ 1, got {n}."))
+                    : defaults.Sft,
+            };
+            string? onnxDir = null;
+            Func<LlamaModel, ITeacher>? factory = null;
+            if (teacherKind == "onnx")
+            {
+                factory = model =>
+                {
+                    onnxDir = Path.Combine(Path.GetTempPath(), $"raft-demo-teacher-{Guid.NewGuid():N}");
+                    OnnxExporter.Export(model.Config, model.Parameters, onnxDir);
+                    return OnnxTeacher.Open(onnxDir, new TeacherOptions { Provider = TeacherProvider.Cpu, IntraOpThreads = th, Log = l => stderr.WriteLine(l) }, new CpuKernels(th));
+                };
+            }
+            try
+            {
+                var report = new DemoRunner(options, line => stderr.WriteLine(line), factory).Run();
+                stdout.WriteLine();
+                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"RAFT demo: {report.Seeds.Count} seeds, {report.Seconds:F0} s. Accuracy in percent, mean ± standard deviation over seeds."));
+                stdout.Write(report.ToMarkdown());
+                if (outDir is not null) stdout.WriteLine($"wrote {Path.Combine(outDir, "report.md")}, report.json and learning_curves.png");
+            }
+            finally
+            {
+                if (onnxDir is not null && Directory.Exists(onnxDir)) Directory.Delete(onnxDir, recursive: true);
+            }
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+
+    /// <summary>models/demo-base under the working directory or under any parent of the binary's folder (the repository).</summary>
+    private static string FindBase()
+    {
+        const string rel = "models/demo-base";
+        if (Directory.Exists(rel)) return rel;
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            string candidate = Path.Combine(dir.FullName, rel);
+            if (Directory.Exists(candidate)) return candidate;
+        }
+        return rel;
+    }
+}

@@ -1,0 +1,54 @@
+using System.CommandLine;
+using System.Globalization;
+using Raft.Pipeline;
+using Raft.Pipeline.Data;
+using Raft.Pipeline.Eval;
+
+namespace Raft.Cli.Commands;
+
+/// <summary><c>raft eval</c>: greedy answers of a checkpoint on JSONL sets, scored by answer extractors and format instructions.</summary>
+internal static class EvalCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "The checkpoint folder to evaluate.", Required = true, HelpName = "DIR" };
+        var sets = new Option<string[]>("--set") { Description = "An evaluation JSONL (repeatable): {\"prompt\", \"answer\"?, \"extractor\"?, \"instructions\"?: [{\"kind\", \"value\"}]} per line.", Required = true, HelpName = "FILE", AllowMultipleArgumentsPerToken = false };
+        var output = new Option<string>("--out") { Description = "Directory for report.json and report.md.", Required = true, HelpName = "DIR" };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "Most tokens per answer (default 64).", DefaultValueFactory = _ => 64, HelpName = "N" };
+        var threads = new Option<int>("--threads") { Description = "CPU threads, 0 = all cores.", DefaultValueFactory = _ => 0, HelpName = "N" };
+        var skipBad = new Option<bool>("--skip-bad-lines") { Description = "Skip malformed lines (reported and counted)." };
+        var command = new Command("eval", "Scores a checkpoint on evaluation sets: accuracy by answer extractors, compliance with verifiable format instructions (IFEval-like); writes report.json and report.md.");
+        foreach (Option o in (Option[])[model, sets, output, maxNew, threads, skipBad]) command.Options.Add(o);
+        command.SetAction(parse =>
+        {
+            var stderr = parse.InvocationConfiguration.Error;
+            string modelDir = parse.GetValue(model)!, outDir = parse.GetValue(output)!;
+            int max = parse.GetValue(maxNew);
+            if (max < 1) throw new UsageException($"--max-new-tokens must be ≥ 1, got {max}.");
+            CliChecks.CheckInputDirectory("--model", modelDir);
+            var files = parse.GetValue(sets) ?? [];
+            foreach (var f in files) CliChecks.CheckInputFile("--set", f);
+            CliChecks.CheckOutputDirectory("--out", outDir);
+            var loaded = new List<EvalSet>();
+            foreach (var f in files)
+            {
+                try { loaded.Add(EvalSet.Load(f, skipBadLines: parse.GetValue(skipBad), log: l => stderr.WriteLine($"warning: {l}"))); }
+                catch (DataFormatException e) { throw new UsageException(e.Message + " (--skip-bad-lines skips such lines)"); }
+            }
+            var student = ModelStore.LoadStudent(modelDir, parse.GetValue(threads));
+            var results = new List<EvalSetResult>();
+            foreach (var set in loaded)
+            {
+                var r = ModelEvaluator.Evaluate(student.Model, student.Tokenizer, student.Template, set, max);
+                results.Add(r);
+                stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{set.Name}: {r.N} items, accuracy {(r.Accuracy is double a ? a.ToString("P1", CultureInfo.InvariantCulture) : "-")}, format compliance {(r.FormatCompliance is double c ? c.ToString("P1", CultureInfo.InvariantCulture) : "-")}"));
+            }
+            var report = EvalReport.From(results, new Dictionary<string, string> { ["model"] = Path.GetFullPath(modelDir) });
+            report.Write(outDir);
+            parse.InvocationConfiguration.Output.WriteLine(report.ToJson().ReplaceLineEndings(" "));
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+}

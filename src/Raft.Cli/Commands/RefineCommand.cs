@@ -1,0 +1,73 @@
+using System.CommandLine;
+using System.Text.Json;
+using Raft.Kernels;
+using Raft.Model;
+using Raft.Model.Tokenization;
+using Raft.Pipeline.Data;
+using Raft.Pipeline.Refine;
+
+namespace Raft.Cli.Commands;
+
+/// <summary><c>raft refine</c>: stage 1 (self-conditioned rewriting by the teacher, semantic filtering, answer fusion).</summary>
+internal static class RefineCommand
+{
+    private static string Describe(string key) => key switch
+    {
+        "candidates" => "Rewrites sampled per example (default 4).",
+        "temperature" => "Sampling temperature of the rewrites, 0 = greedy (default 0.7).",
+        "top_k" => "Top-k of the rewrite sampling, 0 = off (default 0).",
+        "top_p" => "Top-p of the rewrite sampling, 1 = off (default 1).",
+        "max_new_tokens" => "Most new tokens per rewrite (default 64).",
+        "seed" => "Seed of the rewrite sampling (default 1).",
+        "extractor" => "Final-answer extractor of the answer-match rule: last_number, boxed, exact, marker:TEXT, regex:PATTERN, or none (default last_number).",
+        "similarity_threshold" => "Similarity a rewrite needs against its reference, 0 = rule off (default 0.2).",
+        "embedding_model" => "Sentence-embedding ONNX folder (model.onnx + vocab.txt) for the similarity rule (default: character 3-gram cosine).",
+        _ => key,
+    };
+
+    public static Command Create()
+    {
+        var teacher = new Option<string>("--teacher") { Description = "The original model: a folder with model.onnx (ONNX Runtime) or a checkpoint; its tokenizer is read from the same folder or the --tokenizer-from folder.", Required = true, HelpName = "DIR" };
+        var tokenizerFrom = new Option<string?>("--tokenizer-from") { Description = "The checkpoint folder whose tokenizer and chat template to use (default: --teacher, which then needs a config.json).", HelpName = "DIR" };
+        var data = new Option<string>("--data") { Description = "Domain data: JSONL, {\"prompt\",\"answer\"} or {\"messages\": [...]} per line.", Required = true, HelpName = "FILE" };
+        var output = new Option<string>("--out") { Description = "The refined JSONL (prompt, fused answer, reference, provenance, every candidate's verdict); a summary goes beside it as <out>.summary.json.", Required = true, HelpName = "FILE" };
+        var config = new Option<string?>("--config") { Description = "A JSON file of refine options; flags override it.", HelpName = "FILE" };
+        var skipBad = new Option<bool>("--skip-bad-lines") { Description = "Skip malformed data lines (reported and counted)." };
+        var provider = new Option<string>("--teacher-provider") { Description = "auto, cpu or cuda.", DefaultValueFactory = _ => "auto", HelpName = "auto|cpu|cuda" };
+        var threads = new Option<int>("--threads") { Description = "CPU threads, 0 = all cores.", DefaultValueFactory = _ => 0, HelpName = "N" };
+        var binder = new OptionsBinder<RefineOptions>(new JsonSerializerOptions { WriteIndented = true }, Describe);
+        var command = new Command("refine", "RAFT stage 1: the teacher rewrites each reference in its own style (N candidates), candidates that change the answer or drift too far are dropped, the best survivor (or the reference) becomes the fused answer.");
+        foreach (Option o in (Option[])[teacher, tokenizerFrom, data, output, config, skipBad, provider, threads]) command.Options.Add(o);
+        foreach (var o in binder.Options) command.Options.Add(o);
+        command.SetAction(parse =>
+        {
+            var stderr = parse.InvocationConfiguration.Error;
+            var options = binder.Bind(parse, new RefineOptions(), parse.GetValue(config));
+            try { options.Validate(); }
+            catch (ArgumentException e) { throw new UsageException(e.Message); }
+            string teacherDir = parse.GetValue(teacher)!, dataPath = parse.GetValue(data)!, outPath = parse.GetValue(output)!;
+            string tokDir = parse.GetValue(tokenizerFrom) ?? teacherDir;
+            CliChecks.CheckInputDirectory("--teacher", teacherDir);
+            CliChecks.CheckInputDirectory("--tokenizer-from", tokDir);
+            CliChecks.CheckInputFile("--data", dataPath);
+            CliChecks.CheckOutputFile("--out", outPath);
+            if (!File.Exists(Path.Combine(tokDir, Checkpoint.ConfigFile)))
+                throw new UsageException($"--tokenizer-from {tokDir}: no {Checkpoint.ConfigFile} there to tell the tokenizer (give the checkpoint folder the ONNX model was exported from).");
+            var modelConfig = ModelConfig.Load(Path.Combine(tokDir, Checkpoint.ConfigFile));
+            var tokenizer = TokenizerLoader.ForModel(tokDir, modelConfig.ModelType);
+            var template = ChatTemplate.ForTokenizer(tokenizer, modelConfig.ModelType);
+            var examples = TrainCommand.Load(dataPath, parse.GetValue(skipBad), stderr);
+            int th = parse.GetValue(threads);
+            using var t = TrainCommand.OpenTeacher(teacherDir, parse.GetValue(provider)!, new CpuKernels(th), modelConfig.VocabSize, th, stderr);
+            Refiner refiner;
+            try { refiner = new Refiner(t, tokenizer, template, options); }
+            catch (ArgumentException e) { throw new UsageException(e.Message); }
+            var (refined, summary) = refiner.Run(examples, progress: (done, total) => stderr.WriteLine($"refined {done}/{total}"));
+            JsonlWriter.Write(outPath, refined);
+            Raft.Model.AtomicFile.WriteText(outPath + ".summary.json", JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true }) + "\n");
+            parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(summary));
+            return ExitCodes.Success;
+        });
+        return command;
+    }
+}
