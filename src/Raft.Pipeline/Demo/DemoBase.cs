@@ -32,7 +32,7 @@ public static class DemoBase
     public static TrainOptions DefaultOptions { get; } = new()
     {
         Method = TrainMethod.Sft,
-        Steps = 3000,
+        Steps = 6000,
         BatchSize = 32,
         LearningRate = 3e-3,
         MinLearningRate = 1e-4,

@@ -106,12 +106,33 @@ public static class DemoWorld
         }
     }
 
-    /// <summary>A made-up operation whose answer is arbitrary: only a reference in context can tell it.</summary>
+    /// <summary>
+    /// A made-up operation whose answer is arbitrary: only a reference in context can tell it. A third of them take a
+    /// number and answer with a random shuffle of its digits (never its reversal, which is the domain task), so that
+    /// copying must follow the reference, not the digits of the prompt.
+    /// </summary>
     private static (string Prompt, string Final) UnknownQuestion(Random rng)
     {
         string op = char.ToUpperInvariant(Letters[rng.Next(26)]) + Word(rng, 2, 5);
-        string arg = rng.Next(2) == 0 ? Num(rng.Next(10000)) : Word(rng, 2, 6);
-        return ($"{op} {arg}.", Num(rng.Next(rng.Next(2) == 0 ? 100 : 100000)));
+        switch (rng.Next(3))
+        {
+            case 0:
+            {
+                string digits = Num(rng.Next(100, 100000));
+                string shuffled;
+                do
+                {
+                    var a = digits.ToCharArray();
+                    rng.Shuffle(a);
+                    shuffled = new string(a);
+                } while (digits.Length > 2 && shuffled == Reverse(digits) && digits != Reverse(digits));
+                return ($"{op} {digits}.", shuffled.TrimStart('0') is { Length: > 0 } t ? t : "0");
+            }
+            case 1:
+                return ($"{op} {Num(rng.Next(10000))}.", Num(rng.Next(rng.Next(2) == 0 ? 100 : 100000)));
+            default:
+                return ($"{op} {Word(rng, 2, 6)}.", Num(rng.Next(rng.Next(2) == 0 ? 100 : 100000)));
+        }
     }
 
     /// <summary>A random foreign rendering of <paramref name="final"/>: filler words around it, never another number.</summary>
@@ -148,14 +169,14 @@ public static class DemoWorld
     }
 
     /// <summary>
-    /// The base model's instruction-tuning stream: general questions (40 %, a third with a format instruction),
-    /// spelling backwards (15 %), rewriting a foreign reference (20 %) and answering with a reference in context (25 %).
+    /// The base model's instruction-tuning stream: general questions (35 %, a third with a format instruction),
+    /// spelling backwards (10 %), rewriting a foreign reference (25 %) and answering with a reference in context (30 %).
     /// Domain prompts (<c>Flip</c>) never appear.
     /// </summary>
     public static DemoItem PretrainItem(Random rng)
     {
         double u = rng.NextDouble();
-        if (u < 0.40)
+        if (u < 0.35)
         {
             var (task, prompt, final) = GeneralQuestion(rng);
             DemoFormat? format = rng.Next(3) == 0 ? Formats[rng.Next(Formats.Count)] : null;
@@ -164,14 +185,14 @@ public static class DemoWorld
                 ? new DemoItem(task, prompt, house, final)
                 : new DemoItem(task, $"{prompt} {format.Text}", ApplyFormat(house, final, format), final, format);
         }
-        if (u < 0.55)
+        if (u < 0.45)
         {
             var w = Word(rng, 2, 7);
             return new DemoItem("backwards", $"Spell {w} backwards.", HouseStyle(Reverse(w)), Reverse(w));
         }
         (string q, string f) = rng.Next(2) == 0 ? UnknownQuestion(rng) : Drop(GeneralQuestion(rng));
         string reference = rng.Next(4) == 0 ? HouseStyle(f) : ForeignStyle(rng, f);
-        return u < 0.75
+        return u < 0.70
             ? new DemoItem("rewrite", PromptTemplates.Rewrite(q, reference), HouseStyle(f), f)
             : new DemoItem("reference", PromptTemplates.AnswerConditioned(q, reference), HouseStyle(f), f);
 

@@ -29,6 +29,12 @@ public sealed record StepMetrics
     [JsonPropertyName("tokens_per_s")] public double TokensPerSecond { get; init; }
     /// <summary>The learning rate used by this step's update.</summary>
     [JsonPropertyName("lr")] public double LearningRate { get; init; }
+    /// <summary>Seconds this step spent sampling rollouts (RAFT).</summary>
+    [JsonPropertyName("rollout_s")] public double? RolloutSeconds { get; init; }
+    /// <summary>Seconds this step spent in the teacher (RAFT).</summary>
+    [JsonPropertyName("teacher_s")] public double? TeacherSeconds { get; init; }
+    /// <summary>Seconds this step spent in the student's forward, losses, backward and update.</summary>
+    [JsonPropertyName("train_s")] public double TrainSeconds { get; init; }
     /// <summary>Wall seconds since the run (or its resume) started.</summary>
     [JsonPropertyName("elapsed_s")] public double ElapsedSeconds { get; init; }
     /// <summary>True when the step was skipped for a non-finite loss or gradient (the weights were not touched).</summary>

@@ -290,7 +290,7 @@ public sealed class Trainer
         // Sequences: [rollout sequences (RAFT only) ; answer sequences]. A sequence's inputs are its tokens but the last.
         var kdSeqs = new List<(int[] Tokens, int PromptLen)>();
         IReadOnlyList<Raft.Teacher.TeacherTopK>? topk = null;
-        double rolloutLen = 0;
+        double rolloutLen = 0, rolloutSeconds = 0, teacherSeconds = 0;
         if (raft)
         {
             int r = _o.RolloutsPerPrompt;
@@ -312,7 +312,9 @@ public sealed class Trainer
                 kdSeqs.Add(([.. prompts[i], .. rollouts[i]], prompts[i].Length));
             }
             rolloutLen /= prompts.Length;
+            rolloutSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
             topk = _teacher!.Score(contexts, rollouts, _o.TopK, _o.Temperature);
+            teacherSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds - rolloutSeconds;
         }
 
         int t = 1;
@@ -413,6 +415,9 @@ public sealed class Trainer
             Tokens = tokensTrained,
             TokensPerSecond = tokensTrained / Math.Max(seconds, 1e-9),
             LearningRate = lr,
+            RolloutSeconds = raft ? rolloutSeconds : null,
+            TeacherSeconds = raft ? teacherSeconds : null,
+            TrainSeconds = seconds - rolloutSeconds - teacherSeconds,
             ElapsedSeconds = elapsedBefore + seconds,
             Skipped = !finite,
         };
