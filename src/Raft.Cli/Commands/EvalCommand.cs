@@ -28,7 +28,6 @@ internal static class EvalCommand
             CliChecks.CheckInputDirectory("--model", modelDir);
             var files = parse.GetValue(sets) ?? [];
             foreach (var f in files) CliChecks.CheckInputFile("--set", f);
-            CliChecks.CheckOutputDirectory("--out", outDir);
             var loaded = new List<EvalSet>();
             foreach (var f in files)
             {
@@ -36,6 +35,8 @@ internal static class EvalCommand
                 catch (DataFormatException e) { throw new UsageException(e.Message + " (--skip-bad-lines skips such lines)"); }
             }
             var student = ModelStore.LoadStudent(modelDir, parse.GetValue(threads));
+            // Checked (and created) once the inputs are known good, so that a wrong input leaves no output directory behind.
+            CliChecks.CheckOutputDirectory("--out", outDir);
             var results = new List<EvalSetResult>();
             foreach (var set in loaded)
             {

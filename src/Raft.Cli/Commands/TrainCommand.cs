@@ -73,8 +73,8 @@ internal static class TrainCommand
             CliChecks.CheckInputFile("--data", dataPath);
             string? teacherDir = raft ? parse.GetValue(teacher) ?? modelDir : null;
             if (teacherDir is not null) CliChecks.CheckInputDirectory("--teacher", teacherDir);
-            CliChecks.CheckOutputDirectory("--out", outDir);
 
+            // Every input is read and checked (down to the Trainer's checks) before --out is created, so that a wrong input leaves no run directory behind.
             var examples = Load(dataPath, parse.GetValue(skipBad), stderr);
             var student = ModelStore.LoadStudent(modelDir, options.Threads);
             var kernels = new CpuKernels(options.Threads);
@@ -86,6 +86,7 @@ internal static class TrainCommand
                 Log = line => stderr.WriteLine(line),
                 Progress = progress.Report,
             };
+            CliChecks.CheckOutputDirectory("--out", outDir);
             var result = trainer.Run(outDir, parse.GetValue(resume));
             parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(new
             {
@@ -125,5 +126,6 @@ internal static class TrainCommand
         }
         catch (ArgumentException e) { throw new UsageException($"--teacher {dir}: {e.Message}"); }
         catch (FileNotFoundException e) { throw new UsageException($"--teacher {dir}: {e.Message}"); }
+        catch (InvalidDataException e) { throw new UsageException($"--teacher {dir}: {e.Message}"); }
     }
 }

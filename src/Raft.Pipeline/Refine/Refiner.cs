@@ -52,6 +52,20 @@ public sealed class Refiner
         return rules;
     }
 
+    /// <summary>
+    /// What fusion ranks kept candidates by: their similarity (the similarity rules' scores). Other rules' scores must not
+    /// take part: answer match scores 1 for every kept candidate, which would tie them all above any similarity.
+    /// Without a similarity rule, the highest score of any rule.
+    /// </summary>
+    private static double FusionScore(IReadOnlyDictionary<string, double> scores)
+    {
+        double best = double.NegativeInfinity;
+        foreach (var (rule, value) in scores)
+            if (rule.StartsWith("similarity:", StringComparison.Ordinal)) best = Math.Max(best, value);
+        if (!double.IsNegativeInfinity(best)) return best;
+        return scores.Count == 0 ? 0 : scores.Values.Max();
+    }
+
     /// <summary>Refines <paramref name="examples"/>; <paramref name="firstIndex"/> is the global index of examples[0] (for sharded runs).</summary>
     public (IReadOnlyList<RefinedExample> Examples, RefineSummary Summary) Run(IReadOnlyList<DomainExample> examples, int firstIndex = 0,
         Action<int, int>? progress = null, int batchExamples = 16)
@@ -94,7 +108,7 @@ public sealed class Refiner
                     if (verdict.Keep)
                     {
                         kept++;
-                        double score = verdict.Scores.Count == 0 ? 0 : verdict.Scores.Values.Max();
+                        double score = FusionScore(verdict.Scores);
                         if (score > bestScore) { bestScore = score; best = j; }
                     }
                     else

@@ -187,7 +187,7 @@ public sealed class Trainer
             }
             else inARow = 0;
             all.Add(m);
-            if (metricsPath is not null) File.AppendAllText(metricsPath, JsonSerializer.Serialize(m) + "\n");
+            if (metricsPath is not null) File.AppendAllText(metricsPath, JsonSerializer.Serialize(m, MetricsJson) + "\n");
             Progress?.Invoke(step + 1, _o.Steps, m);
             AfterStep?.Invoke(m, _student);
             bool last = step + 1 == _o.Steps;
@@ -205,6 +205,9 @@ public sealed class Trainer
     }
 
     private static readonly JsonSerializerOptions StateJson = new() { WriteIndented = true };
+
+    // A skipped step logs NaN (grad_norm, losses): written as "NaN" rather than failing the run.
+    private static readonly JsonSerializerOptions MetricsJson = new() { NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     /// <summary>The newest resumable checkpoint of a run directory (the final one, else the highest step), or null.</summary>
     public static string? LatestCheckpoint(string runDirectory)
@@ -237,10 +240,19 @@ public sealed class Trainer
         foreach (var p in b.RootElement.EnumerateObject())
         {
             if (p.Name is "threads" or "checkpoint_every") continue;
-            string was = a.RootElement.TryGetProperty(p.Name, out var v) ? v.GetRawText() : "(absent)";
-            if (was != p.Value.GetRawText()) { diff = $"{p.Name}: checkpoint {was}, now {p.Value.GetRawText()}"; return false; }
+            // Compared without whitespace: the saved config is nested (and indented) inside the state file.
+            string was = a.RootElement.TryGetProperty(p.Name, out var v) ? Compact(v) : "(absent)";
+            string now = Compact(p.Value);
+            if (was != now) { diff = $"{p.Name}: checkpoint {was}, now {now}"; return false; }
         }
         return true;
+    }
+
+    private static string Compact(JsonElement e)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer)) e.WriteTo(w);
+        return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
     private static void TruncateMetrics(string path, int lastStep)
@@ -340,8 +352,8 @@ public sealed class Trainer
         var logits = _student.Forward(inputs, nKd + nSft, t, acts);
         var kdLogits = logits.AsSpan(0, rowsKd * v);
         var sftLogits = logits.AsSpan(rowsKd * v, rowsSft * v);
-        LossResult kd = default, ce;
-        bool finite = true;
+        LossResult kd = default, ce = default;
+        bool finite = true, teacherFinite = true;
         try
         {
             if (raft)
@@ -356,6 +368,7 @@ public sealed class Trainer
                 {
                     var (tokens, promptLen) = kdSeqs[s];
                     var tk = topk![s];
+                    foreach (float p in tk.Probs) teacherFinite &= float.IsFinite(p);
                     for (int j = 0; j < tk.Rows; j++)
                     {
                         int row = s * t + promptLen - 1 + j;
@@ -365,11 +378,19 @@ public sealed class Trainer
                     }
                     tokensTrained += tokens.Length - 1;
                 }
-                var config = new DistillConfig(k, _o.Temperature, _o.LossKind, _o.JsdBeta);
-                kd = _kernels.Distill(kdLogits, rowsKd, v, idx, probs, config, weights, kdLogits);
+                // A teacher that overflowed (NaN or infinite probabilities) makes a non-finite step, skipped like one.
+                if (teacherFinite)
+                {
+                    var config = new DistillConfig(k, _o.Temperature, _o.LossKind, _o.JsdBeta);
+                    kd = _kernels.Distill(kdLogits, rowsKd, v, idx, probs, config, weights, kdLogits);
+                }
             }
-            ce = _kernels.CrossEntropy(sftLogits, rowsSft, v, targets, sftLogits);
-            finite = double.IsFinite(kd.Loss) && double.IsFinite(ce.Loss);
+            if (teacherFinite)
+            {
+                ce = _kernels.CrossEntropy(sftLogits, rowsSft, v, targets, sftLogits);
+                finite = double.IsFinite(kd.Loss) && double.IsFinite(ce.Loss);
+            }
+            else (finite, kd) = (false, new LossResult(double.NaN, double.NaN, 0, 0));
         }
         catch (NonFiniteLogitException)
         {

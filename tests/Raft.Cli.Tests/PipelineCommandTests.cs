@@ -1,0 +1,144 @@
+using System.Text.Json;
+using Raft.Model;
+using Raft.Pipeline.Training;
+
+namespace Raft.Cli.Tests;
+
+public class PipelineCommandTests : CliHarness
+{
+    private static readonly string[] Tiny = ["--threads", "1", "--steps", "2", "--batch-size", "2", "--warmup-steps", "1"];
+    private static readonly string[] TinyRaft = [.. Tiny, "--top-k", "4", "--rollout-max-tokens", "4", "--teacher-provider", "cpu"];
+
+    private static void AssertOk(CliResult r)
+    {
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Equal(JsonValueKind.Object, r.Json.ValueKind);
+    }
+
+    private static void AssertRunDirectory(string run, int steps)
+    {
+        Assert.True(File.Exists(Path.Combine(run, Trainer.ConfigFile)));
+        var metrics = File.ReadAllLines(Path.Combine(run, Trainer.MetricsFile));
+        Assert.Equal(steps, metrics.Length);
+        Assert.All(metrics, l => JsonDocument.Parse(l));
+        string final = Path.Combine(run, Trainer.FinalDir);
+        foreach (var f in new[] { Checkpoint.ConfigFile, Checkpoint.WeightsFile, Trainer.StateFile })
+            Assert.True(File.Exists(Path.Combine(final, f)), $"{final} has no {f}");
+    }
+
+    [Fact]
+    public void Refine_then_train_then_eval_and_sft_on_a_tiny_checkpoint()
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"));
+        string onnx = PipelineFixtures.Onnx(ckpt, PathOf("base-onnx"));
+        string data = PipelineFixtures.Data(PathOf("data.jsonl"));
+        string refined = PathOf("refined.jsonl");
+
+        // Stage 1 with the ONNX teacher (tokenizer from the checkpoint).
+        var refine = Raft("refine", "--teacher", onnx, "--tokenizer-from", ckpt, "--data", data, "--out", refined,
+            "--candidates", "2", "--max-new-tokens", "6", "--threads", "1", "--teacher-provider", "cpu");
+        AssertOk(refine);
+        Assert.Equal(4, refine.Json.GetProperty("examples").GetInt32());
+        Assert.Equal(8, refine.Json.GetProperty("candidates").GetInt32());
+        var lines = File.ReadAllLines(refined);
+        Assert.Equal(4, lines.Length);
+        foreach (var l in lines)
+        {
+            var e = JsonDocument.Parse(l).RootElement;
+            Assert.Equal(2, e.GetProperty("candidates").GetArrayLength());
+            Assert.Contains(e.GetProperty("fused_from").GetString(), new[] { "rewrite", "reference" });
+        }
+        var summary = JsonDocument.Parse(File.ReadAllText(refined + ".summary.json")).RootElement;
+        Assert.Equal(4, summary.GetProperty("examples").GetInt32());
+
+        // Stage 2 with the checkpoint folder as teacher.
+        string run = PathOf("run");
+        var train = Raft(["train", "--model", ckpt, "--data", refined, "--out", run, "--teacher", ckpt, .. TinyRaft]);
+        AssertOk(train);
+        Assert.Equal("raft", train.Json.GetProperty("method").GetString());
+        Assert.Equal(2, train.Json.GetProperty("steps").GetInt32());
+        AssertRunDirectory(run, 2);
+        Assert.Contains("kd_loss", File.ReadAllLines(Path.Combine(run, Trainer.MetricsFile))[0]);
+        Assert.NotEqual(PipelineFixtures.Weights(ckpt), PipelineFixtures.Weights(Path.Combine(run, Trainer.FinalDir)));
+
+        string sftRun = PathOf("sft");
+        var sft = Raft(["sft", "--model", ckpt, "--data", refined, "--out", sftRun, .. Tiny]);
+        AssertOk(sft);
+        Assert.Equal("sft", sft.Json.GetProperty("method").GetString());
+        AssertRunDirectory(sftRun, 2);
+        Assert.DoesNotContain("\"kd_loss\":0", File.ReadAllText(Path.Combine(sftRun, Trainer.MetricsFile)));
+
+        string set = PathOf("eval.jsonl");
+        File.WriteAllLines(set,
+        [
+            "{\"prompt\": \"Flip 12.\", \"answer\": \"21\", \"extractor\": \"last_number\"}",
+            "{\"prompt\": \"What is 1+1?\", \"answer\": \"2\", \"extractor\": \"last_number\", \"instructions\": [{\"kind\": \"lowercase\"}]}",
+        ]);
+        string evalOut = PathOf("eval");
+        var eval = Raft("eval", "--model", Path.Combine(run, Trainer.FinalDir), "--set", set, "--out", evalOut, "--max-new-tokens", "4", "--threads", "1");
+        AssertOk(eval);
+        var report = JsonDocument.Parse(File.ReadAllText(Path.Combine(evalOut, "report.json"))).RootElement;
+        var line = Assert.Single(report.GetProperty("sets").EnumerateArray());
+        Assert.Equal(2, line.GetProperty("n").GetInt32());
+        Assert.Equal(2, line.GetProperty("answer_items").GetInt32());
+        Assert.Equal(1, line.GetProperty("instruction_items").GetInt32());
+        Assert.Equal(report.GetRawText().ReplaceLineEndings(" "), eval.Json.GetRawText());
+        Assert.Contains("eval", File.ReadAllText(Path.Combine(evalOut, "report.md")));
+    }
+
+    [Fact]
+    public void Train_resume_gives_the_final_weights_of_an_uninterrupted_run_and_a_changed_option_exits_1()
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"), seed: 2);
+        string data = PipelineFixtures.Data(PathOf("data.jsonl"), 6);
+        string[] args = [.. TinyRaft.Where((_, i) => i < 2 || i > 3), "--steps", "4", "--checkpoint-every", "2"];
+        string a = PathOf("a"), b = PathOf("b");
+        AssertOk(Raft(["train", "--model", ckpt, "--data", data, "--out", a, .. args]));
+        AssertOk(Raft(["train", "--model", ckpt, "--data", data, "--out", b, .. args]));
+        // Interrupted after the step-2 checkpoint: the final model never got written.
+        Directory.Delete(Path.Combine(b, Trainer.FinalDir), recursive: true);
+        Assert.True(Directory.Exists(Path.Combine(b, Trainer.CheckpointsDir, "step-0000002")));
+
+        var changed = Raft(["train", "--model", ckpt, "--data", data, "--out", b, .. args, "--learning-rate", "0.5", "--resume"]);
+        Assert.True(changed.Code == 1, changed.ToString());
+        Assert.Contains("learning_rate", changed.Stderr);
+        Assert.False(Directory.Exists(Path.Combine(b, Trainer.FinalDir)));
+
+        var resumed = Raft(["train", "--model", ckpt, "--data", data, "--out", b, .. args, "--resume"]);
+        AssertOk(resumed);
+        Assert.Contains("resumed from", resumed.Stderr);
+        Assert.Equal(PipelineFixtures.Weights(Path.Combine(a, Trainer.FinalDir)), PipelineFixtures.Weights(Path.Combine(b, Trainer.FinalDir)));
+        Assert.Equal(4, File.ReadAllLines(Path.Combine(b, Trainer.MetricsFile)).Length);
+    }
+
+    [Fact]
+    public void Help_lists_every_command()
+    {
+        var r = Raft("--help");
+        Assert.True(r.Code == 0, r.ToString());
+        foreach (var c in new[] { "demo", "refine", "train", "sft", "eval", "pretrain", "export-onnx", "kd" })
+            Assert.Matches($@"(?m)^\s+{c}\b", r.Stdout);
+    }
+
+    [Fact]
+    public void Export_onnx_matches_the_checkpoint_forward()
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"), seed: 3);
+        string outDir = PathOf("onnx");
+        var r = Raft("export-onnx", "--model", ckpt, "--out", outDir);
+        AssertOk(r);
+        Assert.Equal(Path.Combine(outDir, "model.onnx"), r.Json.GetProperty("model").GetString());
+
+        var (config, weights) = Checkpoint.Load(ckpt);
+        var model = new LlamaModel(config, weights) { Threads = 1 };
+        int[] tokens = global::Raft.Model.Tokenization.ByteTokenizer.Instance.Encode("Flip 1234 please.");
+        var expected = model.Forward(tokens, 1, tokens.Length);
+        using var session = global::Raft.Teacher.TeacherSession.Open(outDir, new global::Raft.Teacher.TeacherOptions { Provider = global::Raft.Teacher.TeacherProvider.Cpu, IntraOpThreads = 1 });
+        var actual = session.Forward(tokens.Select(t => (long)t).ToArray(), 1, tokens.Length);
+        Assert.Equal(expected.Length, actual.Length);
+        double maxRef = expected.Max(Math.Abs), maxDiff = 0;
+        for (int i = 0; i < expected.Length; i++) maxDiff = Math.Max(maxDiff, Math.Abs(expected[i] - actual[i]));
+        Assert.True(maxRef > 0.1, $"degenerate logits {maxRef}");
+        Assert.True(maxDiff / maxRef < 1e-4, $"max |Δ| {maxDiff} vs max |logit| {maxRef}");
+    }
+}

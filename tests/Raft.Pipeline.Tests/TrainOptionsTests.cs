@@ -1,0 +1,92 @@
+using System.Text.Json;
+using Raft.Kernels;
+using Raft.Pipeline.Training;
+
+namespace Raft.Pipeline.Tests;
+
+public class TrainOptionsTests
+{
+    public static TheoryData<string, Func<TrainOptions, TrainOptions>> BadValues => new()
+    {
+        { "steps", o => o with { Steps = 0 } },
+        { "batch_size", o => o with { BatchSize = 0 } },
+        { "learning_rate", o => o with { LearningRate = 0 } },
+        { "learning_rate", o => o with { LearningRate = double.NaN } },
+        { "min_learning_rate", o => o with { MinLearningRate = 1 } },
+        { "min_learning_rate", o => o with { MinLearningRate = -1e-5 } },
+        { "warmup_steps", o => o with { WarmupSteps = -1 } },
+        { "weight_decay", o => o with { WeightDecay = -0.1 } },
+        { "beta1", o => o with { Beta1 = 1 } },
+        { "beta2", o => o with { Beta2 = -0.1 } },
+        { "clip_norm", o => o with { ClipNorm = -1 } },
+        { "threads", o => o with { Threads = -1 } },
+        { "checkpoint_every", o => o with { CheckpointEvery = -2 } },
+        { "max_nonfinite_steps", o => o with { MaxNonFiniteSteps = 0 } },
+        { "top_k", o => o with { TopK = 0 } },
+        { "temperature", o => o with { Temperature = 0 } },
+        { "temperature", o => o with { Temperature = float.PositiveInfinity } },
+        { "jsd_beta", o => o with { JsdBeta = 1.5f } },
+        { "ema_decay", o => o with { EmaDecay = 1 } },
+        { "target_ratio", o => o with { TargetRatio = [1] } },
+        { "target_ratio", o => o with { TargetRatio = [1, 0] } },
+        { "fixed_weights", o => o with { FixedWeights = [0, 0] } },
+        { "fixed_weights", o => o with { FixedWeights = [-1, 1] } },
+        { "fixed_weights", o => o with { FixedWeights = [1, 1, 1] } },
+        { "rollout_temperature", o => o with { RolloutTemperature = -1 } },
+        { "rollout_max_tokens", o => o with { RolloutMaxTokens = 0 } },
+        { "rollouts_per_prompt", o => o with { RolloutsPerPrompt = 0 } },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadValues))]
+    public void Validate_rejects_a_bad_value_naming_the_option(string option, Func<TrainOptions, TrainOptions> change)
+    {
+        var good = new TrainOptions();
+        good.Validate();
+        var e = Assert.Throws<ArgumentException>(() => change(good).Validate());
+        Assert.Equal(option, e.ParamName);
+        Assert.StartsWith(option + " = ", e.Message);
+    }
+
+    [Fact]
+    public void Raft_only_options_are_not_checked_for_sft()
+    {
+        new TrainOptions { Method = TrainMethod.Sft, TopK = 0, TargetRatio = [], RolloutMaxTokens = 0 }.Validate();
+        Assert.Throws<ArgumentException>(() => new TrainOptions { Method = TrainMethod.Raft, TopK = 0 }.Validate());
+    }
+
+    [Fact]
+    public void Json_round_trip_keeps_every_option()
+    {
+        var o = new TrainOptions
+        {
+            Method = TrainMethod.Sft, Steps = 7, BatchSize = 3, LearningRate = 2.5e-4, MinLearningRate = 1e-5, WarmupSteps = 2,
+            WeightDecay = 0.05, Beta1 = 0.8, Beta2 = 0.99, ClipNorm = 0.5, Seed = 42, Threads = 2, CheckpointEvery = 3,
+            MaxNonFiniteSteps = 4, TopK = 5, Temperature = 2f, LossKind = DistillLossKind.Jsd, JsdBeta = 0.25f, EmaDecay = 0.7,
+            TargetRatio = [2, 1], FixedWeights = [0.3, 0.7], AnswerConditioned = false, RolloutTemperature = 0.5f,
+            RolloutMaxTokens = 9, RolloutsPerPrompt = 2,
+        };
+        string json = o.ToJson();
+        Assert.Contains("\"learning_rate\"", json);
+        Assert.Contains("\"Jsd\"", json);
+        Assert.Contains("\"Sft\"", json);
+        using var tmp = new TempDir();
+        var back = TrainOptions.Load(tmp.Write("c.json", json));
+        Assert.Equal(json, back.ToJson());
+        Assert.Equal([2.0, 1.0], back.TargetRatio);
+        Assert.Equal([0.3, 0.7], back.FixedWeights!);
+        Assert.Equal(o with { TargetRatio = back.TargetRatio, FixedWeights = back.FixedWeights }, back);
+    }
+
+    [Fact]
+    public void Load_of_a_config_with_an_unknown_key_names_the_file()
+    {
+        using var tmp = new TempDir();
+        string path = tmp.Write("bad.json", "{\n  \"steps\": 3,\n  \"learning_rat\": 0.1\n}");
+        var e = Assert.Throws<InvalidDataException>(() => TrainOptions.Load(path));
+        Assert.Contains(path, e.Message);
+        Assert.Contains("learning_rat", e.Message);
+        var missing = Assert.Throws<FileNotFoundException>(() => TrainOptions.Load(tmp.File("none.json")));
+        Assert.Contains("none.json", missing.Message);
+    }
+}
