@@ -394,8 +394,10 @@ public sealed class Trainer
         }
         catch (NonFiniteLogitException)
         {
+            // The losses are unknown: logged as NaN (not 0, which would read as a perfect step).
             finite = false;
-            ce = default;
+            ce = new LossResult(double.NaN, double.NaN, 0, 0);
+            if (raft) kd = new LossResult(double.NaN, double.NaN, 0, 0);
         }
 
         double wKd = 0, wSft = 1;
