@@ -162,7 +162,7 @@ public static class DemoWorld
 
     private static string DomainDigits(Random rng)
     {
-        int n = rng.Next(3, 6);
+        int n = rng.Next(3, 5);
         var sb = new StringBuilder(n);
         for (int i = 0; i < n; i++) sb.Append((char)('1' + rng.Next(9)));
         return sb.ToString();
