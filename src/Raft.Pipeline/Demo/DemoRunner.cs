@@ -44,7 +44,7 @@ public sealed record DemoOptions
         Method = TrainMethod.Raft, TopK = 16, Temperature = 1f, RolloutTemperature = 1f, RolloutMaxTokens = 24, EmaDecay = 0.9,
     };
     /// <summary>Stage 1's options.</summary>
-    public RefineOptions Refine { get; init; } = new() { Candidates = 2, Temperature = 0.7f, MaxNewTokens = 32, Extractor = "last_number", SimilarityThreshold = 0.1 };
+    public RefineOptions Refine { get; init; } = new() { Candidates = 4, Temperature = 0.7f, MaxNewTokens = 32, Extractor = "last_number", SimilarityThreshold = 0.05 };
 }
 
 /// <summary>One method's scores on one seed.</summary>

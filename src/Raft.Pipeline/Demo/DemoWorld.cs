@@ -117,22 +117,27 @@ public static class DemoWorld
         switch (rng.Next(3))
         {
             case 0:
-            {
-                string digits = Num(rng.Next(100, 100000));
-                string shuffled;
-                do
-                {
-                    var a = digits.ToCharArray();
-                    rng.Shuffle(a);
-                    shuffled = new string(a);
-                } while (digits.Length > 2 && shuffled == Reverse(digits) && digits != Reverse(digits));
-                return ($"{op} {digits}.", shuffled.TrimStart('0') is { Length: > 0 } t ? t : "0");
-            }
+                return ShuffledDigitsQuestion(rng);
             case 1:
                 return ($"{op} {Num(rng.Next(10000))}.", Num(rng.Next(rng.Next(2) == 0 ? 100 : 100000)));
             default:
                 return ($"{op} {Word(rng, 2, 6)}.", Num(rng.Next(rng.Next(2) == 0 ? 100 : 100000)));
         }
+    }
+
+    /// <summary>A made-up operation on a number whose answer is a random shuffle of its digits (never the reversal).</summary>
+    private static (string Prompt, string Final) ShuffledDigitsQuestion(Random rng)
+    {
+        string op = char.ToUpperInvariant(Letters[rng.Next(26)]) + Word(rng, 2, 5);
+        string digits = Num(rng.Next(100, 100000));
+        string shuffled;
+        do
+        {
+            var a = digits.ToCharArray();
+            rng.Shuffle(a);
+            shuffled = new string(a);
+        } while (digits.Length > 2 && shuffled == Reverse(digits) && digits != Reverse(digits));
+        return ($"{op} {digits}.", shuffled.TrimStart('0') is { Length: > 0 } t ? t : "0");
     }
 
     /// <summary>A random foreign rendering of <paramref name="final"/>: filler words around it, never another number.</summary>
@@ -173,8 +178,23 @@ public static class DemoWorld
     /// spelling backwards (10 %), rewriting a foreign reference (25 %) and answering with a reference in context (30 %).
     /// Domain prompts (<c>Flip</c>) never appear.
     /// </summary>
-    public static DemoItem PretrainItem(Random rng)
+    public static DemoItem PretrainItem(Random rng) => PretrainItem(rng, copyPhase: false);
+
+    /// <summary>
+    /// An item of the base model's stream; in the <paramref name="copyPhase"/> (the second, shorter phase of the recipe) half
+    /// the items are rewriting or reference questions whose answer is a shuffle of the prompt's digits, the hardest case
+    /// for copying from the reference, and the rest is the first phase's stream.
+    /// </summary>
+    public static DemoItem PretrainItem(Random rng, bool copyPhase)
     {
+        if (copyPhase && rng.Next(2) == 0)
+        {
+            var (sq, sf) = ShuffledDigitsQuestion(rng);
+            string sr = rng.Next(4) == 0 ? HouseStyle(sf) : ForeignStyle(rng, sf);
+            return rng.Next(2) == 0
+                ? new DemoItem("rewrite", PromptTemplates.Rewrite(sq, sr), HouseStyle(sf), sf)
+                : new DemoItem("reference", PromptTemplates.AnswerConditioned(sq, sr), HouseStyle(sf), sf);
+        }
         double u = rng.NextDouble();
         if (u < 0.35)
         {
