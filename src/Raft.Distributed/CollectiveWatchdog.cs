@@ -20,8 +20,15 @@ internal sealed class CollectiveWatchdog : IDisposable
     private long _startedAt;
     private int _fired;
 
-    public CollectiveWatchdog(double timeoutSeconds, Func<string> who, Action<string> abort)
+    private readonly TextWriter _log;
+
+    /// <param name="timeoutSeconds">The timeout (&gt; 0).</param>
+    /// <param name="who">Describes this rank and host, for the message.</param>
+    /// <param name="abort">Ends the job with the message; it should not return (MPI_Abort, then FailFast).</param>
+    /// <param name="log">Where the message is written first; standard error when null.</param>
+    public CollectiveWatchdog(double timeoutSeconds, Func<string> who, Action<string> abort, TextWriter? log = null)
     {
+        _log = log ?? Console.Error;
         _timeoutSeconds = timeoutSeconds;
         _timeoutTicks = (long)(timeoutSeconds * Stopwatch.Frequency);
         _who = who;
@@ -52,16 +59,10 @@ internal sealed class CollectiveWatchdog : IDisposable
             if (Interlocked.Exchange(ref _fired, 1) != 0) return;
             var message = $"{_who()}: collective {call} did not complete within {_timeoutSeconds:0.###} s " +
                           $"(collective timeout, {CollectiveOptions.TimeoutVariable}); a peer rank is stuck, dead or calling a different collective. Aborting the job.";
-            try
-            {
-                Console.Error.WriteLine("raft: " + message);
-                Console.Error.Flush();
-                _abort(message);
-            }
-            finally
-            {
-                Environment.FailFast("raft: " + message);
-            }
+            _log.WriteLine("raft: " + message);
+            _log.Flush();
+            _abort(message);
+            return;
         }
     }
 

@@ -52,11 +52,15 @@ public sealed unsafe class MpiCollective : ICollective
         HostName = _mpi.ProcessorName();
         LibraryPath = _mpi.LoadedFrom;
         if (options.TimeoutSeconds > 0)
-            _watchdog = new CollectiveWatchdog(options.TimeoutSeconds, Describe, _ => _mpi.MPI_Abort(_mpi.CommWorld, TimeoutExitCode));
+            _watchdog = new CollectiveWatchdog(options.TimeoutSeconds, Describe, message =>
+            {
+                _mpi.MPI_Abort(_mpi.CommWorld, TimeoutExitCode);
+                Environment.FailFast("raft: MPI_Abort returned after the collective timeout: " + message);
+            });
     }
 
-    /// <summary>The error code given to MPI_Abort when the collective timeout fires (mpirun then exits non-zero).</summary>
-    public const int TimeoutExitCode = 124;
+    /// <summary>The error code given to MPI_Abort when the collective timeout fires (62, ETIME; mpirun then exits non-zero).</summary>
+    public const int TimeoutExitCode = 62;
 
     /// <summary>Whether libmpi.so.40 can be loaded here (no MPI call is made).</summary>
     public static bool IsLibraryAvailable => MpiApi.IsAvailable;
