@@ -19,6 +19,10 @@
 //       method in fresh processes, then TeacherCpuBenchmarks (positions/s).
 //   dotnet <dll> teacher-memory <OnnxScorer|OnnxScorerChunked|Engine> [--small]
 //       (internal) one peak-RSS measurement; run by 'teacher' in a child process.
+//   mpirun -np 2 dotnet <dll> allreduce [--small] [--full] [--reps N] [--warmup N] [--out FILE]
+//       MpiCollective.AllReduceSum against a direct MPI_Allreduce through the same interop, for the demo model's
+//       gradient (0.82 M floats) and a 64 M-float slice of a 0.5B model's (all 494 M floats with --full): median
+//       and spread of a Stopwatch harness (BenchmarkDotNet cannot run under mpirun), algorithm and bus bandwidth.
 //   dotnet <dll> [--small] [BenchmarkDotNet options, e.g. --filter '*DistillCpu*' or --list flat]
 //       BenchmarkSwitcher over every suite in the assembly.
 //
@@ -29,6 +33,8 @@ using Raft.Benchmarks.Distill;
 using Raft.Benchmarks.Teacher;
 using Raft.Benchmarks.Training;
 
+if (args.Length > 0 && args[0] == "allreduce")
+    return Raft.Benchmarks.Distributed.AllReduceBench.Run(args[1..]);
 var rest = new List<string>(args);
 if (rest.Remove("--small")) DistillShapes.Small = true;
 int rowsAt = rest.IndexOf("--rows");
