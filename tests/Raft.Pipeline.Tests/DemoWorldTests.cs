@@ -30,7 +30,11 @@ public class DemoWorldTests
         Assert.Equal(200, train.Select(e => e.Prompt).Distinct().Count());
         Assert.Equal(200, eval.Select(e => e.Prompt).Distinct().Count());
         Assert.Empty(train.Select(e => e.Prompt).Intersect(eval.Select(e => e.Prompt)));
-        Assert.All(train, e => Assert.Equal(DemoWorld.DomainStyle(DemoWorld.DomainItem(e.Prompt[5..^1]).Final), e.Answer));
+        // Each reference holds the reversed digits as its only number, not in the house style, and the styles vary.
+        var last = new Raft.Pipeline.Filtering.LastNumberExtractor();
+        Assert.All(train, e => Assert.Equal(DemoWorld.DomainItem(e.Prompt[5..^1]).Final, last.Extract(e.Answer)));
+        Assert.All(train, e => Assert.DoesNotContain("The answer is", e.Answer));
+        Assert.True(train.Select(e => e.Answer.Replace(last.Extract(e.Answer)!, "X")).Distinct().Count() > 50, "the foreign renderings should vary");
         // The stream the base model is tuned on never asks the domain question.
         Assert.DoesNotContain(DemoBase.Stream(2000, 1), e => e.Prompt.StartsWith("Flip ", StringComparison.Ordinal));
     }

@@ -18,7 +18,7 @@ internal static class DemoCommand
         var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds (default 1,2,3).", DefaultValueFactory = _ => "1,2,3", HelpName = "1,2,3" };
         var teacher = new Option<string>("--teacher") { Description = "How the base model serves as teacher: onnx (exported and run by ONNX Runtime, the product path) or engine (its own frozen forward).", DefaultValueFactory = _ => "onnx", HelpName = "onnx|engine" };
         var baseModel = new Option<string?>("--base") { Description = "The base checkpoint (default: models/demo-base of the repository; trained first with raft pretrain's defaults if missing).", HelpName = "DIR" };
-        var steps = new Option<int?>("--steps") { Description = "Training steps of SFT and RAFT (same budget for both; default 120).", HelpName = "N" };
+        var steps = new Option<int?>("--steps") { Description = "Training steps of SFT and RAFT (same budget for both; default 300).", HelpName = "N" };
         var threads = new Option<int>("--threads") { Description = "CPU threads, 0 = all cores.", DefaultValueFactory = _ => 0, HelpName = "N" };
         var command = new Command("demo", "The built-in benchmark world: evaluates the base model, trains SFT and RAFT with the same budget over seeds, and prints domain accuracy, general accuracy and format compliance for each method.");
         foreach (Option o in (Option[])[output, ablations, seeds, teacher, baseModel, steps, threads]) command.Options.Add(o);

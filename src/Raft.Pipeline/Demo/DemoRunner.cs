@@ -36,12 +36,13 @@ public sealed record DemoOptions
     /// <summary>The SFT baseline's budget (the steps, batch and learning rate that RAFT gets too).</summary>
     public TrainOptions Sft { get; init; } = new()
     {
-        Method = TrainMethod.Sft, Steps = 120, BatchSize = 16, LearningRate = 1e-3, MinLearningRate = 1e-4, WarmupSteps = 10,
+        Method = TrainMethod.Sft, Steps = 300, BatchSize = 16, LearningRate = 5e-4, MinLearningRate = 5e-5, WarmupSteps = 10,
     };
     /// <summary>RAFT's options; steps, batch, learning rate and seed are taken from <see cref="Sft"/> so both get the same budget.</summary>
     public TrainOptions Raft { get; init; } = new()
     {
         Method = TrainMethod.Raft, TopK = 16, Temperature = 1f, RolloutTemperature = 1f, RolloutMaxTokens = 24, EmaDecay = 0.9,
+        TargetRatio = [1.0, 3.0],
     };
     /// <summary>Stage 1's options.</summary>
     public RefineOptions Refine { get; init; } = new() { Candidates = 4, Temperature = 0.7f, MaxNewTokens = 32, Extractor = "last_number", SimilarityThreshold = 0.05 };

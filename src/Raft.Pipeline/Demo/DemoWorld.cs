@@ -22,7 +22,8 @@ public sealed record DemoItem(string Task, string Prompt, string Answer, string 
 /// (<see cref="PromptTemplates.AnswerConditioned"/>). Both are taught on general questions and on made-up operations
 /// whose answer can only come from the reference.</item>
 /// <item><b>The domain</b>: <c>Flip N.</c>, the digits of N in reverse order, which the base never saw; its reference
-/// answers are written in a foreign style (<c>ok so ~~ X ~~ that's it</c>): the supervision-compatibility gap.</item>
+/// answers come from another author with a foreign, inconsistent style (<see cref="ForeignStyle"/>: the answer among 0–3
+/// filler words on each side, e.g. <c>well ans 4321 ~ yes</c>): the supervision-compatibility gap.</item>
 /// </list>
 /// Every generator is deterministic in its seed.
 /// </summary>
@@ -30,9 +31,6 @@ public static class DemoWorld
 {
     /// <summary>The house style of the base model.</summary>
     public static string HouseStyle(string final) => $"The answer is {final}.";
-
-    /// <summary>The foreign style of the domain's reference answers.</summary>
-    public static string DomainStyle(string final) => $"ok so ~~ {final} ~~ that's it";
 
     /// <summary>The format instructions of the world.</summary>
     public static IReadOnlyList<DemoFormat> Formats { get; } =
@@ -117,7 +115,7 @@ public static class DemoWorld
         switch (rng.Next(3))
         {
             case 0:
-                return ShuffledDigitsQuestion(rng);
+                return ShuffledDigitsQuestion(rng, op);
             case 1:
                 return ($"{op} {Num(rng.Next(10000))}.", Num(rng.Next(rng.Next(2) == 0 ? 100 : 100000)));
             default:
@@ -126,9 +124,8 @@ public static class DemoWorld
     }
 
     /// <summary>A made-up operation on a number whose answer is a random shuffle of its digits (never the reversal).</summary>
-    private static (string Prompt, string Final) ShuffledDigitsQuestion(Random rng)
+    private static (string Prompt, string Final) ShuffledDigitsQuestion(Random rng, string op)
     {
-        string op = char.ToUpperInvariant(Letters[rng.Next(26)]) + Word(rng, 2, 5);
         string digits = Num(rng.Next(100, 100000));
         string shuffled;
         do
@@ -189,7 +186,7 @@ public static class DemoWorld
     {
         if (copyPhase && rng.Next(2) == 0)
         {
-            var (sq, sf) = ShuffledDigitsQuestion(rng);
+            var (sq, sf) = ShuffledDigitsQuestion(rng, char.ToUpperInvariant(Letters[rng.Next(26)]) + Word(rng, 2, 5));
             string sr = rng.Next(4) == 0 ? HouseStyle(sf) : ForeignStyle(rng, sf);
             return rng.Next(2) == 0
                 ? new DemoItem("rewrite", PromptTemplates.Rewrite(sq, sr), HouseStyle(sf), sf)
@@ -220,7 +217,8 @@ public static class DemoWorld
     }
 
     /// <summary>
-    /// The domain training set: <paramref name="count"/> distinct <c>Flip</c> questions with foreign-style references.
+    /// The domain training set: <paramref name="count"/> distinct <c>Flip</c> questions, each reference in a random foreign
+    /// rendering (<see cref="ForeignStyle"/>).
     /// Numbers are drawn so that none of them is in <see cref="DomainEval"/> (whose numbers use a different parity of digit sum).
     /// </summary>
     public static IReadOnlyList<DomainExample> DomainTrain(int count, int seed)
@@ -233,7 +231,8 @@ public static class DemoWorld
             string d = DomainDigits(rng);
             if (DigitSum(d) % 2 != 0 || !seen.Add(d)) continue;
             var item = DomainItem(d);
-            list.Add(new DomainExample($"flip-{list.Count}", item.Prompt, DomainStyle(item.Final), "demo:domain-train", list.Count + 1));
+            string reference = ForeignStyle(rng, item.Final);
+            list.Add(new DomainExample($"flip-{list.Count}", item.Prompt, reference, "demo:domain-train", list.Count + 1));
         }
         return list;
     }

@@ -275,9 +275,20 @@ public sealed class Trainer
     {
         if (_orders.TryGetValue(epoch, out var order)) return order;
         order = Enumerable.Range(0, _data.Length).ToArray();
-        new Random(HashCode.Combine(_o.Seed, epoch, 0x5eed)).Shuffle(order);
+        // A seed that is the same in every process (HashCode.Combine is randomised per process, so it must not be used).
+        new Random(EpochSeed(_o.Seed, epoch)).Shuffle(order);
         if (_orders.Count > 4) _orders.Clear();
         return _orders[epoch] = order;
+    }
+
+    /// <summary>The shuffling seed of an epoch: SplitMix64 of (seed, epoch), folded to 31 bits; identical in every process.</summary>
+    internal static int EpochSeed(int seed, int epoch)
+    {
+        ulong z = ((ulong)(uint)seed << 32 | (uint)epoch) + 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
+        return (int)(z & 0x7FFFFFFF);
     }
 
     /// <summary>The example indices of step <paramref name="step"/> (0-based): a deterministic function of (seed, step).</summary>
