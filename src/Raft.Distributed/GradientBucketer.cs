@@ -80,14 +80,23 @@ public sealed class GradientBucketer
     public IReadOnlyList<Bucket> Buckets => _buckets;
 
     /// <summary>Replaces every buffer by its element-wise mean over the ranks, bucket by bucket (a no-op in a world of 1).</summary>
-    public void AllReduceMean()
+    public void AllReduceMean() => Reduce(mean: true);
+
+    /// <summary>
+    /// Replaces every buffer by its element-wise sum over the ranks, bucket by bucket (a no-op in a world of 1): for
+    /// gradients whose losses were already divided by the global normalizer, the sum is the global-batch gradient.
+    /// </summary>
+    public void AllReduceSum() => Reduce(mean: false);
+
+    private void Reduce(bool mean)
     {
         if (_collective.WorldSize == 1) return;
         foreach (var bucket in _buckets)
         {
             if (bucket.BufferCount == 1)
             {
-                _collective.AllReduceMean(_buffers[bucket.FirstBuffer]);
+                if (mean) _collective.AllReduceMean(_buffers[bucket.FirstBuffer]);
+                else _collective.AllReduceSum(_buffers[bucket.FirstBuffer]);
                 continue;
             }
             var staging = _staging ??= new float[BucketElements];
@@ -98,7 +107,8 @@ public sealed class GradientBucketer
                 _buffers[i].CopyTo(packed[at..]);
                 at += _buffers[i].Length;
             }
-            _collective.AllReduceMean(packed);
+            if (mean) _collective.AllReduceMean(packed);
+            else _collective.AllReduceSum(packed);
             at = 0;
             for (int i = bucket.FirstBuffer; i < bucket.FirstBuffer + bucket.BufferCount; i++)
             {

@@ -3,6 +3,7 @@ using System.Numerics.Tensors;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Raft.Distributed;
 using Raft.Kernels;
 using Raft.Model;
 using Raft.Model.Tokenization;
@@ -30,6 +31,12 @@ public sealed record TrainResult(int Steps, int SkippedSteps, IReadOnlyList<Step
 /// An SFT step is the cross-entropy part alone on (prompt, answer). A step whose loss or gradient is NaN or infinite
 /// is skipped (the weights and optimizer are untouched) and counted; <see cref="TrainOptions.MaxNonFiniteSteps"/> in a
 /// row stop the run with <see cref="TrainingException"/>.
+/// <para>Data-parallel (<see cref="Collective"/> with a world of N ranks): <see cref="TrainOptions.BatchSize"/> is the
+/// per-rank batch; the global batch of a step is the one a single process with batch BatchSize·N would take, and rank r
+/// trains on its slice [r·b, (r+1)·b) (rollouts are seeded by their global sequence index, so sampling does not depend
+/// on the rank). The losses are normalised by the global token counts, so the all-reduced sum of the ranks' gradients is
+/// the gradient of the global-batch mean loss; the balancer, the clipping norm, the skip decision and the metrics are
+/// global, and every rank takes the same AdamW step. Only rank 0 writes the run directory.</para>
 /// </summary>
 public sealed class Trainer
 {
@@ -62,8 +69,14 @@ public sealed class Trainer
     /// <summary>Log lines (run start, checkpoints, skipped steps).</summary>
     public Action<string>? Log { get; init; }
 
-    /// <summary>Progress: (steps done, total steps, the last metrics).</summary>
+    /// <summary>Progress: (steps done, total steps, the last metrics). Called on rank 0 only.</summary>
     public Action<int, int, StepMetrics>? Progress { get; init; }
+
+    /// <summary>
+    /// The process group for data-parallel training; null (the default) is a single process (<see cref="SingleProcessCollective"/>).
+    /// <see cref="Log"/> and <see cref="Progress"/> are called on rank 0 only, <see cref="AfterStep"/> on every rank.
+    /// </summary>
+    public ICollective? Collective { get; init; }
 
     /// <summary>
     /// Prepares a run of <paramref name="options"/> over <paramref name="data"/>, training <paramref name="student"/> in place.
@@ -130,6 +143,9 @@ public sealed class Trainer
     public TrainResult Run(string? runDirectory = null, bool resume = false, CancellationToken cancellation = default)
     {
         var sw = Stopwatch.StartNew();
+        var world = Collective ?? new SingleProcessCollective();
+        bool root = world.Rank == 0;
+        var log = root ? Log : null;
         _student.Threads = _o.Threads;
         var schedule = new LearningRateSchedule
         {
@@ -161,34 +177,48 @@ public sealed class Trainer
                 optimizer = AdamW.LoadState(ckpt, _student.Parameters);
                 if (state.Balancer is not null) balancer = new EmaBalancer(state.Balancer);
                 (startStep, skipped, inARow) = (state.Step, state.Skipped, state.InARow);
-                TruncateMetrics(metricsPath, startStep);
-                Log?.Invoke($"resumed from {ckpt} at step {startStep}");
+                if (root) TruncateMetrics(metricsPath, startStep);
+                log?.Invoke($"resumed from {ckpt} at step {startStep}");
             }
-            else if (File.Exists(metricsPath)) File.Delete(metricsPath);
-            AtomicFile.WriteText(Path.Combine(runDirectory, ConfigFile), configJson);
+            else if (root && File.Exists(metricsPath)) File.Delete(metricsPath);
+            if (root) AtomicFile.WriteText(Path.Combine(runDirectory, ConfigFile), configJson);
+        }
+        if (world.WorldSize > 1)
+        {
+            // Every rank must start from the same step (a run directory not shared by all ranks would break this).
+            Span<double> at = [startStep, -startStep];
+            world.AllReduce(at, ReduceOp.Max);
+            if (at[0] != -at[1])
+                throw new TrainingException($"rank {world.Rank} on {world.HostName} would start at step {startStep}, but the ranks disagree " +
+                                            $"(steps {-at[1]}..{at[0]}): every rank must see the same run directory to resume.");
+            // Identical initial weights on every rank: rank 0's.
+            foreach (var p in _student.Parameters.Tensors) world.Broadcast(p.Data.AsSpan(), 0);
         }
 
         var grads = _student.Parameters.ZerosLike();
+        // The gradients in the order backward completes them (last layer first), summed over the ranks bucket by bucket.
+        var bucketer = new GradientBucketer(world, grads.Tensors.Reverse().Select(g => g.Data).ToArray());
         var acts = new ModelActivations();
         var all = new List<StepMetrics>();
-        Log?.Invoke($"{_o.Method.ToString().ToLowerInvariant()}: {_data.Length} examples, {_o.Steps} steps of {_o.BatchSize}" +
+        log?.Invoke($"{_o.Method.ToString().ToLowerInvariant()}: {_data.Length} examples, {_o.Steps} steps of {_o.BatchSize}" +
+                    (world.WorldSize > 1 ? $" per rank × {world.WorldSize} ranks ({world.Backend})" : "") +
                     (_teacher is null ? "" : $", teacher {_teacher.Description}"));
         for (int step = startStep; step < _o.Steps; step++)
         {
             cancellation.ThrowIfCancellationRequested();
-            var m = TrainStep(step, optimizer, balancer, grads, acts, sw.Elapsed.TotalSeconds);
+            var m = TrainStep(step, optimizer, balancer, grads, bucketer, world, acts, sw.Elapsed.TotalSeconds);
             if (m.Skipped)
             {
                 skipped++; inARow++;
-                Log?.Invoke($"step {step + 1}: non-finite loss or gradient, step skipped ({inARow} in a row, {skipped} in all)");
+                log?.Invoke($"step {step + 1}: non-finite loss or gradient, step skipped ({inARow} in a row, {skipped} in all)");
                 if (inARow >= _o.MaxNonFiniteSteps)
                     throw new TrainingException($"{inARow} non-finite steps in a row (max_nonfinite_steps = {_o.MaxNonFiniteSteps}); stopped at step {step + 1}. " +
                                                 "Lower learning_rate or check the data; the last checkpoint is intact.");
             }
             else inARow = 0;
             all.Add(m);
-            if (metricsPath is not null) File.AppendAllText(metricsPath, JsonSerializer.Serialize(m, MetricsJson) + "\n");
-            Progress?.Invoke(step + 1, _o.Steps, m);
+            if (root && metricsPath is not null) File.AppendAllText(metricsPath, JsonSerializer.Serialize(m, MetricsJson) + "\n");
+            if (root) Progress?.Invoke(step + 1, _o.Steps, m);
             AfterStep?.Invoke(m, _student);
             bool last = step + 1 == _o.Steps;
             if (runDirectory is not null && (last || (_o.CheckpointEvery > 0 && (step + 1) % _o.CheckpointEvery == 0)))
@@ -196,9 +226,14 @@ public sealed class Trainer
                 var state = new State { Step = step + 1, Skipped = skipped, InARow = inARow, Balancer = _o.Method == TrainMethod.Raft ? balancer.State : null,
                     Config = JsonDocument.Parse(configJson).RootElement.Clone() };
                 string dir = last ? Path.Combine(runDirectory, FinalDir) : Path.Combine(runDirectory, CheckpointsDir, $"step-{step + 1:D7}");
-                Checkpoint.Save(dir, _student.Config, _student.Parameters, optimizer,
-                    staging => AtomicFile.WriteText(Path.Combine(staging, StateFile), JsonSerializer.Serialize(state, StateJson)));
-                Log?.Invoke($"step {step + 1}: checkpoint {dir}");
+                // The weights and optimizer state are identical on every rank: rank 0 writes them, the others wait for it.
+                if (root)
+                {
+                    Checkpoint.Save(dir, _student.Config, _student.Parameters, optimizer,
+                        staging => AtomicFile.WriteText(Path.Combine(staging, StateFile), JsonSerializer.Serialize(state, StateJson)));
+                    log?.Invoke($"step {step + 1}: checkpoint {dir}");
+                }
+                world.Barrier();
             }
         }
         return new TrainResult(_o.Steps, skipped, all, sw.Elapsed.TotalSeconds);
@@ -292,22 +327,29 @@ public sealed class Trainer
     }
 
     /// <summary>The example indices of step <paramref name="step"/> (0-based): a deterministic function of (seed, step).</summary>
-    internal int[] BatchIndices(int step)
+    internal int[] BatchIndices(int step) => GlobalBatchIndices(step, _o.BatchSize);
+
+    /// <summary>The example indices of step <paramref name="step"/> for a (global) batch of <paramref name="batchSize"/>.</summary>
+    internal int[] GlobalBatchIndices(int step, int batchSize)
     {
-        var idx = new int[_o.BatchSize];
+        var idx = new int[batchSize];
         for (int i = 0; i < idx.Length; i++)
         {
-            long g = (long)step * _o.BatchSize + i;
+            long g = (long)step * batchSize + i;
             idx[i] = Order((int)(g / _data.Length))[(int)(g % _data.Length)];
         }
         return idx;
     }
 
-    private StepMetrics TrainStep(int step, AdamW optimizer, EmaBalancer balancer, TensorSet grads, ModelActivations acts, double elapsedBefore)
+    private StepMetrics TrainStep(int step, AdamW optimizer, EmaBalancer balancer, TensorSet grads, GradientBucketer bucketer, ICollective world,
+        ModelActivations acts, double elapsedBefore)
     {
         var t0 = Stopwatch.GetTimestamp();
         int v = _student.Config.VocabSize;
-        var batch = BatchIndices(step);
+        int b = _o.BatchSize, ranks = world.WorldSize;
+        // This rank's slice of the global batch (the whole batch in a single process).
+        var batch = ranks == 1 ? BatchIndices(step) : GlobalBatchIndices(step, b * ranks).AsSpan(world.Rank * b, b).ToArray();
+        bool multi = ranks > 1;
         bool raft = _o.Method == TrainMethod.Raft;
 
         // Sequences: [rollout sequences (RAFT only) ; answer sequences]. A sequence's inputs are its tokens but the last.
@@ -324,7 +366,9 @@ public sealed class Trainer
             {
                 Temperature = _o.RolloutTemperature, MaxNewTokens = _o.RolloutMaxTokens, StopTokenIds = _stops, Seed = (ulong)_o.Seed,
             };
-            var gens = Generator.Generate(_student, prompts, sampling, firstSequenceIndex: (ulong)step * (ulong)prompts.Length);
+            // Seeded by the global sequence index: (step, rank's offset in the global batch, rollout).
+            ulong first = (ulong)step * (ulong)(prompts.Length * ranks) + (ulong)(world.Rank * prompts.Length);
+            var gens = Generator.Generate(_student, prompts, sampling, firstSequenceIndex: first);
             var contexts = new int[prompts.Length][];
             var rollouts = new int[prompts.Length][];
             for (int i = 0; i < prompts.Length; i++)
@@ -334,7 +378,7 @@ public sealed class Trainer
                 rolloutLen += rollouts[i].Length;
                 kdSeqs.Add(([.. prompts[i], .. rollouts[i]], prompts[i].Length));
             }
-            rolloutLen /= prompts.Length;
+            if (!multi) rolloutLen /= prompts.Length;
             rolloutSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
             topk = _teacher!.Score(contexts, rollouts, _o.TopK, _o.Temperature);
             teacherSeconds = Stopwatch.GetElapsedTime(t0).TotalSeconds - rolloutSeconds;
@@ -358,6 +402,19 @@ public sealed class Trainer
             for (int p = 0; p + 1 < e.Full.Length; p++)
                 if (e.Mask[p + 1]) targets[s * t + p] = e.Full[p + 1];
             tokensTrained += e.Full.Length - 1;
+        }
+
+        // The loss normalizers: this rank's token counts in a single process (0 lets the kernels count them), the global
+        // counts over the ranks otherwise, so that the sum of the ranks' gradients is the global-batch mean's gradient.
+        float kdNormalizer = 0f, ceNormalizer = 0f;
+        if (multi)
+        {
+            double kdCount = 0, ceCount = 0;
+            if (raft) foreach (var tk in topk!) kdCount += tk.Rows;
+            foreach (int target in targets) if (target != -100) ceCount++;
+            Span<double> counts = [kdCount, ceCount];
+            world.AllReduce(counts, ReduceOp.Sum);
+            (kdNormalizer, ceNormalizer) = ((float)counts[0], (float)counts[1]);
         }
 
         var logits = _student.Forward(inputs, nKd + nSft, t, acts);
@@ -393,12 +450,12 @@ public sealed class Trainer
                 if (teacherFinite)
                 {
                     var config = new DistillConfig(k, _o.Temperature, _o.LossKind, _o.JsdBeta);
-                    kd = _kernels.Distill(kdLogits, rowsKd, v, idx, probs, config, weights, kdLogits);
+                    kd = _kernels.Distill(kdLogits, rowsKd, v, idx, probs, config, weights, kdLogits, kdNormalizer);
                 }
             }
             if (teacherFinite)
             {
-                ce = _kernels.CrossEntropy(sftLogits, rowsSft, v, targets, sftLogits);
+                ce = _kernels.CrossEntropy(sftLogits, rowsSft, v, targets, sftLogits, normalizer: ceNormalizer);
                 finite = double.IsFinite(kd.Loss) && double.IsFinite(ce.Loss);
             }
             else (finite, kd) = (false, new LossResult(double.NaN, double.NaN, 0, 0));
@@ -411,6 +468,19 @@ public sealed class Trainer
             if (raft) kd = new LossResult(double.NaN, double.NaN, 0, 0);
         }
 
+        if (multi)
+        {
+            // Each rank's losses are its share of the global means (same normalizers): their sums are the global losses.
+            Span<double> sums = [kd.Loss, ce.Loss, tokensTrained, rolloutLen];
+            world.AllReduce(sums, ReduceOp.Sum);
+            Span<double> bad = [finite ? 0 : 1];
+            world.AllReduce(bad, ReduceOp.Max);
+            finite = bad[0] == 0;
+            kd = kd with { Loss = sums[0] };
+            ce = ce with { Loss = sums[1] };
+            tokensTrained = (long)sums[2];
+            if (raft) rolloutLen = sums[3] / (_o.RolloutsPerPrompt * b * ranks);
+        }
         double wKd = 0, wSft = 1;
         if (finite && raft)
         {
@@ -429,8 +499,15 @@ public sealed class Trainer
         {
             foreach (var g in grads.Tensors) Array.Clear(g.Data);
             _student.Backward(acts, logits, grads);
+            bucketer.AllReduceSum();
             gradNorm = _o.ClipNorm > 0 ? GradientClipping.ClipByGlobalNorm(grads, _o.ClipNorm) : GradientClipping.GlobalNorm(grads);
             finite = double.IsFinite(gradNorm);
+            if (multi)
+            {
+                Span<double> bad = [finite ? 0 : 1];
+                world.AllReduce(bad, ReduceOp.Max);
+                finite = bad[0] == 0;
+            }
             if (finite) optimizer.Update(grads);
         }
         double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;

@@ -1,0 +1,28 @@
+// Raft.Pipeline.MpiHost: runs one data-parallel pipeline scenario at this rank and prints PASS/FAIL lines; started by
+// tests/Raft.Pipeline.Tests under `mpirun -np N dotnet Raft.Pipeline.MpiHost.dll <scenario> --dir DIR`.
+//
+//   sft    3 SFT steps, N ranks × batch 2 against 1 process × batch 2N (same weights, same metrics); checkpoints
+//          written by rank 0 only
+//   raft   the same for RAFT (rollouts seeded by their global index, an engine teacher)
+//
+// Exit code 0 when every check passed; 1 otherwise.
+using Raft.Distributed;
+using Raft.Pipeline.MpiHost;
+
+var scenario = args.Length > 0 ? args[0] : "sft";
+int at = Array.IndexOf(args, "--dir");
+string dir = at >= 0 && at + 1 < args.Length ? args[at + 1] : Path.Combine(Path.GetTempPath(), "raft-pipeline-mpihost");
+
+using var mpi = new MpiCollective(new CollectiveOptions { TimeoutSeconds = 100 });
+Collectives.AbortJobOnUnhandledException(mpi);
+var host = new Scenarios(mpi, dir);
+Console.WriteLine($"rank {mpi.Rank} of {mpi.WorldSize} on {mpi.HostName}: {scenario}");
+int failures = scenario switch
+{
+    "sft" => host.Equivalence(raft: false),
+    "raft" => host.Equivalence(raft: true),
+    _ => throw new ArgumentException($"unknown scenario '{scenario}'"),
+};
+mpi.Barrier();
+Console.WriteLine(failures == 0 ? $"rank {mpi.Rank}: ALL PASS" : $"rank {mpi.Rank}: {failures} FAILED");
+return failures == 0 ? 0 : 1;

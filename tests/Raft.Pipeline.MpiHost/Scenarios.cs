@@ -1,0 +1,123 @@
+using Raft.Distributed;
+using Raft.Kernels;
+using Raft.Model;
+using Raft.Model.Tokenization;
+using Raft.Pipeline.Training;
+
+namespace Raft.Pipeline.MpiHost;
+
+/// <summary>The scenarios; each returns its number of failed checks and prints one PASS or FAIL line per check.</summary>
+internal sealed class Scenarios(ICollective mpi, string directory)
+{
+    private int _failures;
+
+    private void Report(string name, bool ok, string detail = "")
+    {
+        Console.WriteLine($"{(ok ? "PASS" : "FAIL")} rank {mpi.Rank} {name}{(detail.Length > 0 ? " " + detail : "")}");
+        if (!ok) _failures++;
+    }
+
+    private static readonly TrainExample[] Data =
+    [
+        new("What is 2+3?", "The answer is 5."),
+        new("What is 4+4?", "The answer is 8."),
+        new("What is 1+6?", "The answer is 7."),
+        new("What is 3+3?", "The answer is 6."),
+        new("What comes after 8?", "The answer is 9."),
+        new("What comes after 3?", "The answer is 4."),
+        new("Flip 12.", "The answer is 21."),
+        new("Flip 34.", "The answer is 43."),
+        new("What is 5+1?", "The answer is 6."),
+        new("Flip 56.", "The answer is 65."),
+    ];
+
+    private static ModelConfig Config() => new()
+    {
+        ModelType = "raft", HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 1, NumAttentionHeads = 4, NumKeyValueHeads = 2,
+        VocabSize = ByteTokenizer.Instance.VocabSize, MaxPositionEmbeddings = 96, TieWordEmbeddings = true, RmsNormEps = 1e-5,
+        BosTokenId = ByteTokenizer.Instance.BosId, Architectures = ["LlamaForCausalLM"],
+    };
+
+    private static TrainOptions Options(bool raft, int batch)
+    {
+        var o = new TrainOptions
+        {
+            Method = TrainMethod.Sft, Steps = 3, BatchSize = batch, LearningRate = 1e-2, MinLearningRate = 1e-3,
+            WarmupSteps = 1, Threads = 1, Seed = 3, ClipNorm = 1.0, CheckpointEvery = 1,
+        };
+        return raft
+            ? o with { Method = TrainMethod.Raft, TopK = 8, RolloutMaxTokens = 6, RolloutTemperature = 1.0f, RolloutsPerPrompt = 2, EmaDecay = 0.5 }
+            : o;
+    }
+
+    private static LlamaModel Copy(LlamaModel model) => new(model.Config, model.Parameters.Clone()) { Threads = 1 };
+
+    private static TrainResult Train(LlamaModel student, LlamaModel teacherModel, bool raft, int batch, ICollective collective, string? runDirectory)
+    {
+        using var teacher = new EngineTeacher(Copy(teacherModel), new CpuKernels(1), "engine (frozen copy)");
+        var trainer = new Trainer(student, ByteTokenizer.Instance, ChatTemplate.Raft, Data, Options(raft, batch), raft ? teacher : null, new CpuKernels(1))
+        {
+            Collective = collective,
+        };
+        return trainer.Run(runDirectory);
+    }
+
+    /// <summary>‖a − b‖ / ‖a‖ over every tensor.</summary>
+    private static double RelativeDifference(TensorSet a, TensorSet b)
+    {
+        double diff = 0, norm = 0;
+        foreach (var t in a.Tensors)
+        {
+            var u = b[t.Name];
+            for (int i = 0; i < t.Length; i++)
+            {
+                double d = t.Data[i] - u.Data[i];
+                diff += d * d;
+                norm += (double)t.Data[i] * t.Data[i];
+            }
+        }
+        return Math.Sqrt(diff / norm);
+    }
+
+    /// <summary>N ranks × batch 2 for 3 steps give the weights and metrics of 1 process × batch 2N.</summary>
+    public int Equivalence(bool raft)
+    {
+        const int perRank = 2;
+        string name = raft ? "raft" : "sft";
+        var initial = LlamaModel.CreateRandom(Config(), 11);
+        // Rank 1 starts from other weights: the broadcast of rank 0's before step 1 must make them equal.
+        var student = mpi.Rank == 0 ? Copy(initial) : LlamaModel.CreateRandom(Config(), 99);
+        student.Threads = 1;
+        string run = Path.Combine(directory, name);
+        var distributed = Train(student, initial, raft, perRank, mpi, run);
+
+        var reference = Copy(initial);
+        var single = Train(reference, initial, raft, perRank * mpi.WorldSize, new SingleProcessCollective(), null);
+
+        double rel = RelativeDifference(reference.Parameters, student.Parameters);
+        Report($"{name} weights after 3 steps", rel < 1e-5, $"relative difference {rel:E2}");
+        Report($"{name} weights moved", RelativeDifference(initial.Parameters, student.Parameters) > 1e-4);
+        for (int i = 0; i < single.Metrics.Count; i++)
+        {
+            var (s, d) = (single.Metrics[i], distributed.Metrics[i]);
+            bool same = Math.Abs(s.Loss - d.Loss) <= 1e-5 * Math.Max(1, Math.Abs(s.Loss)) && Math.Abs(s.GradNorm - d.GradNorm) <= 1e-4 * Math.Max(1, s.GradNorm)
+                        && s.Tokens == d.Tokens && Math.Abs((s.KdLoss ?? 0) - (d.KdLoss ?? 0)) <= 1e-5 * Math.Max(1, Math.Abs(s.KdLoss ?? 0))
+                        && Math.Abs((s.RolloutLength ?? 0) - (d.RolloutLength ?? 0)) < 1e-9 && Math.Abs((s.WeightKd ?? 0) - (d.WeightKd ?? 0)) <= 1e-5;
+            Report($"{name} step {i + 1} metrics are the global batch's", same,
+                $"loss {s.Loss:R}/{d.Loss:R} grad_norm {s.GradNorm:R}/{d.GradNorm:R} tokens {s.Tokens}/{d.Tokens} rollout_len {s.RolloutLength}/{d.RolloutLength}");
+        }
+        mpi.Barrier();
+        if (mpi.Rank == 0)
+        {
+            var lines = File.ReadAllLines(Path.Combine(run, Trainer.MetricsFile)).Length;
+            Report($"{name} metrics.jsonl has one line per step", lines == 3, $"{lines} lines");
+            var final = Checkpoint.Load(Path.Combine(run, Trainer.FinalDir)).Weights;
+            double ck = 0;
+            foreach (var t in student.Parameters.Tensors)
+                for (int i = 0; i < t.Length; i++) ck = Math.Max(ck, Math.Abs(t.Data[i] - final[t.Name].Data[i]));
+            Report($"{name} final checkpoint holds the trained weights", ck == 0, $"max diff {ck}");
+            Report($"{name} checkpoints per step", Directory.GetDirectories(Path.Combine(run, Trainer.CheckpointsDir)).Length == 2);
+        }
+        return _failures;
+    }
+}

@@ -1,0 +1,39 @@
+namespace Raft.Pipeline.Tests;
+
+/// <summary>
+/// Data-parallel training and refinement under 2 real MPI ranks: each scenario of Raft.Pipeline.MpiHost runs the
+/// 1-process reference itself and prints one PASS/FAIL line per check.
+/// </summary>
+public class DataParallelTests
+{
+    private const int Ranks = 2;
+
+    private static string Run(string scenario)
+    {
+        using var dir = new TempDir();
+        var (exitCode, output) = MpiEnvironment.Run(Ranks, [scenario, "--dir", dir.Path]);
+        Assert.True(exitCode == 0, $"mpirun exited with {exitCode}:\n{output}");
+        Assert.DoesNotContain("FAIL ", output);
+        for (int rank = 0; rank < Ranks; rank++) Assert.Contains($"rank {rank}: ALL PASS", output);
+        return output;
+    }
+
+    [MpiFact]
+    public void Sft_on_2_ranks_with_batch_b_equals_1_process_with_batch_2b()
+    {
+        var output = Run("sft");
+        for (int rank = 0; rank < Ranks; rank++) Assert.Contains($"PASS rank {rank} sft weights after 3 steps", output);
+        Assert.Contains("PASS rank 0 sft final checkpoint holds the trained weights", output);
+    }
+
+    [MpiFact]
+    public void Raft_on_2_ranks_with_batch_b_equals_1_process_with_batch_2b()
+    {
+        var output = Run("raft");
+        for (int rank = 0; rank < Ranks; rank++)
+        {
+            Assert.Contains($"PASS rank {rank} raft weights after 3 steps", output);
+            Assert.Contains($"PASS rank {rank} raft step 3 metrics are the global batch's", output);
+        }
+    }
+}
