@@ -87,6 +87,51 @@ public static class Collectives
     }
 
     /// <summary>
+    /// Gives every rank every rank's bytes (of any length, which may differ between ranks): element r of the result is
+    /// rank r's <paramref name="mine"/>. The lengths are exchanged first (an all-reduce), then each rank's bytes are
+    /// broadcast from it in rank order. For results a few ranks produce once (sharded refinement), not for hot loops.
+    /// </summary>
+    /// <param name="collective">The process group; every rank must call this at the same point.</param>
+    /// <param name="mine">This rank's bytes.</param>
+    public static byte[][] AllGatherBytes(ICollective collective, ReadOnlySpan<byte> mine)
+    {
+        ArgumentNullException.ThrowIfNull(collective);
+        int world = collective.WorldSize;
+        var result = new byte[world][];
+        if (world == 1)
+        {
+            result[0] = mine.ToArray();
+            return result;
+        }
+        var lengths = new double[world];
+        lengths[collective.Rank] = mine.Length;
+        collective.AllReduce(lengths, ReduceOp.Sum);
+        for (int r = 0; r < world; r++)
+        {
+            var buffer = r == collective.Rank ? mine.ToArray() : new byte[checked((int)lengths[r])];
+            if (buffer.Length > 0) collective.Broadcast(buffer.AsSpan(), r);
+            result[r] = buffer;
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// The contiguous block of <paramref name="count"/> items that rank <paramref name="rank"/> of
+    /// <paramref name="worldSize"/> takes: the first <c>count mod worldSize</c> ranks take one more item than the others,
+    /// and the blocks follow each other in rank order.
+    /// </summary>
+    public static (int Start, int Count) Shard(int count, int rank, int worldSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfLessThan(worldSize, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(rank);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(rank, worldSize);
+        int baseCount = count / worldSize, extra = count % worldSize;
+        int start = rank * baseCount + Math.Min(rank, extra);
+        return (start, baseCount + (rank < extra ? 1 : 0));
+    }
+
+    /// <summary>
     /// Makes an unhandled exception on any thread end the whole job through <paramref name="collective"/>'s
     /// <see cref="ICollective.Abort"/> (MPI_Abort), with a message naming the rank, the host and the exception, instead
     /// of leaving the other ranks waiting in their next collective.

@@ -4,6 +4,7 @@
 //   sft    3 SFT steps, N ranks × batch 2 against 1 process × batch 2N (same weights, same metrics); checkpoints
 //          written by rank 0 only
 //   raft   the same for RAFT (rollouts seeded by their global index, an engine teacher)
+//   refine a sharded refine writes the same bytes as a single process
 //
 // Exit code 0 when every check passed; 1 otherwise.
 using Raft.Distributed;
@@ -21,6 +22,7 @@ int failures = scenario switch
 {
     "sft" => host.Equivalence(raft: false),
     "raft" => host.Equivalence(raft: true),
+    "refine" => host.Refine(),
     _ => throw new ArgumentException($"unknown scenario '{scenario}'"),
 };
 mpi.Barrier();

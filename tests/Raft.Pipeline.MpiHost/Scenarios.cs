@@ -2,6 +2,8 @@ using Raft.Distributed;
 using Raft.Kernels;
 using Raft.Model;
 using Raft.Model.Tokenization;
+using Raft.Pipeline.Data;
+using Raft.Pipeline.Refine;
 using Raft.Pipeline.Training;
 
 namespace Raft.Pipeline.MpiHost;
@@ -31,10 +33,10 @@ internal sealed class Scenarios(ICollective mpi, string directory)
         new("Flip 56.", "The answer is 65."),
     ];
 
-    private static ModelConfig Config() => new()
+    private static ModelConfig Config(int maxPositions = 96) => new()
     {
         ModelType = "raft", HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 1, NumAttentionHeads = 4, NumKeyValueHeads = 2,
-        VocabSize = ByteTokenizer.Instance.VocabSize, MaxPositionEmbeddings = 96, TieWordEmbeddings = true, RmsNormEps = 1e-5,
+        VocabSize = ByteTokenizer.Instance.VocabSize, MaxPositionEmbeddings = maxPositions, TieWordEmbeddings = true, RmsNormEps = 1e-5,
         BosTokenId = ByteTokenizer.Instance.BosId, Architectures = ["LlamaForCausalLM"],
     };
 
@@ -117,6 +119,29 @@ internal sealed class Scenarios(ICollective mpi, string directory)
                 for (int i = 0; i < t.Length; i++) ck = Math.Max(ck, Math.Abs(t.Data[i] - final[t.Name].Data[i]));
             Report($"{name} final checkpoint holds the trained weights", ck == 0, $"max diff {ck}");
             Report($"{name} checkpoints per step", Directory.GetDirectories(Path.Combine(run, Trainer.CheckpointsDir)).Length == 2);
+        }
+        return _failures;
+    }
+
+    /// <summary>A sharded refine over the ranks writes the file a single process writes, byte for byte.</summary>
+    public int Refine()
+    {
+        var examples = Data.Select((e, i) => new DomainExample($"ex{i}", e.Prompt, e.Answer, "data.jsonl", i + 1)).Take(7).ToArray();
+        var options = new RefineOptions { Candidates = 2, MaxNewTokens = 8, Temperature = 1.0f, Seed = 5, SimilarityThreshold = 0.05 };
+        using var teacher = new EngineTeacher(LlamaModel.CreateRandom(Config(maxPositions: 256), 21), new CpuKernels(1), "engine");
+        var refiner = new Refiner(teacher, ByteTokenizer.Instance, ChatTemplate.Raft, options);
+        Directory.CreateDirectory(directory);
+        string sharded = Path.Combine(directory, "refined-sharded.jsonl"), single = Path.Combine(directory, $"refined-single-{mpi.Rank}.jsonl");
+        var summary = ShardedRefine.Run(refiner, mpi, examples, sharded);
+        var reference = ShardedRefine.Run(refiner, new SingleProcessCollective(), examples, single);
+        Report("refine summary counts every example", summary.Examples == examples.Length && summary.Candidates == examples.Length * 2
+            && summary.Kept == reference.Kept && summary.Fallback == reference.Fallback, $"{summary.Examples} examples, {summary.Kept}/{reference.Kept} kept");
+        mpi.Barrier();
+        if (mpi.Rank == 0)
+        {
+            var a = File.ReadAllBytes(sharded);
+            var b = File.ReadAllBytes(single);
+            Report("refine 2-rank file is byte-identical to 1 process", a.AsSpan().SequenceEqual(b), $"{a.Length} / {b.Length} bytes, {File.ReadAllLines(sharded).Length} lines");
         }
         return _failures;
     }

@@ -36,4 +36,11 @@ public class DataParallelTests
             Assert.Contains($"PASS rank {rank} raft step 3 metrics are the global batch's", output);
         }
     }
+
+    [MpiFact]
+    public void Refine_on_2_ranks_writes_the_same_bytes_as_1_process()
+    {
+        var output = Run("refine");
+        Assert.Contains("PASS rank 0 refine 2-rank file is byte-identical to 1 process", output);
+    }
 }

@@ -34,10 +34,11 @@ internal static class RefineCommand
         var config = new Option<string?>("--config") { Description = "A JSON file of refine options; flags override it.", HelpName = "FILE" };
         var skipBad = new Option<bool>("--skip-bad-lines") { Description = "Skip malformed data lines (reported and counted)." };
         var provider = new Option<string>("--teacher-provider") { Description = "auto, cpu or cuda.", DefaultValueFactory = _ => "auto", HelpName = "auto|cpu|cuda" };
+        var collective = DistributedCli.CollectiveOption();
         var threads = new Option<int>("--threads") { Description = "CPU threads, 0 = all cores.", DefaultValueFactory = _ => 0, HelpName = "N" };
         var binder = new OptionsBinder<RefineOptions>(new JsonSerializerOptions { WriteIndented = true }, Describe);
         var command = new Command("refine", "RAFT stage 1: the teacher rewrites each reference in its own style (N candidates), candidates that change the answer or drift too far are dropped, the best survivor (or the reference) becomes the fused answer.");
-        foreach (Option o in (Option[])[teacher, tokenizerFrom, data, output, config, skipBad, provider, threads]) command.Options.Add(o);
+        foreach (Option o in (Option[])[teacher, tokenizerFrom, data, output, config, skipBad, provider, threads, collective]) command.Options.Add(o);
         foreach (var o in binder.Options) command.Options.Add(o);
         command.SetAction(parse =>
         {
@@ -56,17 +57,24 @@ internal static class RefineCommand
             var modelConfig = ModelConfig.Load(Path.Combine(tokDir, Checkpoint.ConfigFile));
             var tokenizer = TokenizerLoader.ForModel(tokDir, modelConfig.ModelType);
             var template = ChatTemplate.ForTokenizer(tokenizer, modelConfig.ModelType);
-            var examples = TrainCommand.Load(dataPath, parse.GetValue(skipBad), stderr);
-            int th = parse.GetValue(threads);
-            using var t = TrainCommand.OpenTeacher(teacherDir, parse.GetValue(provider)!, new CpuKernels(th), modelConfig.VocabSize, th, stderr);
-            Refiner refiner;
-            try { refiner = new Refiner(t, tokenizer, template, options); }
-            catch (ArgumentException e) { throw new UsageException(e.Message); }
-            var (refined, summary) = refiner.Run(examples, progress: (done, total) => stderr.WriteLine($"refined {done}/{total}"));
-            JsonlWriter.Write(outPath, refined);
-            Raft.Model.AtomicFile.WriteText(outPath + ".summary.json", JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true }) + "\n");
-            parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(summary));
-            return ExitCodes.Success;
+            using var world = DistributedCli.Open(parse.GetValue(collective)!, stderr);
+            return DistributedCli.Guard(world, () =>
+            {
+                // Rank 0 alone reports warnings, the teacher and the summary; every rank reports its own block's progress.
+                var info = world.Rank == 0 ? stderr : TextWriter.Null;
+                var examples = TrainCommand.Load(dataPath, parse.GetValue(skipBad), info);
+                int th = parse.GetValue(threads);
+                using var t = TrainCommand.OpenTeacher(teacherDir, parse.GetValue(provider)!, new CpuKernels(th), modelConfig.VocabSize, th, info);
+                Refiner refiner;
+                try { refiner = new Refiner(t, tokenizer, template, options); }
+                catch (ArgumentException e) { throw new UsageException(e.Message); }
+                string who = world.WorldSize > 1 ? $"rank {world.Rank}: " : "";
+                var summary = ShardedRefine.Run(refiner, world, examples, outPath, (done, total) => stderr.WriteLine($"{who}refined {done}/{total}"));
+                if (world.Rank != 0) return ExitCodes.Success;
+                Raft.Model.AtomicFile.WriteText(outPath + ".summary.json", JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true }) + "\n");
+                parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(summary));
+                return ExitCodes.Success;
+            });
         });
         return command;
     }

@@ -53,13 +53,14 @@ internal static class TrainCommand
         var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in --out (same result as an uninterrupted run)." };
         var skipBad = new Option<bool>("--skip-bad-lines") { Description = "Skip malformed data lines (each is reported and counted) instead of stopping." };
         var teacher = new Option<string?>("--teacher") { Description = "RAFT: the teacher folder (the original model): model.onnx served by ONNX Runtime, or a checkpoint. Default: --model.", HelpName = "DIR" };
+        var collective = DistributedCli.CollectiveOption();
         var provider = new Option<string>("--teacher-provider") { Description = "RAFT: ONNX Runtime provider for the teacher: auto (CUDA when it starts, else CPU), cpu or cuda.", DefaultValueFactory = _ => "auto", HelpName = "auto|cpu|cuda" };
         var binder = new OptionsBinder<TrainOptions>(TrainOptions.Json, Describe, raft ? ["method"] :
             ["method", "top_k", "temperature", "loss_kind", "jsd_beta", "ema_decay", "target_ratio", "fixed_weights", "answer_conditioned", "rollout_temperature", "rollout_max_tokens", "rollouts_per_prompt"]);
         var command = new Command(raft ? "train" : "sft", raft
             ? "RAFT stage 2: on-policy rollouts of the student, scored by the answer-conditioned teacher (top-K at τ), distillation + SFT on the fused answer with EMA balancing, AdamW."
             : "The SFT baseline: cross-entropy on the answers with the same optimizer and budget options as raft train.");
-        foreach (Option o in (Option[])[model, data, output, config, resume, skipBad]) command.Options.Add(o);
+        foreach (Option o in (Option[])[model, data, output, config, resume, skipBad, collective]) command.Options.Add(o);
         if (raft) { command.Options.Add(teacher); command.Options.Add(provider); }
         foreach (var o in binder.Options) command.Options.Add(o);
         command.SetAction(parse =>
@@ -74,29 +75,42 @@ internal static class TrainCommand
             string? teacherDir = raft ? parse.GetValue(teacher) ?? modelDir : null;
             if (teacherDir is not null) CliChecks.CheckInputDirectory("--teacher", teacherDir);
 
+            using var world = DistributedCli.Open(parse.GetValue(collective)!, stderr);
+            return DistributedCli.Guard(world, () => Train(parse, world, method, options, modelDir, dataPath, outDir, teacherDir, parse.GetValue(provider)!,
+                parse.GetValue(skipBad), parse.GetValue(resume)));
+        });
+        return command;
+    }
+
+    private static int Train(ParseResult parse, Raft.Distributed.ICollective world, TrainMethod method, TrainOptions options, string modelDir, string dataPath,
+        string outDir, string? teacherDir, string provider, bool skipBad, bool resume)
+    {
+            var stderr = parse.InvocationConfiguration.Error;
+            // Rank 0 alone reports warnings, the teacher and progress; the others stay quiet.
+            var info = world.Rank == 0 ? stderr : TextWriter.Null;
             // Every input is read and checked (down to the Trainer's checks) before --out is created, so that a wrong input leaves no run directory behind.
-            var examples = Load(dataPath, parse.GetValue(skipBad), stderr);
+            var examples = Load(dataPath, skipBad, info);
             var student = ModelStore.LoadStudent(modelDir, options.Threads);
             var kernels = new CpuKernels(options.Threads);
-            using var teacherModel = teacherDir is null ? null : OpenTeacher(teacherDir, parse.GetValue(provider)!, kernels, student.Model.Config.VocabSize, options.Threads, stderr);
+            using var teacherModel = teacherDir is null ? null : OpenTeacher(teacherDir, provider, kernels, student.Model.Config.VocabSize, options.Threads, info);
             var progress = new ProgressReporter(stderr, ProgressReporter.IsTerminal(stderr));
             var trainer = new Trainer(student.Model, student.Tokenizer, student.Template,
                 examples.Select(e => new TrainExample(e.Prompt, e.Answer)).ToArray(), options, teacherModel, kernels)
             {
                 Log = line => stderr.WriteLine(line),
                 Progress = progress.Report,
+                Collective = world,
             };
             CliChecks.CheckOutputDirectory("--out", outDir);
-            var result = trainer.Run(outDir, parse.GetValue(resume));
-            parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(new
+            var result = trainer.Run(outDir, resume);
+            if (world.Rank == 0)
+                parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(new
             {
                 method = method.ToString().ToLowerInvariant(), steps = result.Steps, skipped_steps = result.SkippedSteps,
                 final_loss = result.Metrics.Count > 0 ? result.Metrics[^1].Loss : (double?)null,
                 seconds = Math.Round(result.Seconds, 2), model = Path.Combine(outDir, Trainer.FinalDir),
             }));
             return ExitCodes.Success;
-        });
-        return command;
     }
 
     internal static IReadOnlyList<DomainExample> Load(string path, bool skipBad, TextWriter stderr)
