@@ -27,6 +27,20 @@ public class PipelineCommandTests : CliHarness
     }
 
     [Fact]
+    public void Sft_takes_a_collective_and_rejects_an_unknown_one()
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"));
+        string data = PipelineFixtures.Data(PathOf("data.jsonl"));
+        var ok = Raft(["sft", "--model", ckpt, "--data", data, "--out", PathOf("run"), "--collective", "none", .. Tiny]);
+        AssertOk(ok);
+        AssertRunDirectory(PathOf("run"), 2);
+        var bad = Raft(["sft", "--model", ckpt, "--data", data, "--out", PathOf("run2"), "--collective", "gloo", .. Tiny]);
+        Assert.Equal(2, bad.Code);
+        Assert.Contains("--collective gloo", bad.Stderr);
+        Assert.False(Directory.Exists(PathOf("run2")));
+    }
+
+    [Fact]
     public void Refine_then_train_then_eval_and_sft_on_a_tiny_checkpoint()
     {
         string ckpt = PipelineFixtures.Checkpoint(PathOf("base"));

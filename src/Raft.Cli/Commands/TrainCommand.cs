@@ -85,32 +85,32 @@ internal static class TrainCommand
     private static int Train(ParseResult parse, Raft.Distributed.ICollective world, TrainMethod method, TrainOptions options, string modelDir, string dataPath,
         string outDir, string? teacherDir, string provider, bool skipBad, bool resume)
     {
-            var stderr = parse.InvocationConfiguration.Error;
-            // Rank 0 alone reports warnings, the teacher and progress; the others stay quiet.
-            var info = world.Rank == 0 ? stderr : TextWriter.Null;
-            // Every input is read and checked (down to the Trainer's checks) before --out is created, so that a wrong input leaves no run directory behind.
-            var examples = Load(dataPath, skipBad, info);
-            var student = ModelStore.LoadStudent(modelDir, options.Threads);
-            var kernels = new CpuKernels(options.Threads);
-            using var teacherModel = teacherDir is null ? null : OpenTeacher(teacherDir, provider, kernels, student.Model.Config.VocabSize, options.Threads, info);
-            var progress = new ProgressReporter(stderr, ProgressReporter.IsTerminal(stderr));
-            var trainer = new Trainer(student.Model, student.Tokenizer, student.Template,
-                examples.Select(e => new TrainExample(e.Prompt, e.Answer)).ToArray(), options, teacherModel, kernels)
-            {
-                Log = line => stderr.WriteLine(line),
-                Progress = progress.Report,
-                Collective = world,
-            };
-            CliChecks.CheckOutputDirectory("--out", outDir);
-            var result = trainer.Run(outDir, resume);
-            if (world.Rank == 0)
-                parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(new
-            {
-                method = method.ToString().ToLowerInvariant(), steps = result.Steps, skipped_steps = result.SkippedSteps,
-                final_loss = result.Metrics.Count > 0 ? result.Metrics[^1].Loss : (double?)null,
-                seconds = Math.Round(result.Seconds, 2), model = Path.Combine(outDir, Trainer.FinalDir),
-            }));
-            return ExitCodes.Success;
+        var stderr = parse.InvocationConfiguration.Error;
+        // Rank 0 alone reports warnings, the teacher and progress; the others stay quiet.
+        var info = world.Rank == 0 ? stderr : TextWriter.Null;
+        // Every input is read and checked (down to the Trainer's checks) before --out is created, so that a wrong input leaves no run directory behind.
+        var examples = Load(dataPath, skipBad, info);
+        var student = ModelStore.LoadStudent(modelDir, options.Threads);
+        var kernels = new CpuKernels(options.Threads);
+        using var teacherModel = teacherDir is null ? null : OpenTeacher(teacherDir, provider, kernels, student.Model.Config.VocabSize, options.Threads, info);
+        var progress = new ProgressReporter(stderr, ProgressReporter.IsTerminal(stderr));
+        var trainer = new Trainer(student.Model, student.Tokenizer, student.Template,
+            examples.Select(e => new TrainExample(e.Prompt, e.Answer)).ToArray(), options, teacherModel, kernels)
+        {
+            Log = line => stderr.WriteLine(line),
+            Progress = progress.Report,
+            Collective = world,
+        };
+        CliChecks.CheckOutputDirectory("--out", outDir);
+        var result = trainer.Run(outDir, resume);
+        if (world.Rank != 0) return ExitCodes.Success;
+        parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(new
+        {
+            method = method.ToString().ToLowerInvariant(), steps = result.Steps, skipped_steps = result.SkippedSteps,
+            final_loss = result.Metrics.Count > 0 ? result.Metrics[^1].Loss : (double?)null,
+            seconds = Math.Round(result.Seconds, 2), model = Path.Combine(outDir, Trainer.FinalDir),
+        }));
+        return ExitCodes.Success;
     }
 
     internal static IReadOnlyList<DomainExample> Load(string path, bool skipBad, TextWriter stderr)
