@@ -10,14 +10,20 @@ namespace Raft.Cli.Commands;
 internal sealed class ProgressReporter(TextWriter stderr, bool interactive)
 {
     private readonly Stopwatch _sw = Stopwatch.StartNew();
-    private int _first = -1;
+    private int _first = -1, _last;
 
     /// <summary>Whether stderr is the process's real, non-redirected console.</summary>
     public static bool IsTerminal(TextWriter stderr) => ReferenceEquals(stderr, Console.Error) && !Console.IsErrorRedirected;
 
     public void Report(int done, int total, StepMetrics m)
     {
-        if (_first < 0) _first = done - 1;
+        if (_first < 0 || done <= _last)
+        {
+            // a new run (e.g. the second phase of raft pretrain): restart the clock
+            _first = done - 1;
+            _sw.Restart();
+        }
+        _last = done;
         double elapsed = _sw.Elapsed.TotalSeconds;
         double perStep = elapsed / Math.Max(1, done - _first);
         double eta = perStep * (total - done);

@@ -36,7 +36,7 @@ public sealed record DemoOptions
     /// <summary>The SFT baseline's budget (the steps, batch and learning rate that RAFT gets too).</summary>
     public TrainOptions Sft { get; init; } = new()
     {
-        Method = TrainMethod.Sft, Steps = 300, BatchSize = 16, LearningRate = 5e-4, MinLearningRate = 5e-5, WarmupSteps = 10,
+        Method = TrainMethod.Sft, Steps = 300, BatchSize = 16, LearningRate = 2e-4, MinLearningRate = 2e-5, WarmupSteps = 10,
     };
     /// <summary>RAFT's options; steps, batch, learning rate and seed are taken from <see cref="Sft"/> so both get the same budget.</summary>
     public TrainOptions Raft { get; init; } = new()
