@@ -40,30 +40,46 @@ public static class Generator
         ArgumentNullException.ThrowIfNull(options);
         int vocab = model.Config.VocabSize, maxPos = model.Config.MaxPositionEmbeddings;
         options.ValidateFor(vocab);
+        ValidatePrompts(prompts, vocab, maxPos, maxBatch);
+        var results = new Generation[prompts.Count];
+        foreach (var batch in LengthBatches(prompts, maxBatch))
+            GenerateBatch(model, prompts, batch, options, firstSequenceIndex, results);
+        return results;
+    }
+
+    /// <summary>
+    /// The argument checks every generator shares (the engine's and ONNX Runtime's): each prompt non-null, non-empty, shorter
+    /// than <paramref name="maxPositions"/>, every token in 0..<paramref name="vocab"/>−1; <paramref name="maxBatch"/> ≥ 1.
+    /// Throws <see cref="ArgumentException"/> naming the prompt and the value.
+    /// </summary>
+    public static void ValidatePrompts(IReadOnlyList<int[]> prompts, int vocab, int maxPositions, int maxBatch)
+    {
+        ArgumentNullException.ThrowIfNull(prompts);
         if (maxBatch < 1) throw new ArgumentException($"maxBatch must be ≥ 1, got {maxBatch}.", nameof(maxBatch));
         for (int i = 0; i < prompts.Count; i++)
         {
             var p = prompts[i] ?? throw new ArgumentException($"prompts[{i}] is null.", nameof(prompts));
             if (p.Length == 0) throw new ArgumentException($"prompts[{i}] is empty.", nameof(prompts));
-            if (p.Length >= maxPos)
-                throw new ArgumentException($"prompts[{i}] has {p.Length} tokens; the model's max_position_embeddings is {maxPos}.", nameof(prompts));
+            if (p.Length >= maxPositions)
+                throw new ArgumentException($"prompts[{i}] has {p.Length} tokens; the model's max_position_embeddings is {maxPositions}.", nameof(prompts));
             foreach (int t in p)
                 if ((uint)t >= (uint)vocab)
                     throw new ArgumentException($"prompts[{i}] holds token {t}, outside 0..{vocab - 1}.", nameof(prompts));
         }
+    }
 
-        var results = new Generation[prompts.Count];
-        // Group by prompt length (the cache keeps one length for its whole batch), then cut groups into batches.
+    /// <summary>
+    /// The batches a generator runs: prompt indices grouped by prompt length (a KV cache keeps one length for its whole
+    /// batch), each group cut into batches of at most <paramref name="maxBatch"/>, in order of first appearance.
+    /// </summary>
+    public static IEnumerable<int[]> LengthBatches(IReadOnlyList<int[]> prompts, int maxBatch)
+    {
         foreach (var group in Enumerable.Range(0, prompts.Count).GroupBy(i => prompts[i].Length))
         {
             var members = group.ToArray();
             for (int start = 0; start < members.Length; start += maxBatch)
-            {
-                var batch = members.AsSpan(start, Math.Min(maxBatch, members.Length - start)).ToArray();
-                GenerateBatch(model, prompts, batch, options, firstSequenceIndex, results);
-            }
+                yield return members.AsSpan(start, Math.Min(maxBatch, members.Length - start)).ToArray();
         }
-        return results;
     }
 
     private static void GenerateBatch(LlamaModel model, IReadOnlyList<int[]> prompts, int[] members, SamplingOptions options,

@@ -45,29 +45,10 @@ public static class TeacherGenerator
         int vocab = session.VocabSize;
         int maxPos = session.Config?.MaxPositionEmbeddings ?? int.MaxValue;
         options.ValidateFor(vocab);
-        if (maxBatch < 1) throw new ArgumentException($"maxBatch must be ≥ 1, got {maxBatch}.", nameof(maxBatch));
-        for (int i = 0; i < prompts.Count; i++)
-        {
-            var p = prompts[i] ?? throw new ArgumentException($"prompts[{i}] is null.", nameof(prompts));
-            if (p.Length == 0) throw new ArgumentException($"prompts[{i}] is empty.", nameof(prompts));
-            if (p.Length >= maxPos)
-                throw new ArgumentException($"prompts[{i}] has {p.Length} tokens; the model's max_position_embeddings is {maxPos}.", nameof(prompts));
-            foreach (int t in p)
-                if ((uint)t >= (uint)vocab)
-                    throw new ArgumentException($"prompts[{i}] holds token {t}, outside 0..{vocab - 1}.", nameof(prompts));
-        }
-
+        Generator.ValidatePrompts(prompts, vocab, maxPos, maxBatch);
         var results = new Generation[prompts.Count];
-        // Group by prompt length (one cache holds one length for its whole batch), then cut groups into batches.
-        foreach (var group in Enumerable.Range(0, prompts.Count).GroupBy(i => prompts[i].Length))
-        {
-            var members = group.ToArray();
-            for (int start = 0; start < members.Length; start += maxBatch)
-            {
-                var batch = members.AsSpan(start, Math.Min(maxBatch, members.Length - start)).ToArray();
-                GenerateBatch(session, prompts, batch, options, firstSequenceIndex, maxPos, prefillBudgetBytes, results);
-            }
-        }
+        foreach (var batch in Generator.LengthBatches(prompts, maxBatch))
+            GenerateBatch(session, prompts, batch, options, firstSequenceIndex, maxPos, prefillBudgetBytes, results);
         return results;
     }
 
