@@ -165,12 +165,8 @@ public sealed class DemoRunner
             Make("format", DemoWorld.FormatEval(items, 1003)));
     }
 
-    private DemoScores Score(LlamaModel model, (EvalSet Domain, EvalSet General, EvalSet Format) sets)
-    {
-        double Acc(EvalSet s) => ModelEvaluator.Evaluate(model, Tok, Template, s, 32, i => i.Prompt).Accuracy ?? 0;
-        var format = ModelEvaluator.Evaluate(model, Tok, Template, sets.Format, 32, i => i.Prompt);
-        return new DemoScores(Acc(sets.Domain), Acc(sets.General), format.FormatCompliance ?? 0);
-    }
+    private static DemoScores Score(LlamaModel model, (EvalSet Domain, EvalSet General, EvalSet Format) sets) =>
+        new(Acc(model, sets.Domain), Acc(model, sets.General), Evaluate(model, sets.Format).FormatCompliance ?? 0);
 
     /// <summary>Loads (or first trains) the base model.</summary>
     public LlamaModel LoadBase()
@@ -257,8 +253,11 @@ public sealed class DemoRunner
         return report;
     }
 
-    private double Acc(LlamaModel model, EvalSet set) =>
-        ModelEvaluator.Evaluate(model, Tok, Template, set, 32, i => i.Prompt).Accuracy ?? 0;
+    /// <summary>The world's prompts carry their instruction inline, so each item is sent as its prompt.</summary>
+    private static EvalSetResult Evaluate(LlamaModel model, EvalSet set) =>
+        ModelEvaluator.Evaluate(model, Tok, Template, set, 32, i => i.Prompt);
+
+    private static double Acc(LlamaModel model, EvalSet set) => Evaluate(model, set).Accuracy ?? 0;
 
     private HashSet<int> CurveSteps(int steps)
     {
