@@ -44,6 +44,10 @@
 
 #define RAFT_FULL_MASK 0xffffffffu
 #define RAFT_PROB_FLOOR 1e-30f
+#define RAFT_KD_BATCH 4
+
+// Dynamic shared memory of every kernel in this file (its size is given at launch).
+extern __shared__ __align__(16) unsigned char raft_dyn_smem[];
 
 __device__ __forceinline__ unsigned int raft_lane() { return threadIdx.x & 31u; }
 __device__ __forceinline__ unsigned int raft_warp() { return threadIdx.x >> 5; }
@@ -234,6 +238,113 @@ struct RaftOnlineLse
     }
 };
 
+// The K-sized part of a row, shared by both kernels. zk(j) returns z at the teacher's j-th index (= s / tau).
+struct RaftKdSums
+{
+    double d;      // D_r (before tau^2)
+    float coefAll; // dense gradient coefficient: grad_i = coefAll * q_i (0 for reverse KL)
+    float lseK, lb, l1b, c;
+};
+
+template <class ZK>
+__device__ RaftKdSums raft_kd_ksums(const ZK& zk, const float* __restrict__ p, int k, int kind, float beta, float lse,
+                                    float tau, float scale, float* fscratch, double* dscratch)
+{
+    const int t = (int)threadIdx.x, nt = (int)blockDim.x;
+    RaftKdSums r;
+    r.coefAll = 0.f;
+    r.lseK = 0.f; r.lb = 0.f; r.l1b = 0.f; r.c = 0.f;
+    double d = 0.0, a1 = 0.0, a2 = 0.0;
+    if (kind == 0)
+    {
+        for (int j = t; j < k; j += nt)
+        {
+            const float pj = p[j];
+            a1 += (double)pj;
+            if (pj > 0.f) d += (double)(pj * (logf(pj) - (zk(j) - lse)));
+        }
+        raft_block_sum3(d, a1, a2, dscratch);
+        r.coefAll = (float)((double)scale * tau * a1);
+    }
+    else if (kind == 1)
+    {
+        float mk = raft_neg_inf();
+        for (int j = t; j < k; j += nt) mk = fmaxf(mk, zk(j));
+        mk = raft_block_max(mk, fscratch);
+        for (int j = t; j < k; j += nt) a1 += (double)expf(zk(j) - mk);
+        raft_block_sum3(a1, a2, d, dscratch);
+        r.lseK = mk + (float)log(a1);
+        a1 = 0.0;
+        for (int j = t; j < k; j += nt)
+        {
+            const float logq = zk(j) - r.lseK;
+            const float f = logq - logf(fmaxf(p[j], RAFT_PROB_FLOOR));
+            d += (double)(expf(logq) * f);
+        }
+        raft_block_sum3(d, a1, a2, dscratch);
+    }
+    else
+    {
+        r.lb = logf(beta);
+        r.l1b = logf(1.f - beta);
+        r.c = -(1.f - beta) * r.l1b;
+        for (int j = t; j < k; j += nt)
+        {
+            const float pj = p[j];
+            const float logq = zk(j) - lse, q = expf(logq);
+            const float logM = pj > 0.f ? raft_log_add_exp(r.lb + logf(pj), r.l1b + logq) : r.l1b + logq;
+            if (pj > 0.f) d += (double)(beta * pj * (logf(pj) - logM));
+            d += (double)((1.f - beta) * q * (logq - logM));
+            const float gK = (1.f - beta) * (logq - logM);
+            a1 += (double)q;        // qK
+            a2 += (double)(q * gK); // gBar over K
+        }
+        raft_block_sum3(d, a1, a2, dscratch);
+        const double rest = a1 < 1.0 ? 1.0 - a1 : 0.0;
+        d += rest * (double)r.c;
+        a2 += rest * (double)r.c;
+        r.coefAll = (float)((double)scale * tau * ((double)r.c - a2));
+    }
+    r.d = d;
+    return r;
+}
+
+// The sparse correction added to the dense gradient at the teacher's j-th index; st = w / N * tau.
+template <class ZK>
+__device__ __forceinline__ float raft_kd_correction(const ZK& zk, const float* __restrict__ p, int j, int kind,
+                                                    float beta, float lse, const RaftKdSums& ks, float st)
+{
+    if (kind == 0) return -st * p[j];
+    if (kind == 1)
+    {
+        const float logq = zk(j) - ks.lseK;
+        const float f = logq - logf(fmaxf(p[j], RAFT_PROB_FLOOR));
+        return st * expf(logq) * (f - (float)ks.d);
+    }
+    const float pj = p[j];
+    const float logq = zk(j) - lse, q = expf(logq);
+    const float logM = pj > 0.f ? raft_log_add_exp(ks.lb + logf(pj), ks.l1b + logq) : ks.l1b + logq;
+    const float gK = (1.f - beta) * (logq - logM);
+    return st * q * (gK - ks.c);
+}
+
+// z at the teacher's indices: from shared memory when gathered, else re-read from the student row.
+struct RaftZkGathered
+{
+    const float* zK;
+    __device__ __forceinline__ float operator()(int j) const { return zK[j]; }
+};
+
+struct RaftZkFromRow
+{
+    const float* zK;
+    const float* srow;
+    const int* idx;
+    float invTau;
+    bool useSmem;
+    __device__ __forceinline__ float operator()(int j) const { return useSmem ? zK[j] : srow[idx[j]] * invTau; }
+};
+
 extern "C" __global__ void raft_kd_loss(const float* student, float* grad, int rows, int vocab,
                                         const int* __restrict__ teacherIndices,
                                         const float* __restrict__ teacherProbs, int k,
@@ -241,7 +352,6 @@ extern "C" __global__ void raft_kd_loss(const float* student, float* grad, int r
                                         int kind, float beta, float* __restrict__ rowLoss,
                                         int* __restrict__ rowStatus)
 {
-    extern __shared__ __align__(16) unsigned char raft_dyn_smem[];
     __shared__ float fscratch[64];
     __shared__ double dscratch[96];
 
@@ -312,93 +422,380 @@ extern "C" __global__ void raft_kd_loss(const float* student, float* grad, int r
         for (int j = t; j < k; j += nt) zK[j] = srow[idx[j]] * invTau;
         __syncthreads();
     }
-#define RAFT_ZK(j) (useSmem ? zK[(j)] : srow[idx[(j)]] * invTau)
+    RaftZkFromRow zk;
+    zk.zK = zK; zk.srow = srow; zk.idx = idx; zk.invTau = invTau; zk.useSmem = useSmem;
 
     // ---- the K-sized sums
-    double d = 0.0, a1 = 0.0, a2 = 0.0;
-    float coefAll = 0.f; // dense gradient coefficient: grad_i = coefAll * q_i
-    float lseK = 0.f, lb = 0.f, l1b = 0.f, c = 0.f;
-    if (kind == 0)
-    {
-        for (int j = t; j < k; j += nt)
-        {
-            const float pj = p[j];
-            a1 += (double)pj;
-            if (pj > 0.f) d += (double)(pj * (logf(pj) - (RAFT_ZK(j) - lse)));
-        }
-        raft_block_sum3(d, a1, a2, dscratch);
-        coefAll = (float)((double)scale * tau * a1);
-    }
-    else if (kind == 1)
-    {
-        float mk = raft_neg_inf();
-        for (int j = t; j < k; j += nt) mk = fmaxf(mk, RAFT_ZK(j));
-        mk = raft_block_max(mk, fscratch);
-        for (int j = t; j < k; j += nt) a1 += (double)expf(RAFT_ZK(j) - mk);
-        raft_block_sum3(a1, a2, d, dscratch);
-        lseK = mk + (float)log(a1);
-        a1 = 0.0;
-        for (int j = t; j < k; j += nt)
-        {
-            const float logq = RAFT_ZK(j) - lseK;
-            const float f = logq - logf(fmaxf(p[j], RAFT_PROB_FLOOR));
-            d += (double)(expf(logq) * f);
-        }
-        raft_block_sum3(d, a1, a2, dscratch);
-    }
-    else
-    {
-        lb = logf(beta);
-        l1b = logf(1.f - beta);
-        c = -(1.f - beta) * l1b;
-        for (int j = t; j < k; j += nt)
-        {
-            const float pj = p[j];
-            const float logq = RAFT_ZK(j) - lse, q = expf(logq);
-            const float logM = pj > 0.f ? raft_log_add_exp(lb + logf(pj), l1b + logq) : l1b + logq;
-            if (pj > 0.f) d += (double)(beta * pj * (logf(pj) - logM));
-            d += (double)((1.f - beta) * q * (logq - logM));
-            const float gK = (1.f - beta) * (logq - logM);
-            a1 += (double)q;      // qK
-            a2 += (double)(q * gK); // gBar over K
-        }
-        raft_block_sum3(d, a1, a2, dscratch);
-        const double rest = a1 < 1.0 ? 1.0 - a1 : 0.0;
-        d += rest * (double)c;
-        a2 += rest * (double)c;
-        coefAll = (float)((double)scale * tau * ((double)c - a2));
-    }
+    const RaftKdSums ks = raft_kd_ksums(zk, p, k, kind, beta, lse, tau, scale, fscratch, dscratch);
     if (t == 0)
     {
-        rowLoss[r] = (float)((double)tau * tau * d);
+        rowLoss[r] = (float)((double)tau * tau * ks.d);
         if (rowStatus != 0) rowStatus[r] = 0;
     }
     if (grow == 0) return;
 
     // ---- dense part of the gradient, then the K sparse corrections
-    raft_write_dense(srow, grow, vocab, coefAll, invTau, lse);
+    raft_write_dense(srow, grow, vocab, ks.coefAll, invTau, lse);
     __syncthreads(); // the dense writes of the whole block are visible before the corrections
-    const float st = scale * tau; // RAFT_ZK re-reads the student only when grad != student (checked above)
-    const float dK = (float)d;
+    const float st = scale * tau; // zk re-reads the student only when grad != student (checked above)
+    for (int j = t; j < k; j += nt)
+        atomicAdd(&grow[idx[j]], raft_kd_correction(zk, p, j, kind, beta, lse, ks, st));
+}
+
+// ------------------------------------------------------------------------------------------- row-resident variant
+//
+//   extern "C" __global__ void raft_kd_loss_resident1(same arguments as raft_kd_loss, then int chunk)
+//   extern "C" __global__ void raft_kd_loss_resident2(…), void raft_kd_loss_resident4(…), void raft_kd_loss_resident8(…)
+//       (the same, on a cluster of 2, 4 or 8 blocks; only in PTX built for compute_90 and newer)
+//
+// The row is read from device memory once and the gradient written once (raft_kd_loss reads it twice): the
+// row is split over a cluster of C thread blocks (C = 1: one block, no cluster; C = 2, 4, 8: a thread-block
+// cluster, compute capability 9.0 and newer), each holding its `chunk` logits in shared memory.
+//
+// Launch contract
+//   grid  = (G * C, 1, 1) for any G >= 1 (cluster g takes rows g, g + G, …; the host uses the number of clusters
+//   that fit on the device at once); block = (T, 1, 1), T a multiple of 32, 32 <= T <= 1024.
+//   chunk: a multiple of 4 with C * chunk >= vocab; block b of a row owns logits [b * chunk, min(vocab, (b + 1) * chunk)).
+//   dynamic shared memory = (chunk + 4 + k) * 4 bytes (the host raises the kernel's limit above 48 KB).
+//   grad: null, equal to student, or a separate buffer.
+//
+// Per block: load its logits into shared memory with 16-byte loads, keeping an online max and sum of exp and the
+// finiteness flag; post (max, sum, flag) in shared memory; cluster barrier; combine every block's partials through
+// distributed shared memory (every block gets the same lse); gather the K student logits from the owning
+// blocks' shared memory; cluster barrier (after it no block reads another's shared memory, so each may finish);
+// the K-sized sums (every block computes them, block 0 writes the row's loss and status); the dense gradient of
+// its part from shared memory, written once with 16-byte stores; after a block barrier, the sparse corrections
+// that fall in its part.
+
+__device__ __forceinline__ unsigned int raft_shared_address(const void* p)
+{
+    unsigned int a;
+    asm volatile("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+__device__ __forceinline__ unsigned int raft_cluster_rank()
+{
+    unsigned int r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
+
+__device__ __forceinline__ void raft_cluster_sync()
+{
+    asm volatile("barrier.cluster.arrive.aligned;\n\tbarrier.cluster.wait.aligned;" ::: "memory");
+}
+
+// Reads the float at the shared-memory address `local` (as in this block) of block `rank` of the cluster.
+__device__ __forceinline__ float raft_cluster_load(unsigned int local, unsigned int rank)
+{
+    unsigned int remote;
+    float v;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+    return v;
+}
+#endif
+
+template <int C>
+__device__ __forceinline__ unsigned int raft_rank_in_row()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (C > 1) return raft_cluster_rank();
+#endif
+    return 0u;
+}
+
+template <int C>
+__device__ __forceinline__ void raft_row_sync()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (C > 1)
+    {
+        raft_cluster_sync();
+        return;
+    }
+#endif
+    __syncthreads();
+}
+
+// Reads the float at `local` in the shared memory of block `rank` of the row (this block when C == 1).
+template <int C>
+__device__ __forceinline__ float raft_row_load(const float* local, unsigned int rank)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (C > 1) return raft_cluster_load(raft_shared_address(local), rank);
+#endif
+    return *local;
+}
+
+// Elements before the first 16-byte boundary of a row part starting at `p` (0..3).
+__device__ __forceinline__ int raft_misalignment(const float* p)
+{
+    return (int)(((16u - (unsigned int)((unsigned long long)p & 15u)) & 15u) >> 2);
+}
+
+template <int C>
+__device__ __forceinline__ void raft_kd_resident_row(const float* student, float* grad, int rows, int vocab,
+                                                 const int* __restrict__ teacherIndices,
+                                                 const float* __restrict__ teacherProbs, int k,
+                                                 const float* __restrict__ rowWeights, float normalizer,
+                                                 float temperature, int kind, float beta, float* __restrict__ rowLoss,
+                                                 int* __restrict__ rowStatus, int chunk, int r,
+                                                     unsigned int rank)
+{
+    __shared__ float fscratch[64];
+    __shared__ double dscratch[96];
+    __shared__ float sPart[3]; // this block's max and sum of exp(z - max), and its non-finite flag
+    __shared__ float sRow[3];  // the same for the whole row
+
+    const int t = (int)threadIdx.x, nt = (int)blockDim.x;
+    const int start = (int)rank * chunk;
+    int len = vocab - start;
+    if (len > chunk) len = chunk;
+    if (len < 0) len = 0;
+    const float* srow = student + (long long)r * vocab;
+    float* grow = grad == 0 ? (float*)0 : grad + (long long)r * vocab;
+    const int* idx = teacherIndices + (long long)r * k;
+    const float* p = teacherProbs + (long long)r * k;
+    const float w = rowWeights == 0 ? 1.f : rowWeights[r];
+
+    if (w == 0.f || normalizer == 0.f)
+    {
+        // The row is not read; its gradient is zero. Every block of the cluster returns here, before any barrier.
+        if (grow != 0)
+            for (int i = t; i < len; i += nt) grow[start + i] = 0.f;
+        if (rank == 0u && t == 0)
+        {
+            rowLoss[r] = 0.f;
+            if (rowStatus != 0) rowStatus[r] = 0;
+        }
+        return;
+    }
+
+    const float tau = temperature, invTau = 1.f / temperature, scale = w / normalizer;
+    float* xs = reinterpret_cast<float*>(raft_dyn_smem); // [4 + chunk]: part element i at xs[pad + i]
+    float* zK = xs + chunk + 4;                         // [k]
+    const float* src = srow + start;
+    int head = raft_misalignment(src);
+    if (head > len) head = len;
+    const int pad = (4 - head) & 3; // pad + head is 0 or 4: the float4 body lands on 16-byte boundaries
+    const int body = (len - head) >> 2;
+    const int tailStart = head + (body << 2);
+
+    // ---- load the part once, with an online max and sum of exp(z) and the finiteness check
+    float m = raft_neg_inf(), sum = 0.f;
+    bool bad = false;
+    if (t < head)
+    {
+        const float x = src[t];
+        xs[pad + t] = x;
+        bad |= !raft_is_finite(x);
+        m = x * invTau;
+        sum = 1.f;
+    }
+    {
+        // RAFT_KD_BATCH 16-byte loads are issued before any is used, so that each thread keeps that many in flight:
+        // with one block of 1,024 threads on a multiprocessor, one load each is about half of what the memory
+        // system needs to run at full bandwidth (measured: 42% of the copy with one load in flight, H200).
+        const float4* s4 = reinterpret_cast<const float4*>(src + head);
+        float4* x4 = reinterpret_cast<float4*>(xs + pad + head);
+        for (int base = t; base < body; base += nt * RAFT_KD_BATCH)
+        {
+            float4 q[RAFT_KD_BATCH];
+#pragma unroll
+            for (int u = 0; u < RAFT_KD_BATCH; u++)
+            {
+                const int i = base + u * nt;
+                if (i < body) q[u] = __ldcs(s4 + i); // read once: stream past the caches
+            }
+#pragma unroll
+            for (int u = 0; u < RAFT_KD_BATCH; u++)
+            {
+                const int i = base + u * nt;
+                if (i >= body) break;
+                x4[i] = q[u];
+                bad |= !(raft_is_finite(q[u].x) && raft_is_finite(q[u].y) && raft_is_finite(q[u].z) && raft_is_finite(q[u].w));
+                const float z0 = q[u].x * invTau, z1 = q[u].y * invTau, z2 = q[u].z * invTau, z3 = q[u].w * invTau;
+                const float cm = fmaxf(fmaxf(z0, z1), fmaxf(z2, z3));
+                if (cm > m)
+                {
+                    sum *= expf(m - cm);
+                    m = cm;
+                }
+                sum += expf(z0 - m) + expf(z1 - m) + expf(z2 - m) + expf(z3 - m);
+            }
+        }
+    }
+    for (int i = tailStart + t; i < len; i += nt)
+    {
+        const float x = src[i];
+        xs[pad + i] = x;
+        bad |= !raft_is_finite(x);
+        const float z = x * invTau;
+        if (z > m)
+        {
+            sum *= expf(m - z);
+            m = z;
+        }
+        sum += expf(z - m);
+    }
+    if (bad) { m = 0.f; sum = 0.f; } // keep the reduction free of NaN; the flag decides
+    raft_block_lse(m, sum, fscratch);
+    bad = __syncthreads_or(bad ? 1 : 0) != 0;
+    if (t == 0)
+    {
+        sPart[0] = m;
+        sPart[1] = sum;
+        sPart[2] = bad ? 1.f : 0.f;
+    }
+    raft_row_sync<C>(); // every block's part is loaded and its partials posted
+
+    // ---- combine the partials of the row: lane q of warp 0 reads block q's (one remote read each, not one per
+    // thread), a butterfly merges them (every block runs the same butterfly on the same lanes, so every block gets
+    // the same lse), and the result is shared with the block
+    if (t < 32)
+    {
+        float pm = raft_neg_inf(), ps = 0.f, pb = 0.f;
+        if (t < C)
+        {
+            pm = raft_row_load<C>(&sPart[0], (unsigned int)t);
+            ps = raft_row_load<C>(&sPart[1], (unsigned int)t);
+            pb = raft_row_load<C>(&sPart[2], (unsigned int)t);
+        }
+        for (int o = 16; o > 0; o >>= 1)
+        {
+            const float m2 = __shfl_xor_sync(RAFT_FULL_MASK, pm, o);
+            const float s2 = __shfl_xor_sync(RAFT_FULL_MASK, ps, o);
+            pb = fmaxf(pb, __shfl_xor_sync(RAFT_FULL_MASK, pb, o));
+            raft_lse_merge(pm, ps, m2, s2);
+        }
+        if (t == 0)
+        {
+            sRow[0] = pm;
+            sRow[1] = ps;
+            sRow[2] = pb;
+        }
+    }
+    __syncthreads();
+    const bool rowBad = sRow[2] != 0.f;
+    const float lse = kind == 1 ? 0.f : sRow[0] + logf(sRow[1]);
+
+    // ---- gather the K student logits from the blocks that hold them
+    if (!rowBad)
+    {
+        for (int j = t; j < k; j += nt)
+        {
+            const int i = idx[j];
+            const int owner = i / chunk, off = i - owner * chunk;
+            const int ownerHead = min(raft_misalignment(srow + owner * chunk), min(chunk, vocab - owner * chunk));
+            const int ownerPad = (4 - ownerHead) & 3;
+            zK[j] = raft_row_load<C>(xs + ownerPad + off, (unsigned int)owner) * invTau;
+        }
+    }
+    raft_row_sync<C>(); // no block reads another's shared memory after this; zK is visible block-wide
+    if (rowBad)
+    {
+        if (rank == 0u && t == 0)
+        {
+            rowLoss[r] = 0.f;
+            if (rowStatus != 0) rowStatus[r] = 1;
+        }
+        return;
+    }
+
+    RaftZkGathered zk;
+    zk.zK = zK;
+    const RaftKdSums ks = raft_kd_ksums(zk, p, k, kind, beta, lse, tau, scale, fscratch, dscratch);
+    if (rank == 0u && t == 0)
+    {
+        rowLoss[r] = (float)((double)tau * tau * ks.d);
+        if (rowStatus != 0) rowStatus[r] = 0;
+    }
+    if (grow == 0) return;
+
+    // ---- dense gradient of this part from shared memory, written once
+    float* dst = grow + start;
+    const float coef = ks.coefAll;
+    if (raft_misalignment(dst) == head)
+    {
+        if (t < head) dst[t] = coef == 0.f ? 0.f : coef * expf(xs[pad + t] * invTau - lse);
+        const float4* x4 = reinterpret_cast<const float4*>(xs + pad + head);
+        float4* d4 = reinterpret_cast<float4*>(dst + head);
+#pragma unroll 4
+        for (int i = t; i < body; i += nt)
+        {
+            float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (coef != 0.f)
+            {
+                const float4 q = x4[i];
+                o.x = coef * expf(q.x * invTau - lse);
+                o.y = coef * expf(q.y * invTau - lse);
+                o.z = coef * expf(q.z * invTau - lse);
+                o.w = coef * expf(q.w * invTau - lse);
+            }
+            __stcs(d4 + i, o); // written once: stream past the caches
+        }
+        for (int i = tailStart + t; i < len; i += nt) dst[i] = coef == 0.f ? 0.f : coef * expf(xs[pad + i] * invTau - lse);
+    }
+    else
+    {
+        for (int i = t; i < len; i += nt) dst[i] = coef == 0.f ? 0.f : coef * expf(xs[pad + i] * invTau - lse);
+    }
+    __syncthreads(); // the dense writes of the block are visible before its corrections
+    const float st = scale * tau;
     for (int j = t; j < k; j += nt)
     {
-        float corr;
-        if (kind == 0) corr = -st * p[j];
-        else if (kind == 1)
-        {
-            const float logq = RAFT_ZK(j) - lseK;
-            const float f = logq - logf(fmaxf(p[j], RAFT_PROB_FLOOR));
-            corr = st * expf(logq) * (f - dK);
-        }
-        else
-        {
-            const float pj = p[j];
-            const float logq = RAFT_ZK(j) - lse, q = expf(logq);
-            const float logM = pj > 0.f ? raft_log_add_exp(lb + logf(pj), l1b + logq) : l1b + logq;
-            const float gK = (1.f - beta) * (logq - logM);
-            corr = st * q * (gK - c);
-        }
-        atomicAdd(&grow[idx[j]], corr);
+        const int i = idx[j];
+        if (i >= start && i < start + len) atomicAdd(&grow[i], raft_kd_correction(zk, p, j, kind, beta, lse, ks, st));
     }
-#undef RAFT_ZK
 }
+
+// Every cluster (block, for C = 1) takes rows blockIdx.x / C, + clusters, … : the host launches as many clusters as
+// fit on the device at once, so that no cluster waits for a set of free multiprocessors mid-run.
+template <int C>
+__device__ __forceinline__ void raft_kd_resident(const float* student, float* grad, int rows, int vocab,
+                                                 const int* __restrict__ teacherIndices,
+                                                 const float* __restrict__ teacherProbs, int k,
+                                                 const float* __restrict__ rowWeights, float normalizer,
+                                                 float temperature, int kind, float beta, float* __restrict__ rowLoss,
+                                                 int* __restrict__ rowStatus, int chunk)
+{
+    const unsigned int rank = raft_rank_in_row<C>();
+    const int clusters = (int)gridDim.x / C;
+    for (int r = (int)blockIdx.x / C; r < rows; r += clusters)
+    {
+        raft_kd_resident_row<C>(student, grad, rows, vocab, teacherIndices, teacherProbs, k, rowWeights, normalizer,
+                                temperature, kind, beta, rowLoss, rowStatus, chunk, r, rank);
+        __syncthreads(); // the block is done with its shared memory before the next row overwrites it
+    }
+}
+
+#define RAFT_KD_RESIDENT_PARAMS                                                                                    \
+    const float *student, float *grad, int rows, int vocab, const int *__restrict__ teacherIndices,              \
+        const float *__restrict__ teacherProbs, int k, const float *__restrict__ rowWeights, float normalizer,     \
+        float temperature, int kind, float beta, float *__restrict__ rowLoss, int *__restrict__ rowStatus, int chunk
+#define RAFT_KD_RESIDENT_ARGS                                                                                      \
+    student, grad, rows, vocab, teacherIndices, teacherProbs, k, rowWeights, normalizer, temperature, kind, beta,  \
+        rowLoss, rowStatus, chunk
+
+extern "C" __global__ __launch_bounds__(1024) void raft_kd_loss_resident1(RAFT_KD_RESIDENT_PARAMS)
+{
+    raft_kd_resident<1>(RAFT_KD_RESIDENT_ARGS);
+}
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+extern "C" __global__ __launch_bounds__(1024) __cluster_dims__(2, 1, 1) void raft_kd_loss_resident2(RAFT_KD_RESIDENT_PARAMS)
+{
+    raft_kd_resident<2>(RAFT_KD_RESIDENT_ARGS);
+}
+extern "C" __global__ __launch_bounds__(1024) __cluster_dims__(4, 1, 1) void raft_kd_loss_resident4(RAFT_KD_RESIDENT_PARAMS)
+{
+    raft_kd_resident<4>(RAFT_KD_RESIDENT_ARGS);
+}
+extern "C" __global__ __launch_bounds__(1024) __cluster_dims__(8, 1, 1) void raft_kd_loss_resident8(RAFT_KD_RESIDENT_PARAMS)
+{
+    raft_kd_resident<8>(RAFT_KD_RESIDENT_ARGS);
+}
+#endif

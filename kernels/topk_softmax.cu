@@ -332,6 +332,280 @@ __device__ void raft_topk_finish(const float* row, int vocab, int k, float tempe
     }
 }
 
+// ------------------------------------------------------------------------------------------- filter variant
+//
+//   extern "C" __global__ void raft_topk_softmax_filter(same arguments as raft_topk_softmax)
+//
+// Launch contract: grid = (rows, 1, 1); block = (RAFT_TF_THREADS, 1, 1) exactly; no dynamic shared memory;
+// 1 <= k <= RAFT_TF_MAX_K. Same outputs as raft_topk_softmax, bit for bit in the indices (ties to the lower index).
+//
+// One read of the row from device memory (raft_topk_softmax reads it five times). Every element becomes the
+// 64-bit composite c = (key << 32) | ~index, so that composites are distinct and a larger one comes first
+// (larger logit, then lower index). The block streams the row in steps of RAFT_TF_THREADS * 4 * RAFT_TF_UNROLL
+// elements and appends every composite above a running threshold theta to a candidate buffer in shared memory
+// (warp-aggregated slot allocation). When the next step might overflow the buffer, a block-wide radix select over
+// the buffer keeps exactly its k largest candidates and raises theta to the smallest of them: anything at or
+// below theta already has k better elements and can never enter the top k. For a row in random order about
+// k * ln(V / k) candidates pass after the first compaction, so almost every step only compares and moves on;
+// an adversarial (ascending) row compacts every step and stays correct. At the end one more selection leaves
+// exactly the k largest, which are sorted (bitonic) and turned into softmax(x / tau) accumulated in double.
+
+#define RAFT_TF_THREADS 256
+#define RAFT_TF_UNROLL 2 // float4 loads per thread per step (RAFT_TF_STEP must stay <= RAFT_TF_CAP / 2)
+#define RAFT_TF_STEP (RAFT_TF_THREADS * 4 * RAFT_TF_UNROLL)
+#define RAFT_TF_CAP 4096
+#define RAFT_TF_MAX_K (RAFT_TF_CAP - RAFT_TF_STEP)
+
+__device__ __forceinline__ unsigned long long raft_composite(unsigned int key, int index)
+{
+    return ((unsigned long long)key << 32) | (unsigned long long)(~(unsigned int)index);
+}
+
+// Appends the composites of this thread that exceed theta; counts in shared memory.
+__device__ __forceinline__ void raft_tf_append(const unsigned long long* c, const bool* pass, int n,
+                                               unsigned long long* buf, unsigned int* count)
+{
+    unsigned int mine = 0;
+    for (int e = 0; e < n; e++) mine += pass[e] ? 1u : 0u;
+    if (__any_sync(RAFT_FULL_MASK, mine != 0u) == 0) return;
+    const unsigned int lane = raft_lane();
+    unsigned int incl = mine;
+    for (unsigned int o = 1; o < 32u; o <<= 1)
+    {
+        const unsigned int y = __shfl_up_sync(RAFT_FULL_MASK, incl, o);
+        if (lane >= o) incl += y;
+    }
+    const unsigned int total = __shfl_sync(RAFT_FULL_MASK, incl, 31);
+    unsigned int base = 0;
+    if (lane == 31u) base = atomicAdd(count, total);
+    base = __shfl_sync(RAFT_FULL_MASK, base, 31);
+    unsigned int slot = base + incl - mine;
+    for (int e = 0; e < n; e++)
+        if (pass[e]) buf[slot++] = c[e];
+}
+
+// Keeps exactly the k largest of buf[0, *count) (k <= *count) at buf[0, k) and returns the smallest kept.
+// Radix select on the 64-bit composites, 8 bits a pass from the top, stopping as soon as the bin holding the
+// k-th largest is taken whole. Every thread calls; ends with the block synchronised.
+__device__ unsigned long long raft_tf_compact(unsigned long long* buf, unsigned int* count, int k,
+                                              unsigned int* hist, unsigned int* warpSums,
+                                              unsigned long long* sPrefix, unsigned long long* sMask,
+                                              unsigned int* sRem, unsigned int* sDone, unsigned long long* minScratch)
+{
+    const int t = (int)threadIdx.x;
+    const unsigned int lane = raft_lane();
+    __syncthreads();
+    const int n = (int)*count;
+    if (t == 0)
+    {
+        *sPrefix = 0ull;
+        *sMask = 0ull;
+        *sRem = (unsigned int)k;
+        *sDone = n == k ? 1u : 0u;
+    }
+    __syncthreads();
+    for (int shift = 56; shift >= 0 && *sDone == 0u; shift -= 8)
+    {
+        for (int i = t; i < 256; i += RAFT_TF_THREADS) hist[i] = 0u;
+        __syncthreads();
+        const unsigned long long prefix = *sPrefix, mask = *sMask;
+        for (int i = t; i < n; i += RAFT_TF_THREADS)
+        {
+            const unsigned long long c = buf[i];
+            if ((c & mask) == prefix) atomicAdd(&hist[(unsigned int)(c >> shift) & 255u], 1u);
+        }
+        __syncthreads();
+        if (raft_warp() == 0u)
+        {
+            const unsigned int rem = *sRem;
+            unsigned int cnt[8], own = 0;
+            for (int b = 0; b < 8; b++)
+            {
+                cnt[b] = hist[lane * 8u + (unsigned int)b];
+                own += cnt[b];
+            }
+            unsigned int suffix = own;
+            for (unsigned int o = 1; o < 32u; o <<= 1)
+            {
+                const unsigned int y = __shfl_down_sync(RAFT_FULL_MASK, suffix, o);
+                if (lane + o < 32u) suffix += y;
+            }
+            const unsigned int above = suffix - own;
+            if (above < rem && rem <= suffix)
+            {
+                unsigned int acc = above;
+                for (int b = 7; b >= 0; b--)
+                {
+                    if (acc + cnt[b] >= rem)
+                    {
+                        const unsigned int bin = lane * 8u + (unsigned int)b;
+                        *sRem = rem - acc;
+                        *sPrefix = prefix | ((unsigned long long)bin << shift);
+                        *sMask = mask | (255ull << shift);
+                        if (acc + cnt[b] == rem) *sDone = 1u; // the whole bin is taken
+                        break;
+                    }
+                    acc += cnt[b];
+                }
+            }
+        }
+        __syncthreads();
+    }
+    // kept = every composite whose masked bits are >= the prefix: exactly k of them (composites are distinct)
+    const unsigned long long prefix = *sPrefix, mask = *sMask;
+    const int per = RAFT_TF_CAP / RAFT_TF_THREADS;
+    unsigned long long mine[RAFT_TF_CAP / RAFT_TF_THREADS];
+    unsigned int keepMask = 0u, keepCount = 0u;
+    unsigned long long localMin = ~0ull;
+#pragma unroll
+    for (int q = 0; q < per; q++)
+    {
+        const int i = t + q * RAFT_TF_THREADS;
+        mine[q] = 0ull;
+        if (i < n)
+        {
+            const unsigned long long c = buf[i];
+            if ((c & mask) >= prefix)
+            {
+                mine[q] = c;
+                keepMask |= 1u << q;
+                keepCount++;
+                if (c < localMin) localMin = c;
+            }
+        }
+    }
+    unsigned int total;
+    const unsigned int excl = raft_block_exclusive_scan(keepCount, warpSums, total); // synchronises: reads of buf done
+    unsigned int slot = excl;
+#pragma unroll
+    for (int q = 0; q < per; q++)
+        if (keepMask & (1u << q)) buf[slot++] = mine[q];
+    for (int o = 16; o > 0; o >>= 1)
+    {
+        const unsigned long long y = __shfl_xor_sync(RAFT_FULL_MASK, localMin, o);
+        if (y < localMin) localMin = y;
+    }
+    if (lane == 0u) minScratch[raft_warp()] = localMin;
+    if (t == 0) *count = (unsigned int)k;
+    __syncthreads();
+    unsigned long long theta = ~0ull;
+    for (int w = 0; w < RAFT_TF_THREADS / 32; w++)
+        if (minScratch[w] < theta) theta = minScratch[w];
+    __syncthreads();
+    return theta;
+}
+
+extern "C" __global__ __launch_bounds__(RAFT_TF_THREADS) void raft_topk_softmax_filter(const float* __restrict__ logits, int rows, int vocab, int k, float temperature,
+                         int* __restrict__ indices, float* __restrict__ probs, int* __restrict__ status)
+{
+    __shared__ unsigned long long buf[RAFT_TF_CAP];
+    __shared__ unsigned int hist[256];
+    __shared__ unsigned int warpSums[32];
+    __shared__ double scratch[32];
+    __shared__ unsigned long long sPrefix, sMask, minScratch[RAFT_TF_THREADS / 32];
+    __shared__ unsigned int sRem, sDone, sCount;
+
+    const int r = (int)blockIdx.x;
+    if (r >= rows || blockDim.x != RAFT_TF_THREADS) return;
+    const int t = (int)threadIdx.x;
+    const float* row = logits + (long long)r * vocab;
+    int* outIdx = indices + (long long)r * k;
+    float* outProb = probs + (long long)r * k;
+
+    if (t == 0) sCount = 0u;
+    __syncthreads();
+    unsigned long long theta = 0ull; // nothing is below it until the first compaction
+    bool bad = false;
+
+    const unsigned long long addr = (unsigned long long)row;
+    int head = (int)(((16u - (unsigned int)(addr & 15u)) & 15u) >> 2);
+    if (head > vocab) head = vocab;
+    const int body = (vocab - head) >> 2;
+    const int tailStart = head + (body << 2);
+    const int tail = vocab - tailStart;
+
+    // scalar head and tail (fewer than 4 elements each) first: one step's worth at most
+    {
+        unsigned long long c[2];
+        bool pass[2];
+        c[0] = 0ull; c[1] = 0ull; pass[0] = false; pass[1] = false;
+        if (t < head)
+        {
+            c[0] = raft_composite(raft_key_of(row[t], bad), t);
+            pass[0] = true;
+        }
+        if (t < tail)
+        {
+            c[1] = raft_composite(raft_key_of(row[tailStart + t], bad), tailStart + t);
+            pass[1] = true;
+        }
+        raft_tf_append(c, pass, 2, buf, &sCount);
+    }
+    // Software-pipelined: the loads of the next step are issued before this step's barriers and work, so that they
+    // are in flight while the block synchronises (without it every step waits out a full memory latency).
+    const float4* row4 = reinterpret_cast<const float4*>(row + head);
+    const int stepVectors = RAFT_TF_THREADS * RAFT_TF_UNROLL;
+    float4 cur[RAFT_TF_UNROLL], nxt[RAFT_TF_UNROLL];
+#pragma unroll
+    for (int u = 0; u < RAFT_TF_UNROLL; u++)
+    {
+        const int i = u * RAFT_TF_THREADS + t;
+        cur[u] = i < body ? __ldg(row4 + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    for (int base = 0; base < body; base += stepVectors)
+    {
+#pragma unroll
+        for (int u = 0; u < RAFT_TF_UNROLL; u++)
+        {
+            const int i = base + stepVectors + u * RAFT_TF_THREADS + t;
+            nxt[u] = i < body ? __ldg(row4 + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+        __syncthreads(); // the previous step's appends are done
+        const unsigned int filled = sCount;
+        __syncthreads(); // every thread has read sCount before anyone appends again
+        if (filled + RAFT_TF_STEP > RAFT_TF_CAP)
+            theta = raft_tf_compact(buf, &sCount, k, hist, warpSums, &sPrefix, &sMask, &sRem, &sDone, minScratch);
+        unsigned long long c[4 * RAFT_TF_UNROLL];
+        bool pass[4 * RAFT_TF_UNROLL];
+#pragma unroll
+        for (int u = 0; u < RAFT_TF_UNROLL; u++)
+        {
+            const int i = base + u * RAFT_TF_THREADS + t;
+            const bool in = i < body;
+            const int first = head + 4 * i;
+            const float v[4] = {cur[u].x, cur[u].y, cur[u].z, cur[u].w};
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+            {
+                c[4 * u + e] = in ? raft_composite(raft_key_of(v[e], bad), first + e) : 0ull;
+                pass[4 * u + e] = in && c[4 * u + e] > theta;
+            }
+        }
+        raft_tf_append(c, pass, 4 * RAFT_TF_UNROLL, buf, &sCount);
+#pragma unroll
+        for (int u = 0; u < RAFT_TF_UNROLL; u++) cur[u] = nxt[u];
+    }
+    __syncthreads();
+    if (sCount > (unsigned int)k)
+        raft_tf_compact(buf, &sCount, k, hist, warpSums, &sPrefix, &sMask, &sRem, &sDone, minScratch);
+    bad = __syncthreads_or(bad ? 1 : 0) != 0;
+
+    RaftSharedSurvivors s;
+    s.c = buf;
+    raft_block_sort(s, k);
+    const float xmax = raft_float_of(s.key(0));
+    double local = 0.0;
+    for (int j = t; j < k; j += RAFT_TF_THREADS)
+        local += (double)expf((raft_float_of(s.key(j)) - xmax) / temperature);
+    const double sum = raft_block_sum(local, scratch);
+    for (int j = t; j < k; j += RAFT_TF_THREADS)
+    {
+        outIdx[j] = s.index(j);
+        outProb[j] = (float)((double)expf((raft_float_of(s.key(j)) - xmax) / temperature) / sum);
+    }
+    if (status != 0 && t == 0) status[r] = bad ? 1 : 0;
+}
+
 // ------------------------------------------------------------------------------------------- kernel
 
 extern "C" __global__ void raft_topk_softmax(const float* __restrict__ logits, int rows, int vocab, int k,

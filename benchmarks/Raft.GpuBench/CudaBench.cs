@@ -10,7 +10,7 @@ namespace Raft.GpuBench;
 /// </summary>
 internal static class CudaBench
 {
-    private const string FillSource = """
+    internal const string FillSource = """
         // Fills dst[0..n) with approximately normal numbers (Irwin–Hall of 4 uniforms) from a SplitMix64 hash of the index.
         extern "C" __global__ void raft_bench_fill(float* dst, long long n, unsigned long long seed, float scale)
         {

@@ -9,6 +9,13 @@ using Raft.Kernels;
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 
+// --gpu-tests [filter]: the repository's GPU-only xunit tests, run here without the .NET SDK (GpuTestRunner)
+if (args.Length > 0 && args[0] == "--gpu-tests")
+    return GpuTestRunner.Run([typeof(Raft.Cuda.Tests.GpuFixture).Assembly], args.Length > 1 ? args[1] : null, Console.Out) == 0 ? 0 : 1;
+// --lab: every kernel variant timed side by side (KernelLab)
+if (args.Length > 0 && args[0] == "--lab")
+    return KernelLab.Run(args.Skip(1).ToArray(), Console.Out);
+
 BenchOptions o;
 try
 {

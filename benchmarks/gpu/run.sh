@@ -2,6 +2,8 @@
 # raft-gpubench driver.
 #   benchmarks/gpu/run.sh                 (here, with .NET) publish the self-contained single-file binary into
 #                                         artifacts/gpubench/ (git-ignored) and print its size
+#   benchmarks/gpu/run.sh --device-side --gpu-tests [filter]   the GPU-only xunit tests (GpuTestRunner)
+#   benchmarks/gpu/run.sh --device-side --lab [shape flags]     every kernel variant timed side by side (KernelLab)
 #   benchmarks/gpu/run.sh --device-side [raft-gpubench flags…]
 #                                         (on the GPU machine: no .NET needed) run the published binary, then the
 #                                         PyTorch baseline with the same shapes, and print both tables plus ratios
@@ -14,9 +16,8 @@ BIN="$PUB/raft-gpubench"
 if [[ "${1:-}" != "--device-side" ]]; then
   cd "$ROOT"
   rm -rf "$PUB"
-  dotnet publish benchmarks/Raft.GpuBench -c Release -r linux-x64 --self-contained \
-    -p:PublishSingleFile=true -p:EnableCompressionInSingleFile=true -p:IncludeNativeLibrariesForSelfExtract=true \
-    -p:DebugType=none -p:GenerateDocumentationFile=false \
+  # self-contained single file, linux-x64: set in Raft.GpuBench.csproj under RaftGpuPublish (see the comment there)
+  dotnet publish benchmarks/Raft.GpuBench -c Release -p:RaftGpuPublish=true \
     --artifacts-path "${RAFT_GPUBENCH_ARTIFACTS:-/tmp/art-gpub-pub}" -o "$PUB"
   bytes=$(du -cb "$PUB" | tail -1 | cut -f1)
   echo "published: $PUB"
@@ -44,6 +45,11 @@ export DOTNET_BUNDLE_EXTRACT_BASE_DIR="${DOTNET_BUNDLE_EXTRACT_BASE_DIR:-/tmp/ra
 export RAFT_PTX_CACHE_DIR="${RAFT_PTX_CACHE_DIR:-/tmp/raft-gpubench-ptx}"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv 2>/dev/null || true
 echo "CUDA_PATH=${CUDA_PATH:-<unset>} RAFT_NVRTC_LIBRARY=${RAFT_NVRTC_LIBRARY:-<probed>}"
+
+# --gpu-tests [filter] / --lab [shape flags]: the GPU-only xunit tests, or the kernel lab; no PyTorch baseline
+case "${1:-}" in
+  --gpu-tests|--lab|--train-step) exec "$BIN" "$@" ;;
+esac
 
 # torch gets the same shape flags; the others are raft-gpubench's own
 TORCH_ARGS=()

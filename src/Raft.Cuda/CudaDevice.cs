@@ -36,6 +36,7 @@ public sealed unsafe class CudaDevice : IDisposable
         ComputeCapabilityMinor = Attribute(CudaDriverApi.AttributeComputeCapabilityMinor);
         MultiprocessorCount = Attribute(CudaDriverApi.AttributeMultiprocessorCount);
         MaxSharedMemoryPerBlock = Attribute(CudaDriverApi.AttributeMaxSharedMemoryPerBlock);
+        MaxSharedMemoryPerBlockOptIn = Math.Max(MaxSharedMemoryPerBlock, Attribute(CudaDriverApi.AttributeMaxSharedMemoryPerBlockOptin));
         MaxThreadsPerBlock = Attribute(CudaDriverApi.AttributeMaxThreadsPerBlock);
         nuint bytes;
         api.Check(api.cuDeviceTotalMem(&bytes, device), "cuDeviceTotalMem_v2");
@@ -77,6 +78,9 @@ public sealed unsafe class CudaDevice : IDisposable
 
     /// <summary>Shared memory a block may use without opting in, in bytes (48 KiB on current devices).</summary>
     public int MaxSharedMemoryPerBlock { get; }
+
+    /// <summary>The most shared memory a block may have once its kernel opts in (<see cref="CudaFunction.SetMaxDynamicSharedMemory"/>), in bytes.</summary>
+    public int MaxSharedMemoryPerBlockOptIn { get; }
 
     /// <summary>The largest block size.</summary>
     public int MaxThreadsPerBlock { get; }

@@ -21,6 +21,11 @@ internal sealed unsafe class CudaDriverApi
     public const int AttributeMultiprocessorCount = 16;
     public const int AttributeComputeCapabilityMajor = 75;
     public const int AttributeComputeCapabilityMinor = 76;
+    public const int AttributeMaxSharedMemoryPerBlockOptin = 97;
+
+    // CUfunction_attribute values
+    public const int FunctionAttributeNumRegisters = 4;
+    public const int FunctionAttributeMaxDynamicSharedSizeBytes = 8;
 
     // CUjit_option values
     public const int JitErrorLogBuffer = 5;
@@ -49,6 +54,23 @@ internal sealed unsafe class CudaDriverApi
     public readonly delegate* unmanaged<IntPtr, int> cuModuleUnload;
     public readonly delegate* unmanaged<IntPtr*, IntPtr, byte*, int> cuModuleGetFunction;
     public readonly delegate* unmanaged<IntPtr, uint, uint, uint, uint, uint, uint, uint, IntPtr, void**, void**, int> cuLaunchKernel;
+    public readonly delegate* unmanaged<IntPtr, int, int, int> cuFuncSetAttribute;
+    public readonly delegate* unmanaged<int*, int, IntPtr, int> cuFuncGetAttribute;
+    public readonly delegate* unmanaged<int*, IntPtr, int, nuint, int> cuOccupancyMaxActiveBlocksPerMultiprocessor;
+    /// <summary>CUDA 12+; null on older drivers.</summary>
+    public readonly delegate* unmanaged<int*, IntPtr, LaunchConfig*, int> cuOccupancyMaxActiveClusters;
+
+    /// <summary>CUlaunchConfig (CUDA 12): the launch a cluster occupancy query is about.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct LaunchConfig
+    {
+        public uint GridDimX, GridDimY, GridDimZ;
+        public uint BlockDimX, BlockDimY, BlockDimZ;
+        public uint SharedMemBytes;
+        public IntPtr Stream;
+        public IntPtr Attributes;
+        public uint NumAttributes;
+    }
     public readonly delegate* unmanaged<ulong*, nuint, int> cuMemAlloc;
     public readonly delegate* unmanaged<ulong, int> cuMemFree;
     public readonly delegate* unmanaged<ulong, void*, nuint, int> cuMemcpyHtoD;
@@ -89,6 +111,10 @@ internal sealed unsafe class CudaDriverApi
         cuModuleUnload = (delegate* unmanaged<IntPtr, int>)E("cuModuleUnload");
         cuModuleGetFunction = (delegate* unmanaged<IntPtr*, IntPtr, byte*, int>)E("cuModuleGetFunction");
         cuLaunchKernel = (delegate* unmanaged<IntPtr, uint, uint, uint, uint, uint, uint, uint, IntPtr, void**, void**, int>)E("cuLaunchKernel");
+        cuFuncSetAttribute = (delegate* unmanaged<IntPtr, int, int, int>)E("cuFuncSetAttribute");
+        cuFuncGetAttribute = (delegate* unmanaged<int*, int, IntPtr, int>)E("cuFuncGetAttribute");
+        cuOccupancyMaxActiveBlocksPerMultiprocessor = (delegate* unmanaged<int*, IntPtr, int, nuint, int>)E("cuOccupancyMaxActiveBlocksPerMultiprocessor");
+        cuOccupancyMaxActiveClusters = (delegate* unmanaged<int*, IntPtr, LaunchConfig*, int>)NativeLibraryProbe.OptionalExport(lib, "cuOccupancyMaxActiveClusters");
         cuMemAlloc = (delegate* unmanaged<ulong*, nuint, int>)E("cuMemAlloc_v2");
         cuMemFree = (delegate* unmanaged<ulong, int>)E("cuMemFree_v2");
         cuMemcpyHtoD = (delegate* unmanaged<ulong, void*, nuint, int>)E("cuMemcpyHtoD_v2");

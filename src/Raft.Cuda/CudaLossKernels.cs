@@ -1,6 +1,6 @@
 namespace Raft.Cuda;
 
-/// <summary>The divergence computed by <see cref="CudaLossKernels.Distill"/> (the kernel's `kind` argument).</summary>
+/// <summary>The divergence computed by CudaLossKernels.Distill (the kernel's `kind` argument).</summary>
 public enum KdDivergence
 {
     /// <summary>Forward KL, KL(p_K ‖ q) with q the student's full-vocabulary softmax at τ.</summary>
@@ -9,6 +9,34 @@ public enum KdDivergence
     ReverseKL = 1,
     /// <summary>Generalized JSD with 0 &lt; β &lt; 1 (β = 0 and β = 1 must be resolved to the KL kinds by the caller).</summary>
     Jsd = 2,
+}
+
+/// <summary>Which top-K kernel <see cref="CudaLossKernels.TopKSoftmax(DevicePointer, int, int, int, float, DevicePointer, DevicePointer, DevicePointer, TopKVariant, IntPtr)"/> launches.</summary>
+public enum TopKVariant
+{
+    /// <summary><see cref="Filter"/> when K ≤ <see cref="CudaLossKernels.TopKFilterMaxK"/>, else <see cref="Radix"/>.</summary>
+    Auto = 0,
+    /// <summary>raft_topk_softmax: four 8-bit radix-select passes and a gather pass over the row (five reads), any K.</summary>
+    Radix = 1,
+    /// <summary>raft_topk_softmax_filter: one read of the row through a running threshold and a shared-memory candidate buffer.</summary>
+    Filter = 2,
+}
+
+/// <summary>Which distillation kernel <see cref="CudaLossKernels.Distill(DevicePointer, DevicePointer, int, int, DevicePointer, DevicePointer, int, DevicePointer, float, float, KdDivergence, float, DevicePointer, DevicePointer, DistillVariant, IntPtr)"/> launches.</summary>
+public enum DistillVariant
+{
+    /// <summary>The kernel lab's winner on an H200 (<see cref="CudaLossKernels.ChooseDistill"/>): <see cref="TwoPass"/>.</summary>
+    Auto = 0,
+    /// <summary>raft_kd_loss: one block per row, the row read twice (log-sum-exp pass, gradient pass).</summary>
+    TwoPass = 1,
+    /// <summary>raft_kd_loss_resident1: the whole row in one block's shared memory, read once.</summary>
+    Resident1 = 2,
+    /// <summary>raft_kd_loss_resident2: the row split over a cluster of 2 blocks (compute capability 9.0+).</summary>
+    Resident2 = 3,
+    /// <summary>As <see cref="Resident2"/> with 4 blocks.</summary>
+    Resident4 = 4,
+    /// <summary>As <see cref="Resident2"/> with 8 blocks.</summary>
+    Resident8 = 5,
 }
 
 /// <summary>
@@ -34,11 +62,29 @@ public sealed class CudaLossKernels : IDisposable
     /// <summary>Entry point of <see cref="KernelSources.KdLoss"/>.</summary>
     public const string KdLossEntry = "raft_kd_loss";
 
+    /// <summary>Entry point of the one-read top-K kernel in <see cref="KernelSources.TopKSoftmax"/>.</summary>
+    public const string TopKFilterEntry = "raft_topk_softmax_filter";
+
+    /// <summary>Threads per block of the one-read top-K kernel (fixed by its source).</summary>
+    public const int TopKFilterThreads = 256;
+
+    /// <summary>The largest K of the one-read top-K kernel (its candidate buffer less one step).</summary>
+    public const int TopKFilterMaxK = 2048;
+
+    /// <summary>Entry points of the row-resident distillation kernels, by blocks per row (1, 2, 4, 8).</summary>
+    public static string ResidentEntry(int blocksPerRow) => "raft_kd_loss_resident" + blocksPerRow.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>The largest K of the row-resident distillation kernels (their K gathered logits share the row's shared memory).</summary>
+    public const int ResidentMaxK = 4096;
+
     /// <summary>Entry point of <see cref="KernelSources.Copy"/>.</summary>
     public const string CopyEntry = "raft_copy_f32";
 
     private readonly CudaModule[] _modules;
-    private readonly CudaFunction _topK, _kdLoss, _copy;
+    private readonly CudaFunction _topK, _topKFilter, _kdLoss, _copy;
+    private readonly CudaFunction?[] _resident = new CudaFunction?[9]; // by blocks per row
+    private readonly int[] _residentLimit = new int[9];                // dynamic shared memory each was opened up to
+    private readonly (int Bytes, int Clusters)[] _residentClusters = new (int, int)[9]; // clusters that fit on the device at once, by shared size
 
     private CudaLossKernels(CudaDevice device, string arch, CudaModule topK, CudaModule kd, CudaModule copy)
     {
@@ -46,9 +92,19 @@ public sealed class CudaLossKernels : IDisposable
         Architecture = arch;
         _modules = [topK, kd, copy];
         _topK = topK.GetFunction(TopKEntry);
+        _topKFilter = topK.GetFunction(TopKFilterEntry);
         _kdLoss = kd.GetFunction(KdLossEntry);
         _copy = copy.GetFunction(CopyEntry);
+        _resident[1] = kd.GetFunction(ResidentEntry(1));
+        // the cluster variants exist in PTX built for compute_90 and newer (thread-block clusters)
+        if (ClusterCapable)
+            foreach (int c in (int[])[2, 4, 8]) _resident[c] = kd.GetFunction(ResidentEntry(c));
     }
+
+    /// <summary>Whether the device and the compiled PTX have thread-block clusters (compute capability 9.0+).</summary>
+    public bool ClusterCapable => Device.ComputeCapabilityMajor >= 9 && ArchitectureNumber >= 90;
+
+    private int ArchitectureNumber => int.TryParse(Architecture.AsSpan("compute_".Length), out int n) ? n : 0;
 
     /// <summary>The device the kernels are loaded on.</summary>
     public CudaDevice Device { get; }
@@ -92,7 +148,14 @@ public sealed class CudaLossKernels : IDisposable
     /// </summary>
     public void TopKSoftmax(DevicePointer logits, int rows, int vocab, int k, float temperature,
         DevicePointer indices, DevicePointer probs, DevicePointer status, IntPtr stream = default)
+        => TopKSoftmax(logits, rows, vocab, k, temperature, indices, probs, status, TopKVariant.Auto, stream);
+
+    /// <summary>As the overload without <paramref name="variant"/>, with the kernel chosen explicitly (kernel lab and tests).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The variant cannot take this K.</exception>
+    public void TopKSoftmax(DevicePointer logits, int rows, int vocab, int k, float temperature,
+        DevicePointer indices, DevicePointer probs, DevicePointer status, TopKVariant variant, IntPtr stream = default)
     {
+        if (!Enum.IsDefined(variant)) throw new ArgumentOutOfRangeException(nameof(variant), variant, "Unknown top-K variant.");
         Shape(rows, vocab);
         if (k < 1 || k > vocab) throw new ArgumentOutOfRangeException(nameof(k), k, $"k must be in 1..{vocab} (the vocabulary size).");
         Temperature(temperature);
@@ -100,9 +163,16 @@ public sealed class CudaLossKernels : IDisposable
         NotNull(indices, nameof(indices));
         NotNull(probs, nameof(probs));
         if (rows == 0) return;
-        uint shared = k <= TopKSharedMaxK ? (uint)k * 8u : 0u;
+        if (variant == TopKVariant.Filter && k > TopKFilterMaxK)
+            throw new ArgumentOutOfRangeException(nameof(k), k, $"The filter top-K kernel takes k ≤ {TopKFilterMaxK}.");
         var args = new KernelArguments().Add(logits).Add(rows).Add(vocab).Add(k).Add(temperature)
             .Add(indices).Add(probs).Add(status);
+        if (variant == TopKVariant.Filter || (variant == TopKVariant.Auto && k <= TopKFilterMaxK))
+        {
+            _topKFilter.Launch((uint)rows, TopKFilterThreads, 0, args, stream);
+            return;
+        }
+        uint shared = k <= TopKSharedMaxK ? (uint)k * 8u : 0u;
         _topK.Launch((uint)rows, ThreadsPerBlock, shared, args, stream);
     }
 
@@ -119,7 +189,17 @@ public sealed class CudaLossKernels : IDisposable
         DevicePointer teacherIndices, DevicePointer teacherProbs, int k, DevicePointer rowWeights,
         float normalizer, float temperature, KdDivergence divergence, float beta,
         DevicePointer rowLoss, DevicePointer rowStatus, IntPtr stream = default)
+        => Distill(student, gradient, rows, vocab, teacherIndices, teacherProbs, k, rowWeights, normalizer, temperature,
+            divergence, beta, rowLoss, rowStatus, DistillVariant.Auto, stream);
+
+    /// <summary>As the overload without <paramref name="variant"/>, with the kernel chosen explicitly (kernel lab and tests).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The variant cannot take this shape on this device (<see cref="Supports"/>).</exception>
+    public void Distill(DevicePointer student, DevicePointer gradient, int rows, int vocab,
+        DevicePointer teacherIndices, DevicePointer teacherProbs, int k, DevicePointer rowWeights,
+        float normalizer, float temperature, KdDivergence divergence, float beta,
+        DevicePointer rowLoss, DevicePointer rowStatus, DistillVariant variant, IntPtr stream = default)
     {
+        if (!Enum.IsDefined(variant)) throw new ArgumentOutOfRangeException(nameof(variant), variant, "Unknown distillation variant.");
         Shape(rows, vocab);
         if (k < 1 || k > vocab) throw new ArgumentOutOfRangeException(nameof(k), k, $"k must be in 1..{vocab} (the vocabulary size).");
         Temperature(temperature);
@@ -135,12 +215,81 @@ public sealed class CudaLossKernels : IDisposable
         NotNull(rowLoss, nameof(rowLoss));
         if (gradient == student && k > DistillSharedMaxK)
             throw new ArgumentOutOfRangeException(nameof(k), k, $"In-place distillation supports k ≤ {DistillSharedMaxK}; pass a separate gradient buffer.");
+        if (variant == DistillVariant.Auto) variant = ChooseDistill(vocab, k);
+        else if (!Supports(variant, vocab, k))
+            throw new ArgumentOutOfRangeException(nameof(variant), variant,
+                $"{variant} cannot take vocab {vocab}, k {k} on {Device.Name} (compute capability {Device.ComputeCapabilityMajor}.{Device.ComputeCapabilityMinor}, {Device.MaxSharedMemoryPerBlockOptIn} bytes of shared memory per block).");
         if (rows == 0) return;
-        uint shared = k <= DistillSharedMaxK ? (uint)k * 4u : 0u;
         var args = new KernelArguments().Add(student).Add(gradient).Add(rows).Add(vocab)
             .Add(teacherIndices).Add(teacherProbs).Add(k).Add(rowWeights).Add(normalizer).Add(temperature)
             .Add((int)divergence).Add(beta).Add(rowLoss).Add(rowStatus);
-        _kdLoss.Launch((uint)rows, ThreadsPerBlock, shared, args, stream);
+        if (variant == DistillVariant.TwoPass)
+        {
+            uint shared = k <= DistillSharedMaxK ? (uint)k * 4u : 0u;
+            _kdLoss.Launch((uint)rows, ThreadsPerBlock, shared, args, stream);
+            return;
+        }
+        int c = BlocksPerRow(variant);
+        int chunk = ResidentChunk(c, vocab);
+        int bytes = ResidentSharedBytes(c, vocab, k);
+        var f = _resident[c]!;
+        int threads = ResidentThreads(bytes);
+        if (bytes > _residentLimit[c])
+        {
+            f.SetMaxDynamicSharedMemory(bytes);
+            _residentLimit[c] = bytes;
+        }
+        if (_residentClusters[c].Bytes != bytes) _residentClusters[c] = (bytes, f.MaxActiveClusters(c, threads, bytes));
+        args.Add(chunk);
+        // as many clusters as fit at once (each loops over rows), so that none waits for free multiprocessors mid-run
+        long clusters = Math.Min(rows, (long)_residentClusters[c].Clusters);
+        f.Launch((uint)(clusters * c), (uint)threads, (uint)bytes, args, stream);
+    }
+
+    /// <summary>Blocks per row of a row-resident variant (0 for <see cref="DistillVariant.TwoPass"/> and <see cref="DistillVariant.Auto"/>).</summary>
+    public static int BlocksPerRow(DistillVariant variant) => variant switch
+    {
+        DistillVariant.Resident1 => 1,
+        DistillVariant.Resident2 => 2,
+        DistillVariant.Resident4 => 4,
+        DistillVariant.Resident8 => 8,
+        _ => 0,
+    };
+
+    /// <summary>Logits per block of a row-resident launch: ⌈vocab / blocks⌉ rounded up to a multiple of 4.</summary>
+    public static int ResidentChunk(int blocksPerRow, int vocab) => (int)(((long)vocab + blocksPerRow - 1) / blocksPerRow + 3) / 4 * 4;
+
+    /// <summary>Dynamic shared memory per block of a row-resident launch: its part (plus 4 for alignment) and the K gathered logits.</summary>
+    public static int ResidentSharedBytes(int blocksPerRow, int vocab, int k) => (ResidentChunk(blocksPerRow, vocab) + 4 + k) * 4;
+
+    /// <summary>
+    /// Threads per block of a row-resident launch: 512 when three blocks fit on a multiprocessor (≤ 72 KiB each),
+    /// else 1,024, so that a multiprocessor keeps 1,536–2,048 threads (and their loads) in flight either way.
+    /// </summary>
+    public static int ResidentThreads(int sharedBytes) => sharedBytes > 72 * 1024 ? 1024 : 512;
+
+    /// <summary>Whether <paramref name="variant"/> can run this shape on this device (<see cref="DistillVariant.Auto"/> and <see cref="DistillVariant.TwoPass"/> always can).</summary>
+    public bool Supports(DistillVariant variant, int vocab, int k)
+    {
+        int c = BlocksPerRow(variant);
+        if (c == 0) return Enum.IsDefined(variant);
+        if (_resident[c] is null || k > ResidentMaxK) return false;
+        // the kernels keep ~1.5 KB of static shared memory besides the dynamic part
+        return ResidentSharedBytes(c, vocab, k) + 2048 <= Device.MaxSharedMemoryPerBlockOptIn;
+    }
+
+    /// <summary>
+    /// What <see cref="DistillVariant.Auto"/> runs: the two-pass kernel. The kernel lab (raft-gpubench --lab) timed
+    /// every variant on an H200 (16,384 rows, K 64, in place): at V 151,936 two-pass 7.88 ms, Resident4 10.9 ms,
+    /// Resident8 16.9 ms; at V 32,000 two-pass 1.78 ms, Resident2 1.86 ms, Resident1 2.10 ms. The row-resident
+    /// kernels move a third fewer bytes but run fewer blocks per multiprocessor, and their per-row chain of
+    /// dependent steps (teacher indices, cluster barriers, reductions) is not hidden; they stay in the lab.
+    /// </summary>
+    public DistillVariant ChooseDistill(int vocab, int k)
+    {
+        _ = vocab;
+        _ = k;
+        return DistillVariant.TwoPass;
     }
 
     /// <summary>Copies <paramref name="count"/> floats from <paramref name="source"/> to <paramref name="destination"/> (non-overlapping).</summary>

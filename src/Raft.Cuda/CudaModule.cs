@@ -110,6 +110,69 @@ public sealed unsafe class CudaFunction
         }
     }
 
+    /// <summary>Registers per thread of the compiled kernel (cuFuncGetAttribute).</summary>
+    public int Registers => GetAttribute(CudaDriverApi.FunctionAttributeNumRegisters, "cuFuncGetAttribute(NUM_REGS)");
+
+    /// <summary>
+    /// Lets launches of this kernel use up to <paramref name="bytes"/> of dynamic shared memory (needed above 48 KB;
+    /// at most <see cref="CudaDevice.MaxSharedMemoryPerBlockOptIn"/> less the kernel's static shared memory).
+    /// </summary>
+    /// <exception cref="CudaException">The driver refused the size.</exception>
+    public void SetMaxDynamicSharedMemory(int bytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(bytes);
+        ObjectDisposedException.ThrowIf(Module.IsUnloaded, Module);
+        var device = Module.Device;
+        device.MakeCurrent();
+        device.Api.Check(device.Api.cuFuncSetAttribute(Handle, CudaDriverApi.FunctionAttributeMaxDynamicSharedSizeBytes, bytes),
+            $"cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES = {bytes}) on {Name}");
+    }
+
+    /// <summary>How many blocks of <paramref name="blockSize"/> threads and <paramref name="dynamicSharedBytes"/> fit on one multiprocessor at once.</summary>
+    public int MaxActiveBlocksPerMultiprocessor(int blockSize, int dynamicSharedBytes)
+    {
+        ObjectDisposedException.ThrowIf(Module.IsUnloaded, Module);
+        var device = Module.Device;
+        device.MakeCurrent();
+        int n;
+        device.Api.Check(device.Api.cuOccupancyMaxActiveBlocksPerMultiprocessor(&n, Handle, blockSize, (nuint)dynamicSharedBytes),
+            $"cuOccupancyMaxActiveBlocksPerMultiprocessor on {Name}");
+        return n;
+    }
+
+    /// <summary>
+    /// How many clusters of this kernel (compile-time cluster size <paramref name="clusterSize"/>) fit on the device
+    /// at once; without the driver's query (before CUDA 12), an estimate from the per-multiprocessor occupancy.
+    /// </summary>
+    public int MaxActiveClusters(int clusterSize, int blockSize, int dynamicSharedBytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(clusterSize, 1);
+        var device = Module.Device;
+        if (clusterSize == 1 || device.Api.cuOccupancyMaxActiveClusters == null)
+            return Math.Max(1, MaxActiveBlocksPerMultiprocessor(blockSize, dynamicSharedBytes) * device.MultiprocessorCount / clusterSize);
+        ObjectDisposedException.ThrowIf(Module.IsUnloaded, Module);
+        device.MakeCurrent();
+        var config = new CudaDriverApi.LaunchConfig
+        {
+            GridDimX = (uint)(clusterSize * device.MultiprocessorCount), GridDimY = 1, GridDimZ = 1,
+            BlockDimX = (uint)blockSize, BlockDimY = 1, BlockDimZ = 1,
+            SharedMemBytes = (uint)dynamicSharedBytes,
+        };
+        int n;
+        device.Api.Check(device.Api.cuOccupancyMaxActiveClusters(&n, Handle, &config), $"cuOccupancyMaxActiveClusters on {Name}");
+        return Math.Max(1, n);
+    }
+
+    private int GetAttribute(int attribute, string call)
+    {
+        ObjectDisposedException.ThrowIf(Module.IsUnloaded, Module);
+        var device = Module.Device;
+        device.MakeCurrent();
+        int value;
+        device.Api.Check(device.Api.cuFuncGetAttribute(&value, attribute, Handle), call);
+        return value;
+    }
+
     /// <inheritdoc />
     public override string ToString() => Name;
 }

@@ -12,28 +12,49 @@ public class LossKernelGpuTests(GpuFixture gpu) : IClassFixture<GpuFixture>
 
     // ------------------------------------------------------------------ top-K
 
-    public static TheoryData<int, int, int, float, bool> TopKCases => new()
+    public enum RowOrder { Random, Ascending, Descending }
+
+    public static TheoryData<TopKVariant, int, int, int, float, bool, RowOrder> TopKCases()
     {
-        // rows, vocab, k, tau, ties
-        { 4, 1000, 10, 1.0f, false },
-        { 3, 1003, 50, 2.0f, false },    // odd vocab: rows start off the 16-byte grid (scalar head and tail)
-        { 2, 7, 7, 0.5f, false },        // k = vocab
-        { 3, 1, 1, 1.0f, false },
-        { 5, 513, 17, 1.5f, true },      // many exact ties: lower index first
-        { 3, 4099, 1024, 1.0f, false },
-        { 2, 20000, 4096, 1.0f, true },  // the largest k sorted in shared memory
-        { 2, 20000, 4097, 1.0f, false }, // sorted in the output arrays instead
-        { 2, 151936, 64, 1.0f, false },  // a Qwen-sized vocabulary
-    };
+        var data = new TheoryData<TopKVariant, int, int, int, float, bool, RowOrder>();
+        var cases = new (int Rows, int Vocab, int K, float Tau, bool Ties, RowOrder Order)[]
+        {
+            (4, 1000, 10, 1.0f, false, RowOrder.Random),
+            (3, 1003, 50, 2.0f, false, RowOrder.Random),    // odd vocab: rows start off the 16-byte grid (scalar head and tail)
+            (2, 7, 7, 0.5f, false, RowOrder.Random),        // k = vocab
+            (3, 1, 1, 1.0f, false, RowOrder.Random),
+            (5, 513, 17, 1.5f, true, RowOrder.Random),      // many exact ties: lower index first
+            (3, 4099, 1024, 1.0f, false, RowOrder.Random),
+            (2, 20000, 2048, 1.0f, true, RowOrder.Random),  // the filter kernel's largest k
+            (2, 20000, 4096, 1.0f, true, RowOrder.Random),  // the largest k sorted in shared memory
+            (2, 20000, 4097, 1.0f, false, RowOrder.Random), // sorted in the output arrays instead
+            (2, 151936, 64, 1.0f, false, RowOrder.Random),  // a Qwen-sized vocabulary
+            (2, 30001, 64, 1.0f, false, RowOrder.Ascending), // every element beats the running threshold: a compaction a step
+            (2, 30001, 64, 1.0f, true, RowOrder.Descending),
+            (2, 9000, 300, 1.0f, true, RowOrder.Ascending),
+        };
+        foreach (var variant in new[] { TopKVariant.Auto, TopKVariant.Radix, TopKVariant.Filter })
+            foreach (var c in cases)
+                if (variant != TopKVariant.Filter || c.K <= CudaLossKernels.TopKFilterMaxK)
+                    data.Add(variant, c.Rows, c.Vocab, c.K, c.Tau, c.Ties, c.Order);
+        return data;
+    }
 
     [GpuTheory]
     [MemberData(nameof(TopKCases))]
-    public void TopKSoftmaxMatchesTheReference(int rows, int vocab, int k, float tau, bool ties)
+    public void TopKSoftmaxMatchesTheReference(TopKVariant variant, int rows, int vocab, int k, float tau, bool ties, RowOrder order)
     {
         var rng = TestRandom.Fresh();
         var logits = rng.Normals(rows * vocab, 3.0);
         if (ties)
             for (int i = 0; i < logits.Length; i++) logits[i] = MathF.Round(logits[i]); // also makes -0 and +0
+        if (order != RowOrder.Random)
+            for (int r = 0; r < rows; r++)
+            {
+                var row = logits.AsSpan(r * vocab, vocab);
+                row.Sort();
+                if (order == RowOrder.Descending) row.Reverse();
+            }
         var expectedIdx = new int[rows * k];
         var expectedP = new float[rows * k];
         ReferenceKernels.Instance.TopKSoftmax(logits, rows, vocab, k, tau, expectedIdx, expectedP);
@@ -42,7 +63,8 @@ public class LossKernelGpuTests(GpuFixture gpu) : IClassFixture<GpuFixture>
         using var dIdx = Device.Allocate<int>(rows * k);
         using var dP = Device.Allocate<float>(rows * k);
         using var dStatus = Device.Allocate<int>(rows);
-        gpu.Kernels.TopKSoftmax(dLogits.Pointer, rows, vocab, k, tau, dIdx.Pointer, dP.Pointer, dStatus.Pointer);
+        dIdx.CopyFrom(Enumerable.Repeat(-1, rows * k).ToArray()); // poisoned: an unwritten element fails
+        gpu.Kernels.TopKSoftmax(dLogits.Pointer, rows, vocab, k, tau, dIdx.Pointer, dP.Pointer, dStatus.Pointer, variant);
         Device.Synchronize();
 
         Assert.All(dStatus.ToArray(), s => Assert.Equal(0, s));
@@ -51,13 +73,15 @@ public class LossKernelGpuTests(GpuFixture gpu) : IClassFixture<GpuFixture>
         for (int i = 0; i < idx.Length; i++)
         {
             if (idx[i] != expectedIdx[i])
-                Assert.Fail($"index [{i / k}, {i % k}]: got {idx[i]}, expected {expectedIdx[i]} ({rng})");
+                Assert.Fail($"{variant}: index [{i / k}, {i % k}]: got {idx[i]}, expected {expectedIdx[i]} ({rng})");
             AssertClose(expectedP[i], p[i], 1e-5, 1e-7, $"prob [{i / k}, {i % k}] ({rng})");
         }
     }
 
-    [GpuFact]
-    public void TopKFlagsRowsWithNonFiniteLogits()
+    [GpuTheory]
+    [InlineData(TopKVariant.Radix)]
+    [InlineData(TopKVariant.Filter)]
+    public void TopKFlagsRowsWithNonFiniteLogits(TopKVariant variant)
     {
         var rng = TestRandom.Fresh();
         const int rows = 3, vocab = 300, k = 8;
@@ -68,7 +92,7 @@ public class LossKernelGpuTests(GpuFixture gpu) : IClassFixture<GpuFixture>
         using var dIdx = Device.Allocate<int>(rows * k);
         using var dP = Device.Allocate<float>(rows * k);
         using var dStatus = Device.Allocate<int>(rows);
-        gpu.Kernels.TopKSoftmax(dLogits.Pointer, rows, vocab, k, 1f, dIdx.Pointer, dP.Pointer, dStatus.Pointer);
+        gpu.Kernels.TopKSoftmax(dLogits.Pointer, rows, vocab, k, 1f, dIdx.Pointer, dP.Pointer, dStatus.Pointer, variant);
         Device.Synchronize();
         Assert.Equal([0, 1, 1], dStatus.ToArray());
     }
@@ -77,25 +101,41 @@ public class LossKernelGpuTests(GpuFixture gpu) : IClassFixture<GpuFixture>
 
     public enum GradientMode { None, Separate, InPlace }
 
-    public static TheoryData<DistillLossKind, float, GradientMode, int, int, bool> DistillCases()
+    /// <summary>Every distillation kernel variant; the test skips a variant this device cannot run (reported in the message).</summary>
+    public static readonly DistillVariant[] DistillVariants =
+        [DistillVariant.Auto, DistillVariant.TwoPass, DistillVariant.Resident1, DistillVariant.Resident2, DistillVariant.Resident4, DistillVariant.Resident8];
+
+    public static TheoryData<DistillVariant, DistillLossKind, float, GradientMode, int, int, bool> DistillCases()
     {
-        var data = new TheoryData<DistillLossKind, float, GradientMode, int, int, bool>();
-        foreach (var (kind, beta) in new[] { (DistillLossKind.ForwardKL, 0.5f), (DistillLossKind.ReverseKL, 0.5f), (DistillLossKind.Jsd, 0.5f), (DistillLossKind.Jsd, 0.1f) })
-            foreach (var mode in Enum.GetValues<GradientMode>())
-            {
-                data.Add(kind, beta, mode, 1000, 20, true);
-                data.Add(kind, beta, mode, 1003, 100, false); // rows off the 16-byte grid
-            }
-        data.Add(DistillLossKind.ForwardKL, 0.5f, GradientMode.InPlace, 32003, 8192, true); // the largest in-place k
-        data.Add(DistillLossKind.Jsd, 0.3f, GradientMode.Separate, 20000, 9000, true);      // k gathered from global memory
-        data.Add(DistillLossKind.ReverseKL, 0.5f, GradientMode.Separate, 5, 5, true);
+        var data = new TheoryData<DistillVariant, DistillLossKind, float, GradientMode, int, int, bool>();
+        foreach (var variant in DistillVariants)
+        {
+            foreach (var (kind, beta) in new[] { (DistillLossKind.ForwardKL, 0.5f), (DistillLossKind.ReverseKL, 0.5f), (DistillLossKind.Jsd, 0.5f), (DistillLossKind.Jsd, 0.1f) })
+                foreach (var mode in Enum.GetValues<GradientMode>())
+                {
+                    data.Add(variant, kind, beta, mode, 1000, 20, true);
+                    data.Add(variant, kind, beta, mode, 1003, 100, false); // rows off the 16-byte grid
+                }
+            data.Add(variant, DistillLossKind.ForwardKL, 0.5f, GradientMode.InPlace, 151936, 64, true); // a Qwen-sized vocabulary
+            data.Add(variant, DistillLossKind.ForwardKL, 0.5f, GradientMode.InPlace, 9, 9, false);      // fewer logits than blocks
+            data.Add(variant, DistillLossKind.ReverseKL, 0.5f, GradientMode.Separate, 5, 5, true);
+        }
+        data.Add(DistillVariant.TwoPass, DistillLossKind.ForwardKL, 0.5f, GradientMode.InPlace, 32003, 8192, true); // the largest in-place k
+        data.Add(DistillVariant.TwoPass, DistillLossKind.Jsd, 0.3f, GradientMode.Separate, 20000, 9000, true);      // k gathered from global memory
         return data;
     }
 
     [GpuTheory]
     [MemberData(nameof(DistillCases))]
-    public void DistillMatchesTheReference(DistillLossKind kind, float beta, GradientMode mode, int vocab, int k, bool weighted)
+    public void DistillMatchesTheReference(DistillVariant variant, DistillLossKind kind, float beta, GradientMode mode, int vocab, int k, bool weighted)
     {
+        if (!gpu.Kernels.Supports(variant, vocab, k))
+        {
+            Assert.Throws<ArgumentOutOfRangeException>(() => gpu.Kernels.Distill(new DevicePointer(256), new DevicePointer(256), 1, vocab,
+                new DevicePointer(256), new DevicePointer(256), k, DevicePointer.Null, 1f, 1f, KdDivergence.ForwardKL, 0.5f,
+                new DevicePointer(256), DevicePointer.Null, variant));
+            return; // this device cannot run the variant (no clusters, or too little shared memory): refused, as it should be
+        }
         var rng = TestRandom.Fresh();
         const int rows = 6;
         const float tau = 1.5f;
@@ -125,7 +165,7 @@ public class LossKernelGpuTests(GpuFixture gpu) : IClassFixture<GpuFixture>
         };
         gpu.Kernels.Distill(dStudent.Pointer, gradPointer, rows, vocab, dIdx.Pointer, dP.Pointer, k,
             weighted ? dW.Pointer : DevicePointer.Null, normalizer, tau, ToDivergence(config.EffectiveKind), beta,
-            dLoss.Pointer, dStatus.Pointer);
+            dLoss.Pointer, dStatus.Pointer, variant);
         Device.Synchronize();
 
         Assert.All(dStatus.ToArray(), s => Assert.Equal(0, s));
@@ -160,13 +200,17 @@ public class LossKernelGpuTests(GpuFixture gpu) : IClassFixture<GpuFixture>
         double tolerance = 1e-4 * maxAbs + 1e-9;
         for (int i = 0; i < grad.Length; i++)
             if (Math.Abs(grad[i] - expectedGrad[i]) > tolerance)
-                Assert.Fail($"gradient [{i / vocab}, {i % vocab}]: got {grad[i]}, expected {expectedGrad[i]} (tolerance {tolerance:g3}, {rng})");
+                Assert.Fail($"{variant}: gradient [{i / vocab}, {i % vocab}]: got {grad[i]}, expected {expectedGrad[i]} (tolerance {tolerance:g3}, {rng})");
         if (weighted)
             for (int i = 0; i < vocab; i++) Assert.Equal(0f, grad[2 * vocab + i]); // the row of weight 0
     }
 
-    [GpuFact]
-    public void DistillFlagsRowsWithNonFiniteLogits()
+    [GpuTheory]
+    [InlineData(DistillVariant.TwoPass)]
+    [InlineData(DistillVariant.Resident1)]
+    [InlineData(DistillVariant.Resident2)]
+    [InlineData(DistillVariant.Resident8)]
+    public void DistillFlagsRowsWithNonFiniteLogits(DistillVariant variant)
     {
         var rng = TestRandom.Fresh();
         const int rows = 3, vocab = 500, k = 4;
@@ -179,8 +223,9 @@ public class LossKernelGpuTests(GpuFixture gpu) : IClassFixture<GpuFixture>
         using var dP = Device.Upload<float>(tP);
         using var dLoss = Device.Allocate<float>(rows);
         using var dStatus = Device.Allocate<int>(rows);
-        gpu.Kernels.Distill(dStudent.Pointer, DevicePointer.Null, rows, vocab, dIdx.Pointer, dP.Pointer, k,
-            DevicePointer.Null, rows, 1f, KdDivergence.ForwardKL, 0.5f, dLoss.Pointer, dStatus.Pointer);
+        if (!gpu.Kernels.Supports(variant, vocab, k)) return; // refused on this device (see DistillMatchesTheReference)
+        gpu.Kernels.Distill(dStudent.Pointer, dStudent.Pointer, rows, vocab, dIdx.Pointer, dP.Pointer, k,
+            DevicePointer.Null, rows, 1f, KdDivergence.ForwardKL, 0.5f, dLoss.Pointer, dStatus.Pointer, variant);
         Device.Synchronize();
         Assert.Equal([0, 1, 1], dStatus.ToArray());
     }
