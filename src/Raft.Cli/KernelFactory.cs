@@ -86,7 +86,13 @@ internal static class KernelFactory
                 else backend = KernelBackends.Create(ComputeDevice.Auto, cpuThreads);
                 break;
         }
-        log?.WriteLine($"raft: kernels on {backend.Description}");
+        if (log is not null) Announce(device, backend, log);
         return backend;
+    }
+
+    /// <summary>The one line that every choice but cpu writes: <c>raft: kernels on …</c> (for callers that check more inputs before saying it).</summary>
+    public static void Announce(DeviceChoice device, KernelBackend backend, TextWriter log)
+    {
+        if (device != DeviceChoice.Cpu) log.WriteLine($"raft: kernels on {backend.Description}");
     }
 }

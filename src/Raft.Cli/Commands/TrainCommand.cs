@@ -93,7 +93,8 @@ internal static class TrainCommand
         // Every input is read and checked (down to the Trainer's checks) before --out is created, so that a wrong input leaves no run directory behind.
         var examples = Load(dataPath, skipBad, info);
         var student = ModelStore.LoadStudent(modelDir, options.Threads);
-        using var backend = KernelFactory.Create(KernelFactory.Parse(options.Device), options.Threads == 0 ? null : options.Threads, info);
+        var device = KernelFactory.Parse(options.Device);
+        using var backend = KernelFactory.Create(device, options.Threads == 0 ? null : options.Threads); // said below, once the inputs passed
         var kernels = backend.Kernels;
         using var teacherModel = teacherDir is null ? null : OpenTeacher(teacherDir, provider, kernels, student.Model.Config.VocabSize, options.Threads, info);
         var progress = new ProgressReporter(stderr, ProgressReporter.IsTerminal(stderr));
@@ -105,6 +106,7 @@ internal static class TrainCommand
             Collective = world,
         };
         CliChecks.CheckOutputDirectory("--out", outDir);
+        KernelFactory.Announce(device, backend, info);
         var result = trainer.Run(outDir, resume);
         if (world.Rank != 0) return ExitCodes.Success;
         parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(new
