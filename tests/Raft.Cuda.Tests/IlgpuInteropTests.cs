@@ -27,7 +27,19 @@ public sealed class IlgpuGpuFixture : IDisposable
     }
 
     public string CacheDirectory { get; }
-    public CudaAccelerator Accelerator => _state.Value.Accelerator;
+    /// <summary>
+    /// The accelerator, with its context made current on the calling thread first: test classes run in parallel on
+    /// shared threads, and another class may have left the primary context current there while ILGPU still believes
+    /// its accelerator bound (ILGPU's allocations and copies would then use the wrong context).
+    /// </summary>
+    public CudaAccelerator Accelerator
+    {
+        get
+        {
+            _state.Value.Device.MakeCurrent();
+            return _state.Value.Accelerator;
+        }
+    }
     public CudaDevice Device => _state.Value.Device;
     public CudaLossKernels Kernels => _state.Value.Kernels;
 
