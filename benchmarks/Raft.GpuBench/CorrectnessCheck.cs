@@ -1,6 +1,9 @@
 using System.Globalization;
+using ILGPU;
+using ILGPU.Runtime;
 using Raft.Cuda;
 using Raft.Kernels;
+using CudaDevice = Raft.Cuda.CudaDevice;
 
 namespace Raft.GpuBench;
 
@@ -117,6 +120,49 @@ internal sealed class CorrectnessCheck
             return new CheckResult(name, IndexMismatches(dIdx.ToArray()), NormError(dProbs.ToArray(), _refProbs), lossErr, NormError(dStudent.ToArray(), _refGrad));
         }
         catch (Exception e) when (e is CudaException or NvrtcException or ArgumentException or InvalidOperationException)
+        {
+            return new CheckResult(name, 0, double.NaN, double.NaN, double.NaN, $"{e.GetType().Name}: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// The zero-copy path: the CUDA C kernels on ILGPU-allocated buffers through their ArrayView overloads, on
+    /// ILGPU's default stream (the kernels must be loaded on <see cref="CudaDevice.FromIlgpu"/>).
+    /// </summary>
+    public CheckResult CheckOnIlgpuBuffers(CudaLossKernels kernels)
+    {
+        const string name = CudaBench.IlgpuBuffersImplementation;
+        try
+        {
+            var accelerator = kernels.Device.IlgpuAccelerator ?? throw new InvalidOperationException("the kernels are not loaded on ILGPU's context");
+            int v = _o.Vocab, k = _o.TopK;
+            using var dTeacher = accelerator.Allocate1D(_teacher);
+            using var dIdx = accelerator.Allocate1D<int>(_rows * k);
+            using var dProbs = accelerator.Allocate1D<float>(_rows * k);
+            using var dStatus = accelerator.Allocate1D<int>(_rows);
+            using var dStudent = accelerator.Allocate1D(_student);
+            using var dRefIdx = accelerator.Allocate1D(_refIdx);
+            using var dRefProbs = accelerator.Allocate1D(_refProbs);
+            using var dLoss = accelerator.Allocate1D<float>(_rows);
+            using var dStatus2 = accelerator.Allocate1D<int>(_rows);
+            // poison the outputs (all bits set: index −1, NaN), so that an unwritten element shows
+            var stream = accelerator.DefaultStream;
+            dIdx.View.MemSet(stream, 0xff);
+            dProbs.View.MemSet(stream, 0xff);
+            dLoss.View.MemSet(stream, 0xff);
+            kernels.TopKSoftmax(dTeacher.View, _rows, v, k, _o.Temperature, dIdx.View, dProbs.View, dStatus.View, stream);
+            kernels.Distill(dStudent.View, dStudent.View, _rows, v, dRefIdx.View, dRefProbs.View, k, ArrayView<float>.Empty,
+                _rows, _o.Temperature, KdDivergence.ForwardKL, 0.5f, dLoss.View, dStatus2.View, stream);
+            stream.Synchronize();
+            if (dStatus.GetAsArray1D().Any(s => s != 0) || dStatus2.GetAsArray1D().Any(s => s != 0))
+                return new CheckResult(name, 0, double.NaN, double.NaN, double.NaN, "a row status flag is set on finite inputs");
+            var rowLoss = dLoss.GetAsArray1D();
+            double lossErr = 0;
+            for (int r = 0; r < _rows; r++)
+                lossErr = Math.Max(lossErr, double.IsFinite(rowLoss[r]) ? Math.Abs(rowLoss[r] - _refRowLoss[r]) / Math.Abs(_refRowLoss[r]) : double.PositiveInfinity);
+            return new CheckResult(name, IndexMismatches(dIdx.GetAsArray1D()), NormError(dProbs.GetAsArray1D(), _refProbs), lossErr, NormError(dStudent.GetAsArray1D(), _refGrad));
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
             return new CheckResult(name, 0, double.NaN, double.NaN, double.NaN, $"{e.GetType().Name}: {e.Message}");
         }

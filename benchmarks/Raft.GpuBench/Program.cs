@@ -54,7 +54,9 @@ if (o.HostCheck)
     return cpu.Passed(o.Tolerance) && ilgpuCpu.Passed(o.Tolerance) ? 0 : 1;
 }
 
-if (!CudaDevice.TryOpen(o.Device, out var device, out var reason))
+// One context for the run: ILGPU's accelerator owns it and the CUDA C kernels launch in it (GpuSession).
+var session = GpuSession.TryOpen(o, out var reason);
+if (session is null)
 {
     Console.Error.WriteLine("raft-gpubench: no CUDA device: " + reason);
     return 3;
@@ -62,8 +64,9 @@ if (!CudaDevice.TryOpen(o.Device, out var device, out var reason))
 
 try
 {
-    using (device)
+    using (session)
     {
+        var device = session.Device;
         if (!NvrtcCompiler.IsAvailable)
         {
             Console.Error.WriteLine("raft-gpubench: no NVRTC: " + NvrtcCompiler.UnavailableReason);
@@ -72,6 +75,7 @@ try
         Say($"# raft-gpubench: {device}");
         Say($"driver {CudaDevice.DriverVersion}, NVRTC {NvrtcCompiler.Version} ({NvrtcCompiler.LibraryName}), {device.TotalMemoryBytes / 1e9:F1} GB, {Environment.ProcessorCount} CPU cores");
         Say($"shapes: {o.ShapeText}; warm-up {o.Warmup}, median of {o.Repetitions} (ILGPU {o.IlgpuRepetitions})");
+        Say($"context: {session.ContextNote}");
         Say("");
 
         var cacheDir = Path.Combine(Path.GetTempPath(), "raft-gpubench-ptx");
@@ -83,21 +87,17 @@ try
         Console.WriteLine($"correctness: {o.CheckRows} rows of fresh random data at V {o.Vocab}, K {o.TopK} …");
         var check = new CorrectnessCheck(o);
         var checks = new List<CheckResult> { check.Check(device, kernels), check.Check(new CpuKernels(), "raft cpu (host)") };
+        CheckResult? zeroCopyCheck = session.Accelerator is null ? null : check.CheckOnIlgpuBuffers(kernels);
+        if (zeroCopyCheck is not null) checks.Add(zeroCopyCheck);
         CheckResult? ilgpuCheck = null;
-        IlgpuBench? ilgpu = null;
-        if (!o.SkipIlgpu)
+        IlgpuBench? ilgpu = session.Ilgpu;
+        if (ilgpu is null)
+            Say("ILGPU path skipped: " + session.IlgpuNote);
+        else
         {
-            ilgpu = IlgpuBench.TryOpen(o.Device, out var why);
-            if (ilgpu is null)
-                Say("ILGPU path skipped: " + why);
-            else
-            {
-                Say($"ILGPU: {ilgpu.Description}");
-                ilgpu.Activate();
-                ilgpuCheck = check.Check(ilgpu.Kernels, "raft ilgpu (cuda)");
-                checks.Add(ilgpuCheck);
-                device.MakeCurrent();
-            }
+            Say($"ILGPU: {ilgpu.Description}");
+            ilgpuCheck = check.Check(ilgpu.Kernels, "raft ilgpu (cuda)");
+            checks.Add(ilgpuCheck);
         }
         Say("");
         Say($"## Correctness vs ReferenceKernels ({o.CheckRows} rows; tolerance {o.Tolerance:g} relative)");
@@ -111,7 +111,6 @@ try
         if (!checks[0].Passed(o.Tolerance))
         {
             Say("FAIL: the CUDA C kernels disagree with the reference; no timings.");
-            ilgpu?.Dispose();
             WriteReport(o, report);
             return 1;
         }
@@ -119,13 +118,27 @@ try
         // ---- timings
         Console.WriteLine("timing the CUDA C kernels …");
         var rows = CudaBench.Run(device, kernels, cache, o, Console.Out);
+        if (zeroCopyCheck is not null)
+        {
+            if (zeroCopyCheck.Passed(o.Tolerance))
+            {
+                try
+                {
+                    rows.AddRange(CudaBench.RunOnIlgpuBuffers(device, kernels, cache, o, Console.Out));
+                }
+                catch (Exception e)
+                {
+                    Say($"zero-copy timings (CUDA C on ILGPU buffers) failed: {e.GetType().Name}: {e.Message}");
+                }
+            }
+            else Say("zero-copy timings skipped: the CUDA C kernels on ILGPU buffers did not pass their check.");
+        }
         if (ilgpu is not null)
         {
             if (ilgpuCheck is not null && ilgpuCheck.Passed(o.Tolerance))
             {
                 try
                 {
-                    ilgpu.Activate();
                     rows.AddRange(ilgpu.Run(o, Console.Out));
                 }
                 catch (Exception e)
@@ -134,15 +147,6 @@ try
                 }
             }
             else Say("ILGPU timings skipped: its correctness check did not pass or did not run.");
-            try
-            {
-                ilgpu.Dispose();
-            }
-            catch (Exception e)
-            {
-                Console.Error.WriteLine($"ILGPU dispose failed (ignored): {e.GetType().Name}: {e.Message}");
-            }
-            device.MakeCurrent();
         }
         Say($"## Timings ({o.ShapeText})");
         Say("");

@@ -1,14 +1,17 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.InteropServices;
 using System.Text;
+using ILGPU.Runtime.Cuda;
 
 namespace Raft.Cuda;
 
 /// <summary>
 /// One CUDA device and the context the kernels run in: the device's primary context (retained on open, released
-/// on <see cref="Dispose"/>), or a context that another library made current (<see cref="FromCurrentContext"/>,
-/// for example ILGPU's, which is not released here). Every operation makes the context current on the calling
-/// thread first, so a device may be used from any thread. Disposal is deterministic: it unloads the modules
+/// on <see cref="Dispose"/>), ILGPU's context of a CUDA accelerator (<see cref="FromIlgpu"/>: the accelerator owns
+/// it, and the kernels launch on its streams and buffers), or a context that another library made current
+/// (<see cref="FromCurrentContext"/>); a borrowed context is never released or destroyed here. Every operation makes
+/// the context current on the calling thread first (for ILGPU's, through the accelerator's own binding, so that
+/// ILGPU's idea of the current context stays true), so a device may be used from any thread. Disposal is deterministic: it unloads the modules
 /// loaded through this object and releases the primary context (a <see cref="SafeHandle"/> releases it if the
 /// object is never disposed). Buffers and modules must not be used after their device is disposed.
 /// </summary>
@@ -18,14 +21,16 @@ public sealed unsafe class CudaDevice : IDisposable
 
     private readonly CudaDriverApi _api;
     private readonly PrimaryContextHandle? _primary;
+    private readonly CudaAccelerator? _ilgpu;
     private readonly List<CudaModule> _modules = [];
     private readonly object _sync = new();
     private bool _disposed;
 
-    private CudaDevice(CudaDriverApi api, int ordinal, int device, IntPtr context, PrimaryContextHandle? primary)
+    private CudaDevice(CudaDriverApi api, int ordinal, int device, IntPtr context, PrimaryContextHandle? primary, CudaAccelerator? ilgpu = null)
     {
         _api = api;
         _primary = primary;
+        _ilgpu = ilgpu;
         Ordinal = ordinal;
         Handle = device;
         Context = context;
@@ -87,6 +92,23 @@ public sealed unsafe class CudaDevice : IDisposable
 
     /// <summary>The device's memory in bytes.</summary>
     public long TotalMemoryBytes { get; }
+
+    /// <summary>
+    /// The ILGPU accelerator whose context this device runs in (<see cref="FromIlgpu"/>), or null. Its
+    /// <c>ArrayView</c> buffers and <c>AcceleratorStream</c>s can be passed to <see cref="CudaLossKernels"/>.
+    /// </summary>
+    public CudaAccelerator? IlgpuAccelerator => _ilgpu;
+
+    /// <summary>Whether this device's context is the one current on the calling thread (cuCtxGetCurrent).</summary>
+    public bool IsCurrent
+    {
+        get
+        {
+            IntPtr current;
+            _api.Check(_api.cuCtxGetCurrent(&current), "cuCtxGetCurrent");
+            return current == Context;
+        }
+    }
 
     /// <summary>Whether this object released its context.</summary>
     public bool IsDisposed => _disposed;
@@ -178,13 +200,78 @@ public sealed unsafe class CudaDevice : IDisposable
         return new CudaDevice(api, ordinal, device, context, null);
     }
 
-    /// <summary>Makes this device's context current on the calling thread.</summary>
-    /// <exception cref="ObjectDisposedException">The device was disposed.</exception>
+    /// <summary>
+    /// Wraps the context of an ILGPU CUDA accelerator (its <c>NativePtr</c>, created by ILGPU with cuCtxCreate), so
+    /// that the CUDA C kernels launch in the context that owns the accelerator's buffers and streams. ILGPU keeps
+    /// ownership: disposing this object unloads only the modules loaded through it, and disposing the accelerator
+    /// first also unloads them (its Disposed event fires while the context still exists) and marks this device
+    /// disposed.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">CUDA is unavailable here (the message says why).</exception>
+    /// <exception cref="ObjectDisposedException">The accelerator is disposed.</exception>
+    /// <exception cref="CudaException">A driver call failed.</exception>
+    public static CudaDevice FromIlgpu(CudaAccelerator accelerator)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        ObjectDisposedException.ThrowIf(accelerator.IsDisposed || accelerator.NativePtr == IntPtr.Zero, accelerator);
+        var (ok, why, count) = s_probe.Value;
+        if (!ok) throw new InvalidOperationException("CUDA is unavailable: " + why);
+        var api = CudaDriverApi.TryGet(out _)!;
+        IntPtr context = accelerator.NativePtr;
+        BindIlgpu(api, accelerator, context);
+        int device;
+        api.Check(api.cuCtxGetDevice(&device), "cuCtxGetDevice");
+        int ordinal = -1;
+        for (int i = 0; i < count && ordinal < 0; i++)
+        {
+            int d;
+            api.Check(api.cuDeviceGet(&d, i), "cuDeviceGet");
+            if (d == device) ordinal = i;
+        }
+        var wrapped = new CudaDevice(api, ordinal, device, context, null, accelerator);
+        accelerator.Disposed += wrapped.OnIlgpuDisposed;
+        return wrapped;
+    }
+
+    /// <summary>Makes this device's context current on the calling thread (for ILGPU's, binds the accelerator too).</summary>
+    /// <exception cref="ObjectDisposedException">The device (or its ILGPU accelerator) was disposed.</exception>
     public void MakeCurrent()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        _api.Check(_api.cuCtxSetCurrent(Context), "cuCtxSetCurrent");
+        if (_ilgpu is not null) BindIlgpu(_api, _ilgpu, Context);
+        else _api.Check(_api.cuCtxSetCurrent(Context), "cuCtxSetCurrent");
     }
+
+    /// <summary>
+    /// Makes the context current and checks that the driver agrees (cuCtxGetCurrent), for launches on buffers of a
+    /// borrowed context: a mismatch would make the driver read another context's handles.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">Another context is current after binding.</exception>
+    internal void EnsureCurrent(string operation)
+    {
+        MakeCurrent();
+        IntPtr current;
+        _api.Check(_api.cuCtxGetCurrent(&current), "cuCtxGetCurrent");
+        if (current != Context)
+            throw new InvalidOperationException(
+                $"{operation}: the current CUDA context is 0x{current:x}, not this device's 0x{Context:x}" +
+                (_ilgpu is null ? "." : " (the ILGPU accelerator's)."));
+    }
+
+    /// <summary>
+    /// Binds ILGPU's accelerator (ILGPU skips its cuCtxSetCurrent when it believes the accelerator is already bound on
+    /// this thread, which is wrong after another library changed the context), then sets the context if needed.
+    /// </summary>
+    private static void BindIlgpu(CudaDriverApi api, CudaAccelerator accelerator, IntPtr context)
+    {
+        ObjectDisposedException.ThrowIf(accelerator.IsDisposed, accelerator);
+        accelerator.Bind();
+        IntPtr current;
+        api.Check(api.cuCtxGetCurrent(&current), "cuCtxGetCurrent");
+        if (current != context) api.Check(api.cuCtxSetCurrent(context), "cuCtxSetCurrent");
+    }
+
+    private void OnIlgpuDisposed(object? sender, EventArgs e) => Dispose();
 
     /// <summary>The NVRTC architecture for this device with the loaded NVRTC (see <see cref="NvrtcCompiler.ChooseArchitecture(int, int)"/>).</summary>
     public string ChooseArchitecture() => NvrtcCompiler.ChooseArchitecture(ComputeCapabilityMajor, ComputeCapabilityMinor);
@@ -257,7 +344,7 @@ public sealed unsafe class CudaDevice : IDisposable
         lock (_sync) _modules.Remove(module);
     }
 
-    /// <summary>Unloads the modules loaded through this object and releases the primary context (idempotent).</summary>
+    /// <summary>Unloads the modules loaded through this object and releases the primary context, if it is one (idempotent).</summary>
     public void Dispose()
     {
         CudaModule[] modules;
@@ -267,6 +354,7 @@ public sealed unsafe class CudaDevice : IDisposable
             modules = [.. _modules];
             _modules.Clear();
         }
+        if (_ilgpu is not null) _ilgpu.Disposed -= OnIlgpuDisposed;
         if (_api.cuCtxSetCurrent(Context) == 0)
             foreach (var m in modules) m.Unload();
         lock (_sync) _disposed = true;

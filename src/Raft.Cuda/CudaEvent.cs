@@ -1,7 +1,9 @@
+using ILGPU.Runtime;
+
 namespace Raft.Cuda;
 
 /// <summary>
-/// A CUDA event (CUevent) of a device's context, for timing device work: <see cref="Record"/> it on a stream
+/// A CUDA event (CUevent) of a device's context, for timing device work: <see cref="Record(IntPtr)"/> it on a stream
 /// before and after the work, then <see cref="ElapsedMilliseconds"/> gives the device time between the two
 /// (cuEventElapsedTime, resolution about 0.5 µs). Created with default flags (timing enabled, spin wait).
 /// <see cref="Dispose"/> destroys it.
@@ -35,7 +37,21 @@ public sealed unsafe class CudaEvent : IDisposable
         _device.Api.Check(_device.Api.cuEventRecord(_handle, stream), "cuEventRecord");
     }
 
-    /// <summary>Waits until the work queued before the event's last <see cref="Record"/> has completed (cuEventSynchronize).</summary>
+    /// <summary>
+    /// Queues the event on an ILGPU stream (null: the accelerator's default stream) of the accelerator whose context
+    /// the event's device wraps (<see cref="CudaDevice.FromIlgpu"/>).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The event's device is not an ILGPU accelerator's.</exception>
+    /// <exception cref="ArgumentException">The stream belongs to another accelerator.</exception>
+    public void Record(AcceleratorStream? stream)
+    {
+        ThrowIfDisposed();
+        var accelerator = _device.IlgpuAccelerator ?? throw new InvalidOperationException(
+            $"an ILGPU stream needs an event created on CudaDevice.FromIlgpu(accelerator); this one's device is {_device}.");
+        Record(IlgpuInterop.StreamOf(accelerator, stream));
+    }
+
+    /// <summary>Waits until the work queued before the event's last <see cref="Record(IntPtr)"/> has completed (cuEventSynchronize).</summary>
     /// <exception cref="CudaException">The driver call failed, or earlier queued work failed.</exception>
     public void Synchronize()
     {

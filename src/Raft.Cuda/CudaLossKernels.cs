@@ -1,6 +1,6 @@
 namespace Raft.Cuda;
 
-/// <summary>The divergence computed by CudaLossKernels.Distill (the kernel's `kind` argument).</summary>
+/// <summary>The divergence computed by <c>CudaLossKernels.Distill</c> (the kernel's `kind` argument).</summary>
 public enum KdDivergence
 {
     /// <summary>Forward KL, KL(p_K ‖ q) with q the student's full-vocabulary softmax at τ.</summary>
@@ -41,11 +41,13 @@ public enum DistillVariant
 
 /// <summary>
 /// The loss kernels of kernels/*.cu compiled for one device and launched on raw device pointers, so that the
-/// buffers may belong to another library (for example ILGPU's, with <see cref="CudaDevice.FromCurrentContext"/>).
+/// buffers may belong to another library; for ILGPU, load them on <see cref="CudaDevice.FromIlgpu"/> and use the
+/// overloads taking <c>ArrayView</c>s and an <c>AcceleratorStream</c> (CudaLossKernels.Ilgpu.cs), which check the
+/// views' lengths and accelerator and that ILGPU's context is current.
 /// Launches are asynchronous on the given stream; per-row status flags report NaN or infinite logits, which the
 /// caller checks after synchronizing. Arguments are validated here; the pointed-to memory cannot be.
 /// </summary>
-public sealed class CudaLossKernels : IDisposable
+public sealed partial class CudaLossKernels : IDisposable
 {
     /// <summary>Threads per block of every launch (one block per row for the loss kernels).</summary>
     public const int ThreadsPerBlock = 256;

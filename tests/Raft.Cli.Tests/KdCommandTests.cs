@@ -283,7 +283,7 @@ public class KdDeviceTests : CliHarness
         Assert.DoesNotContain("kernels on", run.Stderr);
         var bad = Raft("kd", "--example", "--device", "tpu");
         Assert.Equal(2, bad.Code);
-        Assert.Contains("--device must be auto, cpu or cuda, got 'tpu'", bad.Stderr);
+        Assert.Contains("--device must be auto, cpu, cuda or cuda-c, got 'tpu'", bad.Stderr);
     }
 
     [Fact]

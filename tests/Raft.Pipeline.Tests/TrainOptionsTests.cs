@@ -64,7 +64,7 @@ public class TrainOptionsTests
             WeightDecay = 0.05, Beta1 = 0.8, Beta2 = 0.99, ClipNorm = 0.5, Seed = 42, Threads = 2, CheckpointEvery = 3,
             MaxNonFiniteSteps = 4, TopK = 5, Temperature = 2f, LossKind = DistillLossKind.Jsd, JsdBeta = 0.25f, EmaDecay = 0.7,
             TargetRatio = [2, 1], FixedWeights = [0.3, 0.7], AnswerConditioned = false, RolloutTemperature = 0.5f,
-            RolloutMaxTokens = 9, RolloutsPerPrompt = 2,
+            RolloutMaxTokens = 9, RolloutsPerPrompt = 2, Device = "cuda-c",
         };
         string json = o.ToJson();
         Assert.Contains("\"learning_rate\"", json);
@@ -76,6 +76,23 @@ public class TrainOptionsTests
         Assert.Equal([2.0, 1.0], back.TargetRatio);
         Assert.Equal([0.3, 0.7], back.FixedWeights!);
         Assert.Equal(o with { TargetRatio = back.TargetRatio, FixedWeights = back.FixedWeights }, back);
+    }
+
+    [Fact]
+    public void Device_is_one_of_four_and_a_gpu_device_needs_the_callers_kernels()
+    {
+        Assert.Equal("auto", new TrainOptions().Device);
+        foreach (var d in TrainOptions.Devices) new TrainOptions { Device = d }.Validate();
+        var e = Assert.Throws<ArgumentException>(() => new TrainOptions { Device = "tpu" }.Validate());
+        Assert.Contains("device = tpu", e.Message);
+        // without kernels the Trainer runs the CPU kernels: fine for auto and cpu, refused for a GPU device
+        var data = new[] { new TrainExample("q", "a") };
+        var model = TinyModels.Model();
+        var sft = TinyModels.Sft(1);
+        _ = new Trainer(model, Raft.Model.Tokenization.ByteTokenizer.Instance, Raft.Model.Tokenization.ChatTemplate.Raft, data, sft with { Device = "cpu" });
+        var refused = Assert.Throws<ArgumentException>(() =>
+            new Trainer(model, Raft.Model.Tokenization.ByteTokenizer.Instance, Raft.Model.Tokenization.ChatTemplate.Raft, data, sft with { Device = "cuda" }));
+        Assert.Contains("device = cuda", refused.Message);
     }
 
     [Fact]

@@ -64,9 +64,9 @@ internal static class KdCommand
         };
         public readonly Option<string> Device = new("--device")
         {
-            Description = "Where the kernels run: auto (CUDA when a GPU is usable, else the CPU, said once on stderr), cpu or cuda.",
+            Description = KernelFactory.Help,
             DefaultValueFactory = _ => "auto",
-            HelpName = "auto|cpu|cuda",
+            HelpName = KernelFactory.HelpName,
         };
         public readonly Option<bool> Example = new("--example")
         {
@@ -128,14 +128,7 @@ internal static class KdCommand
         int? threads = parse.GetValue(o.Threads);
         if (threads is < 1)
             throw new UsageException($"--threads must be ≥ 1, got {threads}.");
-        string deviceText = parse.GetValue(o.Device) ?? "auto";
-        ComputeDevice device = deviceText.ToLowerInvariant() switch
-        {
-            "auto" => ComputeDevice.Auto,
-            "cpu" => ComputeDevice.Cpu,
-            "cuda" => ComputeDevice.Cuda,
-            _ => throw new UsageException($"--device must be auto, cpu or cuda, got '{deviceText}'."),
-        };
+        DeviceChoice device = KernelFactory.Parse(parse.GetValue(o.Device) ?? "auto");
         string? gradOut = parse.GetValue(o.GradOut);
         if (gradOut is not null) CliChecks.CheckOutputFile("--grad-out", gradOut);
         string? weightsPath = parse.GetValue(o.Weights);
@@ -200,18 +193,8 @@ internal static class KdCommand
         }
 
         var config = new DistillConfig(topK, temperature, kind, beta);
-        KernelBackend backend;
-        try
-        {
-            backend = KernelFactory.Create(device, threads);
-        }
-        catch (InvalidOperationException e)
-        {
-            throw new UsageException(e.Message);
-        }
-        using var owned = backend;
+        using var backend = KernelFactory.Create(device, threads, parse.InvocationConfiguration.Error);
         var kernels = backend.Kernels;
-        if (device != ComputeDevice.Cpu) parse.InvocationConfiguration.Error.WriteLine($"raft: kernels on {backend.Description}");
         KdOutcome outcome;
         try
         {

@@ -29,6 +29,7 @@ internal static class TrainCommand
         "threads" => "CPU threads, 0 = all cores (default 0).",
         "checkpoint_every" => "Resumable checkpoint every N steps, 0 = only the final one (default 0).",
         "max_nonfinite_steps" => "Stop after this many NaN/inf steps in a row; each is skipped (default 5).",
+        "device" => KernelFactory.Help + " The student's forward, backward and AdamW stay on the CPU for now (default auto).",
         "top_k" => "RAFT: teacher entries kept per position (default 16).",
         "temperature" => "RAFT: distillation temperature τ; the loss is scaled by τ² (default 1).",
         "loss_kind" => "RAFT: divergence (default ForwardKL).",
@@ -67,6 +68,7 @@ internal static class TrainCommand
         {
             var stderr = parse.InvocationConfiguration.Error;
             var options = binder.Bind(parse, new TrainOptions { Method = method }, parse.GetValue(config)) with { Method = method };
+            KernelFactory.Parse(options.Device); // "--device must be auto, cpu, cuda or cuda-c, got '…'" before the other checks
             try { options.Validate(); }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
             string modelDir = parse.GetValue(model)!, dataPath = parse.GetValue(data)!, outDir = parse.GetValue(output)!;
@@ -91,7 +93,9 @@ internal static class TrainCommand
         // Every input is read and checked (down to the Trainer's checks) before --out is created, so that a wrong input leaves no run directory behind.
         var examples = Load(dataPath, skipBad, info);
         var student = ModelStore.LoadStudent(modelDir, options.Threads);
-        var kernels = new CpuKernels(options.Threads);
+        var device = KernelFactory.Parse(options.Device);
+        using var backend = KernelFactory.Create(device, options.Threads == 0 ? null : options.Threads); // said below, once the inputs passed
+        var kernels = backend.Kernels;
         using var teacherModel = teacherDir is null ? null : OpenTeacher(teacherDir, provider, kernels, student.Model.Config.VocabSize, options.Threads, info);
         var progress = new ProgressReporter(stderr, ProgressReporter.IsTerminal(stderr));
         var trainer = new Trainer(student.Model, student.Tokenizer, student.Template,
@@ -102,6 +106,7 @@ internal static class TrainCommand
             Collective = world,
         };
         CliChecks.CheckOutputDirectory("--out", outDir);
+        KernelFactory.Announce(device, backend, info);
         var result = trainer.Run(outDir, resume);
         if (world.Rank != 0) return ExitCodes.Success;
         parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(new
@@ -109,6 +114,7 @@ internal static class TrainCommand
             method = method.ToString().ToLowerInvariant(), steps = result.Steps, skipped_steps = result.SkippedSteps,
             final_loss = result.Metrics.Count > 0 ? result.Metrics[^1].Loss : (double?)null,
             seconds = Math.Round(result.Seconds, 2), model = Path.Combine(outDir, Trainer.FinalDir),
+            device = options.Device, kernels = backend.Description,
         }));
         return ExitCodes.Success;
     }

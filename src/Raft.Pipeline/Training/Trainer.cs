@@ -103,6 +103,10 @@ public sealed class Trainer
                 throw new ArgumentException($"top_k = {options.TopK}: must be ≤ the vocabulary size {student.Config.VocabSize}.", nameof(options));
         }
         _student = student; _tokenizer = tokenizer; _template = template; _o = options; _teacher = teacher;
+        // The caller resolves options.Device into kernels (the CLI through KernelBackends / its KernelFactory); without
+        // them the Trainer runs the CPU kernels, which auto and cpu allow and a GPU device does not.
+        if (kernels is null && options.Device is not ("auto" or "cpu"))
+            throw new ArgumentException($"device = {options.Device}: pass the loss kernels for it; without kernels the Trainer runs the CPU kernels only.", nameof(kernels));
         _kernels = kernels ?? new CpuKernels(options.Threads);
         _stops = template.StopIds(tokenizer);
         int maxPos = student.Config.MaxPositionEmbeddings;
@@ -202,7 +206,7 @@ public sealed class Trainer
         var all = new List<StepMetrics>();
         log?.Invoke($"{_o.Method.ToString().ToLowerInvariant()}: {_data.Length} examples, {_o.Steps} steps of {_o.BatchSize}" +
                     (world.WorldSize > 1 ? $" per rank × {world.WorldSize} ranks ({world.Backend})" : "") +
-                    (_teacher is null ? "" : $", teacher {_teacher.Description}"));
+                    (_teacher is null ? "" : $", teacher {_teacher.Description}") + $", loss kernels {_kernels.Name}");
         for (int step = startStep; step < _o.Steps; step++)
         {
             cancellation.ThrowIfCancellationRequested();
@@ -274,7 +278,7 @@ public sealed class Trainer
         using var b = JsonDocument.Parse(current);
         foreach (var p in b.RootElement.EnumerateObject())
         {
-            if (p.Name is "threads" or "checkpoint_every") continue;
+            if (p.Name is "threads" or "checkpoint_every" or "device") continue;
             // Compared without whitespace: the saved config is nested (and indented) inside the state file.
             string was = a.RootElement.TryGetProperty(p.Name, out var v) ? Compact(v) : "(absent)";
             string now = Compact(p.Value);
