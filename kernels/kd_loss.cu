@@ -246,8 +246,8 @@ struct RaftKdSums
     float lseK, lb, l1b, c;
 };
 
-template <class ZK>
-__device__ RaftKdSums raft_kd_ksums(const ZK& zk, const float* __restrict__ p, int k, int kind, float beta, float lse,
+template <class ZK, class PK>
+__device__ RaftKdSums raft_kd_ksums(const ZK& zk, const PK& p, int k, int kind, float beta, float lse,
                                     float tau, float scale, float* fscratch, double* dscratch)
 {
     const int t = (int)threadIdx.x, nt = (int)blockDim.x;
@@ -259,7 +259,7 @@ __device__ RaftKdSums raft_kd_ksums(const ZK& zk, const float* __restrict__ p, i
     {
         for (int j = t; j < k; j += nt)
         {
-            const float pj = p[j];
+            const float pj = p(j);
             a1 += (double)pj;
             if (pj > 0.f) d += (double)(pj * (logf(pj) - (zk(j) - lse)));
         }
@@ -278,7 +278,7 @@ __device__ RaftKdSums raft_kd_ksums(const ZK& zk, const float* __restrict__ p, i
         for (int j = t; j < k; j += nt)
         {
             const float logq = zk(j) - r.lseK;
-            const float f = logq - logf(fmaxf(p[j], RAFT_PROB_FLOOR));
+            const float f = logq - logf(fmaxf(p(j), RAFT_PROB_FLOOR));
             d += (double)(expf(logq) * f);
         }
         raft_block_sum3(d, a1, a2, dscratch);
@@ -290,7 +290,7 @@ __device__ RaftKdSums raft_kd_ksums(const ZK& zk, const float* __restrict__ p, i
         r.c = -(1.f - beta) * r.l1b;
         for (int j = t; j < k; j += nt)
         {
-            const float pj = p[j];
+            const float pj = p(j);
             const float logq = zk(j) - lse, q = expf(logq);
             const float logM = pj > 0.f ? raft_log_add_exp(r.lb + logf(pj), r.l1b + logq) : r.l1b + logq;
             if (pj > 0.f) d += (double)(beta * pj * (logf(pj) - logM));
@@ -310,23 +310,39 @@ __device__ RaftKdSums raft_kd_ksums(const ZK& zk, const float* __restrict__ p, i
 }
 
 // The sparse correction added to the dense gradient at the teacher's j-th index; st = w / N * tau.
-template <class ZK>
-__device__ __forceinline__ float raft_kd_correction(const ZK& zk, const float* __restrict__ p, int j, int kind,
+template <class ZK, class PK>
+__device__ __forceinline__ float raft_kd_correction(const ZK& zk, const PK& p, int j, int kind,
                                                     float beta, float lse, const RaftKdSums& ks, float st)
 {
-    if (kind == 0) return -st * p[j];
+    if (kind == 0) return -st * p(j);
     if (kind == 1)
     {
         const float logq = zk(j) - ks.lseK;
-        const float f = logq - logf(fmaxf(p[j], RAFT_PROB_FLOOR));
+        const float f = logq - logf(fmaxf(p(j), RAFT_PROB_FLOOR));
         return st * expf(logq) * (f - (float)ks.d);
     }
-    const float pj = p[j];
+    const float pj = p(j);
     const float logq = zk(j) - lse, q = expf(logq);
     const float logM = pj > 0.f ? raft_log_add_exp(ks.lb + logf(pj), ks.l1b + logq) : ks.l1b + logq;
     const float gK = (1.f - beta) * (logq - logM);
     return st * q * (gK - ks.c);
 }
+
+// The teacher's probabilities: p(j) from device memory, or from the register of the thread that prefetched
+// entry j (thread j, when k <= threads) before the row's loads.
+struct RaftPGlobal
+{
+    const float* p;
+    __device__ __forceinline__ float operator()(int j) const { return p[j]; }
+};
+
+struct RaftPPrefetched
+{
+    const float* p;
+    float mine;
+    int t;
+    __device__ __forceinline__ float operator()(int j) const { return j == t ? mine : p[j]; }
+};
 
 // z at the teacher's indices: from shared memory when gathered, else re-read from the student row.
 struct RaftZkGathered
@@ -426,7 +442,9 @@ extern "C" __global__ void raft_kd_loss(const float* student, float* grad, int r
     zk.zK = zK; zk.srow = srow; zk.idx = idx; zk.invTau = invTau; zk.useSmem = useSmem;
 
     // ---- the K-sized sums
-    const RaftKdSums ks = raft_kd_ksums(zk, p, k, kind, beta, lse, tau, scale, fscratch, dscratch);
+    RaftPGlobal pk;
+    pk.p = p;
+    const RaftKdSums ks = raft_kd_ksums(zk, pk, k, kind, beta, lse, tau, scale, fscratch, dscratch);
     if (t == 0)
     {
         rowLoss[r] = (float)((double)tau * tau * ks.d);
@@ -439,7 +457,7 @@ extern "C" __global__ void raft_kd_loss(const float* student, float* grad, int r
     __syncthreads(); // the dense writes of the whole block are visible before the corrections
     const float st = scale * tau; // zk re-reads the student only when grad != student (checked above)
     for (int j = t; j < k; j += nt)
-        atomicAdd(&grow[idx[j]], raft_kd_correction(zk, p, j, kind, beta, lse, ks, st));
+        atomicAdd(&grow[idx[j]], raft_kd_correction(zk, pk, j, kind, beta, lse, ks, st));
 }
 
 // ------------------------------------------------------------------------------------------- row-resident variant
@@ -574,6 +592,13 @@ __device__ __forceinline__ void raft_kd_resident_row(const float* student, float
         return;
     }
 
+    // the teacher's entries this thread will use, fetched before the row's loads so that their latency overlaps them
+    RaftPPrefetched pk;
+    pk.p = p;
+    pk.t = t;
+    pk.mine = t < k ? p[t] : 0.f;
+    const int myIdx = t < k ? idx[t] : 0;
+
     const float tau = temperature, invTau = 1.f / temperature, scale = w / normalizer;
     float* xs = reinterpret_cast<float*>(raft_dyn_smem); // [4 + chunk]: part element i at xs[pad + i]
     float* zK = xs + chunk + 4;                         // [k]
@@ -687,7 +712,7 @@ __device__ __forceinline__ void raft_kd_resident_row(const float* student, float
     {
         for (int j = t; j < k; j += nt)
         {
-            const int i = idx[j];
+            const int i = j == t ? myIdx : idx[j];
             const int owner = i / chunk, off = i - owner * chunk;
             const int ownerHead = min(raft_misalignment(srow + owner * chunk), min(chunk, vocab - owner * chunk));
             const int ownerPad = (4 - ownerHead) & 3;
@@ -707,7 +732,7 @@ __device__ __forceinline__ void raft_kd_resident_row(const float* student, float
 
     RaftZkGathered zk;
     zk.zK = zK;
-    const RaftKdSums ks = raft_kd_ksums(zk, p, k, kind, beta, lse, tau, scale, fscratch, dscratch);
+    const RaftKdSums ks = raft_kd_ksums(zk, pk, k, kind, beta, lse, tau, scale, fscratch, dscratch);
     if (rank == 0u && t == 0)
     {
         rowLoss[r] = (float)((double)tau * tau * ks.d);
@@ -747,8 +772,8 @@ __device__ __forceinline__ void raft_kd_resident_row(const float* student, float
     const float st = scale * tau;
     for (int j = t; j < k; j += nt)
     {
-        const int i = idx[j];
-        if (i >= start && i < start + len) atomicAdd(&grow[i], raft_kd_correction(zk, p, j, kind, beta, lse, ks, st));
+        const int i = j == t ? myIdx : idx[j];
+        if (i >= start && i < start + len) atomicAdd(&grow[i], raft_kd_correction(zk, pk, j, kind, beta, lse, ks, st));
     }
 }
 

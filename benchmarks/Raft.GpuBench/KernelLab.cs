@@ -105,7 +105,7 @@ internal static class KernelLab
             float[]? firstLoss = null;
             float[]? firstGrad = null;
             int sampleRows = Math.Min(rows, 16);
-            foreach (var variant in new[] { DistillVariant.TwoPass, DistillVariant.Resident1, DistillVariant.Resident2, DistillVariant.Resident4, DistillVariant.Resident8 })
+            foreach (var variant in new[] { DistillVariant.TwoPass, DistillVariant.TwoPassL2, DistillVariant.Resident1, DistillVariant.Resident2, DistillVariant.Resident4, DistillVariant.Resident8 })
             {
                 if (!kernels.Supports(variant, v, k))
                 {

@@ -37,6 +37,11 @@ public enum DistillVariant
     Resident4 = 4,
     /// <summary>As <see cref="Resident2"/> with 8 blocks.</summary>
     Resident8 = 5,
+    /// <summary>
+    /// raft_kd_loss with 1,024 threads and one block per multiprocessor (padded shared memory), so that the rows in
+    /// flight (one per multiprocessor) may fit in L2 and the second read hit it.
+    /// </summary>
+    TwoPassL2 = 6,
 }
 
 /// <summary>
@@ -86,6 +91,7 @@ public sealed partial class CudaLossKernels : IDisposable
     private readonly CudaFunction _topK, _topKFilter, _kdLoss, _copy;
     private readonly CudaFunction?[] _resident = new CudaFunction?[9]; // by blocks per row
     private readonly int[] _residentLimit = new int[9];                // dynamic shared memory each was opened up to
+    private int _twoPassL2Limit;
     private readonly (int Bytes, int Clusters)[] _residentClusters = new (int, int)[9]; // clusters that fit on the device at once, by shared size
 
     private CudaLossKernels(CudaDevice device, string arch, CudaModule topK, CudaModule kd, CudaModule copy)
@@ -231,6 +237,18 @@ public sealed partial class CudaLossKernels : IDisposable
             _kdLoss.Launch((uint)rows, ThreadsPerBlock, shared, args, stream);
             return;
         }
+        if (variant == DistillVariant.TwoPassL2)
+        {
+            // more than half of the multiprocessor's shared memory: one block per multiprocessor
+            int padded = Math.Max(k * 4, Device.MaxSharedMemoryPerBlockOptIn / 2 + 4096);
+            if (padded > _twoPassL2Limit)
+            {
+                _kdLoss.SetMaxDynamicSharedMemory(padded);
+                _twoPassL2Limit = padded;
+            }
+            _kdLoss.Launch((uint)rows, 1024, (uint)padded, args, stream);
+            return;
+        }
         int c = BlocksPerRow(variant);
         int chunk = ResidentChunk(c, vocab);
         int bytes = ResidentSharedBytes(c, vocab, k);
@@ -265,14 +283,17 @@ public sealed partial class CudaLossKernels : IDisposable
     public static int ResidentSharedBytes(int blocksPerRow, int vocab, int k) => (ResidentChunk(blocksPerRow, vocab) + 4 + k) * 4;
 
     /// <summary>
-    /// Threads per block of a row-resident launch: 512 when three blocks fit on a multiprocessor (≤ 72 KiB each),
-    /// else 1,024, so that a multiprocessor keeps 1,536–2,048 threads (and their loads) in flight either way.
+    /// Threads per block of a row-resident launch: 512 when two or more blocks fit on a multiprocessor (≤ 110 KiB
+    /// each; measured on an H200: Resident8 at V 151,936 with 1,024 threads, one block per multiprocessor, ran
+    /// 17 ms against 12 ms with 512), else 1,024.
     /// </summary>
-    public static int ResidentThreads(int sharedBytes) => sharedBytes > 72 * 1024 ? 1024 : 512;
+    public static int ResidentThreads(int sharedBytes) => sharedBytes > 110 * 1024 ? 1024 : 512;
 
     /// <summary>Whether <paramref name="variant"/> can run this shape on this device (<see cref="DistillVariant.Auto"/> and <see cref="DistillVariant.TwoPass"/> always can).</summary>
     public bool Supports(DistillVariant variant, int vocab, int k)
     {
+        if (variant == DistillVariant.TwoPassL2)
+            return k <= DistillSharedMaxK && Device.MaxSharedMemoryPerBlockOptIn / 2 + 4096 + 2048 <= Device.MaxSharedMemoryPerBlockOptIn;
         int c = BlocksPerRow(variant);
         if (c == 0) return Enum.IsDefined(variant);
         if (_resident[c] is null || k > ResidentMaxK) return false;

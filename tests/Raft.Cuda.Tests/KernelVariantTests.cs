@@ -25,12 +25,14 @@ public class KernelVariantTests
     {
         Assert.Equal((18992 + 4 + 64) * 4, CudaLossKernels.ResidentSharedBytes(8, 151936, 64));
         Assert.Equal(512, CudaLossKernels.ResidentThreads(CudaLossKernels.ResidentSharedBytes(2, 32000, 64)));
-        Assert.Equal(1024, CudaLossKernels.ResidentThreads(CudaLossKernels.ResidentSharedBytes(8, 151936, 64)));
+        Assert.Equal(512, CudaLossKernels.ResidentThreads(CudaLossKernels.ResidentSharedBytes(8, 151936, 64)));
+        Assert.Equal(1024, CudaLossKernels.ResidentThreads(CudaLossKernels.ResidentSharedBytes(4, 151936, 64)));
     }
 
     [Theory]
     [InlineData(DistillVariant.Auto, 0)]
     [InlineData(DistillVariant.TwoPass, 0)]
+    [InlineData(DistillVariant.TwoPassL2, 0)]
     [InlineData(DistillVariant.Resident1, 1)]
     [InlineData(DistillVariant.Resident2, 2)]
     [InlineData(DistillVariant.Resident4, 4)]

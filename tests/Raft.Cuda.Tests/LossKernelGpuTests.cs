@@ -103,7 +103,7 @@ public class LossKernelGpuTests(GpuFixture gpu) : IClassFixture<GpuFixture>
 
     /// <summary>Every distillation kernel variant; the test skips a variant this device cannot run (reported in the message).</summary>
     public static readonly DistillVariant[] DistillVariants =
-        [DistillVariant.Auto, DistillVariant.TwoPass, DistillVariant.Resident1, DistillVariant.Resident2, DistillVariant.Resident4, DistillVariant.Resident8];
+        [DistillVariant.Auto, DistillVariant.TwoPass, DistillVariant.TwoPassL2, DistillVariant.Resident1, DistillVariant.Resident2, DistillVariant.Resident4, DistillVariant.Resident8];
 
     public static TheoryData<DistillVariant, DistillLossKind, float, GradientMode, int, int, bool> DistillCases()
     {
