@@ -195,7 +195,9 @@ __device__ __forceinline__ void raft_write_dense(const float* srow, float* grow,
     if (t < head) grow[t] = coef == 0.f ? 0.f : coef * expf(srow[t] * invTau - lse);
     const float4* s4 = reinterpret_cast<const float4*>(srow + head);
     float4* g4 = reinterpret_cast<float4*>(grow + head);
-    for (int i = t; i < body; i += nt)
+    // From the end of the row back: the log-sum-exp pass read the end last, so that part is the likeliest to be
+    // still in L2 when this second read comes.
+    for (int i = body - 1 - t; i >= 0; i -= nt)
     {
         float4 o = make_float4(0.f, 0.f, 0.f, 0.f);
         if (coef != 0.f)
