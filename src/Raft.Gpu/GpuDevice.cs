@@ -23,16 +23,17 @@ public sealed class GpuDevice : IDisposable
     public string Description { get; }
 
     /// <summary>
-    /// ILGPU's CPU accelerator configured for the model's kernels (groups of up to 256 threads: 32 warps of 8, one
-    /// multiprocessor). Slow (OS threads simulate GPU threads): for tests on tiny shapes and host checks.
+    /// ILGPU's CPU accelerator for tests on tiny shapes and host checks: OS threads simulate GPU threads (a group's
+    /// barrier waits for all of them), so it is configured small: one multiprocessor, groups of up to 16 threads
+    /// (4 warps of 4). The kernels adapt their group sizes (16×16 GEMM tiles instead of 64×64) and run the same code.
     /// </summary>
     public static GpuDevice CreateCpu()
     {
-        var device = new CPUDevice(numThreadsPerWarp: 8, numWarpsPerMultiprocessor: 32, numMultiprocessors: 1);
+        var device = new CPUDevice(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: 4, numMultiprocessors: 1);
         var context = Context.Create(builder => builder.CPU(device).Optimize(OptimizationLevel.O1));
         try
         {
-            return new GpuDevice(context, context.CreateCPUAccelerator(0), "ilgpu-cpu (simulated, 256 threads per group)");
+            return new GpuDevice(context, context.CreateCPUAccelerator(0), "ilgpu-cpu (simulated, 16 threads per group)");
         }
         catch
         {

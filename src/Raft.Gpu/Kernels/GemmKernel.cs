@@ -19,6 +19,8 @@ internal struct GemmParams
     public int HasR;
     /// <summary>1: add bias[j].</summary>
     public int HasBias;
+    /// <summary>log2 of the block tile (6: 64×64 with 256 threads; 4: 16×16 with 16 threads).</summary>
+    public int TileShift;
 }
 
 /// <summary>
@@ -35,29 +37,34 @@ internal static class GemmKernel
     public const int Threads = 256;
     private const int Pad = Tile + 1;
 
-    /// <summary>Grid (⌈N/64⌉, ⌈M/64⌉, k slices), groups of 256.</summary>
+    /// <summary>
+    /// Grid (⌈N/tile⌉, ⌈M/tile⌉, k slices) with tile = 4·S for groups of S² threads (S = 16 on GPUs: 256 threads,
+    /// 64×64 tiles; smaller S on ILGPU's CPU simulator, same code). <paramref name="p"/>.TileShift = log2(tile).
+    /// </summary>
     public static void Run(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> r,
         ArrayView<float> bias, GemmParams p)
     {
         var sa = SharedMemory.Allocate<float>(TileK * Pad);
         var sb = SharedMemory.Allocate<float>(TileK * Pad);
-        int tid = Group.IdxX;
-        if (Group.DimX != Threads) return;
-        int tx = tid & 15, ty = tid >> 4;
-        int i0 = Grid.IdxY * Tile, j0 = Grid.IdxX * Tile;
+        int tid = Group.IdxX, threads = Group.DimX;
+        int tile = 1 << p.TileShift, side = tile >> 2;          // side = S, threads = S²
+        if (threads != side * side || tile > Tile) return;
+        int tx = tid % side, ty = tid / side;
+        int i0 = Grid.IdxY * tile, j0 = Grid.IdxX * tile;
         int kBegin = Grid.IdxZ * p.KChunk;
         int kEnd = Math.Min(p.K, kBegin + p.KChunk);
         bool aK = p.Ak == 1, bK = p.Bk == 1;
+        int loads = tile * TileK / threads;
 
         float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
         float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
         for (int k0 = kBegin; k0 < kEnd; k0 += TileK)
         {
-            for (int l = 0; l < 4; l++)
+            for (int l = 0; l < loads; l++)
             {
-                int e = tid + Threads * l;
+                int e = tid + threads * l;
                 int ii, kk;
-                if (aK) { kk = e & 15; ii = e >> 4; } else { ii = e & 63; kk = e >> 6; }
+                if (aK) { kk = e & (TileK - 1); ii = e >> 4; } else { ii = e & (tile - 1); kk = e >> p.TileShift; }
                 int gi = i0 + ii, gk = k0 + kk;
                 float v = 0f;
                 if (gi < p.M && gk < kEnd)
@@ -67,7 +74,7 @@ internal static class GemmKernel
                 }
                 sa[kk * Pad + ii] = v;
                 int jj;
-                if (bK) { kk = e & 15; jj = e >> 4; } else { jj = e & 63; kk = e >> 6; }
+                if (bK) { kk = e & (TileK - 1); jj = e >> 4; } else { jj = e & (tile - 1); kk = e >> p.TileShift; }
                 int gj = j0 + jj;
                 gk = k0 + kk;
                 float w = 0f;
@@ -82,8 +89,8 @@ internal static class GemmKernel
             for (int kk = 0; kk < TileK; kk++)
             {
                 int o = kk * Pad;
-                float a0 = sa[o + ty], a1 = sa[o + ty + 16], a2 = sa[o + ty + 32], a3 = sa[o + ty + 48];
-                float b0 = sb[o + tx], b1 = sb[o + tx + 16], b2 = sb[o + tx + 32], b3 = sb[o + tx + 48];
+                float a0 = sa[o + ty], a1 = sa[o + ty + side], a2 = sa[o + ty + 2 * side], a3 = sa[o + ty + 3 * side];
+                float b0 = sb[o + tx], b1 = sb[o + tx + side], b2 = sb[o + tx + 2 * side], b3 = sb[o + tx + 3 * side];
                 c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
                 c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
                 c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
@@ -91,14 +98,14 @@ internal static class GemmKernel
             }
             Group.Barrier();
         }
-        int i = i0 + ty, j = j0 + tx;
-        Put(c, r, bias, p, i, j, c00); Put(c, r, bias, p, i, j + 16, c01); Put(c, r, bias, p, i, j + 32, c02); Put(c, r, bias, p, i, j + 48, c03);
-        i += 16;
-        Put(c, r, bias, p, i, j, c10); Put(c, r, bias, p, i, j + 16, c11); Put(c, r, bias, p, i, j + 32, c12); Put(c, r, bias, p, i, j + 48, c13);
-        i += 16;
-        Put(c, r, bias, p, i, j, c20); Put(c, r, bias, p, i, j + 16, c21); Put(c, r, bias, p, i, j + 32, c22); Put(c, r, bias, p, i, j + 48, c23);
-        i += 16;
-        Put(c, r, bias, p, i, j, c30); Put(c, r, bias, p, i, j + 16, c31); Put(c, r, bias, p, i, j + 32, c32); Put(c, r, bias, p, i, j + 48, c33);
+        int i = i0 + ty, j = j0 + tx, s1 = side, s2 = 2 * side, s3 = 3 * side;
+        Put(c, r, bias, p, i, j, c00); Put(c, r, bias, p, i, j + s1, c01); Put(c, r, bias, p, i, j + s2, c02); Put(c, r, bias, p, i, j + s3, c03);
+        i += side;
+        Put(c, r, bias, p, i, j, c10); Put(c, r, bias, p, i, j + s1, c11); Put(c, r, bias, p, i, j + s2, c12); Put(c, r, bias, p, i, j + s3, c13);
+        i += side;
+        Put(c, r, bias, p, i, j, c20); Put(c, r, bias, p, i, j + s1, c21); Put(c, r, bias, p, i, j + s2, c22); Put(c, r, bias, p, i, j + s3, c23);
+        i += side;
+        Put(c, r, bias, p, i, j, c30); Put(c, r, bias, p, i, j + s1, c31); Put(c, r, bias, p, i, j + s2, c32); Put(c, r, bias, p, i, j + s3, c33);
     }
 
     private static void Put(ArrayView<float> c, ArrayView<float> r, ArrayView<float> bias, GemmParams p, int i, int j, float v)

@@ -33,12 +33,18 @@ internal sealed class ModelKernelSet
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<double>, ArrayView<double>, LossParams> _finish;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<double>, AdamParams> _adamW;
 
-    private readonly int _rowGroup, _lossGroup, _attGroup, _elemGroup, _elemGrid, _targetBlocks;
+    private readonly int _gemmThreads, _gemmTile, _tileShift, _rowGroup, _lossGroup, _attGroup, _elemGroup, _elemGrid, _targetBlocks;
 
     private ModelKernelSet(Accelerator a)
     {
-        if (a.MaxNumThreadsPerGroup < GemmKernel.Threads)
-            throw new NotSupportedException($"the accelerator {a.Name} allows {a.MaxNumThreadsPerGroup} threads per group; the model's kernels need {GemmKernel.Threads}.");
+        // GEMM groups: S² threads for 4S×4S tiles, S = 16 where the accelerator allows 256 threads (every GPU)
+        int side = 16;
+        while (side > 2 && side * side > a.MaxNumThreadsPerGroup) side /= 2;
+        if (side * side > a.MaxNumThreadsPerGroup)
+            throw new NotSupportedException($"the accelerator {a.Name} allows {a.MaxNumThreadsPerGroup} threads per group; the model's kernels need at least 4.");
+        _gemmThreads = side * side;
+        _gemmTile = 4 * side;
+        _tileShift = System.Numerics.BitOperations.Log2((uint)_gemmTile);
         _acc = a;
         _dummy = a.Allocate1D<float>(1);
         int max = Math.Min(LayerKernels.MaxGroup, a.MaxNumThreadsPerGroup);
@@ -90,10 +96,10 @@ internal sealed class ModelKernelSet
     {
         var p = new GemmParams
         {
-            M = n, N = outF, K = inF, Ai = inF, Ak = 1, Bk = 1, Bj = inF, Ldc = outF, KChunk = RoundK(inF),
+            M = n, N = outF, K = inF, Ai = inF, Ak = 1, Bk = 1, Bj = inF, Ldc = outF, KChunk = RoundK(inF), TileShift = _tileShift,
             HasR = r.Length > 0 ? 1 : 0, HasBias = bias.Length > 0 ? 1 : 0,
         };
-        _gemm(new KernelConfig(new Index3D(Cdiv(outF, GemmKernel.Tile), Cdiv(n, GemmKernel.Tile), 1), new Index3D(GemmKernel.Threads, 1, 1)),
+        _gemm(new KernelConfig(new Index3D(Cdiv(outF, _gemmTile), Cdiv(n, _gemmTile), 1), new Index3D(_gemmThreads, 1, 1)),
             x, w, y, F(r), F(bias), p);
     }
 
@@ -102,26 +108,26 @@ internal sealed class ModelKernelSet
     {
         var p = new GemmParams
         {
-            M = n, N = inF, K = outF, Ai = outF, Ak = 1, Bk = inF, Bj = 1, Ldc = inF, KChunk = RoundK(outF),
+            M = n, N = inF, K = outF, Ai = outF, Ak = 1, Bk = inF, Bj = 1, Ldc = inF, KChunk = RoundK(outF), TileShift = _tileShift,
             HasR = accumulate ? 1 : 0,
         };
-        _gemm(new KernelConfig(new Index3D(Cdiv(inF, GemmKernel.Tile), Cdiv(n, GemmKernel.Tile), 1), new Index3D(GemmKernel.Threads, 1, 1)),
+        _gemm(new KernelConfig(new Index3D(Cdiv(inF, _gemmTile), Cdiv(n, _gemmTile), 1), new Index3D(_gemmThreads, 1, 1)),
             dy, w, dx, accumulate ? dx : F(default), F(default), p);
     }
 
     /// <summary>dW[out, in] += dy[n, out]ᵀ·x[n, in], split over the rows (atomic adds) when the output has few tiles.</summary>
     public void LinearDw(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, int n, int inF, int outF)
     {
-        int tiles = Cdiv(inF, GemmKernel.Tile) * Cdiv(outF, GemmKernel.Tile);
+        int tiles = Cdiv(inF, _gemmTile) * Cdiv(outF, _gemmTile);
         int splits = Math.Clamp(Cdiv(_targetBlocks, tiles), 1, Math.Max(1, Cdiv(n, GemmKernel.TileK)));
         int chunk = RoundK(Cdiv(n, splits));
         splits = Cdiv(n, chunk);
         var p = new GemmParams
         {
-            M = outF, N = inF, K = n, Ai = 1, Ak = outF, Bk = inF, Bj = 1, Ldc = inF, KChunk = chunk,
+            M = outF, N = inF, K = n, Ai = 1, Ak = outF, Bk = inF, Bj = 1, Ldc = inF, KChunk = chunk, TileShift = _tileShift,
             Atomic = splits > 1 ? 1 : 0, HasR = splits > 1 ? 0 : 1,
         };
-        _gemm(new KernelConfig(new Index3D(Cdiv(inF, GemmKernel.Tile), Cdiv(outF, GemmKernel.Tile), splits), new Index3D(GemmKernel.Threads, 1, 1)),
+        _gemm(new KernelConfig(new Index3D(Cdiv(inF, _gemmTile), Cdiv(outF, _gemmTile), splits), new Index3D(_gemmThreads, 1, 1)),
             dy, x, dw, splits > 1 ? F(default) : dw, F(default), p);
     }
 
