@@ -6,7 +6,8 @@ using Raft.Model;
 namespace Raft.Gpu;
 
 /// <summary>What one device training step reports (read back once, at its end).</summary>
-/// <param name="Loss">The mean cross-entropy over the targets not ignored (0 when every target is ignored).</param>
+/// <param name="Loss">The mean cross-entropy over the targets not ignored (0 when every target is ignored; NaN from
+/// <see cref="GpuLlamaModel.ClipAndUpdate"/>, which computes no loss).</param>
 /// <param name="GradNorm">The global L2 norm of the gradient before clipping (NaN or ∞: the update was skipped).</param>
 /// <param name="LearningRate">The learning rate of the update (the schedule at the optimizer's step before it).</param>
 /// <param name="Applied">False when the norm was not finite and the parameters were left unchanged.</param>
@@ -476,7 +477,7 @@ public sealed class GpuLlamaModel : IDisposable
         RequireOptimizer();
         CheckMaxNorm(maxNorm);
         double lr = EnqueueUpdate(maxNorm, hasLoss: false, default, 0, 0);
-        return ReadResult(lr);
+        return ReadResult(lr, hasLoss: false);
     }
 
     /// <summary>
@@ -524,7 +525,7 @@ public sealed class GpuLlamaModel : IDisposable
         _grads.View.MemSetToZero();
         RunBackward(logits);
         double lr = EnqueueUpdate(maxNorm, hasLoss: true, a.RowLoss, n, count);
-        return ReadResult(lr);
+        return ReadResult(lr, hasLoss: true);
     }
 
     private static void CheckMaxNorm(double maxNorm)
@@ -555,14 +556,14 @@ public sealed class GpuLlamaModel : IDisposable
         return lr;
     }
 
-    private GpuStepResult ReadResult(double lr)
+    private GpuStepResult ReadResult(double lr, bool hasLoss)
     {
         var s = new double[4];
         _scalars.View.BaseView.CopyToCPU(s);   // waits for the step
         double norm = s[TrainKernels.NormSlot];
         bool applied = double.IsFinite(norm);
         if (applied) OptimizerStep++;
-        return new GpuStepResult(s[TrainKernels.LossSlot], norm, lr, applied);
+        return new GpuStepResult(hasLoss ? s[TrainKernels.LossSlot] : double.NaN, norm, lr, applied);
     }
 
     /// <summary>bᵗ by repeated squaring, as <see cref="AdamW"/> computes its bias corrections.</summary>

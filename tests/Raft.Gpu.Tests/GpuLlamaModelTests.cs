@@ -69,7 +69,7 @@ public sealed class GpuLlamaModelTests(CpuAcceleratorFixture fixture)
             var t = probe[name];
             int i = name == "model.embed_tokens.weight" ? pr.Tokens[0] * pr.Config.HiddenSize + rng.Next(pr.Config.HiddenSize) : rng.Next(t.Length);
             float keep = t.Data[i];
-            const float h = 1e-3f;
+            const float h = 2e-2f;
             double Loss(float value)
             {
                 t.Data[i] = value;
@@ -80,10 +80,13 @@ public sealed class GpuLlamaModelTests(CpuAcceleratorFixture fixture)
                 for (int j = 0; j < logits.Length; j++) l += (double)r[j] * logits[j];
                 return l;
             }
-            double fd = (Loss(keep + h) - Loss(keep - h)) / ((double)(keep + h) - (keep - h));
+            // central differences at h and h/2, Richardson-extrapolated (truncation O(h⁴)); h large enough that the
+            // fp32 rounding of the logits (summed in double) stays well under the tolerance
+            double D(float step) => (Loss(keep + step) - Loss(keep - step)) / ((double)(keep + step) - (keep - step));
+            double fd = (4 * D(h / 2) - D(h)) / 3;
             t.Data[i] = keep;
             double g = grads[name].Data[i];
-            Assert.True(Math.Abs(fd - g) <= 2e-2 * Math.Max(Math.Abs(g), 0.05), $"{name}[{i}]: finite difference {fd} vs gradient {g} ({pr})");
+            Assert.True(Math.Abs(fd - g) <= 2e-2 * Math.Max(Math.Abs(g), 0.1), $"{name}[{i}]: finite difference {fd} vs gradient {g} ({pr})");
         }
     }
 

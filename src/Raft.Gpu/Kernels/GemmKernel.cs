@@ -13,7 +13,7 @@ internal struct GemmParams
     public int Ai, Ak, Bk, Bj, Ldc;
     /// <summary>The k range of one grid slice z: [z·KChunk, min(K, (z+1)·KChunk)); a multiple of <see cref="GemmKernel.TileK"/>.</summary>
     public int KChunk;
-    /// <summary>1: C += A·B with atomic adds (several k slices), no R and no bias.</summary>
+    /// <summary>1 or 2: C += A·B with atomic adds (several k slices), no R and no bias (2: compare-exchange on the bits, see <see cref="LayerKernels.AtomicAdd"/>).</summary>
     public int Atomic;
     /// <summary>1: add R (which may be C itself) to the product.</summary>
     public int HasR;
@@ -115,7 +115,7 @@ internal static class GemmKernel
         if (at >= c.Length) return;
         if (p.Atomic != 0)
         {
-            Atomic.Add(ref c[at], v);
+            LayerKernels.AtomicAdd(c, at, v, p.Atomic - 1);
             return;
         }
         if (p.HasBias != 0 && j < bias.Length) v += bias[j];

@@ -12,6 +12,8 @@ internal struct RowParams
     public int Flag;
     /// <summary>Column sums: rows per grid slice y.</summary>
     public int RowsPerSlice;
+    /// <summary>1: float atomic adds as a compare-exchange loop on the bits (see <see cref="LayerKernels.AtomicAdd"/>).</summary>
+    public int CasAtomics;
 }
 
 /// <summary>Scalar arguments of the RoPE kernel: rows of width <see cref="Stride"/>, heads of width HeadDim from column 0.</summary>
@@ -87,6 +89,29 @@ internal static class LayerKernels
         return r;
     }
 
+    /// <summary>
+    /// view[index] += value atomically. casBits = 0: the hardware's float atomic add (CUDA). casBits = 1: a
+    /// compare-exchange loop on the float's bits, for ILGPU's CPU simulator, whose float add loops forever once the
+    /// target is NaN (its loop compares floats, and NaN ≠ NaN), which a non-finite step must survive.
+    /// </summary>
+    public static void AtomicAdd(ArrayView<float> view, long index, float value, int casBits)
+    {
+        if (casBits == 0)
+        {
+            Atomic.Add(ref view[index], value);
+            return;
+        }
+        var bits = view.Cast<uint>();
+        uint old = bits[index];
+        while (true)
+        {
+            uint next = Interop.FloatAsInt(Interop.IntAsFloat(old) + value);
+            uint seen = Atomic.CompareExchange(ref bits[index], old, next);
+            if (seen == old) return;
+            old = seen;
+        }
+    }
+
     private static long GlobalId => (long)Grid.IdxX * Group.DimX + Group.IdxX;
     private static long GlobalStride => (long)Grid.DimX * Group.DimX;
 
@@ -158,7 +183,7 @@ internal static class LayerKernels
             }
             else acc += dy[at];
         }
-        Atomic.Add(ref output[col], acc);
+        AtomicAdd(output, col, acc, p.CasAtomics);
     }
 
     /// <summary>x[n, c] = table[tokens[n], c] (a token outside 0..vocab-1, checked on the host, leaves its row alone). Shapes: tokens [Rows]; table [V, Cols]; x [Rows, Cols].</summary>
@@ -185,7 +210,7 @@ internal static class LayerKernels
             if (n >= tokens.Length || e >= dx.Length) return;
             long dst = (long)tokens[n] * p.Cols + c;
             if (tokens[n] < 0 || dst >= dTable.Length) continue;
-            Atomic.Add(ref dTable[dst], dx[e]);
+            AtomicAdd(dTable, dst, dx[e], p.CasAtomics);
         }
     }
 

@@ -33,7 +33,7 @@ internal sealed class ModelKernelSet
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<double>, ArrayView<double>, LossParams> _finish;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<double>, AdamParams> _adamW;
 
-    private readonly int _gemmThreads, _gemmTile, _tileShift, _rowGroup, _lossGroup, _attGroup, _elemGroup, _elemGrid, _targetBlocks;
+    private readonly int _cas, _gemmThreads, _gemmTile, _tileShift, _rowGroup, _lossGroup, _attGroup, _elemGroup, _elemGrid, _targetBlocks;
 
     private ModelKernelSet(Accelerator a)
     {
@@ -46,6 +46,7 @@ internal sealed class ModelKernelSet
         _gemmTile = 4 * side;
         _tileShift = System.Numerics.BitOperations.Log2((uint)_gemmTile);
         _acc = a;
+        _cas = a.AcceleratorType == AcceleratorType.CPU ? 1 : 0;
         _dummy = a.Allocate1D<float>(1);
         int max = Math.Min(LayerKernels.MaxGroup, a.MaxNumThreadsPerGroup);
         int Pow2(int cap) { int s = 1; while (s * 2 <= Math.Min(cap, max)) s *= 2; return s; }
@@ -125,7 +126,7 @@ internal sealed class ModelKernelSet
         var p = new GemmParams
         {
             M = outF, N = inF, K = n, Ai = 1, Ak = outF, Bk = inF, Bj = 1, Ldc = inF, KChunk = chunk, TileShift = _tileShift,
-            Atomic = splits > 1 ? 1 : 0, HasR = splits > 1 ? 0 : 1,
+            Atomic = splits > 1 ? 1 + _cas : 0, HasR = splits > 1 ? 0 : 1,
         };
         _gemm(new KernelConfig(new Index3D(Cdiv(inF, _gemmTile), Cdiv(outF, _gemmTile), splits), new Index3D(_gemmThreads, 1, 1)),
             dy, x, dw, splits > 1 ? F(default) : dw, F(default), p);
@@ -151,14 +152,14 @@ internal sealed class ModelKernelSet
     {
         const int slice = 64;
         _colSums(new KernelConfig(new Index3D(Cdiv(cols, _rowGroup), Cdiv(rows, slice), 1), new Index3D(_rowGroup, 1, 1)),
-            dy, F(x), F(rstd), output, new RowParams { Rows = rows, Cols = cols, Flag = normWeight ? 1 : 0, RowsPerSlice = slice });
+            dy, F(x), F(rstd), output, new RowParams { Rows = rows, Cols = cols, Flag = normWeight ? 1 : 0, RowsPerSlice = slice, CasAtomics = _cas });
     }
 
     public void Embedding(ArrayView<int> tokens, ArrayView<float> table, ArrayView<float> x, int rows, int cols) =>
         _embFwd(Elementwise((long)rows * cols), tokens, table, x, new RowParams { Rows = rows, Cols = cols });
 
     public void EmbeddingBackward(ArrayView<int> tokens, ArrayView<float> dx, ArrayView<float> dTable, int rows, int cols) =>
-        _embBwd(Elementwise((long)rows * cols), tokens, dx, dTable, new RowParams { Rows = rows, Cols = cols });
+        _embBwd(Elementwise((long)rows * cols), tokens, dx, dTable, new RowParams { Rows = rows, Cols = cols, CasAtomics = _cas });
 
     public void Rope(ArrayView<float> x, ArrayView<float> cos, ArrayView<float> sin, RopeParams p) =>
         _rope(Elementwise((long)p.Rows * p.Heads * p.Half), x, cos, sin, p);
