@@ -33,6 +33,23 @@ void Say(string line)
     report.AppendLine(line);
 }
 
+if (o.TrainStep)
+{
+    int trainRc;
+    try
+    {
+        trainRc = TrainStepBench.Run(o, Say);
+    }
+    catch (Exception e)
+    {
+        Console.Error.WriteLine($"raft-gpubench --train-step: {e.GetType().Name}: {e.Message}");
+        Console.Error.WriteLine(e.StackTrace);
+        trainRc = 4;
+    }
+    WriteReport(o, report);
+    return trainRc;
+}
+
 if (o.HostCheck)
 {
     Say($"# raft-gpubench --host-check ({o.CheckRows} rows, V {o.Vocab}, K {o.TopK}, τ {o.Temperature})");
