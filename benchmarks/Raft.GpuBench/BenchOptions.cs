@@ -38,6 +38,12 @@ public sealed record BenchOptions
     /// <summary>Run only the correctness check, on the CPU (CpuKernels and ILGPU's CPU accelerator), with no GPU.</summary>
     public bool HostCheck { get; init; }
 
+    /// <summary>Time whole SFT training steps, CPU path vs the device model (<see cref="TrainStepBench"/>) instead of the loss kernels.</summary>
+    public bool TrainStep { get; init; }
+
+    /// <summary>Timed CPU steps per case of <c>--train-step</c> (after one warm-up; the median is reported).</summary>
+    public int TrainCpuSteps { get; init; } = 3;
+
     /// <summary>CUDA device ordinal.</summary>
     public int Device { get; init; }
 
@@ -68,6 +74,9 @@ public sealed record BenchOptions
           --ilgpu-reps N       timed calls per ILGPU op (default 5)
           --no-ilgpu           skip the ILGPU path
           --host-check         correctness check only, CpuKernels and ILGPU's CPU accelerator vs the reference (no GPU)
+          --train-step         whole SFT steps instead: CPU path (all cores) vs GpuLlamaModel on ILGPU CUDA, checked then
+                               timed (--warmup/--reps for the GPU); with --host-check, the checks only, on ILGPU's CPU accelerator
+          --train-cpu-steps N  timed CPU steps per --train-step case (default 3)
           --device N           CUDA device ordinal (default 0)
           --seed N             random seed
           --out FILE           also write the markdown report to FILE
@@ -120,6 +129,8 @@ public sealed record BenchOptions
                 "--ilgpu-reps" => o with { IlgpuRepetitions = Int(1) },
                 "--no-ilgpu" => o with { SkipIlgpu = true },
                 "--host-check" => o with { HostCheck = true },
+                "--train-step" => o with { TrainStep = true },
+                "--train-cpu-steps" => o with { TrainCpuSteps = Int(1) },
                 "--device" => o with { Device = Int(0) },
                 "--seed" => o with { Seed = ulong.Parse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture) },
                 "--out" => o with { OutputPath = Value() },

@@ -298,7 +298,8 @@ public sealed class LlamaModel
         int qw = _h * _hd, kw = _kv * _hd;
         long nd = (long)n * _d;
         Buf.Ensure(ref _dX, nd); Buf.Ensure(ref _dXn, nd);
-        Buf.Ensure(ref _dF1, (long)n * _f); Buf.Ensure(ref _dF2, (long)n * _f); Buf.Ensure(ref _dF3, (long)n * _f);
+        // _dF1 holds dH [N, F] and then dAtt [N, H·hd] (wider when intermediate_size < H·head_dim)
+        Buf.Ensure(ref _dF1, (long)n * Math.Max(_f, qw)); Buf.Ensure(ref _dF2, (long)n * _f); Buf.Ensure(ref _dF3, (long)n * _f);
         Buf.Ensure(ref _dQ, (long)n * qw); Buf.Ensure(ref _dK, (long)n * kw); Buf.Ensure(ref _dV, (long)n * kw);
         var dX = _dX.AsSpan(0, (int)nd);
         var dXn = _dXn.AsSpan(0, (int)nd);

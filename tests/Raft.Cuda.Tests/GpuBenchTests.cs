@@ -26,6 +26,17 @@ public class GpuBenchTests
     }
 
     [Fact]
+    public void TrainStepFlags()
+    {
+        var o = BenchOptions.Parse(["--train-step", "--train-cpu-steps", "2", "--host-check"]);
+        Assert.True(o.TrainStep);
+        Assert.True(o.HostCheck);
+        Assert.Equal(2, o.TrainCpuSteps);
+        Assert.False(BenchOptions.Parse([]).TrainStep);
+        Assert.Equal("--train-cpu-steps", Assert.Throws<ArgumentException>(() => BenchOptions.Parse(["--train-cpu-steps", "0"])).ParamName);
+    }
+
+    [Fact]
     public void CheckRowsAreCappedByRows()
     {
         Assert.Equal(10, BenchOptions.Parse(["--rows", "10"]).CheckRows);

@@ -1,0 +1,599 @@
+using ILGPU;
+using ILGPU.Runtime;
+using Raft.Gpu.Kernels;
+using Raft.Model;
+
+namespace Raft.Gpu;
+
+/// <summary>What one device training step reports (read back once, at its end).</summary>
+/// <param name="Loss">The mean cross-entropy over the targets not ignored (0 when every target is ignored; NaN from
+/// <see cref="GpuLlamaModel.ClipAndUpdate"/>, which computes no loss).</param>
+/// <param name="GradNorm">The global L2 norm of the gradient before clipping (NaN or ∞: the update was skipped).</param>
+/// <param name="LearningRate">The learning rate of the update (the schedule at the optimizer's step before it).</param>
+/// <param name="Applied">False when the norm was not finite and the parameters were left unchanged.</param>
+public readonly record struct GpuStepResult(double Loss, double GradNorm, double LearningRate, bool Applied);
+
+/// <summary>
+/// <see cref="LlamaModel"/>'s decoder on an ILGPU accelerator (CUDA for training; ILGPU's CPU accelerator runs the same
+/// kernels in tests), with the same math: token embedding; per layer x += o(attn(rope(q(n₁)), rope(k(n₁)), v(n₁))),
+/// x += down(silu(gate(n₂)) ⊙ up(n₂)); final RMSNorm; lm_head or the tied embedding. Parameters, gradients, AdamW
+/// moments and every activation stay in device memory across steps: one flat buffer each for parameters, gradients
+/// and moments (q/k/v and gate/up packed side by side, so each pair is one GEMM; weight-decayed tensors first), and
+/// one activation arena sized for the largest B·T seen. Inputs are uploaded once per call and a training step
+/// (<see cref="SftStep"/>) reads back only its two scalars.
+/// <para>
+/// Kernels: tiled shared-memory SGEMM (64×64 blocks, 4×4 per thread, split-K with atomic adds for weight
+/// gradients), one group per row for RMSNorm and cross-entropy, one group per (sequence, head, query) for
+/// attention and dq, one per (sequence, kv head, key) for dk and dv, element-wise RoPE and SwiGLU, atomic
+/// scatter for the embedding gradient. Results agree with <see cref="LlamaModel"/> to fp32 rounding (sums run in
+/// another order, and atomic adds make the weight gradients non-deterministic in their last bits).
+/// </para>
+/// <para>Not thread-safe: one instance runs one call at a time, on the accelerator's default stream.</para>
+/// </summary>
+public sealed class GpuLlamaModel : IDisposable
+{
+    private sealed record Segment(string Name, int[] Shape, long Offset, long Length);
+
+    private sealed class LayerViews
+    {
+        public long Ln1, Ln2, Wqkv, Bqkv, Wo, Wgu, Wd;
+    }
+
+    private readonly Accelerator _acc;
+    private readonly ModelKernelSet _k;
+    private readonly List<Segment> _segments = [];
+    private readonly Dictionary<string, Segment> _byName = new(StringComparer.Ordinal);
+    private readonly LayerViews[] _layers;
+    private readonly long _embed, _norm, _lmHead, _decayed, _total;
+    private readonly int _d, _h, _kv, _hd, _f, _v, _q, _kvw, _w3;
+    private readonly float _eps;
+    private readonly float[] _invFreq;
+
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _params, _grads;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _m, _vMoment;
+    private readonly MemoryBuffer1D<double, Stride1D.Dense> _partials, _scalars;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _arena, _cos, _sin;
+    private MemoryBuffer1D<int, Stride1D.Dense>? _ints;
+    private int _capacityRows, _tablePositions;
+    private Activations? _act;
+    private int _batch, _seqLen;
+    private bool _forwardDone;
+    private bool _disposed;
+
+    /// <summary>Uploads the parameters of a host model (which is not kept).</summary>
+    public GpuLlamaModel(Accelerator accelerator, LlamaModel model)
+        : this(accelerator, (model ?? throw new ArgumentNullException(nameof(model))).Config, model.Parameters) { }
+
+    /// <summary>
+    /// Uploads <paramref name="parameters"/> (Hugging Face names and shapes, as <see cref="LlamaModel"/> checks them)
+    /// onto <paramref name="accelerator"/>, which stays owned by the caller.
+    /// </summary>
+    public GpuLlamaModel(Accelerator accelerator, ModelConfig config, TensorSet parameters)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(parameters);
+        _ = new LlamaModel(config, parameters); // the same checks (every tensor present with its shape, no unsupported bias)
+        Config = config;
+        _acc = accelerator;
+        _k = ModelKernelSet.For(accelerator);
+        _d = config.HiddenSize; _h = config.NumAttentionHeads; _kv = config.KvHeads; _hd = config.HeadDim;
+        _f = config.IntermediateSize; _v = config.VocabSize; _eps = (float)config.RmsNormEps;
+        _q = _h * _hd; _kvw = _kv * _hd; _w3 = _q + 2 * _kvw;
+        _invFreq = new float[_hd / 2];
+        for (int i = 0; i < _invFreq.Length; i++) _invFreq[i] = 1f / MathF.Pow((float)config.RopeTheta, (float)(2 * i) / _hd);
+
+        // flat layout: the weight-decayed tensors first, then the rest, each group in config order (which keeps q, k, v
+        // adjacent, gate and up adjacent, and the three biases adjacent)
+        var shapes = config.TensorShapes();
+        long offset = 0;
+        foreach (bool decayed in new[] { true, false })
+        {
+            foreach (var (name, shape) in shapes)
+            {
+                if (AdamW.IsDecayed(Tensor.Zeros(name, shape.Length > 1 ? [1, 1] : [1])) != decayed) continue;
+                long len = 1;
+                foreach (int s in shape) len *= s;
+                var seg = new Segment(name, shape, offset, len);
+                _segments.Add(seg);
+                _byName.Add(name, seg);
+                offset += len;
+            }
+            if (decayed) _decayed = offset;
+        }
+        _total = offset;
+        long O(string name) => _byName[name].Offset;
+        _embed = O("model.embed_tokens.weight");
+        _norm = O("model.norm.weight");
+        _lmHead = config.TieWordEmbeddings ? _embed : O("lm_head.weight");
+        _layers = new LayerViews[config.NumHiddenLayers];
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            string p = $"model.layers.{l}.";
+            var lv = new LayerViews
+            {
+                Ln1 = O(p + "input_layernorm.weight"), Ln2 = O(p + "post_attention_layernorm.weight"),
+                Wqkv = O(p + "self_attn.q_proj.weight"), Wo = O(p + "self_attn.o_proj.weight"),
+                Wgu = O(p + "mlp.gate_proj.weight"), Wd = O(p + "mlp.down_proj.weight"),
+                Bqkv = config.QkvBias ? O(p + "self_attn.q_proj.bias") : -1,
+            };
+            if (O(p + "self_attn.k_proj.weight") != lv.Wqkv + (long)_q * _d || O(p + "self_attn.v_proj.weight") != lv.Wqkv + (long)(_q + _kvw) * _d
+                || O(p + "mlp.up_proj.weight") != lv.Wgu + (long)_f * _d
+                || (config.QkvBias && (O(p + "self_attn.k_proj.bias") != lv.Bqkv + _q || O(p + "self_attn.v_proj.bias") != lv.Bqkv + _q + _kvw)))
+                throw new InvalidOperationException("internal: the packed q/k/v or gate/up layout does not hold.");
+            _layers[l] = lv;
+        }
+
+        _params = accelerator.Allocate1D<float>(Math.Max(1, _total));
+        _grads = accelerator.Allocate1D<float>(Math.Max(1, _total));
+        _partials = accelerator.Allocate1D<double>(TrainKernels.NormGroups);
+        _scalars = accelerator.Allocate1D<double>(4);
+        Upload(parameters);
+        ZeroGradients();
+    }
+
+    /// <summary>The architecture.</summary>
+    public ModelConfig Config { get; }
+    /// <summary>The accelerator everything lives on.</summary>
+    public Accelerator Accelerator => _acc;
+    /// <summary>Number of parameter values.</summary>
+    public long ParameterCount => _total;
+    /// <summary>Batch size of the last forward (0 before one).</summary>
+    public int Batch => _batch;
+    /// <summary>Sequence length of the last forward.</summary>
+    public int SeqLen => _seqLen;
+
+    /// <summary>The logits [B·T, V] of the last <see cref="Forward"/> (a device view; a loss may overwrite it with dL/dlogits in place).</summary>
+    public ArrayView<float> Logits
+    {
+        get
+        {
+            if (_act is null || !_forwardDone) throw new InvalidOperationException("no forward has run yet.");
+            return _act.Logits.SubView(0, (long)_batch * _seqLen * _v);
+        }
+    }
+
+    // ------------------------------------------------------------------ parameters
+
+    private ArrayView<float> P(long offset, long length) => _params.View.BaseView.SubView(offset, length);
+    private ArrayView<float> G(long offset, long length) => _grads.View.BaseView.SubView(offset, length);
+
+    /// <summary>Replaces the device parameters with <paramref name="parameters"/> (same names and shapes).</summary>
+    public void Upload(TensorSet parameters)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ThrowIfDisposed();
+        foreach (var s in _segments)
+            _params.View.BaseView.SubView(s.Offset, s.Length).CopyFromCPU(Get(parameters, s, nameof(parameters)).Data);
+    }
+
+    /// <summary>Copies the device parameters into <paramref name="parameters"/> (same names and shapes; for checkpoints and rollouts).</summary>
+    public void Download(TensorSet parameters) => DownloadFlat(_params, parameters, nameof(parameters));
+
+    /// <summary>Copies the accumulated gradients into <paramref name="gradients"/> (names and shapes of the parameters).</summary>
+    public void DownloadGradients(TensorSet gradients) => DownloadFlat(_grads, gradients, nameof(gradients));
+
+    /// <summary>A host copy of the parameters (a new set, in <see cref="ModelConfig.TensorShapes"/> order).</summary>
+    public TensorSet DownloadParameters()
+    {
+        var set = new TensorSet();
+        foreach (var (name, shape) in Config.TensorShapes()) set.Add(Tensor.Zeros(name, (int[])shape.Clone()));
+        Download(set);
+        return set;
+    }
+
+    private void DownloadFlat(MemoryBuffer1D<float, Stride1D.Dense> buffer, TensorSet into, string argName)
+    {
+        ArgumentNullException.ThrowIfNull(into, argName);
+        ThrowIfDisposed();
+        _acc.DefaultStream.Synchronize();
+        foreach (var s in _segments)
+            buffer.View.BaseView.SubView(s.Offset, s.Length).CopyToCPU(Get(into, s, argName).Data);
+    }
+
+    private static Tensor Get(TensorSet set, Segment s, string argName)
+    {
+        if (!set.TryGet(s.Name, out var t))
+            throw new ArgumentException($"tensor {s.Name} is missing (expected shape [{string.Join(", ", s.Shape)}]).", argName);
+        if (!t.Shape.AsSpan().SequenceEqual(s.Shape))
+            throw new ArgumentException($"tensor {s.Name} has shape {t.ShapeText}, expected [{string.Join(", ", s.Shape)}].", argName);
+        return t;
+    }
+
+    /// <summary>Sets every gradient to 0 (<see cref="Backward(ArrayView{float})"/> accumulates).</summary>
+    public void ZeroGradients()
+    {
+        ThrowIfDisposed();
+        _grads.View.MemSetToZero();
+    }
+
+    // ------------------------------------------------------------------ activations
+
+    private sealed class Activations
+    {
+        public required ArrayView<float>[] XIn, XMid, Rstd1, Rstd2, Xn1, Xn2, Qkv, Att, Lse, Gu, Hh;
+        public required ArrayView<float> RstdF, XnF, Logits, DX, DXn, DH, DGu, DAtt, DQkv, DSum, RowLoss;
+        public required ArrayView<int> Tokens, Targets;
+    }
+
+    private void EnsureCapacity(int rows)
+    {
+        if (_act is not null && rows <= _capacityRows) return;
+        int cap = Math.Max(rows, _capacityRows);
+        _arena?.Dispose(); _arena = null; _act = null;
+        _ints?.Dispose(); _ints = null;
+        int layers = _layers.Length;
+        long n = cap, used = 0;
+        var plan = new List<(long Offset, long Length)>();
+        long Take(long len) { plan.Add((used, len)); used += Math.Max(len, 1); return plan.Count - 1; }
+        // per layer: XIn, XMid [N, D]; Rstd1, Rstd2 [N]; Xn1, Xn2 [N, D]; Qkv [N, W3]; Att [N, Q]; Lse [N·H]; Gu [N, 2F]; Hh [N, F]
+        var idx = new long[layers + 1, 11];
+        for (int l = 0; l <= layers; l++)
+        {
+            idx[l, 0] = Take(n * _d);
+            if (l == layers) break;
+            idx[l, 1] = Take(n * _d); idx[l, 2] = Take(n); idx[l, 3] = Take(n); idx[l, 4] = Take(n * _d); idx[l, 5] = Take(n * _d);
+            idx[l, 6] = Take(n * _w3); idx[l, 7] = Take(n * _q); idx[l, 8] = Take(n * _h); idx[l, 9] = Take(n * 2 * _f); idx[l, 10] = Take(n * _f);
+        }
+        long iRstdF = Take(n), iXnF = Take(n * _d), iLogits = Take(n * _v), iDX = Take(n * _d), iDXn = Take(n * _d), iDH = Take(n * _f),
+            iDGu = Take(n * 2 * _f), iDAtt = Take(n * _q), iDQkv = Take(n * _w3), iDSum = Take(n * _h), iRowLoss = Take(n);
+        _arena = _acc.Allocate1D<float>(used);
+        _ints = _acc.Allocate1D<int>(2 * n);
+        var arena = _arena.View.BaseView;
+        ArrayView<float> V(long i) => arena.SubView(plan[(int)i].Offset, plan[(int)i].Length);
+        ArrayView<float>[] Per(int j) => Enumerable.Range(0, layers).Select(l => V(idx[l, j])).ToArray();
+        _act = new Activations
+        {
+            XIn = Enumerable.Range(0, layers + 1).Select(l => V(idx[l, 0])).ToArray(),
+            XMid = Per(1), Rstd1 = Per(2), Rstd2 = Per(3), Xn1 = Per(4), Xn2 = Per(5), Qkv = Per(6), Att = Per(7), Lse = Per(8), Gu = Per(9), Hh = Per(10),
+            RstdF = V(iRstdF), XnF = V(iXnF), Logits = V(iLogits), DX = V(iDX), DXn = V(iDXn), DH = V(iDH), DGu = V(iDGu), DAtt = V(iDAtt),
+            DQkv = V(iDQkv), DSum = V(iDSum), RowLoss = V(iRowLoss),
+            Tokens = _ints.View.BaseView.SubView(0, n), Targets = _ints.View.BaseView.SubView(n, n),
+        };
+        _capacityRows = cap;
+        _forwardDone = false;
+    }
+
+    private void EnsureRope(int positions)
+    {
+        if (positions <= _tablePositions) return;
+        int cap = Math.Max(positions, Math.Max(64, _tablePositions * 2));
+        int half = _hd / 2;
+        var cos = new float[(long)cap * half];
+        var sin = new float[(long)cap * half];
+        for (int p = 0; p < cap; p++)
+            for (int i = 0; i < half; i++)
+            {
+                float a = (float)p * _invFreq[i];   // as Raft.Model.Ops.RopeTable: the angle in fp32
+                cos[p * half + i] = MathF.Cos(a);
+                sin[p * half + i] = MathF.Sin(a);
+            }
+        _cos?.Dispose(); _sin?.Dispose();
+        _cos = _acc.Allocate1D(cos);
+        _sin = _acc.Allocate1D(sin);
+        _tablePositions = cap;
+    }
+
+    // ------------------------------------------------------------------ forward
+
+    /// <summary>
+    /// Full forward of B sequences of length T (positions 0..T-1): tokens [B·T] → <see cref="Logits"/> [B·T, V],
+    /// recording what <see cref="Backward(ArrayView{float})"/> needs. Enqueued without waiting for the device.
+    /// </summary>
+    public void Forward(ReadOnlySpan<int> tokens, int batch, int seqLen)
+    {
+        ThrowIfDisposed();
+        CheckTokens(tokens, batch, seqLen);
+        int n = batch * seqLen;
+        EnsureCapacity(n);
+        _act!.Tokens.SubView(0, n).CopyFromCPU(tokens);
+        RunForward(batch, seqLen);
+    }
+
+    /// <summary>A host copy of <see cref="Logits"/> [B·T, V] (synchronises).</summary>
+    public float[] DownloadLogits()
+    {
+        var view = Logits;
+        var host = new float[view.Length];
+        _acc.DefaultStream.Synchronize();
+        view.CopyToCPU(host);
+        return host;
+    }
+
+    private void CheckTokens(ReadOnlySpan<int> tokens, int batch, int seqLen)
+    {
+        if (batch <= 0) throw new ArgumentOutOfRangeException(nameof(batch), batch, "batch must be > 0.");
+        if (seqLen <= 0) throw new ArgumentOutOfRangeException(nameof(seqLen), seqLen, "seqLen must be > 0.");
+        if (tokens.Length != (long)batch * seqLen)
+            throw new ArgumentException($"tokens has {tokens.Length} values, needs [B·T] = [{batch}·{seqLen}].", nameof(tokens));
+        for (int i = 0; i < tokens.Length; i++)
+            if ((uint)tokens[i] >= (uint)_v)
+                throw new ArgumentOutOfRangeException(nameof(tokens), tokens[i], $"token at index {i} is {tokens[i]}, outside the vocabulary 0..{_v - 1}.");
+    }
+
+    private AttnParams Attn(int batch, int seqLen) => new()
+    {
+        Batch = batch, SeqLen = seqLen, Heads = _h, KvHeads = _kv, GroupSize = _h / _kv, HeadDim = _hd,
+        W3 = _w3, KCol = _q, VCol = _q + _kvw, QWidth = _q, Scale = 1f / MathF.Sqrt(_hd),
+    };
+
+    private RopeParams Rope(int n, int seqLen, float sign) => new()
+    {
+        Rows = n, SeqLen = seqLen, Heads = _h + _kv, Half = _hd / 2, HeadDim = _hd, Stride = _w3, Sign = sign,
+        TablePositions = _tablePositions,
+    };
+
+    private void RunForward(int batch, int seqLen)
+    {
+        int n = batch * seqLen;
+        EnsureRope(seqLen);
+        var a = _act!;
+        _k.Embedding(a.Tokens, P(_embed, (long)_v * _d), a.XIn[0], n, _d);
+        var attn = Attn(batch, seqLen);
+        for (int l = 0; l < _layers.Length; l++)
+        {
+            var w = _layers[l];
+            _k.RmsNorm(a.XIn[l], P(w.Ln1, _d), a.Xn1[l], a.Rstd1[l], n, _d, _eps);
+            _k.Linear(a.Xn1[l], P(w.Wqkv, (long)_w3 * _d), w.Bqkv >= 0 ? P(w.Bqkv, _w3) : default, a.Qkv[l], default, n, _d, _w3);
+            _k.Rope(a.Qkv[l], _cos!.View.BaseView, _sin!.View.BaseView, Rope(n, seqLen, 1f));
+            _k.AttentionForward(a.Qkv[l], a.Att[l], a.Lse[l], attn);
+            _k.Linear(a.Att[l], P(w.Wo, (long)_d * _q), default, a.XMid[l], a.XIn[l], n, _q, _d);
+            _k.RmsNorm(a.XMid[l], P(w.Ln2, _d), a.Xn2[l], a.Rstd2[l], n, _d, _eps);
+            _k.Linear(a.Xn2[l], P(w.Wgu, 2L * _f * _d), default, a.Gu[l], default, n, _d, 2 * _f);
+            _k.SwiGlu(a.Gu[l], a.Hh[l], n, _f);
+            _k.Linear(a.Hh[l], P(w.Wd, (long)_d * _f), default, a.XIn[l + 1], a.XMid[l], n, _f, _d);
+        }
+        _k.RmsNorm(a.XIn[_layers.Length], P(_norm, _d), a.XnF, a.RstdF, n, _d, _eps);
+        _k.Linear(a.XnF, P(_lmHead, (long)_v * _d), default, a.Logits, default, n, _d, _v);
+        _batch = batch; _seqLen = seqLen; _forwardDone = true;
+    }
+
+    // ------------------------------------------------------------------ backward
+
+    /// <summary>
+    /// Backward of the last forward from dL/dlogits [B·T, V] on the host: uploads it (into the logits buffer) and
+    /// ACCUMULATES dL/dθ into the device gradients (a tied embedding receives both contributions).
+    /// </summary>
+    public void Backward(ReadOnlySpan<float> dLogits)
+    {
+        var logits = Logits;
+        if (dLogits.Length != logits.Length)
+            throw new ArgumentException($"dLogits has {dLogits.Length} values, needs [B·T, V] = [{_batch * _seqLen}, {_v}].", nameof(dLogits));
+        for (int i = 0; i < dLogits.Length; i++)
+            if (!float.IsFinite(dLogits[i]))
+                throw new ArgumentException($"dLogits[{i / _v}, {i % _v}] is {dLogits[i]}.", nameof(dLogits));
+        logits.CopyFromCPU(dLogits);
+        RunBackward(logits);
+    }
+
+    /// <summary>
+    /// Backward of the last forward from a device dL/dlogits [B·T, V] (for example <see cref="Logits"/> after a loss
+    /// wrote its gradient in place): ACCUMULATES dL/dθ into the device gradients. Enqueued without waiting.
+    /// </summary>
+    public void Backward(ArrayView<float> dLogits)
+    {
+        ThrowIfDisposed();
+        if (_act is null || !_forwardDone) throw new InvalidOperationException("no forward has run yet.");
+        long need = (long)_batch * _seqLen * _v;
+        if (dLogits.Length != need)
+            throw new ArgumentException($"dLogits has {dLogits.Length} values, needs [B·T, V] = [{_batch * _seqLen}, {_v}].", nameof(dLogits));
+        RunBackward(dLogits);
+    }
+
+    private void RunBackward(ArrayView<float> dLogits)
+    {
+        int n = _batch * _seqLen, L = _layers.Length;
+        var a = _act!;
+        var attn = Attn(_batch, _seqLen);
+        var dLm = G(_lmHead, (long)_v * _d);
+        _k.LinearDx(dLogits, P(_lmHead, (long)_v * _d), a.DXn, false, n, _d, _v);
+        _k.LinearDw(dLogits, a.XnF, dLm, n, _d, _v);
+        _k.RmsNormBackward(a.DXn, a.XIn[L], P(_norm, _d), a.RstdF, a.DX, G(_norm, _d), n, _d, accumulate: false);
+        for (int l = L - 1; l >= 0; l--)
+        {
+            var w = _layers[l];
+            // MLP: x_out = x_mid + down(h), h = silu(g) ⊙ u
+            _k.LinearDx(a.DX, P(w.Wd, (long)_d * _f), a.DH, false, n, _f, _d);
+            _k.LinearDw(a.DX, a.Hh[l], G(w.Wd, (long)_d * _f), n, _f, _d);
+            _k.SwiGluBackward(a.DH, a.Gu[l], a.DGu, n, _f);
+            _k.LinearDx(a.DGu, P(w.Wgu, 2L * _f * _d), a.DXn, false, n, _d, 2 * _f);
+            _k.LinearDw(a.DGu, a.Xn2[l], G(w.Wgu, 2L * _f * _d), n, _d, 2 * _f);
+            _k.RmsNormBackward(a.DXn, a.XMid[l], P(w.Ln2, _d), a.Rstd2[l], a.DX, G(w.Ln2, _d), n, _d, accumulate: true);
+            // attention: x_mid = x_in + o(att)
+            _k.LinearDx(a.DX, P(w.Wo, (long)_d * _q), a.DAtt, false, n, _q, _d);
+            _k.LinearDw(a.DX, a.Att[l], G(w.Wo, (long)_d * _q), n, _q, _d);
+            _k.AttentionBackward(a.DAtt, a.Qkv[l], a.Att[l], a.Lse[l], a.DQkv, a.DSum, attn);
+            _k.Rope(a.DQkv, _cos!.View.BaseView, _sin!.View.BaseView, Rope(n, _seqLen, -1f));
+            _k.LinearDx(a.DQkv, P(w.Wqkv, (long)_w3 * _d), a.DXn, false, n, _d, _w3);
+            _k.LinearDw(a.DQkv, a.Xn1[l], G(w.Wqkv, (long)_w3 * _d), n, _d, _w3);
+            if (w.Bqkv >= 0) _k.ColumnSums(a.DQkv, default, default, G(w.Bqkv, _w3), n, _w3, normWeight: false);
+            _k.RmsNormBackward(a.DXn, a.XIn[l], P(w.Ln1, _d), a.Rstd1[l], a.DX, G(w.Ln1, _d), n, _d, accumulate: true);
+        }
+        _k.EmbeddingBackward(a.Tokens, a.DX, G(_embed, (long)_v * _d), n, _d);
+    }
+
+    // ------------------------------------------------------------------ optimizer
+
+    /// <summary>The AdamW hyper-parameters (null until <see cref="SetOptimizer"/>).</summary>
+    public AdamWOptions? OptimizerOptions { get; private set; }
+    /// <summary>The learning-rate schedule (null until <see cref="SetOptimizer"/>).</summary>
+    public LearningRateSchedule? Schedule { get; private set; }
+    /// <summary>AdamW updates applied so far (the schedule's position; settable for a resumed run).</summary>
+    public long OptimizerStep { get; set; }
+    /// <summary>The learning rate the next update will use.</summary>
+    public double CurrentLearningRate => Schedule?.At(OptimizerStep) ?? throw new InvalidOperationException("no optimizer: call SetOptimizer first.");
+
+    /// <summary>
+    /// Sets up AdamW exactly as <see cref="AdamW"/> (same options, schedule and decayed tensors) with zero moments at
+    /// step <paramref name="step"/>.
+    /// </summary>
+    public void SetOptimizer(AdamWOptions options, LearningRateSchedule schedule, long step = 0)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(schedule);
+        ArgumentOutOfRangeException.ThrowIfNegative(step);
+        ThrowIfDisposed();
+        options.Validate();
+        schedule.Validate();
+        OptimizerOptions = options; Schedule = schedule; OptimizerStep = step;
+        _m ??= _acc.Allocate1D<float>(Math.Max(1, _total));
+        _vMoment ??= _acc.Allocate1D<float>(Math.Max(1, _total));
+        _m.View.MemSetToZero();
+        _vMoment.View.MemSetToZero();
+    }
+
+    /// <summary>Copies host moments (names and shapes of the parameters, e.g. <see cref="AdamW.FirstMoment"/>) to the device.</summary>
+    public void UploadOptimizerState(TensorSet firstMoment, TensorSet secondMoment)
+    {
+        RequireOptimizer();
+        foreach (var s in _segments)
+        {
+            _m!.View.BaseView.SubView(s.Offset, s.Length).CopyFromCPU(Get(firstMoment, s, nameof(firstMoment)).Data);
+            _vMoment!.View.BaseView.SubView(s.Offset, s.Length).CopyFromCPU(Get(secondMoment, s, nameof(secondMoment)).Data);
+        }
+    }
+
+    /// <summary>Copies the device moments into host sets (names and shapes of the parameters).</summary>
+    public void DownloadOptimizerState(TensorSet firstMoment, TensorSet secondMoment)
+    {
+        RequireOptimizer();
+        DownloadFlat(_m!, firstMoment, nameof(firstMoment));
+        DownloadFlat(_vMoment!, secondMoment, nameof(secondMoment));
+    }
+
+    private void RequireOptimizer()
+    {
+        ThrowIfDisposed();
+        if (_m is null || Schedule is null) throw new InvalidOperationException("no optimizer: call SetOptimizer first.");
+    }
+
+    /// <summary>
+    /// Global-norm clipping (<paramref name="maxNorm"/> ≤ 0: none, the norm is still measured) and one AdamW update of
+    /// the accumulated gradients, on the device; synchronises once to read the norm. A norm that is NaN or infinite
+    /// leaves the parameters, the moments and <see cref="OptimizerStep"/> unchanged (as the CPU trainer skips such a step).
+    /// </summary>
+    public GpuStepResult ClipAndUpdate(double maxNorm)
+    {
+        RequireOptimizer();
+        CheckMaxNorm(maxNorm);
+        double lr = EnqueueUpdate(maxNorm, hasLoss: false, default, 0, 0);
+        return ReadResult(lr, hasLoss: false);
+    }
+
+    /// <summary>
+    /// One supervised step on the device, as the CPU trainer's SFT step: forward of <paramref name="inputs"/> [B·T],
+    /// mean cross-entropy against <paramref name="targets"/> [B·T] over the targets ≠ <paramref name="ignoreIndex"/>,
+    /// gradients zeroed then backward, global-norm clipping to <paramref name="maxNorm"/> (≤ 0: none) and AdamW.
+    /// Inputs and targets are uploaded once; the only synchronisation is the read-back of the loss and norm at the end.
+    /// </summary>
+    public GpuStepResult SftStep(ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, int batch, int seqLen, double maxNorm,
+        int ignoreIndex = -100)
+    {
+        RequireOptimizer();
+        CheckTokens(inputs, batch, seqLen);
+        CheckMaxNorm(maxNorm);
+        int n = batch * seqLen;
+        if (targets.Length != n)
+            throw new ArgumentException($"targets has {targets.Length} values, needs [B·T] = [{batch}·{seqLen}].", nameof(targets));
+        int count = 0;
+        for (int i = 0; i < n; i++)
+        {
+            int t = targets[i];
+            if (t == ignoreIndex) continue;
+            if ((uint)t >= (uint)_v)
+                throw new ArgumentOutOfRangeException(nameof(targets), t, $"target at index {i} is {t}, outside the vocabulary 0..{_v - 1} and not the ignore index {ignoreIndex}.");
+            count++;
+        }
+        EnsureCapacity(n);
+        var a = _act!;
+        // one upload: tokens then targets, adjacent in the int buffer when the arena is exactly this size
+        if (_capacityRows == n)
+        {
+            var both = new int[2 * n];
+            inputs.CopyTo(both);
+            targets.CopyTo(both.AsSpan(n));
+            _ints!.View.BaseView.SubView(0, 2L * n).CopyFromCPU(both);
+        }
+        else
+        {
+            a.Tokens.SubView(0, n).CopyFromCPU(inputs);
+            a.Targets.SubView(0, n).CopyFromCPU(targets);
+        }
+        RunForward(batch, seqLen);
+        var logits = Logits;
+        _k.CrossEntropy(logits, a.Targets, a.RowLoss, new LossParams { Rows = n, Vocab = _v, IgnoreIndex = ignoreIndex, Count = count });
+        _grads.View.MemSetToZero();
+        RunBackward(logits);
+        double lr = EnqueueUpdate(maxNorm, hasLoss: true, a.RowLoss, n, count);
+        return ReadResult(lr, hasLoss: true);
+    }
+
+    private static void CheckMaxNorm(double maxNorm)
+    {
+        if (double.IsNaN(maxNorm) || double.IsInfinity(maxNorm))
+            throw new ArgumentException($"maxNorm must be finite (≤ 0: no clipping), got {maxNorm}.", nameof(maxNorm));
+    }
+
+    private double EnqueueUpdate(double maxNorm, bool hasLoss, ArrayView<float> rowLoss, int rows, int count)
+    {
+        var o = OptimizerOptions!;
+        var lp = new LossParams
+        {
+            Rows = rows, Vocab = _v, Count = count, MaxNorm = maxNorm > 0 ? maxNorm : 0, GradLength = _total, HasLoss = hasLoss ? 1 : 0,
+        };
+        _k.NormAndFinish(_grads.View.BaseView.SubView(0, _total), rowLoss, _partials.View.BaseView, _scalars.View.BaseView, lp);
+        double lr = Schedule!.At(OptimizerStep);
+        long t = OptimizerStep + 1;
+        double bc1 = 1 - Pow(o.Beta1, t), bc2 = 1 - Pow(o.Beta2, t);
+        var k = new AdamParams
+        {
+            Beta1 = (float)o.Beta1, OneMinusBeta1 = (float)(1 - o.Beta1), Beta2 = (float)o.Beta2, OneMinusBeta2 = (float)(1 - o.Beta2),
+            StepSize = (float)(lr / bc1), SqrtBc2 = (float)Math.Sqrt(bc2), Epsilon = (float)o.Epsilon,
+            DecayFactor = (float)(1 - lr * o.WeightDecay), DecayedLength = _decayed, Length = _total,
+        };
+        _k.AdamW(_params.View.BaseView.SubView(0, _total), _grads.View.BaseView.SubView(0, _total), _m!.View.BaseView.SubView(0, _total),
+            _vMoment!.View.BaseView.SubView(0, _total), _scalars.View.BaseView, k);
+        return lr;
+    }
+
+    private GpuStepResult ReadResult(double lr, bool hasLoss)
+    {
+        var s = new double[4];
+        _scalars.View.BaseView.CopyToCPU(s);   // waits for the step
+        double norm = s[TrainKernels.NormSlot];
+        bool applied = double.IsFinite(norm);
+        if (applied) OptimizerStep++;
+        return new GpuStepResult(hasLoss ? s[TrainKernels.LossSlot] : double.NaN, norm, lr, applied);
+    }
+
+    /// <summary>bᵗ by repeated squaring, as <see cref="AdamW"/> computes its bias corrections.</summary>
+    private static double Pow(double b, long t)
+    {
+        double r = 1;
+        while (t > 0)
+        {
+            if ((t & 1) != 0) r *= b;
+            b *= b;
+            t >>= 1;
+        }
+        return r;
+    }
+
+    /// <summary>Scales a device view in place (e.g. a loss gradient by its adaptive weight), enqueued.</summary>
+    public void Scale(ArrayView<float> values, float factor)
+    {
+        ThrowIfDisposed();
+        _k.Scale(values, factor);
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    /// <summary>Frees the device buffers (not the accelerator).</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _params.Dispose(); _grads.Dispose(); _m?.Dispose(); _vMoment?.Dispose(); _partials.Dispose(); _scalars.Dispose();
+        _arena?.Dispose(); _ints?.Dispose(); _cos?.Dispose(); _sin?.Dispose();
+    }
+}
