@@ -1,0 +1,128 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Raft.Model;
+using Raft.Pipeline.Training;
+
+namespace Raft.Cli.Tests;
+
+/// <summary>
+/// <c>raft sft</c> and <c>raft train</c> started by <c>mpirun -np 2</c> (the real binary, one process per rank): the
+/// run is distributed, every rank says its rank and host once, only rank 0 writes the run directory, and the final
+/// weights are those of one process with the doubled batch. Skipped without mpirun unless RAFT_REQUIRE_MPI=1.
+/// </summary>
+public class DistributedCliTests : CliHarness
+{
+    private const int Ranks = 2;
+    private const int TimeoutSeconds = 240;
+
+    private static string RaftDll => Path.Combine(AppContext.BaseDirectory, "raft.dll");
+
+    /// <summary>mpirun -np 2 dotnet raft.dll <paramref name="args"/>.</summary>
+    private static (int Code, string Output) MpiRaft(string[] args, IReadOnlyDictionary<string, string>? environment = null) =>
+        MpiLauncher.Run(RaftDll, Ranks, args, TimeoutSeconds, environment);
+
+    /// <summary>The flat weights of a checkpoint, in the config's tensor order.</summary>
+    private static float[] Weights(string checkpoint) => PipelineFixtures.Weights(checkpoint);
+
+    /// <summary>‖a − b‖ / ‖a‖.</summary>
+    internal static double RelativeDifference(float[] a, float[] b)
+    {
+        Assert.Equal(a.Length, b.Length);
+        double diff = 0, norm = 0;
+        for (int i = 0; i < a.Length; i++)
+        {
+            double d = (double)a[i] - b[i];
+            diff += d * d;
+            norm += (double)a[i] * a[i];
+        }
+        Assert.True(norm > 0, "the reference weights are all zero");
+        return Math.Sqrt(diff / norm);
+    }
+
+    /// <summary>Each rank's "rank R/2 on HOST, collective mpi" line appears exactly once.</summary>
+    internal static void AssertEachRankLoggedOnce(string output)
+    {
+        for (int rank = 0; rank < Ranks; rank++)
+        {
+            var lines = Regex.Matches(output, $@"(?m)^rank {rank}/{Ranks} on \S+, collective mpi\s*$");
+            Assert.True(lines.Count == 1, $"rank {rank} logged its rank and host {lines.Count} times:\n{output}");
+        }
+    }
+
+    private static void AssertNoStagingLeft(string run)
+    {
+        var staging = Directory.GetFileSystemEntries(run, "*staging*", SearchOption.AllDirectories);
+        Assert.True(staging.Length == 0, "staging left behind: " + string.Join(", ", staging));
+    }
+
+    [MpiFact]
+    public void Sft_under_mpirun_matches_one_process_with_the_doubled_batch_and_only_rank_0_writes()
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"), seed: 4);
+        string data = PipelineFixtures.Data(PathOf("data.jsonl"), 8);
+        string[] common = ["--threads", "1", "--steps", "3", "--warmup-steps", "1", "--learning-rate", "0.01", "--checkpoint-every", "1"];
+        // Each rank gets its own --out (rank 0: run-0, rank 1: run-1), so that anything rank 1 wrote would be seen.
+        string runBase = PathOf("run");
+        var (code, output) = MpiLauncher.RunCommand(Ranks,
+        [
+            "bash", "-c", "exec \"$@\" --out \"$RAFT_TEST_RUN-$OMPI_COMM_WORLD_RANK\"", "raft",
+            MpiLauncher.DotnetExecutable, RaftDll, "sft", "--model", ckpt, "--data", data, "--batch-size", "2", "--collective", "mpi", .. common,
+        ], TimeoutSeconds, new Dictionary<string, string> { ["RAFT_TEST_RUN"] = runBase });
+        Assert.True(code == 0, $"mpirun exited with {code}:\n{output}");
+        AssertEachRankLoggedOnce(output);
+        Assert.Contains("per rank × 2 ranks (mpi)", output);
+        // The command's JSON line comes from rank 0 only.
+        Assert.Single(output.Split('\n'), l => l.StartsWith("{\"method\":\"sft\"", StringComparison.Ordinal));
+
+        string run0 = runBase + "-0", run1 = runBase + "-1";
+        Assert.Equal(3, File.ReadAllLines(Path.Combine(run0, Trainer.MetricsFile)).Length);
+        Assert.True(File.Exists(Path.Combine(run0, Trainer.ConfigFile)));
+        Assert.Equal(2, Directory.GetDirectories(Path.Combine(run0, Trainer.CheckpointsDir)).Length);
+        AssertNoStagingLeft(run0);
+        var written = Directory.Exists(run1) ? Directory.GetFiles(run1, "*", SearchOption.AllDirectories) : [];
+        Assert.True(written.Length == 0, "rank 1 wrote " + string.Join(", ", written));
+
+        // One process with the doubled batch, in-process.
+        var single = Raft(["sft", "--model", ckpt, "--data", data, "--out", PathOf("single"), "--batch-size", "4", "--collective", "none", .. common]);
+        Assert.True(single.Code == 0, single.ToString());
+        var reference = Weights(Path.Combine(PathOf("single"), Trainer.FinalDir));
+        double rel = RelativeDifference(reference, Weights(Path.Combine(run0, Trainer.FinalDir)));
+        Assert.True(rel < 1e-5, $"2 ranks × batch 2 vs 1 process × batch 4: relative difference {rel:E2}");
+        Assert.True(RelativeDifference(Weights(ckpt), reference) > 1e-4, "training did not move the weights");
+        // The metrics describe the global batch: the same tokens and (within fp32 reduction order) loss per step.
+        var m1 = File.ReadAllLines(Path.Combine(PathOf("single"), Trainer.MetricsFile)).Select(l => JsonDocument.Parse(l).RootElement).ToArray();
+        var m2 = File.ReadAllLines(Path.Combine(run0, Trainer.MetricsFile)).Select(l => JsonDocument.Parse(l).RootElement).ToArray();
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.Equal(m1[i].GetProperty("tokens").GetInt64(), m2[i].GetProperty("tokens").GetInt64());
+            Assert.Equal(m1[i].GetProperty("loss").GetDouble(), m2[i].GetProperty("loss").GetDouble(), 1e-5);
+        }
+    }
+
+    [MpiFact]
+    public void Raft_train_under_mpirun_matches_one_process_with_the_doubled_batch()
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"), seed: 5);
+        string data = PipelineFixtures.Data(PathOf("data.jsonl"), 6);
+        string[] common = ["--teacher", ckpt, "--threads", "1", "--steps", "3", "--warmup-steps", "1", "--learning-rate", "0.01",
+            "--top-k", "4", "--rollout-max-tokens", "4", "--rollouts-per-prompt", "2", "--teacher-provider", "cpu"];
+        string run = PathOf("run");
+        var (code, output) = MpiRaft(["train", "--model", ckpt, "--data", data, "--out", run, "--batch-size", "2", .. common]);
+        Assert.True(code == 0, $"mpirun exited with {code}:\n{output}");
+        AssertEachRankLoggedOnce(output); // --collective auto picked MPI under mpirun
+        Assert.Equal(3, File.ReadAllLines(Path.Combine(run, Trainer.MetricsFile)).Length); // not 6: rank 0 alone appended
+        AssertNoStagingLeft(run);
+        Assert.DoesNotContain("warning", output);
+
+        var single = Raft(["train", "--model", ckpt, "--data", data, "--out", PathOf("single"), "--batch-size", "4", .. common]);
+        Assert.True(single.Code == 0, single.ToString());
+        var reference = Weights(Path.Combine(PathOf("single"), Trainer.FinalDir));
+        double rel = RelativeDifference(reference, Weights(Path.Combine(run, Trainer.FinalDir)));
+        Assert.True(rel < 1e-5, $"RAFT 2 ranks × batch 2 vs 1 process × batch 4: relative difference {rel:E2}");
+        Assert.True(RelativeDifference(Weights(ckpt), reference) > 1e-4, "training did not move the weights");
+        var last1 = JsonDocument.Parse(File.ReadAllLines(Path.Combine(PathOf("single"), Trainer.MetricsFile))[^1]).RootElement;
+        var last2 = JsonDocument.Parse(File.ReadAllLines(Path.Combine(run, Trainer.MetricsFile))[^1]).RootElement;
+        Assert.Equal(last1.GetProperty("rollout_len").GetDouble(), last2.GetProperty("rollout_len").GetDouble(), 1e-9);
+        Assert.Equal(last1.GetProperty("kd_loss").GetDouble(), last2.GetProperty("kd_loss").GetDouble(), 1e-5);
+    }
+}
