@@ -125,4 +125,66 @@ public class DistributedCliTests : CliHarness
         Assert.Equal(last1.GetProperty("rollout_len").GetDouble(), last2.GetProperty("rollout_len").GetDouble(), 1e-9);
         Assert.Equal(last1.GetProperty("kd_loss").GetDouble(), last2.GetProperty("kd_loss").GetDouble(), 1e-5);
     }
+
+    private static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var f in Directory.GetFiles(from)) File.Copy(f, Path.Combine(to, Path.GetFileName(f)));
+        foreach (var d in Directory.GetDirectories(from)) CopyDirectory(d, Path.Combine(to, Path.GetFileName(d)));
+    }
+
+    /// <summary>A copy of a finished run as it was after its step-2 checkpoint: no final model, the metrics of 4 steps (truncated on resume).</summary>
+    private string Interrupted(string run, string name)
+    {
+        string copy = PathOf(name);
+        CopyDirectory(run, copy);
+        Directory.Delete(Path.Combine(copy, Trainer.FinalDir), recursive: true);
+        Assert.Equal("step-0000002", Path.GetFileName(Trainer.LatestCheckpoint(copy)));
+        return copy;
+    }
+
+    [MpiFact]
+    public void A_2_rank_run_resumed_on_2_ranks_equals_the_uninterrupted_one_and_its_checkpoint_resumes_in_one_process()
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"), seed: 6);
+        string data = PipelineFixtures.Data(PathOf("data.jsonl"), 6);
+        string[] common = ["--model", ckpt, "--data", data, "--teacher", ckpt, "--threads", "1", "--steps", "4", "--checkpoint-every", "2",
+            "--warmup-steps", "1", "--learning-rate", "0.01", "--top-k", "4", "--rollout-max-tokens", "4", "--teacher-provider", "cpu"];
+        string whole = PathOf("whole");
+        var (code, output) = MpiRaft(["train", "--out", whole, "--batch-size", "2", .. common]);
+        Assert.True(code == 0, $"mpirun exited with {code}:\n{output}");
+        var expected = Weights(Path.Combine(whole, Trainer.FinalDir));
+        var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(whole, Trainer.FinalDir, Trainer.StateFile))).RootElement;
+        Assert.Equal(2, state.GetProperty("world_size").GetInt32());
+
+        // Resumed on 2 ranks from the step-2 checkpoint: the same bits as the uninterrupted run.
+        string resumed = Interrupted(whole, "resumed");
+        (code, output) = MpiRaft(["train", "--out", resumed, "--batch-size", "2", "--resume", .. common]);
+        Assert.True(code == 0, $"mpirun --resume exited with {code}:\n{output}");
+        Assert.Single(Regex.Matches(output, "resumed from .*step-0000002 at step 2"));
+        Assert.Equal(expected, Weights(Path.Combine(resumed, Trainer.FinalDir)));
+        Assert.Equal(4, File.ReadAllLines(Path.Combine(resumed, Trainer.MetricsFile)).Length);
+
+        // The checkpoint of 2 ranks loads in one process: weights, the full optimizer state and the trainer state.
+        string step2 = Path.Combine(whole, Trainer.CheckpointsDir, "step-0000002");
+        var (config, weights) = Checkpoint.Load(step2);
+        var optimizer = AdamW.LoadState(step2, weights);
+        Assert.Equal(2, optimizer.StepCount);
+        Assert.Contains(optimizer.SecondMoment.Tensors, t => t.Data.Any(x => x != 0));
+        Assert.Equal(config.HiddenSize, PipelineFixtures.Config().HiddenSize);
+
+        // One process resumes it with the same global batch (2 × 2 = 4) and ends where 2 ranks ended, within fp32
+        // reduction order; a different global batch is refused, naming both.
+        string single = Interrupted(whole, "single");
+        var wrong = Raft(["train", "--out", single, "--batch-size", "2", "--resume", .. common]);
+        Assert.True(wrong.Code == 1, wrong.ToString());
+        Assert.Contains("global batch of 4 (batch_size 2 × 2 rank(s))", wrong.Stderr);
+        Assert.Contains("use batch_size 4", wrong.Stderr);
+        Assert.False(Directory.Exists(Path.Combine(single, Trainer.FinalDir)));
+        var ok = Raft(["train", "--out", single, "--batch-size", "4", "--resume", .. common]);
+        Assert.True(ok.Code == 0, ok.ToString());
+        Assert.Contains("resumed from", ok.Stderr);
+        double rel = RelativeDifference(expected, Weights(Path.Combine(single, Trainer.FinalDir)));
+        Assert.True(rel < 1e-5, $"resumed in 1 process × batch 4 vs 2 ranks × batch 2: relative difference {rel:E2}");
+    }
 }

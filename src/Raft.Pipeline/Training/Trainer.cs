@@ -134,6 +134,8 @@ public sealed class Trainer
         [JsonPropertyName("skipped_steps")] public int Skipped { get; init; }
         [JsonPropertyName("nonfinite_in_a_row")] public int InARow { get; init; }
         [JsonPropertyName("balancer")] public EmaBalancerState? Balancer { get; init; }
+        /// <summary>The ranks that trained it (absent in checkpoints from before data parallelism: 1).</summary>
+        [JsonPropertyName("world_size")] public int WorldSize { get; init; } = 1;
         [JsonPropertyName("config")] public JsonElement Config { get; init; }
     }
 
@@ -176,6 +178,7 @@ public sealed class Trainer
                 string saved = state.Config.GetRawText();
                 if (!SameConfig(saved, configJson, out string diff))
                     throw new TrainingException($"cannot resume from {ckpt}: it was trained with a different configuration ({diff}).");
+                CheckGlobalBatch(ckpt, state, world.WorldSize);
                 var (_, weights) = Checkpoint.Load(ckpt);
                 foreach (var p in _student.Parameters.Tensors) weights[p.Name].Data.AsSpan().CopyTo(p.Data);
                 optimizer = AdamW.LoadState(ckpt, _student.Parameters);
@@ -228,7 +231,7 @@ public sealed class Trainer
             if (runDirectory is not null && (last || (_o.CheckpointEvery > 0 && (step + 1) % _o.CheckpointEvery == 0)))
             {
                 var state = new State { Step = step + 1, Skipped = skipped, InARow = inARow, Balancer = _o.Method == TrainMethod.Raft ? balancer.State : null,
-                    Config = JsonDocument.Parse(configJson).RootElement.Clone() };
+                    WorldSize = world.WorldSize, Config = JsonDocument.Parse(configJson).RootElement.Clone() };
                 string dir = last ? Path.Combine(runDirectory, FinalDir) : Path.Combine(runDirectory, CheckpointsDir, $"step-{step + 1:D7}");
                 // The weights and optimizer state are identical on every rank: rank 0 writes them, the others wait for it.
                 if (root)
@@ -278,13 +281,31 @@ public sealed class Trainer
         using var b = JsonDocument.Parse(current);
         foreach (var p in b.RootElement.EnumerateObject())
         {
-            if (p.Name is "threads" or "checkpoint_every" or "device") continue;
+            // batch_size is per rank: CheckGlobalBatch compares batch_size × ranks. shard_optimizer changes where the
+            // moments live during the run, not the checkpoint's files or the result.
+            if (p.Name is "threads" or "checkpoint_every" or "device" or "batch_size" or "shard_optimizer") continue;
             // Compared without whitespace: the saved config is nested (and indented) inside the state file.
             string was = a.RootElement.TryGetProperty(p.Name, out var v) ? Compact(v) : "(absent)";
             string now = Compact(p.Value);
             if (was != now) { diff = $"{p.Name}: checkpoint {was}, now {now}"; return false; }
         }
         return true;
+    }
+
+    /// <summary>
+    /// A run resumes with the global batch it was trained with (batch_size × ranks): the data order, the rollout seeds and
+    /// the optimizer's steps follow it. Any world size that keeps it works: a checkpoint of N ranks × b resumes in one
+    /// process with batch N·b.
+    /// </summary>
+    private void CheckGlobalBatch(string checkpoint, State state, int worldSize)
+    {
+        int savedBatch = state.Config.ValueKind == JsonValueKind.Object && state.Config.TryGetProperty("batch_size", out var b) && b.TryGetInt32(out int v) ? v : _o.BatchSize;
+        int savedWorld = Math.Max(1, state.WorldSize);
+        long saved = (long)savedBatch * savedWorld, now = (long)_o.BatchSize * worldSize;
+        if (saved == now) return;
+        string hint = saved % worldSize == 0 ? $"; with {worldSize} rank(s) use batch_size {saved / worldSize}" : "";
+        throw new TrainingException($"cannot resume from {checkpoint}: it was trained with a global batch of {saved} (batch_size {savedBatch} × {savedWorld} rank(s)), " +
+                                    $"now {now} (batch_size {_o.BatchSize} × {worldSize} rank(s)){hint}.");
     }
 
     private static string Compact(JsonElement e)
