@@ -187,4 +187,65 @@ public class DistributedCliTests : CliHarness
         double rel = RelativeDifference(expected, Weights(Path.Combine(single, Trainer.FinalDir)));
         Assert.True(rel < 1e-5, $"resumed in 1 process × batch 4 vs 2 ranks × batch 2: relative difference {rel:E2}");
     }
+
+    [MpiFact]
+    public void A_killed_rank_ends_the_job_with_an_error_naming_it_and_the_last_checkpoint_resumes()
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"), seed: 7);
+        string data = PipelineFixtures.Data(PathOf("data.jsonl"), 6);
+        string[] common = ["--model", ckpt, "--data", data, "--teacher", ckpt, "--threads", "1", "--steps", "4", "--checkpoint-every", "2", "--batch-size", "2",
+            "--warmup-steps", "1", "--learning-rate", "0.01", "--top-k", "4", "--rollout-max-tokens", "4", "--teacher-provider", "cpu"];
+        string run = PathOf("run");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var (code, output) = MpiRaft(["train", "--out", run, .. common], new Dictionary<string, string> { ["RAFT_TEST_FAULT"] = "kill:1:3" });
+        double seconds = clock.Elapsed.TotalSeconds;
+        Assert.True(code != 0, $"mpirun exited with 0 although rank 1 was killed:\n{output}");
+        Assert.True(seconds < 90, $"the job took {seconds:F0} s to end after a rank was killed");
+        Assert.Contains("RAFT_TEST_FAULT: rank 1 kills itself (SIGKILL) after step 3", output);
+        // mpirun's own abort names the rank and the host (the one rank 1 logged at start).
+        string host = Regex.Match(output, @"(?m)^rank 1/2 on (\S+), collective mpi").Groups[1].Value;
+        Assert.True(host.Length > 0, output);
+        Assert.Matches($@"process rank 1 with PID \d+ on node {Regex.Escape(host)} exited on signal 9", output);
+        AssertLastGoodCheckpoint(run, "step-0000002", 2);
+
+        // The run resumes from that checkpoint on 2 ranks and ends where an uninterrupted 2-rank run ends, bit for bit.
+        (code, output) = MpiRaft(["train", "--out", run, "--resume", .. common]);
+        Assert.True(code == 0, $"mpirun --resume exited with {code}:\n{output}");
+        string whole = PathOf("whole");
+        (code, output) = MpiRaft(["train", "--out", whole, .. common]);
+        Assert.True(code == 0, $"mpirun exited with {code}:\n{output}");
+        Assert.Equal(Weights(Path.Combine(whole, Trainer.FinalDir)), Weights(Path.Combine(run, Trainer.FinalDir)));
+    }
+
+    [MpiFact]
+    public void A_hung_rank_ends_the_job_through_the_collective_timeout()
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"), seed: 8);
+        string data = PipelineFixtures.Data(PathOf("data.jsonl"), 6);
+        string run = PathOf("run");
+        const int timeout = 15; // well above a tiny step, even on a loaded 2-core machine
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var (code, output) = MpiRaft(["sft", "--model", ckpt, "--data", data, "--out", run, "--threads", "1", "--steps", "4", "--checkpoint-every", "1",
+            "--batch-size", "2", "--warmup-steps", "1"],
+            new Dictionary<string, string> { ["RAFT_TEST_FAULT"] = "hang:1:2", ["RAFT_COLLECTIVE_TIMEOUT"] = timeout.ToString(System.Globalization.CultureInfo.InvariantCulture) });
+        double seconds = clock.Elapsed.TotalSeconds;
+        Assert.True(code != 0, $"mpirun exited with 0 although rank 1 hung:\n{output}");
+        Assert.True(seconds < timeout + 90, $"the job took {seconds:F0} s to end after a rank hung");
+        Assert.Contains("RAFT_TEST_FAULT: rank 1 hangs after step 2", output);
+        // Rank 0 waits for rank 1 after writing the step-2 checkpoint; its watchdog names itself, its host and the call.
+        Assert.Matches($@"rank 0 of 2 on \S+: collective MPI_\w+ did not complete within {timeout} s", output);
+        AssertLastGoodCheckpoint(run, "step-0000002", 2);
+    }
+
+    /// <summary>The newest checkpoint is <paramref name="name"/>, complete and loadable (weights, optimizer, trainer state); no final model, no staging.</summary>
+    private static void AssertLastGoodCheckpoint(string run, string name, int step)
+    {
+        string? latest = Trainer.LatestCheckpoint(run);
+        Assert.Equal(name, Path.GetFileName(latest));
+        var (_, weights) = Checkpoint.Load(latest!);
+        Assert.Equal(step, AdamW.LoadState(latest!, weights).StepCount);
+        Assert.Equal(step, JsonDocument.Parse(File.ReadAllText(Path.Combine(latest!, Trainer.StateFile))).RootElement.GetProperty("step").GetInt32());
+        Assert.False(Directory.Exists(Path.Combine(run, Trainer.FinalDir)));
+        AssertNoStagingLeft(run);
+    }
 }

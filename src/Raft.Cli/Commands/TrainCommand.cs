@@ -104,6 +104,7 @@ internal static class TrainCommand
             Log = line => stderr.WriteLine(line),
             Progress = progress.Report,
             Collective = world,
+            AfterStep = FaultInjection.AfterStep(world.Rank, stderr),
         };
         CliChecks.CheckOutputDirectory("--out", outDir);
         KernelFactory.Announce(device, backend, info);
