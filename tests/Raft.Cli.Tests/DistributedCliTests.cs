@@ -248,4 +248,36 @@ public class DistributedCliTests : CliHarness
         Assert.False(Directory.Exists(Path.Combine(run, Trainer.FinalDir)));
         AssertNoStagingLeft(run);
     }
+
+    [MpiFact]
+    public void Sft_with_the_optimizer_sharded_over_2_ranks_matches_one_process_with_the_doubled_batch()
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"), seed: 9);
+        string data = PipelineFixtures.Data(PathOf("data.jsonl"), 8);
+        string config = PathOf("zero.json");
+        File.WriteAllText(config, "{\"shard_optimizer\": true, \"checkpoint_every\": 2}"); // the config key
+        string[] common = ["--model", ckpt, "--data", data, "--threads", "1", "--steps", "3", "--warmup-steps", "1", "--learning-rate", "0.01"];
+        string run = PathOf("run");
+        var (code, output) = MpiRaft(["sft", "--out", run, "--batch-size", "2", "--config", config, .. common]);
+        Assert.True(code == 0, $"mpirun exited with {code}:\n{output}");
+        Assert.Contains("optimizer state sharded over the ranks (ZeRO-1", output);
+        Assert.Contains("\"shard_optimizer\": true", File.ReadAllText(Path.Combine(run, Trainer.ConfigFile)));
+        AssertLastCheckpointHoldsTheFullOptimizer(run);
+
+        var single = Raft(["sft", "--out", PathOf("single"), "--batch-size", "4", "--shard-optimizer", .. common]); // the bare flag
+        Assert.True(single.Code == 0, single.ToString());
+        Assert.Contains("shard_optimizer has no effect in a single process", single.Stderr);
+        double rel = RelativeDifference(Weights(Path.Combine(PathOf("single"), Trainer.FinalDir)), Weights(Path.Combine(run, Trainer.FinalDir)));
+        Assert.True(rel < 1e-5, $"ZeRO-1 2 ranks × batch 2 vs 1 process × batch 4: relative difference {rel:E2}");
+    }
+
+    private static void AssertLastCheckpointHoldsTheFullOptimizer(string run)
+    {
+        string final = Path.Combine(run, Trainer.FinalDir);
+        var (_, weights) = Checkpoint.Load(final);
+        var optimizer = AdamW.LoadState(final, weights);
+        Assert.Equal(3, optimizer.StepCount);
+        // Every tensor's moments came back to rank 0, not only rank 0's chunk.
+        Assert.All(optimizer.SecondMoment.Tensors, t => Assert.Contains(t.Data, v => v != 0));
+    }
 }

@@ -159,7 +159,7 @@ public sealed class Trainer
             WarmupSteps = Math.Min(_o.WarmupSteps, _o.Steps), TotalSteps = _o.Steps, Decay = LearningRateDecay.Cosine,
         };
         var adamOptions = new AdamWOptions { Beta1 = _o.Beta1, Beta2 = _o.Beta2, WeightDecay = _o.WeightDecay };
-        var optimizer = new AdamW(_student.Parameters, adamOptions, schedule);
+        AdamW? loaded = null; // a resumed run's optimizer state
         var balancer = new EmaBalancer(_o.EmaDecay, _o.TargetRatio);
         int startStep = 0, skipped = 0, inARow = 0;
         string configJson = _o.ToJson();
@@ -181,7 +181,7 @@ public sealed class Trainer
                 CheckGlobalBatch(ckpt, state, world.WorldSize);
                 var (_, weights) = Checkpoint.Load(ckpt);
                 foreach (var p in _student.Parameters.Tensors) weights[p.Name].Data.AsSpan().CopyTo(p.Data);
-                optimizer = AdamW.LoadState(ckpt, _student.Parameters);
+                loaded = AdamW.LoadState(ckpt, _student.Parameters);
                 if (state.Balancer is not null) balancer = new EmaBalancer(state.Balancer);
                 (startStep, skipped, inARow) = (state.Step, state.Skipped, state.InARow);
                 if (root) TruncateMetrics(metricsPath, startStep);
@@ -205,15 +205,21 @@ public sealed class Trainer
         var grads = _student.Parameters.ZerosLike();
         // The gradients in the order backward completes them (last layer first), summed over the ranks bucket by bucket.
         var bucketer = new GradientBucketer(world, grads.Tensors.Reverse().Select(g => g.Data).ToArray());
+        // ZeRO-1: each rank keeps the moments of its chunk only (the full state exists only while a checkpoint is written).
+        var zero = _o.ShardOptimizer && world.WorldSize > 1 ? new ZeroOptimizer(world, _student.Parameters, grads, adamOptions, schedule, loaded) : null;
+        var optimizer = zero is null ? loaded ?? new AdamW(_student.Parameters, adamOptions, schedule) : null;
+        loaded = null;
         var acts = new ModelActivations();
         var all = new List<StepMetrics>();
         log?.Invoke($"{_o.Method.ToString().ToLowerInvariant()}: {_data.Length} examples, {_o.Steps} steps of {_o.BatchSize}" +
                     (world.WorldSize > 1 ? $" per rank × {world.WorldSize} ranks ({world.Backend})" : "") +
-                    (_teacher is null ? "" : $", teacher {_teacher.Description}") + $", loss kernels {_kernels.Name}");
+                    (_teacher is null ? "" : $", teacher {_teacher.Description}") + $", loss kernels {_kernels.Name}" +
+                    (zero is not null ? $", optimizer state sharded over the ranks (ZeRO-1, {zero.ChunkLength} parameters on rank 0)"
+                        : _o.ShardOptimizer ? " (shard_optimizer has no effect in a single process)" : ""));
         for (int step = startStep; step < _o.Steps; step++)
         {
             cancellation.ThrowIfCancellationRequested();
-            var m = TrainStep(step, optimizer, balancer, grads, bucketer, world, acts, sw.Elapsed.TotalSeconds);
+            var m = TrainStep(step, optimizer, zero, balancer, grads, bucketer, world, acts, sw.Elapsed.TotalSeconds);
             if (m.Skipped)
             {
                 skipped++; inARow++;
@@ -233,10 +239,12 @@ public sealed class Trainer
                 var state = new State { Step = step + 1, Skipped = skipped, InARow = inARow, Balancer = _o.Method == TrainMethod.Raft ? balancer.State : null,
                     WorldSize = world.WorldSize, Config = JsonDocument.Parse(configJson).RootElement.Clone() };
                 string dir = last ? Path.Combine(runDirectory, FinalDir) : Path.Combine(runDirectory, CheckpointsDir, $"step-{step + 1:D7}");
-                // The weights and optimizer state are identical on every rank: rank 0 writes them, the others wait for it.
+                // The weights and optimizer state are identical on every rank (or, sharded, gathered on rank 0): rank 0
+                // writes them, the others wait for it.
+                var full = zero is null ? optimizer : zero.GatherFull();
                 if (root)
                 {
-                    Checkpoint.Save(dir, _student.Config, _student.Parameters, optimizer,
+                    Checkpoint.Save(dir, _student.Config, _student.Parameters, full,
                         staging => AtomicFile.WriteText(Path.Combine(staging, StateFile), JsonSerializer.Serialize(state, StateJson)));
                     log?.Invoke($"step {step + 1}: checkpoint {dir}");
                 }
@@ -366,7 +374,7 @@ public sealed class Trainer
         return idx;
     }
 
-    private StepMetrics TrainStep(int step, AdamW optimizer, EmaBalancer balancer, TensorSet grads, GradientBucketer bucketer, ICollective world,
+    private StepMetrics TrainStep(int step, AdamW? optimizer, ZeroOptimizer? zero, EmaBalancer balancer, TensorSet grads, GradientBucketer bucketer, ICollective world,
         ModelActivations acts, double elapsedBefore)
     {
         var t0 = Stopwatch.GetTimestamp();
@@ -519,8 +527,16 @@ public sealed class Trainer
             TensorPrimitives.Multiply(sftLogits, (float)wSft, sftLogits);
         }
         double gradNorm = double.NaN;
-        double lr = optimizer.CurrentLearningRate;
-        if (finite)
+        double lr = zero?.CurrentLearningRate ?? optimizer!.CurrentLearningRate;
+        if (finite && zero is not null)
+        {
+            foreach (var g in grads.Tensors) Array.Clear(g.Data);
+            _student.Backward(acts, logits, grads);
+            // Reduce-scatter, global norm, clip, update of this rank's chunk, all-gather; the norm is global, so is the decision.
+            gradNorm = zero.Step(_o.ClipNorm);
+            finite = double.IsFinite(gradNorm);
+        }
+        else if (finite)
         {
             foreach (var g in grads.Tensors) Array.Clear(g.Data);
             _student.Backward(acts, logits, grads);
@@ -533,7 +549,7 @@ public sealed class Trainer
                 world.AllReduce(bad, ReduceOp.Max);
                 finite = bad[0] == 0;
             }
-            if (finite) optimizer.Update(grads);
+            if (finite) optimizer!.Update(grads);
         }
         double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
         float tau2 = _o.Temperature * _o.Temperature;
