@@ -19,10 +19,12 @@
 //       method in fresh processes, then TeacherCpuBenchmarks (positions/s).
 //   dotnet <dll> teacher-memory <OnnxScorer|OnnxScorerChunked|Engine> [--small]
 //       (internal) one peak-RSS measurement; run by 'teacher' in a child process.
-//   mpirun -np 2 dotnet <dll> allreduce [--small] [--full] [--reps N] [--warmup N] [--out FILE]
+//   mpirun -np 2 dotnet <dll> allreduce [--small] [--full] [--reps N] [--warmup N] [--out FILE] [--train-steps K] [--batch B] [--train-only]
 //       MpiCollective.AllReduceSum against a direct MPI_Allreduce through the same interop, for the demo model's
 //       gradient (0.82 M floats) and a 64 M-float slice of a 0.5B model's (all 494 M floats with --full): median
 //       and spread of a Stopwatch harness (BenchmarkDotNet cannot run under mpirun), algorithm and bus bandwidth.
+//       --train-steps K adds the median time of K data-parallel SFT steps of a demo-shaped model (without and with
+//       ZeRO-1) and tokens/s at this world size; run at -np 1 (with --train-only) and -np 2 to compare.
 //   dotnet <dll> [--small] [BenchmarkDotNet options, e.g. --filter '*DistillCpu*' or --list flat]
 //       BenchmarkSwitcher over every suite in the assembly.
 //

@@ -39,7 +39,7 @@ public sealed class AdamW
     public const string StateFile = "optimizer.safetensors";
     /// <summary>The scalars' file (step, options, schedule) in a checkpoint directory.</summary>
     public const string ScalarsFile = "optimizer.json";
-    private const int Block = 1 << 15;
+    internal const int Block = 1 << 15;
 
     private readonly bool[] _decay;
 
@@ -55,6 +55,17 @@ public sealed class AdamW
         FirstMoment = parameters.ZerosLike();
         SecondMoment = parameters.ZerosLike();
         _decay = parameters.Tensors.Select(IsDecayed).ToArray();
+    }
+
+    /// <summary>
+    /// An optimizer over <paramref name="parameters"/> that has made <paramref name="stepCount"/> updates, with zero
+    /// moments for the caller to fill (<see cref="FirstMoment"/>, <see cref="SecondMoment"/>): the full state assembled
+    /// from the slices of <see cref="AdamWShard"/>s, to save as a checkpoint.
+    /// </summary>
+    public static AdamW AtStep(TensorSet parameters, AdamWOptions options, LearningRateSchedule schedule, long stepCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(stepCount);
+        return new AdamW(parameters, options, schedule) { StepCount = stepCount };
     }
 
     /// <summary>The parameters being trained.</summary>
@@ -99,14 +110,7 @@ public sealed class AdamW
         }
         double lr = Schedule.At(StepCount);
         long t = StepCount + 1;
-        double bc1 = 1 - Pow(Options.Beta1, t), bc2 = 1 - Pow(Options.Beta2, t);
-        var k = new Scalars
-        {
-            Beta1 = (float)Options.Beta1, OneMinusBeta1 = (float)(1 - Options.Beta1),
-            Beta2 = (float)Options.Beta2, OneMinusBeta2 = (float)(1 - Options.Beta2),
-            StepSize = (float)(lr / bc1), SqrtBc2 = (float)Math.Sqrt(bc2), Epsilon = (float)Options.Epsilon,
-        };
-        float decayFactor = (float)(1 - lr * Options.WeightDecay);
+        var k = StepScalars(Options, lr, t, out float decayFactor);
 
         var items = new List<(int Tensor, int Start, int Length)>();
         for (int i = 0; i < Parameters.Count; i++)
@@ -125,6 +129,19 @@ public sealed class AdamW
         return lr;
     }
 
+    /// <summary>The fp32 scalars of update <paramref name="t"/> at learning rate <paramref name="lr"/> (computed in fp64), and the decay factor 1 − lr·λ.</summary>
+    internal static Scalars StepScalars(AdamWOptions options, double lr, long t, out float decayFactor)
+    {
+        double bc1 = 1 - Pow(options.Beta1, t), bc2 = 1 - Pow(options.Beta2, t);
+        decayFactor = (float)(1 - lr * options.WeightDecay);
+        return new Scalars
+        {
+            Beta1 = (float)options.Beta1, OneMinusBeta1 = (float)(1 - options.Beta1),
+            Beta2 = (float)options.Beta2, OneMinusBeta2 = (float)(1 - options.Beta2),
+            StepSize = (float)(lr / bc1), SqrtBc2 = (float)Math.Sqrt(bc2), Epsilon = (float)options.Epsilon,
+        };
+    }
+
     /// <summary>bᵗ by repeated squaring (IEEE multiplications only, so the same on every platform).</summary>
     internal static double Pow(double b, long t)
     {
@@ -138,12 +155,12 @@ public sealed class AdamW
         return r;
     }
 
-    private struct Scalars
+    internal struct Scalars
     {
         public float Beta1, OneMinusBeta1, Beta2, OneMinusBeta2, StepSize, SqrtBc2, Epsilon;
     }
 
-    private static void Kernel(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, float decay, in Scalars k)
+    internal static void Kernel(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, float decay, in Scalars k)
     {
         int i = 0, n = p.Length;
         ref float rp = ref MemoryMarshal.GetReference(p);

@@ -10,7 +10,8 @@ namespace Raft.Model;
 /// </summary>
 public static class GradientClipping
 {
-    private const int Block = 4096;
+    /// <summary>The block length of <see cref="GlobalNorm"/>'s partial sums.</summary>
+    public const int Block = 4096;
 
     /// <summary>The L2 norm over every value of every tensor.</summary>
     public static double GlobalNorm(TensorSet gradients)
@@ -48,8 +49,11 @@ public static class GradientClipping
         return norm;
     }
 
-    /// <summary>Σx² of a block: eight fp32 lanes (Vector256 semantics everywhere), reduced in fp64 in lane order.</summary>
-    internal static double SumOfSquares(ReadOnlySpan<float> x)
+    /// <summary>
+    /// Σx² of a block: eight fp32 lanes (Vector256 semantics everywhere), reduced in fp64 in lane order; the partial sums
+    /// of <see cref="GlobalNorm"/> (blocks of 4,096), for a caller that holds a slice of the gradients (ZeRO).
+    /// </summary>
+    public static double SumOfSquares(ReadOnlySpan<float> x)
     {
         var acc = Vector256<float>.Zero;
         int i = 0;

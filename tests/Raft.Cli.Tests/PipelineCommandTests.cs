@@ -41,6 +41,23 @@ public class PipelineCommandTests : CliHarness
     }
 
     [Fact]
+    public void Shard_optimizer_is_a_bare_flag_or_true_false_and_a_bad_value_names_the_option()
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"));
+        string data = PipelineFixtures.Data(PathOf("data.jsonl"));
+        var bare = Raft(["sft", "--model", ckpt, "--data", data, "--out", PathOf("run"), "--shard-optimizer", .. Tiny]);
+        AssertOk(bare);
+        Assert.Contains("\"shard_optimizer\": true", File.ReadAllText(Path.Combine(PathOf("run"), Trainer.ConfigFile)));
+        var off = Raft(["sft", "--model", ckpt, "--data", data, "--out", PathOf("run2"), "--shard-optimizer", "false", .. Tiny]);
+        AssertOk(off);
+        Assert.Contains("\"shard_optimizer\": false", File.ReadAllText(Path.Combine(PathOf("run2"), Trainer.ConfigFile)));
+        var bad = Raft(["sft", "--model", ckpt, "--data", data, "--out", PathOf("run3"), "--shard-optimizer", "maybe", .. Tiny]);
+        Assert.Equal(2, bad.Code);
+        Assert.Contains("--shard-optimizer 'maybe'", bad.Stderr);
+        Assert.False(Directory.Exists(PathOf("run3")));
+    }
+
+    [Fact]
     public void Refine_then_train_then_eval_and_sft_on_a_tiny_checkpoint()
     {
         string ckpt = PipelineFixtures.Checkpoint(PathOf("base"));

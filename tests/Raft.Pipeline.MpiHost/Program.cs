@@ -5,6 +5,9 @@
 //          written by rank 0 only
 //   raft   the same for RAFT (rollouts seeded by their global index, an engine teacher)
 //   refine a sharded refine writes the same bytes as a single process
+//   zero-sft, zero-raft
+//          ZeRO-1 (shard_optimizer): sharded and unsharded N-rank runs against 1 process × batch 2N; without clipping
+//          sharded == unsharded bit for bit (weights and checkpoint files); a sharded resume equals the uninterrupted run
 //
 // Exit code 0 when every check passed; 1 otherwise.
 using Raft.Distributed;
@@ -23,6 +26,8 @@ int failures = scenario switch
     "sft" => host.Equivalence(raft: false),
     "raft" => host.Equivalence(raft: true),
     "refine" => host.Refine(),
+    "zero-sft" => host.Zero(raft: false),
+    "zero-raft" => host.Zero(raft: true),
     _ => throw new ArgumentException($"unknown scenario '{scenario}'"),
 };
 mpi.Barrier();

@@ -54,14 +54,83 @@ internal sealed class Scenarios(ICollective mpi, string directory)
 
     private static LlamaModel Copy(LlamaModel model) => new(model.Config, model.Parameters.Clone()) { Threads = 1 };
 
-    private static TrainResult Train(LlamaModel student, LlamaModel teacherModel, bool raft, int batch, ICollective collective, string? runDirectory)
+    private static TrainResult Train(LlamaModel student, LlamaModel teacherModel, bool raft, int batch, ICollective collective, string? runDirectory,
+        Func<TrainOptions, TrainOptions>? change = null, bool resume = false)
     {
         using var teacher = new EngineTeacher(Copy(teacherModel), new CpuKernels(1), "engine (frozen copy)");
-        var trainer = new Trainer(student, ByteTokenizer.Instance, ChatTemplate.Raft, Data, Options(raft, batch), raft ? teacher : null, new CpuKernels(1))
+        var options = Options(raft, batch);
+        if (change is not null) options = change(options);
+        var trainer = new Trainer(student, ByteTokenizer.Instance, ChatTemplate.Raft, Data, options, raft ? teacher : null, new CpuKernels(1))
         {
             Collective = collective,
         };
-        return trainer.Run(runDirectory);
+        return trainer.Run(runDirectory, resume);
+    }
+
+    private static bool SameBits(TensorSet a, TensorSet b) =>
+        a.Tensors.All(t => t.Data.AsSpan().SequenceEqual(b[t.Name].Data));
+
+    /// <summary>
+    /// ZeRO-1 (shard_optimizer): N ranks with and without sharding both give the weights of 1 process × batch 2N; with
+    /// clipping off the sharded and unsharded runs are bit-identical, weights and checkpoint files alike (for 2 ranks a
+    /// reduce-scatter and an all-reduce add the same two values, and AdamW's update is the same per element); a sharded
+    /// run resumed with sharding from its step-2 checkpoint ends with the uninterrupted run's bits.
+    /// </summary>
+    public int Zero(bool raft)
+    {
+        const int perRank = 2;
+        string name = "zero-" + (raft ? "raft" : "sft");
+        var initial = LlamaModel.CreateRandom(Config(), 12);
+        LlamaModel Start() => mpi.Rank == 0 ? Copy(initial) : LlamaModel.CreateRandom(Config(), 98); // the broadcast must fix rank 1's
+        TrainOptions Sharded(TrainOptions o) => o with { ShardOptimizer = true };
+
+        var sharded = Start();
+        string shardedRun = Path.Combine(directory, name + "-sharded");
+        var shardedResult = Train(sharded, initial, raft, perRank, mpi, shardedRun, Sharded);
+        var plain = Start();
+        Train(plain, initial, raft, perRank, mpi, Path.Combine(directory, name + "-plain"));
+        var reference = Copy(initial);
+        var single = Train(reference, initial, raft, perRank * mpi.WorldSize, new SingleProcessCollective(), null);
+
+        double relSharded = RelativeDifference(reference.Parameters, sharded.Parameters), relPlain = RelativeDifference(reference.Parameters, plain.Parameters);
+        Report($"{name} sharded weights after 3 steps", relSharded < 1e-5, $"relative difference to 1 process {relSharded:E2}");
+        Report($"{name} unsharded weights after 3 steps", relPlain < 1e-5, $"relative difference to 1 process {relPlain:E2}");
+        Report($"{name} weights moved", RelativeDifference(initial.Parameters, sharded.Parameters) > 1e-4);
+        var (s3, d3) = (single.Metrics[^1], shardedResult.Metrics[^1]);
+        Report($"{name} step 3 grad_norm is the global one", Math.Abs(s3.GradNorm - d3.GradNorm) <= 1e-4 * Math.Max(1, s3.GradNorm) && !d3.Skipped,
+            $"{s3.GradNorm:R} / {d3.GradNorm:R}");
+
+        // Clipping off: sharded == unsharded, bit for bit, and so are the checkpoint files.
+        TrainOptions NoClip(TrainOptions o) => o with { ClipNorm = 0 };
+        var shardedNoClip = Start();
+        string a = Path.Combine(directory, name + "-noclip-sharded"), b = Path.Combine(directory, name + "-noclip-plain");
+        Train(shardedNoClip, initial, raft, perRank, mpi, a, o => Sharded(NoClip(o)));
+        var plainNoClip = Start();
+        Train(plainNoClip, initial, raft, perRank, mpi, b, NoClip);
+        Report($"{name} without clipping sharded and unsharded weights are bit-identical", SameBits(plainNoClip.Parameters, shardedNoClip.Parameters),
+            $"relative difference {RelativeDifference(plainNoClip.Parameters, shardedNoClip.Parameters):E2}");
+        mpi.Barrier();
+        if (mpi.Rank == 0)
+        {
+            foreach (var checkpoint in new[] { Path.Combine(Trainer.CheckpointsDir, "step-0000001"), Trainer.FinalDir })
+                foreach (var file in new[] { AdamW.StateFile, AdamW.ScalarsFile, Checkpoint.WeightsFile })
+                {
+                    byte[] x = File.ReadAllBytes(Path.Combine(a, checkpoint, file)), y = File.ReadAllBytes(Path.Combine(b, checkpoint, file));
+                    Report($"{name} {checkpoint}/{file} of the sharded run is the unsharded run's file", x.AsSpan().SequenceEqual(y), $"{x.Length} / {y.Length} bytes");
+                }
+            // The gathered state is the full one: every moment tensor has values, and it loads in one process.
+            var full = AdamW.LoadState(Path.Combine(shardedRun, Trainer.FinalDir), Checkpoint.Load(Path.Combine(shardedRun, Trainer.FinalDir)).Weights);
+            Report($"{name} the sharded checkpoint's optimizer loads with every moment", full.StepCount == 3
+                && full.SecondMoment.Tensors.All(t => t.Data.Any(v => v != 0)), $"step {full.StepCount}");
+            // Interrupted after step 2: the final model and the step-3 checkpoint are gone.
+            Directory.Delete(Path.Combine(shardedRun, Trainer.FinalDir), recursive: true);
+        }
+        mpi.Barrier();
+        var resumed = Start();
+        Train(resumed, initial, raft, perRank, mpi, shardedRun, Sharded, resume: true);
+        Report($"{name} sharded run resumed from step 2 is bit-identical to the uninterrupted one", SameBits(sharded.Parameters, resumed.Parameters),
+            $"relative difference {RelativeDifference(sharded.Parameters, resumed.Parameters):E2}");
+        return _failures;
     }
 
     /// <summary>‖a − b‖ / ‖a‖ over every tensor.</summary>

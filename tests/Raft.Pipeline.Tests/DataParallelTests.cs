@@ -43,4 +43,30 @@ public class DataParallelTests
         var output = Run("refine");
         Assert.Contains("PASS rank 0 refine 2-rank file is byte-identical to 1 process", output);
     }
+
+    [MpiFact]
+    public void Zero1_sft_sharded_and_unsharded_match_1_process_and_write_the_same_checkpoints()
+    {
+        var output = Run("zero-sft");
+        AssertZero(output, "zero-sft");
+    }
+
+    [MpiFact]
+    public void Zero1_raft_sharded_and_unsharded_match_1_process_and_write_the_same_checkpoints()
+    {
+        var output = Run("zero-raft");
+        AssertZero(output, "zero-raft");
+    }
+
+    private static void AssertZero(string output, string name)
+    {
+        for (int rank = 0; rank < Ranks; rank++)
+        {
+            Assert.Contains($"PASS rank {rank} {name} sharded weights after 3 steps", output);
+            Assert.Contains($"PASS rank {rank} {name} without clipping sharded and unsharded weights are bit-identical", output);
+            Assert.Contains($"PASS rank {rank} {name} sharded run resumed from step 2 is bit-identical to the uninterrupted one", output);
+        }
+        Assert.Contains($"PASS rank 0 {name} final/optimizer.safetensors of the sharded run is the unsharded run's file", output);
+        Assert.Contains($"PASS rank 0 {name} the sharded checkpoint's optimizer loads with every moment", output);
+    }
 }

@@ -33,18 +33,39 @@ internal static class MpiLauncher
     /// Runs <c>mpirun -np <paramref name="ranks"/> dotnet <paramref name="hostDll"/> <paramref name="arguments"/></c>,
     /// killing the whole process tree and failing after <paramref name="timeoutSeconds"/> (a test never hangs).
     /// </summary>
-    public static (int ExitCode, string Output) Run(string hostDll, int ranks, IEnumerable<string> arguments, int timeoutSeconds)
+    public static (int ExitCode, string Output) Run(string hostDll, int ranks, IEnumerable<string> arguments, int timeoutSeconds,
+        IReadOnlyDictionary<string, string>? environment = null)
+    {
+        Assert.True(File.Exists(hostDll), $"The MPI test host was not built next to the tests: {hostDll}");
+        return RunCommand(ranks, [Dotnet, hostDll, .. arguments], timeoutSeconds, environment);
+    }
+
+    /// <summary>The dotnet executable (for a test that wraps the host in its own command line).</summary>
+    public static string DotnetExecutable => Dotnet;
+
+    /// <summary>
+    /// Runs <c>mpirun -np <paramref name="ranks"/> <paramref name="command"/></c> (a program and its arguments, started
+    /// once per rank) with <paramref name="environment"/> added to every rank's environment; kills the whole process
+    /// tree and fails after <paramref name="timeoutSeconds"/>.
+    /// </summary>
+    public static (int ExitCode, string Output) RunCommand(int ranks, IEnumerable<string> command, int timeoutSeconds,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         var mpirun = MpiRun ?? throw new InvalidOperationException(
             $"mpirun is not on PATH but {RequireVariable}=1: install Open MPI (apt-get install -y openmpi-bin libopenmpi-dev).");
-        Assert.True(File.Exists(hostDll), $"The MPI test host was not built next to the tests: {hostDll}");
-        var args = arguments.ToArray();
+        var args = command.ToArray();
         var start = new ProcessStartInfo(mpirun) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "--allow-run-as-root", "--oversubscribe", "-np", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture), Dotnet, hostDll })
+        foreach (var a in new[] { "--allow-run-as-root", "--oversubscribe", "-np", ranks.ToString(System.Globalization.CultureInfo.InvariantCulture) })
             start.ArgumentList.Add(a);
-        foreach (var a in args) start.ArgumentList.Add(a);
         start.Environment["TERM"] = "dumb";
         start.Environment.Remove("RAFT_COLLECTIVE_TIMEOUT"); // CollectiveOptions.TimeoutVariable: the scenarios set their own
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+            start.ArgumentList.Add("-x"); // exported to every rank explicitly (mpirun forwards only some variables to remote nodes)
+            start.ArgumentList.Add(name);
+        }
+        foreach (var a in args) start.ArgumentList.Add(a);
 
         var output = new StringBuilder();
         using var process = new Process { StartInfo = start };

@@ -16,7 +16,11 @@ namespace Raft.Benchmarks.Distributed;
 /// </summary>
 internal static class AllReduceBench
 {
-    /// <summary>Runs the mode; args after "allreduce": [--small] [--full] [--reps N] [--warmup N] [--out FILE].</summary>
+    /// <summary>
+    /// Runs the mode; args after "allreduce": [--small] [--full] [--reps N] [--warmup N] [--out FILE]
+    /// [--train-steps K] [--batch B] [--train-only]. With --train-steps, also times K data-parallel SFT steps of a
+    /// demo-shaped model (<see cref="TrainSteps"/>); --train-only skips the all-reduce table (for -np 1).
+    /// </summary>
     public static int Run(IReadOnlyList<string> args)
     {
         bool small = args.Contains("--small") || Environment.GetEnvironmentVariable("RAFT_BENCH_SMALL") == "1";
@@ -24,6 +28,9 @@ internal static class AllReduceBench
         int reps = IntOption(args, "--reps", small ? 5 : 20);
         int warmup = IntOption(args, "--warmup", small ? 1 : 3);
         string? outPath = StringOption(args, "--out");
+        int trainSteps = IntOption(args, "--train-steps", 0);
+        int batch = IntOption(args, "--batch", small ? 2 : 8);
+        bool trainOnly = args.Contains("--train-only");
 
         // Gradient sizes: the demo model (0.8 M parameters, docs/demo.md) and a 0.5B-shaped model
         // (Qwen2.5-0.5B: 494,032,768 parameters; a 64 M-float slice by default, the whole with --full).
@@ -38,7 +45,7 @@ internal static class AllReduceBench
             Console.WriteLine($"// allreduce: {mpi.WorldSize} ranks, host {mpi.HostName}, {Environment.ProcessorCount} cores visible, " +
                               $"MPI thread level {mpi.ThreadLevel}, {mpi.LibraryPath}; {warmup} warm-up + {reps} timed repetitions per method");
         var rows = new List<string>();
-        foreach (var (name, floats) in sizes)
+        foreach (var (name, floats) in trainOnly ? [] : sizes)
         {
             if (floats > Array.MaxLength) throw new ArgumentOutOfRangeException(nameof(args), floats, "message too large for one array");
             var source = new float[floats];
@@ -65,7 +72,9 @@ internal static class AllReduceBench
                     $"| {name} | {floats:N0} | {bytes / (1 << 20):0.###} | {method} | {median * 1e3:0.###} | {min * 1e3:0.###} – {max * 1e3:0.###} | {algbw:0.###} | {busbw:0.###} |"));
             }
         }
-        if (mpi.Rank == 0)
+        string? trainTable = trainSteps > 0 ? TrainSteps(mpi, trainSteps, batch, small) : null;
+        if (mpi.Rank == 0 && trainTable is not null) Console.WriteLine(trainTable);
+        if (mpi.Rank == 0 && !trainOnly)
         {
             var table = new StringBuilder();
             table.AppendLine($"All-reduce (sum, float32, in place) over {mpi.WorldSize} MPI ranks on {mpi.HostName} ({Environment.ProcessorCount} cores visible); " +
@@ -77,11 +86,58 @@ internal static class AllReduceBench
             Console.WriteLine(table.ToString());
             if (outPath is not null)
             {
-                File.WriteAllText(outPath, "# All-reduce bandwidth (MPI, CPU)\n\n" + table);
+                File.WriteAllText(outPath, "# All-reduce bandwidth (MPI, CPU)\n\n" + table + (trainTable is null ? "" : "\n" + trainTable));
                 Console.WriteLine($"// written to {outPath}");
             }
         }
         return 0;
+    }
+
+    /// <summary>
+    /// Data-parallel SFT steps of a demo-shaped model (models/demo-base's shape: hidden 128, 4 layers, byte vocabulary;
+    /// random weights, synthetic arithmetic prompts), <paramref name="batch"/> prompts per rank (weak scaling: the
+    /// global batch grows with the ranks), one thread per rank, without and with ZeRO-1. Step time is rank 0's (every
+    /// step ends in collectives, so it is the slowest rank's up to the last one); the median over the steps after the
+    /// first (JIT, first touch). Run it at -np 1 and -np 2 and compare tokens/s: 2 ranks' tokens/s over 1 rank's, divided
+    /// by 2, is the scaling efficiency.
+    /// </summary>
+    private static string TrainSteps(MpiCollective mpi, int steps, int batch, bool small)
+    {
+        var config = new Raft.Model.ModelConfig
+        {
+            ModelType = "raft", HiddenSize = small ? 32 : 128, IntermediateSize = small ? 64 : 384, NumHiddenLayers = small ? 1 : 4,
+            NumAttentionHeads = 4, NumKeyValueHeads = 2, VocabSize = Raft.Model.Tokenization.ByteTokenizer.Instance.VocabSize,
+            MaxPositionEmbeddings = 160, TieWordEmbeddings = true, RmsNormEps = 1e-5,
+            BosTokenId = Raft.Model.Tokenization.ByteTokenizer.Instance.BosId, Architectures = ["LlamaForCausalLM"],
+        };
+        var data = Enumerable.Range(0, 256).Select(i => new Raft.Pipeline.Training.TrainExample(
+            $"What is {i % 17} + {i / 17}? Answer in a sentence.", $"The answer is {i % 17 + i / 17}, since {i % 17} plus {i / 17} makes {i % 17 + i / 17}.")).ToArray();
+        var table = new StringBuilder();
+        table.AppendLine($"Data-parallel SFT steps on {mpi.WorldSize} rank(s), host {mpi.HostName}: demo-shaped model ({config.HiddenSize} hidden, " +
+                         $"{config.NumHiddenLayers} layers, byte vocabulary), {batch} prompts per rank, 1 thread per rank; median of steps 2..{steps}.");
+        table.AppendLine();
+        table.AppendLine("| ranks | global batch | optimizer | parameters | median step ms | tokens / step | tokens/s |");
+        table.AppendLine("|---:|---:|---|---:|---:|---:|---:|");
+        foreach (bool shard in new[] { false, true })
+        {
+            if (shard && mpi.WorldSize == 1) continue;
+            var model = Raft.Model.LlamaModel.CreateRandom(config, 7);
+            var options = new Raft.Pipeline.Training.TrainOptions
+            {
+                Method = Raft.Pipeline.Training.TrainMethod.Sft, Steps = steps, BatchSize = batch, Threads = 1, WarmupSteps = 1,
+                LearningRate = 1e-3, MinLearningRate = 1e-4, ShardOptimizer = shard, Seed = 1,
+            };
+            var trainer = new Raft.Pipeline.Training.Trainer(model, Raft.Model.Tokenization.ByteTokenizer.Instance, Raft.Model.Tokenization.ChatTemplate.Raft,
+                data, options) { Collective = mpi };
+            var metrics = trainer.Run().Metrics.Skip(1).ToList();
+            var ms = metrics.Select(m => m.TrainSeconds * 1e3).Order().ToList();
+            double median = ms[ms.Count / 2];
+            long tokens = metrics[0].Tokens;
+            long parameters = model.Parameters.Tensors.Sum(t => (long)t.Length);
+            table.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {mpi.WorldSize} | {batch * mpi.WorldSize} | {(shard ? "AdamW, ZeRO-1" : "AdamW")} | {parameters:N0} | {median:0.#} | {tokens:N0} | {tokens / (median / 1e3):N0} |"));
+        }
+        return table.ToString();
     }
 
     private static double Time(MpiCollective mpi, Action call)

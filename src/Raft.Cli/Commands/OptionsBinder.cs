@@ -25,7 +25,10 @@ internal sealed class OptionsBinder<T> where T : class
             if (p.GetCustomAttribute<JsonPropertyNameAttribute>() is not { } attr || exclude.Contains(attr.Name)) continue;
             var type = Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType;
             string flag = "--" + attr.Name.Replace('_', '-');
-            _flags.Add((new Option<string?>(flag) { Description = describe(attr.Name), HelpName = HelpFor(type) }, attr.Name, type));
+            var option = new Option<string?>(flag) { Description = describe(attr.Name), HelpName = HelpFor(type) };
+            // A bare boolean flag means true (--shard-optimizer is --shard-optimizer true).
+            if (type == typeof(bool)) option.Arity = ArgumentArity.ZeroOrOne;
+            _flags.Add((option, attr.Name, type));
         }
     }
 
@@ -37,7 +40,7 @@ internal sealed class OptionsBinder<T> where T : class
 
     public IEnumerable<Option> Options => _flags.Select(f => (Option)f.Option);
 
-    /// <summary>defaults ← config file ← flags; every problem names the flag or the file.</summary>
+    /// <summary>defaults ← config file ← flags (a boolean flag without a value is true); every problem names the flag or the file.</summary>
     public T Bind(ParseResult parse, T defaults, string? configPath)
     {
         var node = JsonSerializer.SerializeToNode(defaults, _json)!.AsObject();
@@ -75,7 +78,7 @@ internal sealed class OptionsBinder<T> where T : class
             if (type == typeof(long)) return long.Parse(text, ci);
             if (type == typeof(double)) return double.Parse(text, NumberStyles.Float, ci);
             if (type == typeof(float)) return float.Parse(text, NumberStyles.Float, ci);
-            if (type == typeof(bool)) return bool.Parse(text);
+            if (type == typeof(bool)) return text.Length == 0 || bool.Parse(text);
             if (type == typeof(string)) return text.Length == 0 || text == "none" ? null : text;
             if (type == typeof(double[]))
                 return text is "" or "none" ? null : new JsonArray(text.Split(',').Select(s => (JsonNode)double.Parse(s.Trim(), NumberStyles.Float, ci)).ToArray());

@@ -29,6 +29,7 @@ internal static class TrainCommand
         "threads" => "CPU threads, 0 = all cores (default 0).",
         "checkpoint_every" => "Resumable checkpoint every N steps, 0 = only the final one (default 0).",
         "max_nonfinite_steps" => "Stop after this many NaN/inf steps in a row; each is skipped (default 5).",
+        "shard_optimizer" => "ZeRO-1 under mpirun: each rank keeps AdamW's moments for its 1/N of the parameters (reduce-scatter, update, all-gather); checkpoints are the same files (default false).",
         "device" => KernelFactory.Help + " The student's forward, backward and AdamW stay on the CPU for now (default auto).",
         "top_k" => "RAFT: teacher entries kept per position (default 16).",
         "temperature" => "RAFT: distillation temperature τ; the loss is scaled by τ² (default 1).",
@@ -104,6 +105,7 @@ internal static class TrainCommand
             Log = line => stderr.WriteLine(line),
             Progress = progress.Report,
             Collective = world,
+            AfterStep = FaultInjection.AfterStep(world.Rank, stderr),
         };
         CliChecks.CheckOutputDirectory("--out", outDir);
         KernelFactory.Announce(device, backend, info);

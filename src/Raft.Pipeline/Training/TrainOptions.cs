@@ -55,6 +55,14 @@ public sealed record TrainOptions
     /// </summary>
     [JsonPropertyName("device")] public string Device { get; init; } = "auto";
 
+    /// <summary>
+    /// ZeRO stage 1 in a data-parallel run: each rank keeps AdamW's moments for its 1/N of the parameters only
+    /// (reduce-scatter of the gradients, update of the slice, all-gather of the weights), cutting the optimizer's memory
+    /// by the number of ranks; checkpoints are gathered on rank 0 and are the files of an unsharded run. No effect in a
+    /// single process. Not compared on resume (like <see cref="Threads"/>): either setting resumes either checkpoint.
+    /// </summary>
+    [JsonPropertyName("shard_optimizer")] public bool ShardOptimizer { get; init; }
+
     /// <summary>The accepted values of <see cref="Device"/>.</summary>
     public static IReadOnlyList<string> Devices { get; } = ["auto", "cpu", "cuda", "cuda-c"];
 

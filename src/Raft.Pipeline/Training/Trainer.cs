@@ -134,6 +134,8 @@ public sealed class Trainer
         [JsonPropertyName("skipped_steps")] public int Skipped { get; init; }
         [JsonPropertyName("nonfinite_in_a_row")] public int InARow { get; init; }
         [JsonPropertyName("balancer")] public EmaBalancerState? Balancer { get; init; }
+        /// <summary>The ranks that trained it (absent in checkpoints from before data parallelism: 1).</summary>
+        [JsonPropertyName("world_size")] public int WorldSize { get; init; } = 1;
         [JsonPropertyName("config")] public JsonElement Config { get; init; }
     }
 
@@ -157,7 +159,7 @@ public sealed class Trainer
             WarmupSteps = Math.Min(_o.WarmupSteps, _o.Steps), TotalSteps = _o.Steps, Decay = LearningRateDecay.Cosine,
         };
         var adamOptions = new AdamWOptions { Beta1 = _o.Beta1, Beta2 = _o.Beta2, WeightDecay = _o.WeightDecay };
-        var optimizer = new AdamW(_student.Parameters, adamOptions, schedule);
+        AdamW? loaded = null; // a resumed run's optimizer state
         var balancer = new EmaBalancer(_o.EmaDecay, _o.TargetRatio);
         int startStep = 0, skipped = 0, inARow = 0;
         string configJson = _o.ToJson();
@@ -176,9 +178,10 @@ public sealed class Trainer
                 string saved = state.Config.GetRawText();
                 if (!SameConfig(saved, configJson, out string diff))
                     throw new TrainingException($"cannot resume from {ckpt}: it was trained with a different configuration ({diff}).");
+                CheckGlobalBatch(ckpt, state, world.WorldSize);
                 var (_, weights) = Checkpoint.Load(ckpt);
                 foreach (var p in _student.Parameters.Tensors) weights[p.Name].Data.AsSpan().CopyTo(p.Data);
-                optimizer = AdamW.LoadState(ckpt, _student.Parameters);
+                loaded = AdamW.LoadState(ckpt, _student.Parameters);
                 if (state.Balancer is not null) balancer = new EmaBalancer(state.Balancer);
                 (startStep, skipped, inARow) = (state.Step, state.Skipped, state.InARow);
                 if (root) TruncateMetrics(metricsPath, startStep);
@@ -202,15 +205,21 @@ public sealed class Trainer
         var grads = _student.Parameters.ZerosLike();
         // The gradients in the order backward completes them (last layer first), summed over the ranks bucket by bucket.
         var bucketer = new GradientBucketer(world, grads.Tensors.Reverse().Select(g => g.Data).ToArray());
+        // ZeRO-1: each rank keeps the moments of its chunk only (the full state exists only while a checkpoint is written).
+        var zero = _o.ShardOptimizer && world.WorldSize > 1 ? new ZeroOptimizer(world, _student.Parameters, grads, adamOptions, schedule, loaded) : null;
+        var optimizer = zero is null ? loaded ?? new AdamW(_student.Parameters, adamOptions, schedule) : null;
+        loaded = null;
         var acts = new ModelActivations();
         var all = new List<StepMetrics>();
         log?.Invoke($"{_o.Method.ToString().ToLowerInvariant()}: {_data.Length} examples, {_o.Steps} steps of {_o.BatchSize}" +
                     (world.WorldSize > 1 ? $" per rank × {world.WorldSize} ranks ({world.Backend})" : "") +
-                    (_teacher is null ? "" : $", teacher {_teacher.Description}") + $", loss kernels {_kernels.Name}");
+                    (_teacher is null ? "" : $", teacher {_teacher.Description}") + $", loss kernels {_kernels.Name}" +
+                    (zero is not null ? $", optimizer state sharded over the ranks (ZeRO-1, {zero.ChunkLength} parameters on rank 0)"
+                        : _o.ShardOptimizer ? " (shard_optimizer has no effect in a single process)" : ""));
         for (int step = startStep; step < _o.Steps; step++)
         {
             cancellation.ThrowIfCancellationRequested();
-            var m = TrainStep(step, optimizer, balancer, grads, bucketer, world, acts, sw.Elapsed.TotalSeconds);
+            var m = TrainStep(step, optimizer, zero, balancer, grads, bucketer, world, acts, sw.Elapsed.TotalSeconds);
             if (m.Skipped)
             {
                 skipped++; inARow++;
@@ -228,12 +237,14 @@ public sealed class Trainer
             if (runDirectory is not null && (last || (_o.CheckpointEvery > 0 && (step + 1) % _o.CheckpointEvery == 0)))
             {
                 var state = new State { Step = step + 1, Skipped = skipped, InARow = inARow, Balancer = _o.Method == TrainMethod.Raft ? balancer.State : null,
-                    Config = JsonDocument.Parse(configJson).RootElement.Clone() };
+                    WorldSize = world.WorldSize, Config = JsonDocument.Parse(configJson).RootElement.Clone() };
                 string dir = last ? Path.Combine(runDirectory, FinalDir) : Path.Combine(runDirectory, CheckpointsDir, $"step-{step + 1:D7}");
-                // The weights and optimizer state are identical on every rank: rank 0 writes them, the others wait for it.
+                // The weights and optimizer state are identical on every rank (or, sharded, gathered on rank 0): rank 0
+                // writes them, the others wait for it.
+                var full = zero is null ? optimizer : zero.GatherFull();
                 if (root)
                 {
-                    Checkpoint.Save(dir, _student.Config, _student.Parameters, optimizer,
+                    Checkpoint.Save(dir, _student.Config, _student.Parameters, full,
                         staging => AtomicFile.WriteText(Path.Combine(staging, StateFile), JsonSerializer.Serialize(state, StateJson)));
                     log?.Invoke($"step {step + 1}: checkpoint {dir}");
                 }
@@ -278,13 +289,31 @@ public sealed class Trainer
         using var b = JsonDocument.Parse(current);
         foreach (var p in b.RootElement.EnumerateObject())
         {
-            if (p.Name is "threads" or "checkpoint_every" or "device") continue;
+            // batch_size is per rank: CheckGlobalBatch compares batch_size × ranks. shard_optimizer changes where the
+            // moments live during the run, not the checkpoint's files or the result.
+            if (p.Name is "threads" or "checkpoint_every" or "device" or "batch_size" or "shard_optimizer") continue;
             // Compared without whitespace: the saved config is nested (and indented) inside the state file.
             string was = a.RootElement.TryGetProperty(p.Name, out var v) ? Compact(v) : "(absent)";
             string now = Compact(p.Value);
             if (was != now) { diff = $"{p.Name}: checkpoint {was}, now {now}"; return false; }
         }
         return true;
+    }
+
+    /// <summary>
+    /// A run resumes with the global batch it was trained with (batch_size × ranks): the data order, the rollout seeds and
+    /// the optimizer's steps follow it. Any world size that keeps it works: a checkpoint of N ranks × b resumes in one
+    /// process with batch N·b.
+    /// </summary>
+    private void CheckGlobalBatch(string checkpoint, State state, int worldSize)
+    {
+        int savedBatch = state.Config.ValueKind == JsonValueKind.Object && state.Config.TryGetProperty("batch_size", out var b) && b.TryGetInt32(out int v) ? v : _o.BatchSize;
+        int savedWorld = Math.Max(1, state.WorldSize);
+        long saved = (long)savedBatch * savedWorld, now = (long)_o.BatchSize * worldSize;
+        if (saved == now) return;
+        string hint = saved % worldSize == 0 ? $"; with {worldSize} rank(s) use batch_size {saved / worldSize}" : "";
+        throw new TrainingException($"cannot resume from {checkpoint}: it was trained with a global batch of {saved} (batch_size {savedBatch} × {savedWorld} rank(s)), " +
+                                    $"now {now} (batch_size {_o.BatchSize} × {worldSize} rank(s)){hint}.");
     }
 
     private static string Compact(JsonElement e)
@@ -345,7 +374,7 @@ public sealed class Trainer
         return idx;
     }
 
-    private StepMetrics TrainStep(int step, AdamW optimizer, EmaBalancer balancer, TensorSet grads, GradientBucketer bucketer, ICollective world,
+    private StepMetrics TrainStep(int step, AdamW? optimizer, ZeroOptimizer? zero, EmaBalancer balancer, TensorSet grads, GradientBucketer bucketer, ICollective world,
         ModelActivations acts, double elapsedBefore)
     {
         var t0 = Stopwatch.GetTimestamp();
@@ -498,8 +527,16 @@ public sealed class Trainer
             TensorPrimitives.Multiply(sftLogits, (float)wSft, sftLogits);
         }
         double gradNorm = double.NaN;
-        double lr = optimizer.CurrentLearningRate;
-        if (finite)
+        double lr = zero?.CurrentLearningRate ?? optimizer!.CurrentLearningRate;
+        if (finite && zero is not null)
+        {
+            foreach (var g in grads.Tensors) Array.Clear(g.Data);
+            _student.Backward(acts, logits, grads);
+            // Reduce-scatter, global norm, clip, update of this rank's chunk, all-gather; the norm is global, so is the decision.
+            gradNorm = zero.Step(_o.ClipNorm);
+            finite = double.IsFinite(gradNorm);
+        }
+        else if (finite)
         {
             foreach (var g in grads.Tensors) Array.Clear(g.Data);
             _student.Backward(acts, logits, grads);
@@ -512,7 +549,7 @@ public sealed class Trainer
                 world.AllReduce(bad, ReduceOp.Max);
                 finite = bad[0] == 0;
             }
-            if (finite) optimizer.Update(grads);
+            if (finite) optimizer!.Update(grads);
         }
         double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
         float tau2 = _o.Temperature * _o.Temperature;
