@@ -40,6 +40,30 @@ public class FastVsReferenceTests
     }
 
     [Fact]
+    public void BackwardWithIntermediateNarrowerThanAttention()
+    {
+        // intermediate_size (24) < H·head_dim (32): the scratch that holds dH and then dAtt must fit the wider one
+        var c = TestUtil.Tiny(tied: false, bias: true) with { HiddenSize = 32 };
+        int batch = 2, t = 5, n = batch * t;
+        var parameters = TestUtil.RandomParameters(c, 231);
+        var fast = new LlamaModel(c, parameters) { Threads = 2 };
+        var reference = new ReferenceModel(c, parameters);
+        var tokens = TestUtil.RandomTokens(n, c.VocabSize, 5);
+        var r = TestUtil.RandomFloats(n * c.VocabSize, 6);
+        var acts = new ModelActivations();
+        fast.Forward(tokens, batch, t, acts);
+        reference.Forward(tokens, batch, t, out var refActs);
+        var grads = parameters.ZerosLike();
+        fast.Backward(acts, r, grads);
+        var refGrads = reference.Backward(refActs, Array.ConvertAll(r, v => (double)v));
+        foreach (var g in grads.Tensors)
+        {
+            double e = TestUtil.MaxRelError(g.Data, refGrads[g.Name]);
+            Assert.True(e < 1e-4, $"{g.Name}: relative error {e}");
+        }
+    }
+
+    [Fact]
     public void BackwardAccumulatesAndIsDeterministicAcrossThreadCounts()
     {
         var c = TestUtil.Medium(tied: true, bias: true);
