@@ -5,19 +5,21 @@
 #   3. the kernel lab at V 151,936 and V 32,000 (every variant side by side)
 #   4. the training step of the demo model: GPU (ILGPU) vs the CPU path on the same machine
 # Logs go to $OUT/gpu-run.tgz (the device tool brings it back) and the summary to stdout.
-# Usage (device tool): command "benchmarks/gpu/device-run.sh", carry ["artifacts/gpubench"], timeout_s 600.
+# Usage (device tool): command "benchmarks/gpu/device-run.sh", carry ["artifacts/gpubench"], timeout_s 460 (the steps
+# have their own limits, 435 s in all).
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 RUN="$ROOT/benchmarks/gpu/run.sh"
 LOGS=/tmp/raft-gpu-run
 rm -rf "$LOGS"; mkdir -p "$LOGS"
-step() { local name=$1; shift; local t0=$SECONDS; "$@" > "$LOGS/$name.log" 2>&1; local rc=$?; echo "== $name: rc=$rc ($((SECONDS - t0)) s)"; return 0; }
+# step NAME SECONDS command…: each step has its own time limit, so that one that hangs leaves the others' results
+step() { local name=$1 limit=$2; shift 2; local t0=$SECONDS; timeout -k 5 "$limit" "$@" > "$LOGS/$name.log" 2>&1; local rc=$?; echo "== $name: rc=$rc ($((SECONDS - t0)) s)"; return 0; }
 
-step gpu-tests "$RUN" --device-side --gpu-tests
-step main env OUT="$LOGS/main" "$RUN" --device-side
-step lab "$RUN" --device-side --lab
-step lab32k "$RUN" --device-side --lab --rows 16384 --vocab 32000 --k 64
-step train-step "$RUN" --device-side --train-step
+step gpu-tests 120 "$RUN" --device-side --gpu-tests
+step train-step 120 "$RUN" --device-side --train-step
+step main 120 env OUT="$LOGS/main" "$RUN" --device-side
+step lab 45 "$RUN" --device-side --lab
+step lab32k 30 "$RUN" --device-side --lab --rows 16384 --vocab 32000 --k 64
 
 tar czf "${OUT:-/tmp}/gpu-run.tgz" -C "$LOGS" .
 echo
