@@ -1,3 +1,5 @@
+using Raft.Distributed;
+using Raft.Gpu;
 using System.CommandLine;
 using System.Text.Json;
 using Raft.Kernels;
@@ -30,7 +32,7 @@ internal static class TrainCommand
         "checkpoint_every" => "Resumable checkpoint every N steps, 0 = only the final one (default 0).",
         "max_nonfinite_steps" => "Stop after this many NaN/inf steps in a row; each is skipped (default 5).",
         "shard_optimizer" => "ZeRO-1 under mpirun: each rank keeps AdamW's moments for its 1/N of the parameters (reduce-scatter, update, all-gather); checkpoints are the same files (default false).",
-        "device" => KernelFactory.Help + " The student's forward, backward and AdamW stay on the CPU for now (default auto).",
+        "device" => KernelFactory.Help + " With cuda or cuda-c (or auto on a GPU) the student's forward, backward, clipping and AdamW run on the GPU too (ILGPU, one process); rollouts stay on the CPU model (default auto).",
         "top_k" => "RAFT: teacher entries kept per position (default 16).",
         "temperature" => "RAFT: distillation temperature τ; the loss is scaled by τ² (default 1).",
         "loss_kind" => "RAFT: divergence (default ForwardKL).",
@@ -99,6 +101,7 @@ internal static class TrainCommand
         var kernels = backend.Kernels;
         using var teacherModel = teacherDir is null ? null : OpenTeacher(teacherDir, provider, kernels, student.Model.Config.VocabSize, options.Threads, info);
         var progress = new ProgressReporter(stderr, ProgressReporter.IsTerminal(stderr));
+        using var studentDevice = StudentDevice(device, backend, world, info);
         var trainer = new Trainer(student.Model, student.Tokenizer, student.Template,
             examples.Select(e => new TrainExample(e.Prompt, e.Answer)).ToArray(), options, teacherModel, kernels)
         {
@@ -106,6 +109,7 @@ internal static class TrainCommand
             Progress = progress.Report,
             Collective = world,
             AfterStep = FaultInjection.AfterStep(world.Rank, stderr),
+            StudentAccelerator = studentDevice?.Accelerator,
         };
         CliChecks.CheckOutputDirectory("--out", outDir);
         KernelFactory.Announce(device, backend, info);
@@ -116,9 +120,33 @@ internal static class TrainCommand
             method = method.ToString().ToLowerInvariant(), steps = result.Steps, skipped_steps = result.SkippedSteps,
             final_loss = result.Metrics.Count > 0 ? result.Metrics[^1].Loss : (double?)null,
             seconds = Math.Round(result.Seconds, 2), model = Path.Combine(outDir, Trainer.FinalDir),
-            device = options.Device, kernels = backend.Description,
+            device = options.Device, kernels = backend.Description, student = studentDevice?.Description ?? "cpu",
         }));
         return ExitCodes.Success;
+    }
+
+    /// <summary>
+    /// The accelerator for the student's forward, backward and AdamW: ILGPU's CUDA accelerator when the loss kernels
+    /// run on CUDA (cuda, cuda-c, or auto that found a GPU) in a single process; null (the CPU model) otherwise.
+    /// Several ranks keep the student on the CPU (its device gradients are not all-reduced yet) and say so.
+    /// </summary>
+    private static GpuDevice? StudentDevice(DeviceChoice device, KernelBackend backend, ICollective world, TextWriter info)
+    {
+        bool onCuda = device is DeviceChoice.Cuda or DeviceChoice.CudaC
+                      || (device == DeviceChoice.Auto && backend.Description.StartsWith("cuda", StringComparison.Ordinal));
+        if (!onCuda) return null;
+        if (world.WorldSize > 1)
+        {
+            info.WriteLine($"raft: the student stays on the CPU with {world.WorldSize} ranks (the GPU student runs in one process for now)");
+            return null;
+        }
+        if (GpuDevice.TryCreateCuda(out var gpu, out string reason)) return gpu;
+        if (device == DeviceChoice.Auto)
+        {
+            info.WriteLine($"raft: the student stays on the CPU (auto: {reason})");
+            return null;
+        }
+        throw new UsageException($"--device {KernelFactory.Name(device)}: the student cannot run on the GPU ({reason}).");
     }
 
     internal static IReadOnlyList<DomainExample> Load(string path, bool skipBad, TextWriter stderr)

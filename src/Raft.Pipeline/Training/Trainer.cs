@@ -1,3 +1,5 @@
+using ILGPU.Runtime;
+using Raft.Gpu;
 using System.Diagnostics;
 using System.Numerics.Tensors;
 using System.Text;
@@ -77,6 +79,14 @@ public sealed class Trainer
     /// <see cref="Log"/> and <see cref="Progress"/> are called on rank 0 only, <see cref="AfterStep"/> on every rank.
     /// </summary>
     public ICollective? Collective { get; init; }
+
+    /// <summary>
+    /// The accelerator that runs the student's forward, backward, clipping and AdamW (<see cref="GpuLlamaModel"/>, with
+    /// the weights, gradients and moments resident on it across steps); null (the default): the CPU model. The losses
+    /// are computed on host logits by the loss kernels as on the CPU path, the rollouts by the CPU model on weights
+    /// copied back after every update, and checkpoints are the same files. One process only for now.
+    /// </summary>
+    public Accelerator? StudentAccelerator { get; init; }
 
     /// <summary>
     /// Prepares a run of <paramref name="options"/> over <paramref name="data"/>, training <paramref name="student"/> in place.
@@ -209,17 +219,30 @@ public sealed class Trainer
         var zero = _o.ShardOptimizer && world.WorldSize > 1 ? new ZeroOptimizer(world, _student.Parameters, grads, adamOptions, schedule, loaded) : null;
         var optimizer = zero is null ? loaded ?? new AdamW(_student.Parameters, adamOptions, schedule) : null;
         loaded = null;
+        GpuLlamaModel? gpu = null;
+        if (StudentAccelerator is not null)
+        {
+            if (world.WorldSize > 1)
+                throw new TrainingException($"the student on {StudentAccelerator.Name} runs in one process for now ({world.WorldSize} ranks here): " +
+                                            "its gradients are not all-reduced on the device; run the ranks with device = cpu.");
+            if (zero is not null || optimizer is null) throw new TrainingException("shard_optimizer needs several ranks, which the GPU student does not support yet.");
+            gpu = new GpuLlamaModel(StudentAccelerator, _student);
+            gpu.SetOptimizer(adamOptions, schedule, optimizer.StepCount);
+            if (optimizer.StepCount > 0) gpu.UploadOptimizerState(optimizer.FirstMoment, optimizer.SecondMoment);
+        }
+        using var gpuOwner = gpu;
         var acts = new ModelActivations();
         var all = new List<StepMetrics>();
         log?.Invoke($"{_o.Method.ToString().ToLowerInvariant()}: {_data.Length} examples, {_o.Steps} steps of {_o.BatchSize}" +
                     (world.WorldSize > 1 ? $" per rank × {world.WorldSize} ranks ({world.Backend})" : "") +
                     (_teacher is null ? "" : $", teacher {_teacher.Description}") + $", loss kernels {_kernels.Name}" +
+                    (gpu is null ? "" : $", student on {StudentAccelerator!.Name} (ILGPU)") +
                     (zero is not null ? $", optimizer state sharded over the ranks (ZeRO-1, {zero.ChunkLength} parameters on rank 0)"
                         : _o.ShardOptimizer ? " (shard_optimizer has no effect in a single process)" : ""));
         for (int step = startStep; step < _o.Steps; step++)
         {
             cancellation.ThrowIfCancellationRequested();
-            var m = TrainStep(step, optimizer, zero, balancer, grads, bucketer, world, acts, sw.Elapsed.TotalSeconds);
+            var m = TrainStep(step, optimizer, zero, gpu, balancer, grads, bucketer, world, acts, sw.Elapsed.TotalSeconds);
             if (m.Skipped)
             {
                 skipped++; inARow++;
@@ -241,7 +264,7 @@ public sealed class Trainer
                 string dir = last ? Path.Combine(runDirectory, FinalDir) : Path.Combine(runDirectory, CheckpointsDir, $"step-{step + 1:D7}");
                 // The weights and optimizer state are identical on every rank (or, sharded, gathered on rank 0): rank 0
                 // writes them, the others wait for it.
-                var full = zero is null ? optimizer : zero.GatherFull();
+                var full = gpu is not null ? GpuOptimizerSnapshot(gpu, adamOptions, schedule) : zero is null ? optimizer : zero.GatherFull();
                 if (root)
                 {
                     Checkpoint.Save(dir, _student.Config, _student.Parameters, full,
@@ -252,6 +275,14 @@ public sealed class Trainer
             }
         }
         return new TrainResult(_o.Steps, skipped, all, sw.Elapsed.TotalSeconds);
+    }
+
+    // The GPU student's optimizer as a host AdamW (its moments copied back), for a checkpoint; the weights are already on the host.
+    private AdamW GpuOptimizerSnapshot(GpuLlamaModel gpu, AdamWOptions options, LearningRateSchedule schedule)
+    {
+        var snapshot = AdamW.AtStep(_student.Parameters, options, schedule, gpu.OptimizerStep);
+        gpu.DownloadOptimizerState(snapshot.FirstMoment, snapshot.SecondMoment);
+        return snapshot;
     }
 
     private static readonly JsonSerializerOptions StateJson = new() { WriteIndented = true };
@@ -374,7 +405,7 @@ public sealed class Trainer
         return idx;
     }
 
-    private StepMetrics TrainStep(int step, AdamW? optimizer, ZeroOptimizer? zero, EmaBalancer balancer, TensorSet grads, GradientBucketer bucketer, ICollective world,
+    private StepMetrics TrainStep(int step, AdamW? optimizer, ZeroOptimizer? zero, GpuLlamaModel? gpu, EmaBalancer balancer, TensorSet grads, GradientBucketer bucketer, ICollective world,
         ModelActivations acts, double elapsedBefore)
     {
         var t0 = Stopwatch.GetTimestamp();
@@ -450,7 +481,13 @@ public sealed class Trainer
             (kdNormalizer, ceNormalizer) = ((float)counts[0], (float)counts[1]);
         }
 
-        var logits = _student.Forward(inputs, nKd + nSft, t, acts);
+        float[] logits;
+        if (gpu is not null)
+        {
+            gpu.Forward(inputs, nKd + nSft, t);
+            logits = gpu.DownloadLogits();
+        }
+        else logits = _student.Forward(inputs, nKd + nSft, t, acts);
         var kdLogits = logits.AsSpan(0, rowsKd * v);
         var sftLogits = logits.AsSpan(rowsKd * v, rowsSft * v);
         LossResult kd = default, ce = default;
@@ -527,8 +564,19 @@ public sealed class Trainer
             TensorPrimitives.Multiply(sftLogits, (float)wSft, sftLogits);
         }
         double gradNorm = double.NaN;
-        double lr = zero?.CurrentLearningRate ?? optimizer!.CurrentLearningRate;
-        if (finite && zero is not null)
+        double lr = gpu?.CurrentLearningRate ?? zero?.CurrentLearningRate ?? optimizer!.CurrentLearningRate;
+        if (finite && gpu is not null)
+        {
+            // backward, clipping and AdamW on the device (a non-finite norm leaves weights and moments untouched); the
+            // updated weights come back for the rollouts, the callbacks and the checkpoints
+            gpu.ZeroGradients();
+            gpu.Backward(logits);
+            var r = gpu.ClipAndUpdate(_o.ClipNorm);
+            gradNorm = r.GradNorm;
+            finite = r.Applied && double.IsFinite(gradNorm);
+            if (r.Applied) gpu.Download(_student.Parameters);
+        }
+        else if (finite && zero is not null)
         {
             foreach (var g in grads.Tensors) Array.Clear(g.Data);
             _student.Backward(acts, logits, grads);
