@@ -556,14 +556,30 @@ __device__ __forceinline__ int raft_misalignment(const float* p)
     return (int)(((16u - (unsigned int)((unsigned long long)p & 15u)) & 15u) >> 2);
 }
 
-template <int C>
+// Adds four logits to a thread's online (max, sum of exp(z - max)) at 1/tau, and to its non-finite flag.
+__device__ __forceinline__ void raft_online_add4(const float4 q, float invTau, float& m, float& sum, bool& bad)
+{
+    bad |= !(raft_is_finite(q.x) && raft_is_finite(q.y) && raft_is_finite(q.z) && raft_is_finite(q.w));
+    const float z0 = q.x * invTau, z1 = q.y * invTau, z2 = q.z * invTau, z3 = q.w * invTau;
+    const float cm = fmaxf(fmaxf(z0, z1), fmaxf(z2, z3));
+    if (cm > m)
+    {
+        sum *= expf(m - cm);
+        m = cm;
+    }
+    sum += expf(z0 - m) + expf(z1 - m) + expf(z2 - m) + expf(z3 - m);
+}
+
+// One row on one block of its cluster. Preloaded: the block's part is already in xs (the bulk-copy variant; the
+// part then starts on a 16-byte boundary), else the block loads it. zK: k floats of shared memory.
+template <int C, bool Preloaded>
 __device__ __forceinline__ void raft_kd_resident_row(const float* student, float* grad, int rows, int vocab,
                                                  const int* __restrict__ teacherIndices,
                                                  const float* __restrict__ teacherProbs, int k,
                                                  const float* __restrict__ rowWeights, float normalizer,
                                                  float temperature, int kind, float beta, float* __restrict__ rowLoss,
                                                  int* __restrict__ rowStatus, int chunk, int r,
-                                                     unsigned int rank)
+                                                 unsigned int rank, float* xs, float* zK)
 {
     __shared__ float fscratch[64];
     __shared__ double dscratch[96];
@@ -602,8 +618,7 @@ __device__ __forceinline__ void raft_kd_resident_row(const float* student, float
     const int myIdx = t < k ? idx[t] : 0;
 
     const float tau = temperature, invTau = 1.f / temperature, scale = w / normalizer;
-    float* xs = reinterpret_cast<float*>(raft_dyn_smem); // [4 + chunk]: part element i at xs[pad + i]
-    float* zK = xs + chunk + 4;                         // [k]
+    // xs: [4 + chunk], part element i at xs[pad + i]
     const float* src = srow + start;
     int head = raft_misalignment(src);
     if (head > len) head = len;
@@ -611,10 +626,15 @@ __device__ __forceinline__ void raft_kd_resident_row(const float* student, float
     const int body = (len - head) >> 2;
     const int tailStart = head + (body << 2);
 
-    // ---- load the part once, with an online max and sum of exp(z) and the finiteness check
+    // ---- load the part once (or sweep the preloaded part), with an online max and sum of exp(z) and the finiteness check
     float m = raft_neg_inf(), sum = 0.f;
     bool bad = false;
-    if (t < head)
+    if (Preloaded)
+    {
+        const float4* x4 = reinterpret_cast<const float4*>(xs);
+        for (int i = t; i < (len >> 2); i += nt) raft_online_add4(x4[i], invTau, m, sum, bad);
+    }
+    else if (t < head)
     {
         const float x = src[t];
         xs[pad + t] = x;
@@ -622,6 +642,7 @@ __device__ __forceinline__ void raft_kd_resident_row(const float* student, float
         m = x * invTau;
         sum = 1.f;
     }
+    if (!Preloaded)
     {
         // RAFT_KD_BATCH 16-byte loads are issued before any is used, so that each thread keeps that many in flight:
         // with one block of 1,024 threads on a multiprocessor, one load each is about half of what the memory
@@ -643,19 +664,11 @@ __device__ __forceinline__ void raft_kd_resident_row(const float* student, float
                 const int i = base + u * nt;
                 if (i >= body) break;
                 x4[i] = q[u];
-                bad |= !(raft_is_finite(q[u].x) && raft_is_finite(q[u].y) && raft_is_finite(q[u].z) && raft_is_finite(q[u].w));
-                const float z0 = q[u].x * invTau, z1 = q[u].y * invTau, z2 = q[u].z * invTau, z3 = q[u].w * invTau;
-                const float cm = fmaxf(fmaxf(z0, z1), fmaxf(z2, z3));
-                if (cm > m)
-                {
-                    sum *= expf(m - cm);
-                    m = cm;
-                }
-                sum += expf(z0 - m) + expf(z1 - m) + expf(z2 - m) + expf(z3 - m);
+                raft_online_add4(q[u], invTau, m, sum, bad);
             }
         }
     }
-    for (int i = tailStart + t; i < len; i += nt)
+    for (int i = tailStart + t; i < len && !Preloaded; i += nt)
     {
         const float x = src[i];
         xs[pad + i] = x;
@@ -793,11 +806,105 @@ __device__ __forceinline__ void raft_kd_resident(const float* student, float* gr
     const int clusters = (int)gridDim.x / C;
     for (int r = (int)blockIdx.x / C; r < rows; r += clusters)
     {
-        raft_kd_resident_row<C>(student, grad, rows, vocab, teacherIndices, teacherProbs, k, rowWeights, normalizer,
-                                temperature, kind, beta, rowLoss, rowStatus, chunk, r, rank);
+        float* xs = reinterpret_cast<float*>(raft_dyn_smem); // [4 + chunk], then zK [k]
+        raft_kd_resident_row<C, false>(student, grad, rows, vocab, teacherIndices, teacherProbs, k, rowWeights,
+                                       normalizer, temperature, kind, beta, rowLoss, rowStatus, chunk, r, rank, xs,
+                                       xs + chunk + 4);
         __syncthreads(); // the block is done with its shared memory before the next row overwrites it
     }
 }
+
+
+// ------------------------------------------------------------------------------------------- bulk-copy variant
+//
+//   extern "C" __global__ void raft_kd_loss_bulk2(same arguments as raft_kd_loss_resident1), and _bulk4, _bulk8
+//       (compute capability 9.0+; vocab a multiple of 4 and the student 16-byte aligned, so every part is)
+//
+// As the row-resident kernels, but the part of each row is brought into shared memory by the bulk-copy engine
+// (cp.async.bulk, completion on an mbarrier), double-buffered: while a block works on row i, the copy of its part of
+// row i + G (its cluster's next row) is already in flight, so the memory system stays busy through the per-row chain
+// of barriers and reductions that the register-loading kernels expose. Dynamic shared memory = (2 * chunk + k) * 4.
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+__device__ __forceinline__ void raft_mbar_init(unsigned long long* bar)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(raft_shared_address(bar)) : "memory");
+}
+
+// Thread 0: the block's part of one row into dst, completing one phase of bar. bytes: a multiple of 16 (may be 0).
+__device__ __forceinline__ void raft_bulk_load(float* dst, const float* src, unsigned int bytes, unsigned long long* bar)
+{
+    const unsigned int b = raft_shared_address(bar);
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); // earlier generic reads of dst come first
+    if (bytes == 0u)
+    {
+        asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(b) : "memory");
+        return;
+    }
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(b), "r"(bytes) : "memory");
+    for (unsigned int off = 0; off < bytes; off += 32768u)
+    {
+        const unsigned int n = bytes - off < 32768u ? bytes - off : 32768u;
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                     ::"r"(raft_shared_address(reinterpret_cast<const char*>(dst) + off)),
+                       "l"(reinterpret_cast<const char*>(src) + off), "r"(n), "r"(b)
+                     : "memory");
+    }
+}
+
+__device__ __forceinline__ void raft_mbar_wait(unsigned long long* bar, unsigned int parity)
+{
+    asm volatile("{\n\t.reg .pred P1;\n\tRAFT_WAIT:\n\t"
+                 "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n\t"
+                 "@P1 bra RAFT_DONE;\n\tbra RAFT_WAIT;\n\tRAFT_DONE:\n\t}"
+                 ::"r"(raft_shared_address(bar)), "r"(parity)
+                 : "memory");
+}
+
+template <int C>
+__device__ __forceinline__ void raft_kd_bulk(const float* student, float* grad, int rows, int vocab,
+                                             const int* __restrict__ teacherIndices,
+                                             const float* __restrict__ teacherProbs, int k,
+                                             const float* __restrict__ rowWeights, float normalizer, float temperature,
+                                             int kind, float beta, float* __restrict__ rowLoss,
+                                             int* __restrict__ rowStatus, int chunk)
+{
+    __shared__ __align__(8) unsigned long long bars[2];
+    const unsigned int rank = raft_cluster_rank();
+    const int t = (int)threadIdx.x;
+    const int clusters = (int)gridDim.x / C;
+    const int first = (int)blockIdx.x / C;
+    float* buf[2];
+    buf[0] = reinterpret_cast<float*>(raft_dyn_smem);
+    buf[1] = buf[0] + chunk;
+    float* zK = buf[1] + chunk;
+    const int start = (int)rank * chunk;
+    int len = vocab - start;
+    if (len > chunk) len = chunk;
+    if (len < 0) len = 0;
+    const unsigned int bytes = (unsigned int)len * 4u;
+    if (t == 0)
+    {
+        raft_mbar_init(&bars[0]);
+        raft_mbar_init(&bars[1]);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        if (first < rows) raft_bulk_load(buf[0], student + (long long)first * vocab + start, bytes, &bars[0]);
+    }
+    __syncthreads();
+    int j = 0;
+    for (int r = first; r < rows; r += clusters, j++)
+    {
+        const int next = r + clusters;
+        if (t == 0 && next < rows)
+            raft_bulk_load(buf[(j + 1) & 1], student + (long long)next * vocab + start, bytes, &bars[(j + 1) & 1]);
+        raft_mbar_wait(&bars[j & 1], (unsigned int)((j >> 1) & 1));
+        raft_kd_resident_row<C, true>(student, grad, rows, vocab, teacherIndices, teacherProbs, k, rowWeights,
+                                      normalizer, temperature, kind, beta, rowLoss, rowStatus, chunk, r, rank,
+                                      buf[j & 1], zK);
+        __syncthreads(); // the block is done with this buffer before a copy into it is issued
+    }
+}
+#endif
 
 #define RAFT_KD_RESIDENT_PARAMS                                                                                    \
     const float *student, float *grad, int rows, int vocab, const int *__restrict__ teacherIndices,              \
@@ -824,5 +931,17 @@ extern "C" __global__ __launch_bounds__(1024) __cluster_dims__(4, 1, 1) void raf
 extern "C" __global__ __launch_bounds__(1024) __cluster_dims__(8, 1, 1) void raft_kd_loss_resident8(RAFT_KD_RESIDENT_PARAMS)
 {
     raft_kd_resident<8>(RAFT_KD_RESIDENT_ARGS);
+}
+extern "C" __global__ __launch_bounds__(1024) __cluster_dims__(2, 1, 1) void raft_kd_loss_bulk2(RAFT_KD_RESIDENT_PARAMS)
+{
+    raft_kd_bulk<2>(RAFT_KD_RESIDENT_ARGS);
+}
+extern "C" __global__ __launch_bounds__(1024) __cluster_dims__(4, 1, 1) void raft_kd_loss_bulk4(RAFT_KD_RESIDENT_PARAMS)
+{
+    raft_kd_bulk<4>(RAFT_KD_RESIDENT_ARGS);
+}
+extern "C" __global__ __launch_bounds__(1024) __cluster_dims__(8, 1, 1) void raft_kd_loss_bulk8(RAFT_KD_RESIDENT_PARAMS)
+{
+    raft_kd_bulk<8>(RAFT_KD_RESIDENT_ARGS);
 }
 #endif

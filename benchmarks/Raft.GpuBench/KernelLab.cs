@@ -105,7 +105,7 @@ internal static class KernelLab
             float[]? firstLoss = null;
             float[]? firstGrad = null;
             int sampleRows = Math.Min(rows, 16);
-            foreach (var variant in new[] { DistillVariant.TwoPass, DistillVariant.TwoPassL2, DistillVariant.Resident1, DistillVariant.Resident2, DistillVariant.Resident4, DistillVariant.Resident8 })
+            foreach (var variant in new[] { DistillVariant.TwoPass, DistillVariant.TwoPassL2, DistillVariant.Resident1, DistillVariant.Resident2, DistillVariant.Resident4, DistillVariant.Resident8, DistillVariant.Bulk2, DistillVariant.Bulk4, DistillVariant.Bulk8 })
             {
                 if (!kernels.Supports(variant, v, k))
                 {
@@ -132,7 +132,7 @@ internal static class KernelLab
                 int c = CudaLossKernels.BlocksPerRow(variant);
                 if (c > 0)
                 {
-                    int bytes = CudaLossKernels.ResidentSharedBytes(c, v, k);
+                    int bytes = CudaLossKernels.IsBulk(variant) ? CudaLossKernels.BulkSharedBytes(c, v, k) : CudaLossKernels.ResidentSharedBytes(c, v, k);
                     regs = $"; {c} block(s)/row × {CudaLossKernels.ResidentThreads(bytes)} threads, {bytes / 1024.0:F1} KiB shared";
                 }
                 table.Add(("fused KD fwd-KL in place", variant.ToString(), ResultTable.Median(ms), ms.Min(), o.ReadWriteBytes, note + regs));

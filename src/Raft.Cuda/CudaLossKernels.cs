@@ -42,6 +42,15 @@ public enum DistillVariant
     /// flight (one per multiprocessor) may fit in L2 and the second read hit it.
     /// </summary>
     TwoPassL2 = 6,
+    /// <summary>
+    /// raft_kd_loss_bulk2: as <see cref="Resident2"/>, the parts brought into shared memory by the bulk-copy engine,
+    /// double-buffered across rows (compute capability 9.0+; vocab a multiple of 4, the student 16-byte aligned).
+    /// </summary>
+    Bulk2 = 7,
+    /// <summary>As <see cref="Bulk2"/> with 4 blocks per row.</summary>
+    Bulk4 = 8,
+    /// <summary>As <see cref="Bulk2"/> with 8 blocks per row.</summary>
+    Bulk8 = 9,
 }
 
 /// <summary>
@@ -81,6 +90,9 @@ public sealed partial class CudaLossKernels : IDisposable
     /// <summary>Entry points of the row-resident distillation kernels, by blocks per row (1, 2, 4, 8).</summary>
     public static string ResidentEntry(int blocksPerRow) => "raft_kd_loss_resident" + blocksPerRow.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
+    /// <summary>Entry points of the bulk-copy distillation kernels, by blocks per row (2, 4, 8).</summary>
+    public static string BulkEntry(int blocksPerRow) => "raft_kd_loss_bulk" + blocksPerRow.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>The largest K of the row-resident distillation kernels (their K gathered logits share the row's shared memory).</summary>
     public const int ResidentMaxK = 4096;
 
@@ -90,9 +102,10 @@ public sealed partial class CudaLossKernels : IDisposable
     private readonly CudaModule[] _modules;
     private readonly CudaFunction _topK, _topKFilter, _kdLoss, _copy;
     private readonly CudaFunction?[] _resident = new CudaFunction?[9]; // by blocks per row
-    private readonly int[] _residentLimit = new int[9];                // dynamic shared memory each was opened up to
+    private readonly CudaFunction?[] _bulk = new CudaFunction?[9];     // by blocks per row (2, 4, 8)
+    private readonly int[] _residentLimit = new int[17];               // dynamic shared memory each was opened up to (bulk: + 8)
     private int _twoPassL2Limit;
-    private readonly (int Bytes, int Clusters)[] _residentClusters = new (int, int)[9]; // clusters that fit on the device at once, by shared size
+    private readonly (int Bytes, int Clusters)[] _residentClusters = new (int, int)[17]; // clusters that fit on the device at once, by shared size
 
     private CudaLossKernels(CudaDevice device, string arch, CudaModule topK, CudaModule kd, CudaModule copy)
     {
@@ -106,7 +119,11 @@ public sealed partial class CudaLossKernels : IDisposable
         _resident[1] = kd.GetFunction(ResidentEntry(1));
         // the cluster variants exist in PTX built for compute_90 and newer (thread-block clusters)
         if (ClusterCapable)
-            foreach (int c in (int[])[2, 4, 8]) _resident[c] = kd.GetFunction(ResidentEntry(c));
+            foreach (int c in (int[])[2, 4, 8])
+            {
+                _resident[c] = kd.GetFunction(ResidentEntry(c));
+                _bulk[c] = kd.GetFunction(BulkEntry(c));
+            }
     }
 
     /// <summary>Whether the device and the compiled PTX have thread-block clusters (compute capability 9.0+).</summary>
@@ -251,18 +268,22 @@ public sealed partial class CudaLossKernels : IDisposable
         }
         int c = BlocksPerRow(variant);
         int chunk = ResidentChunk(c, vocab);
-        int bytes = ResidentSharedBytes(c, vocab, k);
-        var f = _resident[c]!;
+        bool bulk = IsBulk(variant);
+        if (bulk && student.Address % 16 != 0)
+            throw new ArgumentException($"{variant} needs a 16-byte aligned student (got address 0x{student.Address:x}).", nameof(student));
+        int bytes = bulk ? BulkSharedBytes(c, vocab, k) : ResidentSharedBytes(c, vocab, k);
+        int slot = bulk ? c + 8 : c; // the bulk kernels' launch limits and occupancy are kept apart from the resident ones'
+        var f = bulk ? _bulk[c]! : _resident[c]!;
         int threads = ResidentThreads(bytes);
-        if (bytes > _residentLimit[c])
+        if (bytes > _residentLimit[slot])
         {
             f.SetMaxDynamicSharedMemory(bytes);
-            _residentLimit[c] = bytes;
+            _residentLimit[slot] = bytes;
         }
-        if (_residentClusters[c].Bytes != bytes) _residentClusters[c] = (bytes, f.MaxActiveClusters(c, threads, bytes));
+        if (_residentClusters[slot].Bytes != bytes) _residentClusters[slot] = (bytes, f.MaxActiveClusters(c, threads, bytes));
         args.Add(chunk);
         // as many clusters as fit at once (each loops over rows), so that none waits for free multiprocessors mid-run
-        long clusters = Math.Min(rows, (long)_residentClusters[c].Clusters);
+        long clusters = Math.Min(rows, (long)_residentClusters[slot].Clusters);
         f.Launch((uint)(clusters * c), (uint)threads, (uint)bytes, args, stream);
     }
 
@@ -270,11 +291,17 @@ public sealed partial class CudaLossKernels : IDisposable
     public static int BlocksPerRow(DistillVariant variant) => variant switch
     {
         DistillVariant.Resident1 => 1,
-        DistillVariant.Resident2 => 2,
-        DistillVariant.Resident4 => 4,
-        DistillVariant.Resident8 => 8,
+        DistillVariant.Resident2 or DistillVariant.Bulk2 => 2,
+        DistillVariant.Resident4 or DistillVariant.Bulk4 => 4,
+        DistillVariant.Resident8 or DistillVariant.Bulk8 => 8,
         _ => 0,
     };
+
+    /// <summary>Whether <paramref name="variant"/> is one of the bulk-copy (double-buffered) kernels.</summary>
+    public static bool IsBulk(DistillVariant variant) => variant is DistillVariant.Bulk2 or DistillVariant.Bulk4 or DistillVariant.Bulk8;
+
+    /// <summary>Dynamic shared memory per block of a bulk-copy launch: two buffers of its part and the K gathered logits.</summary>
+    public static int BulkSharedBytes(int blocksPerRow, int vocab, int k) => (2 * ResidentChunk(blocksPerRow, vocab) + k) * 4;
 
     /// <summary>Logits per block of a row-resident launch: ⌈vocab / blocks⌉ rounded up to a multiple of 4.</summary>
     public static int ResidentChunk(int blocksPerRow, int vocab) => (int)(((long)vocab + blocksPerRow - 1) / blocksPerRow + 3) / 4 * 4;
@@ -296,6 +323,9 @@ public sealed partial class CudaLossKernels : IDisposable
             return k <= DistillSharedMaxK && Device.MaxSharedMemoryPerBlockOptIn / 2 + 4096 + 2048 <= Device.MaxSharedMemoryPerBlockOptIn;
         int c = BlocksPerRow(variant);
         if (c == 0) return Enum.IsDefined(variant);
+        if (IsBulk(variant))
+            return _bulk[c] is not null && k <= ResidentMaxK && vocab % 4 == 0
+                   && BulkSharedBytes(c, vocab, k) + 2048 <= Device.MaxSharedMemoryPerBlockOptIn;
         if (_resident[c] is null || k > ResidentMaxK) return false;
         // the kernels keep ~1.5 KB of static shared memory besides the dynamic part
         return ResidentSharedBytes(c, vocab, k) + 2048 <= Device.MaxSharedMemoryPerBlockOptIn;

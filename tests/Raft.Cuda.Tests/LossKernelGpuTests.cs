@@ -103,7 +103,8 @@ public class LossKernelGpuTests(GpuFixture gpu) : IClassFixture<GpuFixture>
 
     /// <summary>Every distillation kernel variant; the test skips a variant this device cannot run (reported in the message).</summary>
     public static readonly DistillVariant[] DistillVariants =
-        [DistillVariant.Auto, DistillVariant.TwoPass, DistillVariant.TwoPassL2, DistillVariant.Resident1, DistillVariant.Resident2, DistillVariant.Resident4, DistillVariant.Resident8];
+        [DistillVariant.Auto, DistillVariant.TwoPass, DistillVariant.TwoPassL2, DistillVariant.Resident1, DistillVariant.Resident2, DistillVariant.Resident4, DistillVariant.Resident8,
+         DistillVariant.Bulk2, DistillVariant.Bulk4, DistillVariant.Bulk8];
 
     public static TheoryData<DistillVariant, DistillLossKind, float, GradientMode, int, int, bool> DistillCases()
     {
@@ -210,6 +211,7 @@ public class LossKernelGpuTests(GpuFixture gpu) : IClassFixture<GpuFixture>
     [InlineData(DistillVariant.Resident1)]
     [InlineData(DistillVariant.Resident2)]
     [InlineData(DistillVariant.Resident8)]
+    [InlineData(DistillVariant.Bulk8)]
     public void DistillFlagsRowsWithNonFiniteLogits(DistillVariant variant)
     {
         var rng = TestRandom.Fresh();
