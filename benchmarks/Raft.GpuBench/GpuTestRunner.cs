@@ -5,7 +5,7 @@ using System.Reflection;
 namespace Raft.GpuBench;
 
 /// <summary>
-/// Runs the repository's GPU-only xunit tests (the methods marked <c>[GpuFact]</c>, <c>[GpuTheory]</c> or <c>[CudaFact]</c> in the test
+/// Runs the repository's GPU-only xunit tests (the methods marked <c>[GpuFact]</c>, <c>[GpuTheory]</c> <c>[CudaFact]</c> or <c>[NcclFact]</c> in the test
 /// assemblies compiled into this binary) on a machine that has a GPU but no .NET SDK, where <c>dotnet test</c>
 /// cannot run: the lent GPU machine gets the self-contained binary only. The same test code, not a copy: each
 /// class is created with its constructor's fixtures (one instance per fixture type, disposed at the end), every
@@ -14,7 +14,7 @@ namespace Raft.GpuBench;
 /// </summary>
 internal static class GpuTestRunner
 {
-    private static readonly string[] AttributeNames = ["GpuFactAttribute", "GpuTheoryAttribute", "CudaFactAttribute"];
+    private static readonly string[] AttributeNames = ["GpuFactAttribute", "GpuTheoryAttribute", "CudaFactAttribute", "NcclFactAttribute"];
 
     /// <summary>Runs every GPU test whose "Class.Method" contains <paramref name="filter"/> (all when null); returns the number failed.</summary>
     public static int Run(IEnumerable<Assembly> assemblies, string? filter, TextWriter log)

@@ -107,4 +107,37 @@ public class NcclTests
         using var nccl = new NcclCollective(new SingleProcessCollective());
         Assert.Equal((0, 1, "nccl"), (nccl.Rank, nccl.WorldSize, nccl.Backend));
     }
+
+    /// <summary>
+    /// The device collectives on a real GPU with a communicator of one rank (NCCL refuses two ranks on one GPU, so this
+    /// is what a one-GPU machine can check): every call reaches NCCL with the right arguments and leaves the data as
+    /// a one-rank collective must.
+    /// </summary>
+    [NcclFact]
+    public void OneRankDeviceCollectivesRunOnTheGpu()
+    {
+        using var device = Raft.Cuda.CudaDevice.Open(0);
+        using var nccl = new NcclCollective(new SingleProcessCollective());
+        var rng = new Random(Random.Shared.Next());
+        var data = Enumerable.Range(0, 1001).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        using var buf = device.Upload<float>(data);
+        using var other = device.Allocate<float>(data.Length);
+        IntPtr P(Raft.Cuda.DevicePointer p) => (IntPtr)(long)p.Address;
+
+        nccl.AllReduceSum(P(buf.Pointer), data.Length, IntPtr.Zero);
+        device.Synchronize();
+        Assert.Equal(data, buf.ToArray());
+        nccl.AllReduceMean(P(buf.Pointer), data.Length, IntPtr.Zero);
+        nccl.Broadcast(P(buf.Pointer), data.Length, 0, IntPtr.Zero);
+        device.Synchronize();
+        Assert.Equal(data, buf.ToArray());
+        nccl.AllGather(P(buf.Pointer), P(other.Pointer), data.Length, IntPtr.Zero);
+        device.Synchronize();
+        Assert.Equal(data, other.ToArray());
+        other.CopyFrom(new float[data.Length]);
+        nccl.ReduceScatterSum(P(buf.Pointer), P(other.Pointer), data.Length, IntPtr.Zero);
+        device.Synchronize();
+        Assert.Equal(data, other.ToArray());
+        // (NCCL 2.28 accepts a null buffer on a one-rank communicator, measured on an H200: no provoked error here)
+    }
 }
