@@ -91,30 +91,118 @@ public sealed class GradientBucketer
     private void Reduce(bool mean)
     {
         if (_collective.WorldSize == 1) return;
-        foreach (var bucket in _buckets)
+        foreach (var bucket in _buckets) ReduceBucket(bucket, mean);
+    }
+
+    // ------------------------------------------------------------------ overlapped with the backward
+
+    private int[]? _bucketOf;          // buffer → its bucket
+    private int[]? _pending;           // per bucket: buffers not yet ready
+    private bool[]? _marked;
+    private System.Collections.Concurrent.BlockingCollection<int>? _queue;
+    private Thread? _worker;
+    private Exception? _workerError;
+
+    /// <summary>Whether an overlapped sum is under way (between <see cref="BeginOverlappedSum"/> and <see cref="EndOverlappedSum"/>).</summary>
+    public bool IsOverlapping => _queue is not null;
+
+    /// <summary>
+    /// Starts an overlapped <see cref="AllReduceSum"/>: a communication thread sums each bucket over the ranks as soon as
+    /// <see cref="MarkReady"/> has been called for all of its buffers, while the caller goes on computing the others.
+    /// Every rank must mark the buffers in the same order (a backward pass does), so that the ranks issue the
+    /// collectives in the same order; the sums are the same as <see cref="AllReduceSum"/>'s, bit for bit. The caller
+    /// makes no other call on the collective until <see cref="EndOverlappedSum"/> returns. In a world of 1, nothing to do.
+    /// </summary>
+    public void BeginOverlappedSum()
+    {
+        if (_queue is not null) throw new InvalidOperationException("an overlapped sum is already under way.");
+        if (_bucketOf is null)
         {
-            if (bucket.BufferCount == 1)
+            _bucketOf = new int[_buffers.Length];
+            for (int b = 0; b < _buckets.Length; b++)
+                for (int i = _buckets[b].FirstBuffer; i < _buckets[b].FirstBuffer + _buckets[b].BufferCount; i++) _bucketOf[i] = b;
+            _pending = new int[_buckets.Length];
+            _marked = new bool[_buffers.Length];
+        }
+        for (int b = 0; b < _buckets.Length; b++) _pending![b] = _buckets[b].BufferCount;
+        Array.Clear(_marked!);
+        _workerError = null;
+        _queue = new System.Collections.Concurrent.BlockingCollection<int>();
+        if (_collective.WorldSize == 1) return;
+        var queue = _queue;
+        _worker = new Thread(() =>
+        {
+            try
             {
-                if (mean) _collective.AllReduceMean(_buffers[bucket.FirstBuffer]);
-                else _collective.AllReduceSum(_buffers[bucket.FirstBuffer]);
-                continue;
+                foreach (int b in queue.GetConsumingEnumerable()) ReduceBucket(_buckets[b], mean: false);
             }
-            var staging = _staging ??= new float[BucketElements];
-            var packed = staging.AsSpan(0, (int)bucket.Elements);
-            int at = 0;
-            for (int i = bucket.FirstBuffer; i < bucket.FirstBuffer + bucket.BufferCount; i++)
+            catch (Exception e)
             {
-                _buffers[i].CopyTo(packed[at..]);
-                at += _buffers[i].Length;
+                _workerError = e;
+                // drain, so that EndOverlappedSum does not wait on buckets that will never be reduced
+                foreach (int _ in queue.GetConsumingEnumerable()) { }
             }
-            if (mean) _collective.AllReduceMean(packed);
-            else _collective.AllReduceSum(packed);
-            at = 0;
-            for (int i = bucket.FirstBuffer; i < bucket.FirstBuffer + bucket.BufferCount; i++)
-            {
-                packed.Slice(at, _buffers[i].Length).CopyTo(_buffers[i]);
-                at += _buffers[i].Length;
-            }
+        }) { IsBackground = true, Name = "raft-allreduce" };
+        _worker.Start();
+    }
+
+    /// <summary>Buffer <paramref name="index"/> (as given to the constructor) holds its final value: its bucket may be reduced once all its buffers are.</summary>
+    /// <exception cref="InvalidOperationException">No overlapped sum is under way.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">No such buffer.</exception>
+    public void MarkReady(int index)
+    {
+        var queue = _queue ?? throw new InvalidOperationException("MarkReady outside BeginOverlappedSum / EndOverlappedSum.");
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, _buffers.Length);
+        if (_marked![index]) return;
+        _marked[index] = true;
+        int b = _bucketOf![index];
+        if (--_pending![b] == 0) queue.Add(b);
+    }
+
+    /// <summary>Marks every buffer not yet marked, waits until every bucket is summed, and rethrows a failure of the communication thread.</summary>
+    public void EndOverlappedSum()
+    {
+        var queue = _queue ?? throw new InvalidOperationException("EndOverlappedSum without BeginOverlappedSum.");
+        try
+        {
+            for (int i = 0; i < _buffers.Length; i++) MarkReady(i);
+            queue.CompleteAdding();
+            _worker?.Join();
+        }
+        finally
+        {
+            queue.Dispose();
+            _queue = null;
+            _worker = null;
+        }
+        if (_workerError is { } e)
+            throw new CollectiveException($"the overlapped all-reduce failed: {e.Message}", e);
+    }
+
+    private void ReduceBucket(Bucket bucket, bool mean)
+    {
+        if (bucket.BufferCount == 1)
+        {
+            if (mean) _collective.AllReduceMean(_buffers[bucket.FirstBuffer]);
+            else _collective.AllReduceSum(_buffers[bucket.FirstBuffer]);
+            return;
+        }
+        var staging = _staging ??= new float[BucketElements];
+        var packed = staging.AsSpan(0, (int)bucket.Elements);
+        int at = 0;
+        for (int i = bucket.FirstBuffer; i < bucket.FirstBuffer + bucket.BufferCount; i++)
+        {
+            _buffers[i].CopyTo(packed[at..]);
+            at += _buffers[i].Length;
+        }
+        if (mean) _collective.AllReduceMean(packed);
+        else _collective.AllReduceSum(packed);
+        at = 0;
+        for (int i = bucket.FirstBuffer; i < bucket.FirstBuffer + bucket.BufferCount; i++)
+        {
+            packed.Slice(at, _buffers[i].Length).CopyTo(_buffers[i]);
+            at += _buffers[i].Length;
         }
     }
 }

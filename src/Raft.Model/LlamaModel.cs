@@ -119,7 +119,7 @@ public sealed class LlamaModel
 
     /// <summary>
     /// Full forward of B sequences of length T: tokens [B·T] → logits [B·T, V] (a new array). When
-    /// <paramref name="activations"/> is given it records what <see cref="Backward"/> needs. Positions default
+    /// <paramref name="activations"/> is given it records what <see cref="Backward(ModelActivations, ReadOnlySpan{float}, TensorSet)"/> needs. Positions default
     /// to 0..T-1 per sequence; explicit <paramref name="positions"/> [B·T] change RoPE only (the mask stays causal by index).
     /// </summary>
     public float[] Forward(ReadOnlySpan<int> tokens, int batch, int seqLen, ModelActivations? activations = null,
@@ -274,7 +274,16 @@ public sealed class LlamaModel
     /// <paramref name="grads"/> (same names and shapes as <see cref="Parameters"/>; a tied embedding receives both
     /// its lookup and its lm_head contribution).
     /// </summary>
-    public void Backward(ModelActivations activations, ReadOnlySpan<float> dLogits, TensorSet grads)
+    public void Backward(ModelActivations activations, ReadOnlySpan<float> dLogits, TensorSet grads) =>
+        Backward(activations, dLogits, grads, null);
+
+    /// <summary>
+    /// As <see cref="Backward(ModelActivations, ReadOnlySpan{float}, TensorSet)"/>; <paramref name="layerDone"/> is
+    /// called with l as soon as the gradients of layer l's tensors (<see cref="LayerTensorNames"/>) are final (layers
+    /// complete from the last to the first), so that a data-parallel trainer can start reducing them while the
+    /// backward goes on.
+    /// </summary>
+    public void Backward(ModelActivations activations, ReadOnlySpan<float> dLogits, TensorSet grads, Action<int>? layerDone)
     {
         ArgumentNullException.ThrowIfNull(activations);
         ArgumentNullException.ThrowIfNull(grads);
@@ -336,7 +345,19 @@ public sealed class LlamaModel
             Matmul.Backward(dK, a.Xn1, w.Wk, dXn, G(w.NWk), bias ? G(w.NBk) : default, n, _d, kw, th, accumulateDx: true);
             Matmul.Backward(dV, a.Xn1, w.Wv, dXn, G(w.NWv), bias ? G(w.NBv) : default, n, _d, kw, th, accumulateDx: true);
             RmsNorm.Backward(dXn, a.XIn, w.Ln1, a.Rstd1, dX, G(w.NLn1), n, _d, th, accumulateDx: true);
+            layerDone?.Invoke(l);
         }
         Embedding.Backward(activations.Tokens, dX, G("model.embed_tokens.weight"), _d);
+    }
+
+    /// <summary>The names of layer <paramref name="layer"/>'s parameter tensors (biases only where the model has them).</summary>
+    public IReadOnlyList<string> LayerTensorNames(int layer)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(layer);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(layer, _layers.Length);
+        var w = _layers[layer];
+        var names = new List<string> { w.NLn1, w.NWq, w.NWk, w.NWv, w.NWo, w.NLn2, w.NWg, w.NWu, w.NWd };
+        if (Config.QkvBias) names.AddRange([w.NBq, w.NBk, w.NBv]);
+        return names;
     }
 }

@@ -59,6 +59,7 @@ public sealed class Trainer
     private readonly TrainOptions _o;
     private readonly ITeacher? _teacher;
     private readonly ILossKernels _kernels;
+    private int[][]? _layerBuffers; // per layer: the GradientBucketer buffer indices of its gradient tensors
     private readonly Encoded[] _data;
     private readonly int[] _stops;
     private readonly Dictionary<int, int[]> _orders = new();
@@ -215,6 +216,10 @@ public sealed class Trainer
         var grads = _student.Parameters.ZerosLike();
         // The gradients in the order backward completes them (last layer first), summed over the ranks bucket by bucket.
         var bucketer = new GradientBucketer(world, grads.Tensors.Reverse().Select(g => g.Data).ToArray());
+        // For the overlapped all-reduce: the bucketer's buffer indices of each layer's gradient tensors.
+        var bufferIndex = grads.Tensors.Reverse().Select((g, i) => (g.Name, i)).ToDictionary(x => x.Name, x => x.i);
+        _layerBuffers = Enumerable.Range(0, _student.Config.NumHiddenLayers)
+            .Select(l => _student.LayerTensorNames(l).Select(name => bufferIndex[name]).ToArray()).ToArray();
         // ZeRO-1: each rank keeps the moments of its chunk only (the full state exists only while a checkpoint is written).
         var zero = _o.ShardOptimizer && world.WorldSize > 1 ? new ZeroOptimizer(world, _student.Parameters, grads, adamOptions, schedule, loaded) : null;
         var optimizer = zero is null ? loaded ?? new AdamW(_student.Parameters, adamOptions, schedule) : null;
@@ -587,8 +592,18 @@ public sealed class Trainer
         else if (finite)
         {
             foreach (var g in grads.Tensors) Array.Clear(g.Data);
-            _student.Backward(acts, logits, grads);
-            bucketer.AllReduceSum();
+            if (multi)
+            {
+                // each layer's bucket is summed over the ranks (on a communication thread) while the backward computes
+                // the layers before it; the sums are AllReduceSum's, bit for bit
+                bucketer.BeginOverlappedSum();
+                try
+                {
+                    _student.Backward(acts, logits, grads, l => { foreach (int i in _layerBuffers![l]) bucketer.MarkReady(i); });
+                }
+                finally { bucketer.EndOverlappedSum(); }
+            }
+            else _student.Backward(acts, logits, grads);
             gradNorm = _o.ClipNorm > 0 ? GradientClipping.ClipByGlobalNorm(grads, _o.ClipNorm) : GradientClipping.GlobalNorm(grads);
             finite = double.IsFinite(gradNorm);
             if (multi)
