@@ -9,6 +9,9 @@
 //          ZeRO-1 (shard_optimizer): sharded and unsharded N-rank runs against 1 process × batch 2N; without clipping
 //          sharded == unsharded bit for bit (weights and checkpoint files); a sharded resume equals the uninterrupted run
 //
+//   overlap
+//          the all-reduce overlapped with the backward (small buckets) ends with the same bits as after the backward
+//
 // Exit code 0 when every check passed; 1 otherwise.
 using Raft.Distributed;
 using Raft.Pipeline.MpiHost;
@@ -28,6 +31,7 @@ int failures = scenario switch
     "refine" => host.Refine(),
     "zero-sft" => host.Zero(raft: false),
     "zero-raft" => host.Zero(raft: true),
+    "overlap" => host.Overlap(),
     _ => throw new ArgumentException($"unknown scenario '{scenario}'"),
 };
 mpi.Barrier();

@@ -45,6 +45,15 @@ public class DataParallelTests
     }
 
     [MpiFact]
+    public void Overlapped_allreduce_gives_the_same_bits_as_the_allreduce_after_backward()
+    {
+        var output = Run("overlap");
+        foreach (string check in new[] { "overlap-sft-same-bits", "overlap-sft-trained", "overlap-raft-same-bits", "overlap-raft-trained" })
+            Assert.Contains($"PASS rank 0 {check}", output);
+        Assert.DoesNotContain("FAIL", output);
+    }
+
+    [MpiFact]
     public void Zero1_sft_sharded_and_unsharded_match_1_process_and_write_the_same_checkpoints()
     {
         var output = Run("zero-sft");

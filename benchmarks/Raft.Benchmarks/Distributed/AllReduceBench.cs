@@ -118,24 +118,24 @@ internal static class AllReduceBench
         table.AppendLine();
         table.AppendLine("| ranks | global batch | optimizer | parameters | median step ms | tokens / step | tokens/s |");
         table.AppendLine("|---:|---:|---|---:|---:|---:|---:|");
-        foreach (bool shard in new[] { false, true })
+        foreach (var (shard, overlap) in new[] { (false, true), (false, false), (true, false) })
         {
-            if (shard && mpi.WorldSize == 1) continue;
+            if ((shard || !overlap) && mpi.WorldSize == 1) continue;
             var model = Raft.Model.LlamaModel.CreateRandom(config, 7);
             var options = new Raft.Pipeline.Training.TrainOptions
             {
                 Method = Raft.Pipeline.Training.TrainMethod.Sft, Steps = steps, BatchSize = batch, Threads = 1, WarmupSteps = 1,
-                LearningRate = 1e-3, MinLearningRate = 1e-4, ShardOptimizer = shard, Seed = 1,
+                LearningRate = 1e-3, MinLearningRate = 1e-4, ShardOptimizer = shard, OverlapAllReduce = overlap, Seed = 1,
             };
             var trainer = new Raft.Pipeline.Training.Trainer(model, Raft.Model.Tokenization.ByteTokenizer.Instance, Raft.Model.Tokenization.ChatTemplate.Raft,
-                data, options) { Collective = mpi };
+                data, options) { Collective = mpi, GradientBucketElements = overlap ? 65_536 : Raft.Distributed.GradientBucketer.DefaultBucketElements };
             var metrics = trainer.Run().Metrics.Skip(1).ToList();
             var ms = metrics.Select(m => m.TrainSeconds * 1e3).Order().ToList();
             double median = ms[ms.Count / 2];
             long tokens = metrics[0].Tokens;
             long parameters = model.Parameters.Tensors.Sum(t => (long)t.Length);
             table.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {mpi.WorldSize} | {batch * mpi.WorldSize} | {(shard ? "AdamW, ZeRO-1" : "AdamW")} | {parameters:N0} | {median:0.#} | {tokens:N0} | {tokens / (median / 1e3):N0} |"));
+                $"| {mpi.WorldSize} | {batch * mpi.WorldSize} | {(shard ? "AdamW, ZeRO-1" : mpi.WorldSize == 1 ? "AdamW" : overlap ? "AdamW, all-reduce overlapped (buckets of 64 Ki floats)" : "AdamW, all-reduce after backward")} | {parameters:N0} | {median:0.#} | {tokens:N0} | {tokens / (median / 1e3):N0} |"));
         }
         return table.ToString();
     }

@@ -63,6 +63,16 @@ public sealed record TrainOptions
     /// </summary>
     [JsonPropertyName("shard_optimizer")] public bool ShardOptimizer { get; init; }
 
+    /// <summary>
+    /// In a data-parallel run, sum each gradient bucket over the ranks on a communication thread while the backward
+    /// computes the layers before it; false (the default): the buckets are summed after the backward. The same sums bit
+    /// for bit either way. Off by default because it was measured to hurt where each rank has one core: 2 ranks × 1
+    /// core, demo model, 308 ms/step overlapped against 118 ms after the backward (benchmarks/results/allreduce-cpu.md).
+    /// Worth trying with several cores per rank and a gradient of many buckets (it does nothing with one bucket).
+    /// Not compared on resume.
+    /// </summary>
+    [JsonPropertyName("overlap_allreduce")] public bool OverlapAllReduce { get; init; }
+
     /// <summary>The accepted values of <see cref="Device"/>.</summary>
     public static IReadOnlyList<string> Devices { get; } = ["auto", "cpu", "cuda", "cuda-c"];
 

@@ -90,6 +90,13 @@ public sealed class Trainer
     public Accelerator? StudentAccelerator { get; init; }
 
     /// <summary>
+    /// Floats per gradient bucket of the data-parallel all-reduce (default <see cref="GradientBucketer.DefaultBucketElements"/>,
+    /// 25 MB): smaller buckets start reducing sooner when <see cref="TrainOptions.OverlapAllReduce"/> is on, at the
+    /// cost of more collective calls.
+    /// </summary>
+    public int GradientBucketElements { get; init; } = GradientBucketer.DefaultBucketElements;
+
+    /// <summary>
     /// Prepares a run of <paramref name="options"/> over <paramref name="data"/>, training <paramref name="student"/> in place.
     /// RAFT needs a <paramref name="teacher"/> with the student's vocabulary.
     /// </summary>
@@ -215,7 +222,7 @@ public sealed class Trainer
 
         var grads = _student.Parameters.ZerosLike();
         // The gradients in the order backward completes them (last layer first), summed over the ranks bucket by bucket.
-        var bucketer = new GradientBucketer(world, grads.Tensors.Reverse().Select(g => g.Data).ToArray());
+        var bucketer = new GradientBucketer(world, grads.Tensors.Reverse().Select(g => g.Data).ToArray(), GradientBucketElements);
         // For the overlapped all-reduce: the bucketer's buffer indices of each layer's gradient tensors.
         var bufferIndex = grads.Tensors.Reverse().Select((g, i) => (g.Name, i)).ToDictionary(x => x.Name, x => x.i);
         _layerBuffers = Enumerable.Range(0, _student.Config.NumHiddenLayers)
@@ -327,7 +334,7 @@ public sealed class Trainer
         {
             // batch_size is per rank: CheckGlobalBatch compares batch_size × ranks. shard_optimizer changes where the
             // moments live during the run, not the checkpoint's files or the result.
-            if (p.Name is "threads" or "checkpoint_every" or "device" or "batch_size" or "shard_optimizer") continue;
+            if (p.Name is "threads" or "checkpoint_every" or "device" or "batch_size" or "shard_optimizer" or "overlap_allreduce") continue;
             // Compared without whitespace: the saved config is nested (and indented) inside the state file.
             string was = a.RootElement.TryGetProperty(p.Name, out var v) ? Compact(v) : "(absent)";
             string now = Compact(p.Value);
@@ -592,7 +599,7 @@ public sealed class Trainer
         else if (finite)
         {
             foreach (var g in grads.Tensors) Array.Clear(g.Data);
-            if (multi)
+            if (multi && _o.OverlapAllReduce && bucketer.Buckets.Count > 1)
             {
                 // each layer's bucket is summed over the ranks (on a communication thread) while the backward computes
                 // the layers before it; the sums are AllReduceSum's, bit for bit
@@ -603,7 +610,11 @@ public sealed class Trainer
                 }
                 finally { bucketer.EndOverlappedSum(); }
             }
-            else _student.Backward(acts, logits, grads);
+            else
+            {
+                _student.Backward(acts, logits, grads);
+                bucketer.AllReduceSum();
+            }
             gradNorm = _o.ClipNorm > 0 ? GradientClipping.ClipByGlobalNorm(grads, _o.ClipNorm) : GradientClipping.GlobalNorm(grads);
             finite = double.IsFinite(gradNorm);
             if (multi)
