@@ -145,6 +145,13 @@ __device__ __forceinline__ float raft_block_max(float v, float* scratch /* [32] 
     return r;
 }
 
+// Writes a row's loss and status (rowStatus may be null); one thread per row calls it.
+__device__ __forceinline__ void raft_row_result(float* rowLoss, int* rowStatus, int r, float loss, int status)
+{
+    rowLoss[r] = loss;
+    if (rowStatus != 0) rowStatus[r] = status;
+}
+
 // Sums three doubles over the block (any of them may be unused); every thread gets the same totals.
 __device__ __forceinline__ void raft_block_sum3(double& a, double& b, double& c, double* scratch /* [96] */)
 {
@@ -387,22 +394,14 @@ extern "C" __global__ void raft_kd_loss(const float* student, float* grad, int r
         // The row is not read; its gradient is zero.
         if (grow != 0)
             for (int i = t; i < vocab; i += nt) grow[i] = 0.f;
-        if (t == 0)
-        {
-            rowLoss[r] = 0.f;
-            if (rowStatus != 0) rowStatus[r] = 0;
-        }
+        if (t == 0) raft_row_result(rowLoss, rowStatus, r, 0.f, 0);
         return;
     }
 
     const bool useSmem = raft_dynamic_smem_bytes() >= (unsigned int)k * 4u;
     if (!useSmem && (const float*)grow == srow)
     {
-        if (t == 0)
-        {
-            rowLoss[r] = 0.f;
-            if (rowStatus != 0) rowStatus[r] = 2;
-        }
+        if (t == 0) raft_row_result(rowLoss, rowStatus, r, 0.f, 2);
         return;
     }
     float* zK = reinterpret_cast<float*>(raft_dyn_smem);
@@ -420,11 +419,7 @@ extern "C" __global__ void raft_kd_loss(const float* student, float* grad, int r
     const bool bad = __syncthreads_or(online.bad ? 1 : 0) != 0;
     if (bad)
     {
-        if (t == 0)
-        {
-            rowLoss[r] = 0.f;
-            if (rowStatus != 0) rowStatus[r] = 1;
-        }
+        if (t == 0) raft_row_result(rowLoss, rowStatus, r, 0.f, 1);
         return;
     }
     float lse = 0.f;
@@ -447,11 +442,7 @@ extern "C" __global__ void raft_kd_loss(const float* student, float* grad, int r
     RaftPGlobal pk;
     pk.p = p;
     const RaftKdSums ks = raft_kd_ksums(zk, pk, k, kind, beta, lse, tau, scale, fscratch, dscratch);
-    if (t == 0)
-    {
-        rowLoss[r] = (float)((double)tau * tau * ks.d);
-        if (rowStatus != 0) rowStatus[r] = 0;
-    }
+    if (t == 0) raft_row_result(rowLoss, rowStatus, r, (float)((double)tau * tau * ks.d), 0);
     if (grow == 0) return;
 
     // ---- dense part of the gradient, then the K sparse corrections
@@ -602,11 +593,7 @@ __device__ __forceinline__ void raft_kd_resident_row(const float* student, float
         // The row is not read; its gradient is zero. Every block of the cluster returns here, before any barrier.
         if (grow != 0)
             for (int i = t; i < len; i += nt) grow[start + i] = 0.f;
-        if (rank == 0u && t == 0)
-        {
-            rowLoss[r] = 0.f;
-            if (rowStatus != 0) rowStatus[r] = 0;
-        }
+        if (rank == 0u && t == 0) raft_row_result(rowLoss, rowStatus, r, 0.f, 0);
         return;
     }
 
@@ -737,22 +724,14 @@ __device__ __forceinline__ void raft_kd_resident_row(const float* student, float
     raft_row_sync<C>(); // no block reads another's shared memory after this; zK is visible block-wide
     if (rowBad)
     {
-        if (rank == 0u && t == 0)
-        {
-            rowLoss[r] = 0.f;
-            if (rowStatus != 0) rowStatus[r] = 1;
-        }
+        if (rank == 0u && t == 0) raft_row_result(rowLoss, rowStatus, r, 0.f, 1);
         return;
     }
 
     RaftZkGathered zk;
     zk.zK = zK;
     const RaftKdSums ks = raft_kd_ksums(zk, pk, k, kind, beta, lse, tau, scale, fscratch, dscratch);
-    if (rank == 0u && t == 0)
-    {
-        rowLoss[r] = (float)((double)tau * tau * ks.d);
-        if (rowStatus != 0) rowStatus[r] = 0;
-    }
+    if (rank == 0u && t == 0) raft_row_result(rowLoss, rowStatus, r, (float)((double)tau * tau * ks.d), 0);
     if (grow == 0) return;
 
     // ---- dense gradient of this part from shared memory, written once

@@ -49,38 +49,10 @@ public sealed class GpuDevice : IDisposable
     public static bool TryCreateCuda(out GpuDevice? device, out string reason)
     {
         device = null;
-        string name;
-        try
-        {
-            using var probe = Context.Create(builder => builder.Cuda());
-            var devices = probe.GetCudaDevices();
-            if (devices.Count == 0)
-            {
-                reason = "no CUDA device";
-                return false;
-            }
-            name = devices[0].Name;
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            reason = $"no CUDA device ({e.GetType().Name}: {e.Message})";
+        if (!Raft.Kernels.KernelBackends.TryCreateCudaAccelerator(OptimizationLevel.O1, out var context, out var accelerator, out string name, out reason))
             return false;
-        }
-        Context? context = null;
-        try
-        {
-            context = Context.Create(builder => builder.Cuda().LibDevice().Optimize(OptimizationLevel.O1));
-            var accelerator = context.GetCudaDevices()[0].CreateAccelerator(context);
-            device = new GpuDevice(context, accelerator, $"cuda: {name} ({accelerator.NumMultiprocessors} SMs)");
-            reason = "";
-            return true;
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            context?.Dispose();
-            reason = $"CUDA device {name} found, but ILGPU cannot use it ({e.GetType().Name}: {e.Message}; ILGPU needs the CUDA toolkit's libdevice, found through CUDA_HOME)";
-            return false;
-        }
+        device = new GpuDevice(context!, accelerator!, $"cuda: {name} ({accelerator!.NumMultiprocessors} SMs)");
+        return true;
     }
 
     /// <summary>Waits for everything enqueued on the accelerator's default stream.</summary>

@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 
 namespace Raft.Kernels;
@@ -52,8 +53,35 @@ public static class KernelBackends
     public static bool TryCreateCuda(out KernelBackend? backend, out string reason)
     {
         backend = null;
-        // First: is there a device at all (needs only the driver)?
-        string deviceName;
+        if (!TryCreateCudaAccelerator(OptimizationLevel.O1, out var context, out var accelerator, out string deviceName, out reason))
+            return false;
+        try
+        {
+            var kernels = IlgpuKernels.Own(accelerator!, context!);
+            backend = new KernelBackend(kernels, $"cuda: {deviceName} ({kernels.Name})");
+            return true;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            accelerator!.Dispose();
+            context!.Dispose();
+            reason = $"CUDA device {deviceName} found, but ILGPU cannot use it ({e.GetType().Name}: {e.Message})";
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// The one place that opens ILGPU's CUDA accelerator on the first CUDA device (used by the loss kernels here and by
+    /// Raft.Gpu's model): first a driver-only probe (is there a device at all?), then a context with the CUDA toolkit's
+    /// libdevice, which ILGPU's PTX backend takes exp and log from. On failure the reason says which step failed;
+    /// the caller owns (and disposes) the context and accelerator it gets.
+    /// </summary>
+    public static bool TryCreateCudaAccelerator(OptimizationLevel optimization, out Context? context, out Accelerator? accelerator,
+        out string deviceName, out string reason)
+    {
+        context = null;
+        accelerator = null;
+        deviceName = "";
         try
         {
             using var probe = Context.Create(builder => builder.Cuda());
@@ -70,20 +98,17 @@ public static class KernelBackends
             reason = $"no CUDA device ({e.GetType().Name}: {e.Message})";
             return false;
         }
-        // Then the context the kernels need: ILGPU's PTX backend takes exp and log from the toolkit's libdevice.
-        Context? context = null;
         try
         {
-            context = Context.Create(builder => builder.Cuda().LibDevice());
-            var accelerator = context.GetCudaDevices()[0].CreateAccelerator(context);
-            var kernels = IlgpuKernels.Own(accelerator, context);
-            backend = new KernelBackend(kernels, $"cuda: {deviceName} ({kernels.Name})");
+            context = Context.Create(builder => builder.Cuda().LibDevice().Optimize(optimization));
+            accelerator = context.GetCudaDevices()[0].CreateAccelerator(context);
             reason = "";
             return true;
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             context?.Dispose();
+            context = null;
             reason = $"CUDA device {deviceName} found, but ILGPU cannot use it ({e.GetType().Name}: {e.Message}; " +
                      "ILGPU needs the CUDA toolkit's libdevice, found through CUDA_HOME)";
             return false;
