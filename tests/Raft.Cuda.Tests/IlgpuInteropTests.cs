@@ -3,6 +3,7 @@ using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
 using Raft.Kernels;
+using static Raft.Cuda.Tests.LossKernelGpuTests; // ToDivergence, AssertClose
 
 namespace Raft.Cuda.Tests;
 
@@ -211,19 +212,5 @@ public class IlgpuInteropTests(IlgpuGpuFixture ilgpu, GpuFixture gpu) : IClassFi
         // the context is still usable afterwards
         copy.Launch(1, 32, 0, args);
         ilgpu.Device.Synchronize();
-    }
-
-    private static KdDivergence ToDivergence(DistillLossKind kind) => kind switch
-    {
-        DistillLossKind.ForwardKL => KdDivergence.ForwardKL,
-        DistillLossKind.ReverseKL => KdDivergence.ReverseKL,
-        _ => KdDivergence.Jsd,
-    };
-
-    private static void AssertClose(double expected, double actual, double relative, double absolute, string what)
-    {
-        double error = Math.Abs(actual - expected);
-        if (!(error <= absolute + relative * Math.Abs(expected)))
-            Assert.Fail($"{what}: got {actual:R}, expected {expected:R} (error {error:g3})");
     }
 }

@@ -258,14 +258,14 @@ public class LossKernelGpuTests(GpuFixture gpu) : IClassFixture<GpuFixture>
         return (idx, p);
     }
 
-    private static KdDivergence ToDivergence(DistillLossKind kind) => kind switch
+    internal static KdDivergence ToDivergence(DistillLossKind kind) => kind switch
     {
         DistillLossKind.ForwardKL => KdDivergence.ForwardKL,
         DistillLossKind.ReverseKL => KdDivergence.ReverseKL,
         _ => KdDivergence.Jsd,
     };
 
-    private static void AssertClose(double expected, double actual, double relative, double absolute, string what)
+    internal static void AssertClose(double expected, double actual, double relative, double absolute, string what)
     {
         double error = Math.Abs(actual - expected);
         if (!(error <= absolute + relative * Math.Abs(expected)))

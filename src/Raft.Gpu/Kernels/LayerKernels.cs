@@ -1,4 +1,5 @@
 using ILGPU;
+using Raft.Kernels.Ilgpu;
 
 namespace Raft.Gpu.Kernels;
 
@@ -38,55 +39,28 @@ internal static class LayerKernels
 {
     public const int MaxGroup = 256;
 
+    // The group reductions are Raft.Kernels' (GroupMath), behind a leading barrier: these may be called right after
+    // other uses of the same shared memory.
+
     /// <summary>Σ over the group (all threads must call it; starts and ends with a barrier).</summary>
     public static float GroupSum(ArrayView<float> sh, float v)
     {
-        int t = Group.IdxX, n = Group.DimX;
         Group.Barrier();
-        sh[t] = v;
-        Group.Barrier();
-        for (int s = n / 2; s > 0; s >>= 1)
-        {
-            if (t < s) sh[t] += sh[t + s];
-            Group.Barrier();
-        }
-        float r = sh[0];
-        Group.Barrier();
-        return r;
+        return GroupMath.Sum(sh, v);
     }
 
     /// <summary>Max over the group (all threads must call it).</summary>
     public static float GroupMax(ArrayView<float> sh, float v)
     {
-        int t = Group.IdxX, n = Group.DimX;
         Group.Barrier();
-        sh[t] = v;
-        Group.Barrier();
-        for (int s = n / 2; s > 0; s >>= 1)
-        {
-            if (t < s) sh[t] = MathF.Max(sh[t], sh[t + s]);
-            Group.Barrier();
-        }
-        float r = sh[0];
-        Group.Barrier();
-        return r;
+        return GroupMath.Max(sh, v);
     }
 
     /// <summary>Σ over the group in double.</summary>
     public static double GroupSumDouble(ArrayView<double> sh, double v)
     {
-        int t = Group.IdxX, n = Group.DimX;
         Group.Barrier();
-        sh[t] = v;
-        Group.Barrier();
-        for (int s = n / 2; s > 0; s >>= 1)
-        {
-            if (t < s) sh[t] += sh[t + s];
-            Group.Barrier();
-        }
-        double r = sh[0];
-        Group.Barrier();
-        return r;
+        return GroupMath.SumDouble(sh, v);
     }
 
     /// <summary>
