@@ -85,7 +85,7 @@ public sealed class Trainer
     /// The accelerator that runs the student's forward, backward, clipping and AdamW (<see cref="GpuLlamaModel"/>, with
     /// the weights, gradients and moments resident on it across steps); null (the default): the CPU model. The losses
     /// are computed on host logits by the loss kernels as on the CPU path, the rollouts by the CPU model on weights
-    /// copied back after every update, and checkpoints are the same files. One process only for now.
+    /// copied back when next needed (RAFT: every step), and checkpoints are the same files. One process only for now.
     /// </summary>
     public Accelerator? StudentAccelerator { get; init; }
 
@@ -253,7 +253,11 @@ public sealed class Trainer
                         : _o.ShardOptimizer ? " (shard_optimizer has no effect in a single process)" : ""));
         for (int step = startStep; step < _o.Steps; step++)
         {
-            cancellation.ThrowIfCancellationRequested();
+            if (cancellation.IsCancellationRequested)
+            {
+                SyncHostWeights(gpu); // the caller's model holds the weights of the last step taken
+                cancellation.ThrowIfCancellationRequested();
+            }
             var m = TrainStep(step, optimizer, zero, gpu, balancer, grads, bucketer, world, acts, sw.Elapsed.TotalSeconds);
             if (m.Skipped)
             {
@@ -267,10 +271,15 @@ public sealed class Trainer
             all.Add(m);
             if (root && metricsPath is not null) File.AppendAllText(metricsPath, JsonSerializer.Serialize(m, MetricsJson) + "\n");
             if (root) Progress?.Invoke(step + 1, _o.Steps, m);
-            AfterStep?.Invoke(m, _student);
+            if (AfterStep is not null)
+            {
+                SyncHostWeights(gpu);
+                AfterStep(m, _student);
+            }
             bool last = step + 1 == _o.Steps;
             if (runDirectory is not null && (last || (_o.CheckpointEvery > 0 && (step + 1) % _o.CheckpointEvery == 0)))
             {
+                SyncHostWeights(gpu);
                 var state = new State { Step = step + 1, Skipped = skipped, InARow = inARow, Balancer = _o.Method == TrainMethod.Raft ? balancer.State : null,
                     WorldSize = world.WorldSize, Config = JsonDocument.Parse(configJson).RootElement.Clone() };
                 string dir = last ? Path.Combine(runDirectory, FinalDir) : Path.Combine(runDirectory, CheckpointsDir, $"step-{step + 1:D7}");
@@ -286,7 +295,19 @@ public sealed class Trainer
                 world.Barrier();
             }
         }
+        SyncHostWeights(gpu);
         return new TrainResult(_o.Steps, skipped, all, sw.Elapsed.TotalSeconds);
+    }
+
+    // The GPU student's weights are copied back to the host model only when it is needed (rollouts, callbacks,
+    // checkpoints, the end of the run), not after every update.
+    private bool _hostWeightsStale;
+
+    private void SyncHostWeights(GpuLlamaModel? gpu)
+    {
+        if (gpu is null || !_hostWeightsStale) return;
+        gpu.Download(_student.Parameters);
+        _hostWeightsStale = false;
     }
 
     // The GPU student's optimizer as a host AdamW (its moments copied back), for a checkpoint; the weights are already on the host.
@@ -434,6 +455,7 @@ public sealed class Trainer
         double rolloutLen = 0, rolloutSeconds = 0, teacherSeconds = 0;
         if (raft)
         {
+            SyncHostWeights(gpu); // the rollouts run on the host model
             int r = _o.RolloutsPerPrompt;
             var prompts = new int[batch.Length * r][];
             for (int i = 0; i < batch.Length; i++)
@@ -580,13 +602,13 @@ public sealed class Trainer
         if (finite && gpu is not null)
         {
             // backward, clipping and AdamW on the device (a non-finite norm leaves weights and moments untouched); the
-            // updated weights come back for the rollouts, the callbacks and the checkpoints
+            // updated weights come back when the rollouts, the callbacks or a checkpoint next need them
             gpu.ZeroGradients();
             gpu.Backward(logits);
             var r = gpu.ClipAndUpdate(_o.ClipNorm);
             gradNorm = r.GradNorm;
             finite = r.Applied && double.IsFinite(gradNorm);
-            if (r.Applied) gpu.Download(_student.Parameters);
+            if (r.Applied) _hostWeightsStale = true; // copied back when the host model is next needed
         }
         else if (finite && zero is not null)
         {
