@@ -442,6 +442,35 @@ public sealed class GpuLlamaModel : IDisposable
         _vMoment.View.MemSetToZero();
     }
 
+    // runs of adjacent trainable segments [offset, offset + length), each all weight-decayed or all not; null: everything
+    private List<(long Offset, long Length, bool Decayed)>? _trainableRuns;
+    private List<Segment>? _frozen;
+
+    /// <summary>
+    /// Freezes the tensors for which <paramref name="isTrainable"/> (given the tensor's name) is false, as
+    /// <see cref="AdamW.SetTrainable"/>: their gradients are zeroed before the norm and AdamW leaves them, their moments
+    /// and their weight decay alone. Returns how many tensors stay trainable.
+    /// </summary>
+    public int SetTrainable(Func<string, bool> isTrainable)
+    {
+        ArgumentNullException.ThrowIfNull(isTrainable);
+        ThrowIfDisposed();
+        var runs = new List<(long Offset, long Length, bool Decayed)>();
+        var frozen = new List<Segment>();
+        int trainable = 0;
+        foreach (var seg in _segments)
+        {
+            if (!isTrainable(seg.Name)) { frozen.Add(seg); continue; }
+            trainable++;
+            bool decayed = seg.Offset < _decayed;
+            if (runs.Count > 0 && runs[^1].Offset + runs[^1].Length == seg.Offset && runs[^1].Decayed == decayed)
+                runs[^1] = (runs[^1].Offset, runs[^1].Length + seg.Length, decayed);
+            else runs.Add((seg.Offset, seg.Length, decayed));
+        }
+        (_trainableRuns, _frozen) = frozen.Count == 0 ? (null, null) : (runs, frozen);
+        return trainable;
+    }
+
     /// <summary>Copies host moments (names and shapes of the parameters, e.g. <see cref="AdamW.FirstMoment"/>) to the device.</summary>
     public void UploadOptimizerState(TensorSet firstMoment, TensorSet secondMoment)
     {
@@ -541,6 +570,8 @@ public sealed class GpuLlamaModel : IDisposable
         {
             Rows = rows, Vocab = _v, Count = count, MaxNorm = maxNorm > 0 ? maxNorm : 0, GradLength = _total, HasLoss = hasLoss ? 1 : 0,
         };
+        if (_frozen is not null)
+            foreach (var f in _frozen) _grads.View.BaseView.SubView(f.Offset, f.Length).MemSetToZero();
         _k.NormAndFinish(_grads.View.BaseView.SubView(0, _total), rowLoss, _partials.View.BaseView, _scalars.View.BaseView, lp);
         double lr = Schedule!.At(OptimizerStep);
         long t = OptimizerStep + 1;
@@ -551,8 +582,13 @@ public sealed class GpuLlamaModel : IDisposable
             StepSize = (float)(lr / bc1), SqrtBc2 = (float)Math.Sqrt(bc2), Epsilon = (float)o.Epsilon,
             DecayFactor = (float)(1 - lr * o.WeightDecay), DecayedLength = _decayed, Length = _total,
         };
-        _k.AdamW(_params.View.BaseView.SubView(0, _total), _grads.View.BaseView.SubView(0, _total), _m!.View.BaseView.SubView(0, _total),
-            _vMoment!.View.BaseView.SubView(0, _total), _scalars.View.BaseView, k);
+        if (_trainableRuns is null)
+            _k.AdamW(_params.View.BaseView.SubView(0, _total), _grads.View.BaseView.SubView(0, _total), _m!.View.BaseView.SubView(0, _total),
+                _vMoment!.View.BaseView.SubView(0, _total), _scalars.View.BaseView, k);
+        else
+            foreach (var (offset, length, decayed) in _trainableRuns)
+                _k.AdamW(_params.View.BaseView.SubView(offset, length), _grads.View.BaseView.SubView(offset, length), _m!.View.BaseView.SubView(offset, length),
+                    _vMoment!.View.BaseView.SubView(offset, length), _scalars.View.BaseView, k with { DecayedLength = decayed ? length : 0, Length = length });
         return lr;
     }
 

@@ -42,6 +42,7 @@ public sealed class AdamW
     internal const int Block = 1 << 15;
 
     private readonly bool[] _decay;
+    private readonly bool[] _trainable;
 
     /// <summary>Creates an optimizer over <paramref name="parameters"/> (updated in place) with zero moments at step 0.</summary>
     public AdamW(TensorSet parameters, AdamWOptions options, LearningRateSchedule schedule)
@@ -55,7 +56,23 @@ public sealed class AdamW
         FirstMoment = parameters.ZerosLike();
         SecondMoment = parameters.ZerosLike();
         _decay = parameters.Tensors.Select(IsDecayed).ToArray();
+        _trainable = parameters.Tensors.Select(_ => true).ToArray();
     }
+
+    /// <summary>
+    /// Freezes the tensors for which <paramref name="isTrainable"/> (given the tensor's name) is false: <see cref="Update"/>
+    /// leaves them, their moments and their weight decay alone (PyTorch's <c>requires_grad = False</c>: they are not in the
+    /// optimizer). All tensors are trainable until this is called. Returns how many tensors stay trainable.
+    /// </summary>
+    public int SetTrainable(Func<string, bool> isTrainable)
+    {
+        ArgumentNullException.ThrowIfNull(isTrainable);
+        for (int i = 0; i < Parameters.Count; i++) _trainable[i] = isTrainable(Parameters.Tensors[i].Name);
+        return _trainable.Count(t => t);
+    }
+
+    /// <summary>Whether tensor <paramref name="index"/> (in <see cref="TensorSet.Tensors"/> order) is updated.</summary>
+    public bool IsTrainable(int index) => _trainable[index];
 
     /// <summary>
     /// An optimizer over <paramref name="parameters"/> that has made <paramref name="stepCount"/> updates, with zero
@@ -114,8 +131,11 @@ public sealed class AdamW
 
         var items = new List<(int Tensor, int Start, int Length)>();
         for (int i = 0; i < Parameters.Count; i++)
+        {
+            if (!_trainable[i]) continue;
             for (int s = 0; s < Parameters.Tensors[i].Length; s += Block)
                 items.Add((i, s, Math.Min(Block, Parameters.Tensors[i].Length - s)));
+        }
         void Run(int j)
         {
             var (i, s, n) = items[j];

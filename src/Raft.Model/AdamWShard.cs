@@ -12,6 +12,7 @@ public sealed class AdamWShard
 {
     private readonly (int Tensor, int Offset, int At, int Count)[] _segments;
     private readonly bool[] _decay;
+    private readonly bool[] _trainable;
 
     /// <summary>A slice with zero moments at step 0.</summary>
     /// <param name="parameters">The parameters (updated in place, within the slice).</param>
@@ -34,6 +35,7 @@ public sealed class AdamWShard
         FirstMoment = new float[length];
         SecondMoment = new float[length];
         _decay = parameters.Tensors.Select(AdamW.IsDecayed).ToArray();
+        _trainable = parameters.Tensors.Select(_ => true).ToArray();
         var segments = new List<(int, int, int, int)>();
         long offset = 0;
         for (int i = 0; i < parameters.Count; i++)
@@ -46,17 +48,25 @@ public sealed class AdamWShard
         _segments = [.. segments];
     }
 
-    /// <summary>The slice of <paramref name="full"/> (its moments, step, options and schedule): a rank's share of a loaded checkpoint.</summary>
+    /// <summary>The slice of <paramref name="full"/> (its moments, step, options, schedule and frozen tensors): a rank's share of a loaded checkpoint.</summary>
     public static AdamWShard FromFull(AdamW full, long start, long length)
     {
         ArgumentNullException.ThrowIfNull(full);
         var shard = new AdamWShard(full.Parameters, full.Options, full.Schedule, start, length) { StepCount = full.StepCount };
+        for (int i = 0; i < full.Parameters.Count; i++) shard._trainable[i] = full.IsTrainable(i);
         foreach (var (tensor, offset, at, count) in shard._segments)
         {
             full.FirstMoment.Tensors[tensor].Data.AsSpan(offset, count).CopyTo(shard.FirstMoment.AsSpan(at, count));
             full.SecondMoment.Tensors[tensor].Data.AsSpan(offset, count).CopyTo(shard.SecondMoment.AsSpan(at, count));
         }
         return shard;
+    }
+
+    /// <summary>Freezes the tensors for which <paramref name="isTrainable"/> is false, as <see cref="AdamW.SetTrainable"/> does.</summary>
+    public void SetTrainable(Func<string, bool> isTrainable)
+    {
+        ArgumentNullException.ThrowIfNull(isTrainable);
+        for (int i = 0; i < Parameters.Count; i++) _trainable[i] = isTrainable(Parameters.Tensors[i].Name);
     }
 
     /// <summary>The parameters (this slice of them is what <see cref="Update"/> changes).</summary>
@@ -91,7 +101,7 @@ public sealed class AdamWShard
         var k = AdamW.StepScalars(Options, lr, t, out float decayFactor);
         var items = new List<(int Tensor, int Offset, int At, int Count)>();
         foreach (var (tensor, offset, at, count) in _segments)
-            for (int s = 0; s < count; s += AdamW.Block)
+            for (int s = 0; s < count && _trainable[tensor]; s += AdamW.Block)
                 items.Add((tensor, offset + s, at + s, Math.Min(AdamW.Block, count - s)));
         void Run(int j)
         {

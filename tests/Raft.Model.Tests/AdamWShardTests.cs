@@ -54,6 +54,60 @@ public class AdamWShardTests
         Assert.NotEqual(Flat(Parameters(1)), Flat(sharded));
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void FrozenTensorsKeepTheirBitsAndTheRestTrainsAsWithoutFreezing(int shards)
+    {
+        // frozen: a decayed matrix and a norm; trained: the big (decayed) matrix and two undecayed tensors
+        static bool Trainable(string name) => name is not ("model.embed_tokens.weight" or "model.layers.0.input_layernorm.weight");
+        var initial = Parameters(3);
+        var free = initial.Clone();
+        var frozen = initial.Clone();
+        var sharded = initial.Clone();
+        var all = new AdamW(free, Options, Schedule());
+        var part = new AdamW(frozen, Options, Schedule());
+        Assert.Equal(3, part.SetTrainable(Trainable));
+        long total = initial.Tensors.Sum(t => (long)t.Length), chunk = (total + shards - 1) / shards;
+        var slices = Enumerable.Range(0, shards)
+            .Select(r => new AdamWShard(sharded, Options, Schedule(), Math.Min(r * chunk, total), Math.Min(chunk, total - Math.Min(r * chunk, total))))
+            .ToArray();
+        foreach (var slice in slices) slice.SetTrainable(Trainable);
+        for (int step = 0; step < 3; step++)
+        {
+            var gradients = Parameters(200 + step);
+            var flatGradient = Flat(gradients);
+            all.Update(gradients);
+            part.Update(gradients);
+            foreach (var s in slices) s.Update(flatGradient.AsMemory((int)s.Start, (int)s.Length));
+        }
+        for (int i = 0; i < initial.Count; i++)
+        {
+            var name = initial.Tensors[i].Name;
+            if (Trainable(name))
+            {
+                Assert.Equal(free[name].Data, frozen[name].Data);          // unaffected by the other tensors being frozen
+                Assert.NotEqual(initial[name].Data, frozen[name].Data);
+            }
+            else
+            {
+                Assert.Equal(initial[name].Data, frozen[name].Data);       // no update and no weight decay
+                Assert.All(part.FirstMoment[name].Data, m => Assert.Equal(0f, m));
+                Assert.All(part.SecondMoment[name].Data, v => Assert.Equal(0f, v));
+                Assert.False(part.IsTrainable(i));
+            }
+        }
+        Assert.Equal(Flat(frozen), Flat(sharded));                         // the shards honour the same mask, bit for bit
+        Assert.Equal(Flat(part.SecondMoment), slices.SelectMany(s => s.SecondMoment).ToArray());
+        // a slice cut from a frozen full optimizer is frozen the same way
+        var fromFull = AdamWShard.FromFull(part, 0, total);
+        var embedding = frozen["model.embed_tokens.weight"].Data.ToArray();
+        var up = frozen["model.layers.0.mlp.up_proj.weight"].Data.ToArray();
+        fromFull.Update(Flat(Parameters(300)));
+        Assert.Equal(embedding, frozen["model.embed_tokens.weight"].Data);
+        Assert.NotEqual(up, frozen["model.layers.0.mlp.up_proj.weight"].Data);
+    }
+
     [Fact]
     public void Slices_of_a_full_optimizer_and_a_full_one_restored_AtStep_continue_as_it_does()
     {

@@ -9,6 +9,7 @@
 //          ZeRO-1 (shard_optimizer): sharded and unsharded N-rank runs against 1 process × batch 2N; without clipping
 //          sharded == unsharded bit for bit (weights and checkpoint files); a sharded resume equals the uninterrupted run
 //
+//   frozen  trainable = "mlp" with and without shard_optimizer: frozen tensors keep their bits, the rest matches 1 process
 //   overlap
 //          the all-reduce overlapped with the backward (small buckets) ends with the same bits as after the backward
 //
@@ -32,6 +33,7 @@ int failures = scenario switch
     "zero-sft" => host.Zero(raft: false),
     "zero-raft" => host.Zero(raft: true),
     "overlap" => host.Overlap(),
+    "frozen" => host.Frozen(),
     _ => throw new ArgumentException($"unknown scenario '{scenario}'"),
 };
 mpi.Barrier();

@@ -154,6 +154,38 @@ internal sealed class Scenarios(ICollective mpi, string directory)
     }
 
     /// <summary>‖a − b‖ / ‖a‖ over every tensor.</summary>
+    /// <summary>
+    /// trainable = "mlp" under ZeRO-1 and plain data parallelism: the frozen tensors keep their initial bits on every rank,
+    /// the trained ones match one process with the same pattern.
+    /// </summary>
+    public int Frozen()
+    {
+        foreach (bool raft in new[] { false, true }) Frozen(raft);
+        return _failures;
+    }
+
+    private void Frozen(bool raft)
+    {
+        const int perRank = 2;
+        string name = "frozen-" + (raft ? "raft" : "sft");
+        var initial = LlamaModel.CreateRandom(Config(), 13);
+        TrainOptions Mlp(TrainOptions o) => o with { Trainable = "mlp" };
+        var reference = Copy(initial);
+        Train(reference, initial, raft, perRank * mpi.WorldSize, new SingleProcessCollective(), null, Mlp);
+        foreach (bool shard in new[] { true, false })
+        {
+            var student = Copy(initial);
+            Train(student, initial, raft, perRank, mpi, null, o => Mlp(o) with { ShardOptimizer = shard });
+            string kind = shard ? "sharded" : "unsharded";
+            var frozen = student.Parameters.Tensors.Where(t => !t.Name.Contains("mlp", StringComparison.Ordinal)).ToArray();
+            Report($"{name} {kind} frozen tensors keep their bits", frozen.Length > 0 && frozen.All(t => t.Data.AsSpan().SequenceEqual(initial.Parameters[t.Name].Data)));
+            double rel = RelativeDifference(reference.Parameters, student.Parameters);
+            Report($"{name} {kind} weights match 1 process", rel < 1e-5, $"relative difference {rel:E2}");
+            Report($"{name} {kind} mlp weights moved", student.Parameters.Tensors.Where(t => t.Name.Contains("mlp", StringComparison.Ordinal))
+                .All(t => !t.Data.AsSpan().SequenceEqual(initial.Parameters[t.Name].Data)));
+        }
+    }
+
     private static double RelativeDifference(TensorSet a, TensorSet b)
     {
         double diff = 0, norm = 0;

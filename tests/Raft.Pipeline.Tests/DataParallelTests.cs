@@ -67,6 +67,20 @@ public class DataParallelTests
         AssertZero(output, "zero-raft");
     }
 
+    [MpiFact]
+    public void Frozen_tensors_keep_their_bits_under_data_parallelism_and_zero1()
+    {
+        var output = Run("frozen");
+        for (int rank = 0; rank < Ranks; rank++)
+            foreach (var method in new[] { "sft", "raft" })
+                foreach (var kind in new[] { "sharded", "unsharded" })
+                {
+                    Assert.Contains($"PASS rank {rank} frozen-{method} {kind} frozen tensors keep their bits", output);
+                    Assert.Contains($"PASS rank {rank} frozen-{method} {kind} weights match 1 process", output);
+                    Assert.Contains($"PASS rank {rank} frozen-{method} {kind} mlp weights moved", output);
+                }
+    }
+
     private static void AssertZero(string output, string name)
     {
         for (int rank = 0; rank < Ranks; rank++)

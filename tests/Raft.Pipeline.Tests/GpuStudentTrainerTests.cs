@@ -40,15 +40,17 @@ public sealed class GpuStudentTrainerTests : IDisposable
     }
 
     [Theory]
-    [InlineData(TrainMethod.Sft)]
-    [InlineData(TrainMethod.Raft)]
-    public void StudentOnTheAcceleratorFollowsTheCpuPath(TrainMethod method)
+    [InlineData(TrainMethod.Sft, null)]
+    [InlineData(TrainMethod.Raft, null)]
+    [InlineData(TrainMethod.Sft, "mlp")]
+    [InlineData(TrainMethod.Raft, "mlp|norm")]
+    public void StudentOnTheAcceleratorFollowsTheCpuPath(TrainMethod method, string? trainable)
     {
         int seed = Random.Shared.Next(1, 1000);
         var cpu = TinyModels.Model(seed);
         var dev = TinyModels.Copy(cpu);
         var initial = cpu.Parameters.Clone();
-        var options = (method == TrainMethod.Sft ? TinyModels.Sft(4) : TinyModels.Raft(3)) with { Seed = seed };
+        var options = (method == TrainMethod.Sft ? TinyModels.Sft(4) : TinyModels.Raft(3)) with { Seed = seed, Trainable = trainable, WeightDecay = 0.1 };
         using var teacherA = method == TrainMethod.Raft ? TinyModels.Teacher(cpu) : null;
         using var teacherB = method == TrainMethod.Raft ? TinyModels.Teacher(cpu) : null;
         var a = TinyModels.Trainer(cpu, options, teacherA).Run();
@@ -64,6 +66,9 @@ public sealed class GpuStudentTrainerTests : IDisposable
         }
         Assert.True(TinyModels.MaxAbsDiff(initial, dev.Parameters) > 1e-4, "the device student did not train");
         AssertClose(cpu.Parameters, dev.Parameters, 1e-4);
+        if (trainable is not null)
+            foreach (var t in dev.Parameters.Tensors.Where(t => !System.Text.RegularExpressions.Regex.IsMatch(t.Name, trainable)))
+                Assert.True(t.Data.AsSpan().SequenceEqual(initial[t.Name].Data), $"{t.Name} is frozen but moved on the device");
     }
 
     [Fact]

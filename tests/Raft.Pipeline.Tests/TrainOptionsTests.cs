@@ -96,6 +96,23 @@ public class TrainOptionsTests
     }
 
     [Fact]
+    public void Trainable_must_be_a_valid_pattern_that_matches_a_tensor()
+    {
+        Assert.Null(new TrainOptions().Trainable);
+        var bad = Assert.Throws<ArgumentException>(() => new TrainOptions { Trainable = "mlp(" }.Validate());
+        Assert.Contains("trainable = \"mlp(\"", bad.Message);
+        Assert.Equal("trainable", bad.ParamName);
+        Assert.Contains("trainable", Assert.Throws<ArgumentException>(() => new TrainOptions { Trainable = "" }.Validate()).Message);
+        var model = TinyModels.Model();
+        var none = Assert.Throws<ArgumentException>(() => TinyModels.Trainer(model, TinyModels.Sft(1) with { Trainable = "no_such_tensor" }));
+        Assert.Contains("no_such_tensor", none.Message);
+        Assert.Contains("matches none", none.Message);
+        // the JSON key round-trips
+        var o = TinyModels.Sft(1) with { Trainable = "mlp|norm" };
+        Assert.Contains("\"trainable\": \"mlp|norm\"", o.ToJson());
+    }
+
+    [Fact]
     public void Load_of_a_config_with_an_unknown_key_names_the_file()
     {
         using var tmp = new TempDir();

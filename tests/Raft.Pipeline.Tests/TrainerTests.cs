@@ -46,6 +46,28 @@ public class TrainerTests
         Assert.True(TinyModels.MaxAbsDiff(before, model.Parameters) > 1e-3, "the weights did not move");
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Trainable_trains_the_matching_tensors_only_and_the_norm_leaves_the_frozen_out(bool raft)
+    {
+        var model = TinyModels.Model(seed: 9, layers: 2);
+        var before = model.Parameters.Clone();
+        using var teacher = raft ? TinyModels.Teacher(model) : null;
+        var options = (raft ? TinyModels.Raft(4) : TinyModels.Sft(4)) with { Trainable = @"layers\.1\.mlp" };
+        var result = TinyModels.Trainer(model, options, teacher).Run();
+        Assert.All(result.Metrics, m => Assert.False(m.Skipped));
+        foreach (var t in model.Parameters.Tensors)
+        {
+            bool trained = t.Name.Contains("layers.1.mlp", StringComparison.Ordinal);
+            Assert.True(trained != t.Data.AsSpan().SequenceEqual(before[t.Name].Data), $"{t.Name}: {(trained ? "did not move" : "moved although frozen")}");
+        }
+        // the first step's norm is the trained tensors' share only: below the norm of every parameter's gradient
+        var full = TinyModels.Trainer(TinyModels.Copy(new Raft.Model.LlamaModel(model.Config, before.Clone())), options with { Trainable = null, Steps = 1 },
+            raft ? TinyModels.Teacher(new Raft.Model.LlamaModel(model.Config, before.Clone())) : null).Run();
+        Assert.True(result.Metrics[0].GradNorm < full.Metrics[0].GradNorm, $"{result.Metrics[0].GradNorm} vs all tensors {full.Metrics[0].GradNorm}");
+    }
+
     [Fact]
     public void Raft_with_a_frozen_teacher_logs_distillation_fields_and_ema_weights()
     {

@@ -33,6 +33,7 @@ internal static class TrainCommand
         "max_nonfinite_steps" => "Stop after this many NaN/inf steps in a row; each is skipped (default 5).",
         "shard_optimizer" => "ZeRO-1 under mpirun: each rank keeps AdamW's moments for its 1/N of the parameters (reduce-scatter, update, all-gather); checkpoints are the same files (default false).",
         "overlap_allreduce" => "Under mpirun: sum each gradient bucket on a communication thread while the backward goes on; false (default): after the backward. Same sums either way; it was slower with one core per rank (benchmarks/results/allreduce-cpu.md).",
+        "trainable" => "Which parameters are trained: a regular expression over tensor names, e.g. mlp (the MLP blocks only; attention, norms and embeddings frozen). Frozen tensors get no update, decay or share of the clip norm (default: all).",
         "device" => KernelFactory.Help + " With cuda or cuda-c (or auto on a GPU) the student's forward, backward, clipping and AdamW run on the GPU too (ILGPU, one process); rollouts stay on the CPU model (default auto).",
         "top_k" => "RAFT: teacher entries kept per position (default 16).",
         "temperature" => "RAFT: distillation temperature τ; the loss is scaled by τ² (default 1).",

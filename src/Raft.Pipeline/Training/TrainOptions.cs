@@ -73,6 +73,15 @@ public sealed record TrainOptions
     /// </summary>
     [JsonPropertyName("overlap_allreduce")] public bool OverlapAllReduce { get; init; }
 
+    /// <summary>
+    /// Which parameters are trained: a regular expression matched (anywhere, .NET syntax) against each tensor's name, e.g.
+    /// <c>mlp</c> trains the MLP blocks and freezes attention, norms and embeddings (Hugging Face names:
+    /// <c>model.layers.3.mlp.down_proj.weight</c>). null (the default): every parameter. Frozen tensors get no update, no
+    /// weight decay and no share of the clipping norm (PyTorch's <c>requires_grad = False</c>); the checkpoints still hold
+    /// every tensor. A pattern that matches no tensor is an error.
+    /// </summary>
+    [JsonPropertyName("trainable")] public string? Trainable { get; init; }
+
     /// <summary>The accepted values of <see cref="Device"/>.</summary>
     public static IReadOnlyList<string> Devices { get; } = ["auto", "cpu", "cuda", "cuda-c"];
 
@@ -117,6 +126,7 @@ public sealed record TrainOptions
         if (CheckpointEvery < 0) Fail("checkpoint_every", CheckpointEvery, "must be ≥ 0");
         if (MaxNonFiniteSteps < 1) Fail("max_nonfinite_steps", MaxNonFiniteSteps, "must be ≥ 1");
         if (Device is null || !Devices.Contains(Device)) Fail("device", Device, "must be auto, cpu, cuda or cuda-c");
+        if (Trainable is not null) _ = TrainablePattern();
         if (Method != TrainMethod.Raft) return;
         if (TopK < 1) Fail("top_k", TopK, "must be ≥ 1");
         if (!(Temperature > 0) || !float.IsFinite(Temperature)) Fail("temperature", Temperature, "must be finite and > 0");
@@ -129,6 +139,24 @@ public sealed record TrainOptions
         if (!(RolloutTemperature >= 0) || !float.IsFinite(RolloutTemperature)) Fail("rollout_temperature", RolloutTemperature, "must be finite and ≥ 0 (0: greedy)");
         if (RolloutMaxTokens < 1) Fail("rollout_max_tokens", RolloutMaxTokens, "must be ≥ 1");
         if (RolloutsPerPrompt < 1) Fail("rollouts_per_prompt", RolloutsPerPrompt, "must be ≥ 1");
+    }
+
+    /// <summary>
+    /// <see cref="Trainable"/> compiled (null when every parameter is trained); an empty or invalid pattern throws an
+    /// <see cref="ArgumentException"/> naming the option and the pattern.
+    /// </summary>
+    public System.Text.RegularExpressions.Regex? TrainablePattern()
+    {
+        if (Trainable is null) return null;
+        if (Trainable.Length == 0) throw new ArgumentException("trainable = \"\": must be a regular expression over tensor names, or null for all.", "trainable");
+        try
+        {
+            return new System.Text.RegularExpressions.Regex(Trainable, System.Text.RegularExpressions.RegexOptions.CultureInvariant, TimeSpan.FromSeconds(2));
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"trainable = \"{Trainable}\": not a valid regular expression ({e.Message}).", "trainable", e);
+        }
     }
 
     private static string Format(object? value) => value switch

@@ -121,6 +121,15 @@ public sealed class Trainer
                 throw new ArgumentException($"top_k = {options.TopK}: must be ≤ the vocabulary size {student.Config.VocabSize}.", nameof(options));
         }
         _student = student; _tokenizer = tokenizer; _template = template; _o = options; _teacher = teacher;
+        if (options.TrainablePattern() is { } pattern)
+        {
+            _frozen = student.Parameters.Tensors.Select(t => !pattern.IsMatch(t.Name)).ToArray();
+            if (_frozen.All(f => f))
+                throw new ArgumentException($"trainable = \"{options.Trainable}\" matches none of the student's {_frozen.Length} tensors " +
+                                            $"(e.g. {string.Join(", ", student.Parameters.Tensors.Take(3).Select(t => t.Name))}).", nameof(options));
+            if (!_frozen.Any(f => f)) _frozen = null; // matches every tensor: nothing is frozen
+            else _frozenNames = student.Parameters.Tensors.Where((_, i) => _frozen[i]).Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        }
         // The caller resolves options.Device into kernels (the CLI through KernelBackends / its KernelFactory); without
         // them the Trainer runs the CPU kernels, which auto and cpu allow and a GPU device does not.
         if (kernels is null && options.Device is not ("auto" or "cpu"))
@@ -145,6 +154,20 @@ public sealed class Trainer
     }
 
     private static string Clip(string s) => s.Length <= 40 ? s : s[..40] + "…";
+
+    // Per parameter tensor (TensorSet order): frozen by TrainOptions.Trainable; null when every tensor is trained.
+    private readonly bool[]? _frozen;
+
+    private readonly HashSet<string>? _frozenNames;
+
+    private bool IsTrainable(string name) => _frozenNames is null || !_frozenNames.Contains(name);
+
+    // Frozen tensors take no part in the clipping norm nor the update: their gradients are zeroed after the backward.
+    private void ZeroFrozenGradients(TensorSet grads)
+    {
+        if (_frozen is null) return;
+        for (int i = 0; i < _frozen.Length; i++) if (_frozen[i]) Array.Clear(grads.Tensors[i].Data);
+    }
 
     private sealed record State
     {
@@ -231,6 +254,11 @@ public sealed class Trainer
         var zero = _o.ShardOptimizer && world.WorldSize > 1 ? new ZeroOptimizer(world, _student.Parameters, grads, adamOptions, schedule, loaded) : null;
         var optimizer = zero is null ? loaded ?? new AdamW(_student.Parameters, adamOptions, schedule) : null;
         loaded = null;
+        if (_frozen is not null)
+        {
+            optimizer?.SetTrainable(IsTrainable);
+            zero?.SetTrainable(IsTrainable);
+        }
         GpuLlamaModel? gpu = null;
         if (StudentAccelerator is not null)
         {
@@ -240,6 +268,7 @@ public sealed class Trainer
             if (zero is not null || optimizer is null) throw new TrainingException("shard_optimizer needs several ranks, which the GPU student does not support yet.");
             gpu = new GpuLlamaModel(StudentAccelerator, _student);
             gpu.SetOptimizer(adamOptions, schedule, optimizer.StepCount);
+            if (_frozen is not null) gpu.SetTrainable(IsTrainable);
             if (optimizer.StepCount > 0) gpu.UploadOptimizerState(optimizer.FirstMoment, optimizer.SecondMoment);
         }
         using var gpuOwner = gpu;
@@ -249,6 +278,7 @@ public sealed class Trainer
                     (world.WorldSize > 1 ? $" per rank × {world.WorldSize} ranks ({world.Backend})" : "") +
                     (_teacher is null ? "" : $", teacher {_teacher.Description}") + $", loss kernels {_kernels.Name}" +
                     (gpu is null ? "" : $", student on {StudentAccelerator!.Name} (ILGPU)") +
+                    (_frozen is null ? "" : $", training {_frozen.Count(f => !f)} of {_frozen.Length} tensors (trainable \"{_o.Trainable}\")") +
                     (zero is not null ? $", optimizer state sharded over the ranks (ZeRO-1, {zero.ChunkLength} parameters on rank 0)"
                         : _o.ShardOptimizer ? " (shard_optimizer has no effect in a single process)" : ""));
         for (int step = startStep; step < _o.Steps; step++)
@@ -614,6 +644,7 @@ public sealed class Trainer
         {
             foreach (var g in grads.Tensors) Array.Clear(g.Data);
             _student.Backward(acts, logits, grads);
+            ZeroFrozenGradients(grads);
             // Reduce-scatter, global norm, clip, update of this rank's chunk, all-gather; the norm is global, so is the decision.
             gradNorm = zero.Step(_o.ClipNorm);
             finite = double.IsFinite(gradNorm);
@@ -637,6 +668,7 @@ public sealed class Trainer
                 _student.Backward(acts, logits, grads);
                 bucketer.AllReduceSum();
             }
+            ZeroFrozenGradients(grads);
             gradNorm = _o.ClipNorm > 0 ? GradientClipping.ClipByGlobalNorm(grads, _o.ClipNorm) : GradientClipping.GlobalNorm(grads);
             finite = double.IsFinite(gradNorm);
             if (multi)

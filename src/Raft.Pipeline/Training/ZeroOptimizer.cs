@@ -33,6 +33,9 @@ internal sealed class ZeroOptimizer
         _gradient = new float[_layout.Length];
     }
 
+    /// <summary>Freezes tensors (<see cref="AdamWShard.SetTrainable"/>); the caller zeroes their gradients before <see cref="Step"/>.</summary>
+    public void SetTrainable(Func<string, bool> isTrainable) => _shard.SetTrainable(isTrainable);
+
     /// <summary>The learning rate of the next update.</summary>
     public double CurrentLearningRate => _shard.CurrentLearningRate;
 
