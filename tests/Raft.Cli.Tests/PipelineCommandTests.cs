@@ -142,6 +142,18 @@ public class PipelineCommandTests : CliHarness
         Assert.Equal(4, File.ReadAllLines(Path.Combine(b, Trainer.MetricsFile)).Length);
     }
 
+    [Theory]
+    [InlineData("--trainable", "mlp(", "--trainable")]
+    [InlineData("--learning-rate", "0", "--learning-rate")]
+    [InlineData("--steps", "0", "--steps")]
+    public void Demo_refuses_a_bad_budget_with_exit_code_2_naming_the_flag(string flag, string value, string expected)
+    {
+        var r = Raft("demo", flag, value, "--base", PathOf("no-base-needed"));
+        Assert.True(r.Code == 2, r.ToString());
+        Assert.Contains(expected, r.Stderr);
+        Assert.Contains(value, r.Stderr);
+    }
+
     [Fact]
     public void Help_lists_every_command()
     {

@@ -19,9 +19,11 @@ internal static class DemoCommand
         var teacher = new Option<string>("--teacher") { Description = "How the base model serves as teacher: onnx (exported and run by ONNX Runtime, the product path) or engine (its own frozen forward).", DefaultValueFactory = _ => "onnx", HelpName = "onnx|engine" };
         var baseModel = new Option<string?>("--base") { Description = "The base checkpoint (default: models/demo-base of the repository; trained first with raft pretrain's defaults if missing).", HelpName = "DIR" };
         var steps = new Option<int?>("--steps") { Description = "Training steps of SFT and RAFT (same budget for both; default 300).", HelpName = "N" };
+        var learningRate = new Option<double?>("--learning-rate") { Description = "Peak learning rate of SFT and RAFT (default 3e-4, cosine decay to a tenth).", HelpName = "LR" };
+        var trainable = new Option<string?>("--trainable") { Description = "Which parameters SFT and RAFT train: a regular expression over tensor names (default mlp: the MLP blocks; '.*': every parameter, see docs/demo.md).", HelpName = "REGEX" };
         var threads = new Option<int>("--threads") { Description = "CPU threads, 0 = all cores.", DefaultValueFactory = _ => 0, HelpName = "N" };
         var command = new Command("demo", "The built-in benchmark world: evaluates the base model, trains SFT and RAFT with the same budget over seeds, and prints domain accuracy, general accuracy and format compliance for each method.");
-        foreach (Option o in (Option[])[output, ablations, seeds, teacher, baseModel, steps, threads]) command.Options.Add(o);
+        foreach (Option o in (Option[])[output, ablations, seeds, teacher, baseModel, steps, learningRate, trainable, threads]) command.Options.Add(o);
         command.SetAction(parse =>
         {
             var stdout = parse.InvocationConfiguration.Output;
@@ -38,12 +40,20 @@ internal static class DemoCommand
             if (outDir is not null) CliChecks.CheckOutputDirectory("--out", outDir);
             string basePath = parse.GetValue(baseModel) ?? FindBase();
             var defaults = new DemoOptions();
+            var sft = defaults.Sft;
+            if (parse.GetValue(steps) is int n)
+                sft = n >= 1 ? sft with { Steps = n } : throw new UsageException($"--steps must be ≥ 1, got {n}.");
+            if (parse.GetValue(learningRate) is double lr)
+                sft = lr > 0 && double.IsFinite(lr) ? sft with { LearningRate = lr, MinLearningRate = lr / 10 } : throw new UsageException($"--learning-rate must be finite and > 0, got {lr}.");
+            if (parse.GetValue(trainable) is string pattern)
+            {
+                sft = sft with { Trainable = pattern };
+                try { sft.Validate(); }
+                catch (ArgumentException e) { throw new UsageException($"--trainable: {e.Message}"); }
+            }
             var options = defaults with
             {
-                Seeds = seedList, Ablations = parse.GetValue(ablations), OutDir = outDir, BaseModel = basePath, Threads = th,
-                Sft = parse.GetValue(steps) is int n
-                    ? (n >= 1 ? defaults.Sft with { Steps = n } : throw new UsageException($"--steps must be ≥ 1, got {n}."))
-                    : defaults.Sft,
+                Seeds = seedList, Ablations = parse.GetValue(ablations), OutDir = outDir, BaseModel = basePath, Threads = th, Sft = sft,
             };
             string? onnxDir = null;
             Func<LlamaModel, ITeacher>? factory = null;
