@@ -66,6 +66,10 @@ public sealed class CudaModelTests(CudaFixture fixture) : IClassFixture<CudaFixt
     public void SftStepsMatchCpuTrainer() => ModelChecks.SftStepsMatch(fixture.Device.Accelerator, Problem.Random(tied: true, bias: true));
 
     [CudaFact]
+    public void FrozenTensorsKeepTheirBitsOnTheDevice() =>
+        ModelChecks.SftStepsMatch(fixture.Device.Accelerator, Problem.Random(tied: true, bias: true), trainable: "mlp|norm");
+
+    [CudaFact]
     public void DemoSizedModelMatchesCpuModel()
     {
         int seed = Random.Shared.Next();

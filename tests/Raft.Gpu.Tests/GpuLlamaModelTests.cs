@@ -50,6 +50,13 @@ public sealed class GpuLlamaModelTests(CpuAcceleratorFixture fixture)
     [InlineData(true, false)]
     public void SftStepsMatchCpuTrainer(bool tied, bool bias) => ModelChecks.SftStepsMatch(_acc, Problem.Random(tied, bias));
 
+    [Theory]
+    [InlineData("mlp")]                 // decayed tensors only, in three runs per layer
+    [InlineData("norm|embed")]          // undecayed norms and the decayed (tied) embedding
+    [InlineData(@"layers\.0\.self_attn\.[qkv]_proj")] // q, k, v with their biases: one packed run
+    public void FrozenTensorsKeepTheirBitsAndTheRestMatchesTheCpuOptimizer(string trainable) =>
+        ModelChecks.SftStepsMatch(_acc, Problem.Random(tied: true, bias: true), trainable: trainable);
+
     [Fact]
     public void GradientMatchesFiniteDifferences()
     {

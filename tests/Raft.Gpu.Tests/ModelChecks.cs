@@ -134,8 +134,12 @@ internal static class ModelChecks
     }
 
     /// <summary>A few SFT steps on the device against the CPU trainer's: forward, CpuKernels cross-entropy, backward, clip, AdamW.</summary>
-    public static void SftStepsMatch(Accelerator acc, Problem pr, int steps = 3, double tolerance = 1e-4)
+    /// <param name="trainable">null: every tensor; else a name pattern (TrainOptions.Trainable): both optimizers freeze the
+    /// rest, the CPU side zeroes their gradients before clipping, and the frozen tensors must keep their bits on the device.</param>
+    public static void SftStepsMatch(Accelerator acc, Problem pr, int steps = 3, double tolerance = 1e-4, string? trainable = null)
     {
+        var pattern = trainable is null ? null : new System.Text.RegularExpressions.Regex(trainable);
+        bool IsTrainable(string name) => pattern is null || pattern.IsMatch(name);
         var options = new AdamWOptions { WeightDecay = 0.1 };
         var schedule = new LearningRateSchedule { PeakLearningRate = 1e-3, MinLearningRate = 1e-4, WarmupSteps = 1, TotalSteps = 5 };
         const double maxNorm = 1.0;
@@ -147,6 +151,11 @@ internal static class ModelChecks
 
         using var gpu = new GpuLlamaModel(acc, pr.Config, pr.Parameters);
         gpu.SetOptimizer(options, schedule);
+        if (pattern is not null)
+        {
+            opt.SetTrainable(IsTrainable);
+            Assert.Equal(cpu.Parameters.Tensors.Count(t => IsTrainable(t.Name)), gpu.SetTrainable(IsTrainable));
+        }
         var rng = new Random(pr.Seed + 1);
         for (int s = 0; s < steps; s++)
         {
@@ -158,6 +167,7 @@ internal static class ModelChecks
             var loss = ce.CrossEntropy(logits, pr.Rows, pr.Config.VocabSize, targets, logits);
             foreach (var g in grads.Tensors) Array.Clear(g.Data);
             cpu.Backward(acts, logits, grads);
+            foreach (var g in grads.Tensors) if (!IsTrainable(g.Name)) Array.Clear(g.Data);
             double norm = GradientClipping.ClipByGlobalNorm(grads, maxNorm);
             double lr = opt.CurrentLearningRate;
             opt.Update(grads);
@@ -171,7 +181,11 @@ internal static class ModelChecks
         }
         var actual = gpu.DownloadParameters();
         foreach (var e in cpu.Parameters.Tensors)
+        {
             AssertClose(actual[e.Name].Data, e.Data, tolerance, $"{e.Name} after {steps} steps ({pr})");
+            if (!IsTrainable(e.Name))
+                Assert.True(actual[e.Name].Data.AsSpan().SequenceEqual(pr.Parameters[e.Name].Data), $"{e.Name} is frozen but moved ({pr})");
+        }
         var m = cpu.Parameters.ZerosLike();
         var v = cpu.Parameters.ZerosLike();
         gpu.DownloadOptimizerState(m, v);
