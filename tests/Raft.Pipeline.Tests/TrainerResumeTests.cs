@@ -25,15 +25,17 @@ public class TrainerResumeTests
     private static TensorSet FinalWeights(string runDir) => Checkpoint.Load(Path.Combine(runDir, Trainer.FinalDir)).Weights;
 
     [Theory]
-    [InlineData(TrainMethod.Raft)]
-    [InlineData(TrainMethod.Sft)]
-    public void Resume_after_an_interruption_equals_the_uninterrupted_run(TrainMethod method)
+    [InlineData(TrainMethod.Raft, null)]
+    [InlineData(TrainMethod.Sft, null)]
+    [InlineData(TrainMethod.Raft, "mlp")]
+    [InlineData(TrainMethod.Sft, "mlp|norm")]
+    public void Resume_after_an_interruption_equals_the_uninterrupted_run(TrainMethod method, string? trainable)
     {
         using var tmp = new TempDir();
         string a = tmp.File("a"), b = tmp.File("b");
         var start = TinyModels.Model(seed: 21);
         using var teacher = method == TrainMethod.Raft ? TinyModels.Teacher(start) : null;
-        var options = (method == TrainMethod.Raft ? TinyModels.Raft(6) : TinyModels.Sft(6)) with { CheckpointEvery = 3 };
+        var options = (method == TrainMethod.Raft ? TinyModels.Raft(6) : TinyModels.Sft(6)) with { CheckpointEvery = 3, Trainable = trainable, WeightDecay = 0.1 };
 
         var full = TinyModels.Copy(start);
         TinyModels.Trainer(full, options, teacher).Run(a);
@@ -77,6 +79,9 @@ public class TrainerResumeTests
             TinyModels.Trainer(TinyModels.Model(seed: 3), options with { LearningRate = 5e-3 }).Run(tmp.Path, resume: true));
         Assert.Contains("learning_rate", e.Message);
         Assert.Contains(tmp.Path, e.Message);
+        var frozen = Assert.Throws<TrainingException>(() =>
+            TinyModels.Trainer(TinyModels.Model(seed: 3), options with { Trainable = "mlp" }).Run(tmp.Path, resume: true));
+        Assert.Contains("trainable", frozen.Message);
         // threads and checkpoint_every may change on resume (the final checkpoint resumes to nothing left to do).
         var ok = TinyModels.Trainer(TinyModels.Model(seed: 3), options with { CheckpointEvery = 1, Threads = 2 }).Run(tmp.Path, resume: true);
         Assert.Empty(ok.Metrics);
