@@ -50,6 +50,12 @@ public class DemoRunnerTests
             }
         string md = File.ReadAllText(dir.File("out/report.md"));
         foreach (var m in methods) Assert.Contains($"| {m} |", md);
+        // the budget both methods trained with, in both files
+        var budget = json["budget"]!.AsObject();
+        Assert.Equal(2, budget["steps"]!.GetValue<int>());
+        Assert.Equal(3, budget["batch_size"]!.GetValue<int>());
+        Assert.Equal(DemoOptions.DemoTrainable, budget["trainable"]!.GetValue<string>());
+        Assert.Contains("Budget of both methods: 2 steps of 3 prompts, AdamW 3e-4 → 3e-5, trainable \"mlp\".", md);
         var png = File.ReadAllBytes(dir.File("out/learning_curves.png"));
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
         // the curves hold step 0 and the last step for sft and raft

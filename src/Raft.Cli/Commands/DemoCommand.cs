@@ -72,6 +72,7 @@ internal static class DemoCommand
                 stdout.WriteLine();
                 stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"RAFT demo: {report.Seeds.Count} seeds, {report.Seconds:F0} s. Accuracy in percent, mean ± standard deviation over seeds."));
+                if (report.BudgetText is { } budget) stdout.WriteLine($"Budget of both methods: {budget}.");
                 stdout.Write(report.ToMarkdown());
                 if (outDir is not null) stdout.WriteLine($"wrote {Path.Combine(outDir, "report.md")}, report.json and learning_curves.png");
             }

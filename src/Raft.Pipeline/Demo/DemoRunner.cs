@@ -67,6 +67,13 @@ public sealed record DemoReport(
     IReadOnlyDictionary<string, IReadOnlyList<(int Step, double Domain, double General)>> Curves,
     IReadOnlyList<RefineSummary> Refinement)
 {
+    /// <summary>The budget both methods trained with (steps, batch, learning rates, trainable parameters); null if unknown.</summary>
+    public TrainOptions? Budget { get; init; }
+
+    /// <summary>One line describing <see cref="Budget"/>, e.g. <c>300 steps of 16 prompts, AdamW 3e-4 → 3e-5, trainable "mlp"</c>.</summary>
+    public string? BudgetText => Budget is not { } b ? null : string.Create(CultureInfo.InvariantCulture,
+        $"{b.Steps} steps of {b.BatchSize} prompts, AdamW {b.LearningRate:0.##e-0} → {b.MinLearningRate:0.##e-0}, trainable {(b.Trainable is null ? "all parameters" : $"\"{b.Trainable}\"")}");
+
     /// <summary>The methods in table order.</summary>
     public IEnumerable<string> Methods => Scores.Keys;
 
@@ -125,6 +132,11 @@ public sealed record DemoReport(
             ["seeds"] = new JsonArray(Seeds.Select(s => (JsonNode)s).ToArray()),
             ["methods"] = methods,
             ["refinement"] = JsonSerializer.SerializeToNode(Refinement),
+            ["budget"] = Budget is not { } b ? null : new JsonObject
+            {
+                ["steps"] = b.Steps, ["batch_size"] = b.BatchSize, ["learning_rate"] = b.LearningRate,
+                ["min_learning_rate"] = b.MinLearningRate, ["trainable"] = b.Trainable,
+            },
         };
     }
 }
@@ -256,7 +268,7 @@ public sealed class DemoRunner
         var meanCurves = curves.ToDictionary(kv => kv.Key, kv => (IReadOnlyList<(int, double, double)>)kv.Value[0]
             .Select((p, i) => (p.Item1, kv.Value.Average(c => c[i].Item2), kv.Value.Average(c => c[i].Item3))).ToArray());
         var report = new DemoReport(sw.Elapsed.TotalSeconds, _o.Seeds,
-            scores.ToDictionary(kv => kv.Key, kv => (IReadOnlyList<DemoScores>)kv.Value), meanCurves, refinements);
+            scores.ToDictionary(kv => kv.Key, kv => (IReadOnlyList<DemoScores>)kv.Value), meanCurves, refinements) { Budget = _o.Sft };
         if (_o.OutDir is not null) Write(report, _o.OutDir);
         return report;
     }
@@ -284,6 +296,7 @@ public sealed class DemoRunner
         md.AppendLine("# RAFT demo");
         md.AppendLine();
         md.AppendLine(CultureInfo.InvariantCulture, $"Seeds: {string.Join(", ", report.Seeds)}; {report.Seconds:F0} s. Accuracies in percent, mean ± standard deviation over seeds.");
+        if (report.BudgetText is { } budget) md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"Budget of both methods: {budget}.");
         md.AppendLine();
         md.Append(report.ToMarkdown());
         md.AppendLine();
