@@ -574,13 +574,13 @@ public sealed class GpuLlamaModel : IDisposable
             foreach (var f in _frozen) _grads.View.BaseView.SubView(f.Offset, f.Length).MemSetToZero();
         _k.NormAndFinish(_grads.View.BaseView.SubView(0, _total), rowLoss, _partials.View.BaseView, _scalars.View.BaseView, lp);
         double lr = Schedule!.At(OptimizerStep);
-        long t = OptimizerStep + 1;
-        double bc1 = 1 - Pow(o.Beta1, t), bc2 = 1 - Pow(o.Beta2, t);
+        // the same fp32 scalars as the CPU optimizer's (AdamW.StepScalars), so both take the same step
+        var c = AdamW.StepScalars(o, lr, OptimizerStep + 1, out float decayFactor);
         var k = new AdamParams
         {
-            Beta1 = (float)o.Beta1, OneMinusBeta1 = (float)(1 - o.Beta1), Beta2 = (float)o.Beta2, OneMinusBeta2 = (float)(1 - o.Beta2),
-            StepSize = (float)(lr / bc1), SqrtBc2 = (float)Math.Sqrt(bc2), Epsilon = (float)o.Epsilon,
-            DecayFactor = (float)(1 - lr * o.WeightDecay), DecayedLength = _decayed, Length = _total,
+            Beta1 = c.Beta1, OneMinusBeta1 = c.OneMinusBeta1, Beta2 = c.Beta2, OneMinusBeta2 = c.OneMinusBeta2,
+            StepSize = c.StepSize, SqrtBc2 = c.SqrtBc2, Epsilon = c.Epsilon,
+            DecayFactor = decayFactor, DecayedLength = _decayed, Length = _total,
         };
         if (_trainableRuns is null)
             _k.AdamW(_params.View.BaseView.SubView(0, _total), _grads.View.BaseView.SubView(0, _total), _m!.View.BaseView.SubView(0, _total),
@@ -600,19 +600,6 @@ public sealed class GpuLlamaModel : IDisposable
         bool applied = double.IsFinite(norm);
         if (applied) OptimizerStep++;
         return new GpuStepResult(hasLoss ? s[TrainKernels.LossSlot] : double.NaN, norm, lr, applied);
-    }
-
-    /// <summary>bᵗ by repeated squaring, as <see cref="AdamW"/> computes its bias corrections.</summary>
-    private static double Pow(double b, long t)
-    {
-        double r = 1;
-        while (t > 0)
-        {
-            if ((t & 1) != 0) r *= b;
-            b *= b;
-            t >>= 1;
-        }
-        return r;
     }
 
     /// <summary>Scales a device view in place (e.g. a loss gradient by its adaptive weight), enqueued.</summary>

@@ -101,8 +101,11 @@ public sealed class AdamWShard
         var k = AdamW.StepScalars(Options, lr, t, out float decayFactor);
         var items = new List<(int Tensor, int Offset, int At, int Count)>();
         foreach (var (tensor, offset, at, count) in _segments)
-            for (int s = 0; s < count && _trainable[tensor]; s += AdamW.Block)
+        {
+            if (!_trainable[tensor]) continue;
+            for (int s = 0; s < count; s += AdamW.Block)
                 items.Add((tensor, offset + s, at + s, Math.Min(AdamW.Block, count - s)));
+        }
         void Run(int j)
         {
             var (i, offset, at, n) = items[j];

@@ -123,12 +123,11 @@ public sealed class Trainer
         _student = student; _tokenizer = tokenizer; _template = template; _o = options; _teacher = teacher;
         if (options.TrainablePattern() is { } pattern)
         {
-            _frozen = student.Parameters.Tensors.Select(t => !pattern.IsMatch(t.Name)).ToArray();
-            if (_frozen.All(f => f))
-                throw new ArgumentException($"trainable = \"{options.Trainable}\" matches none of the student's {_frozen.Length} tensors " +
+            var frozen = student.Parameters.Tensors.Where(t => !pattern.IsMatch(t.Name)).Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+            if (frozen.Count == student.Parameters.Count)
+                throw new ArgumentException($"trainable = \"{options.Trainable}\" matches none of the student's {frozen.Count} tensors " +
                                             $"(e.g. {string.Join(", ", student.Parameters.Tensors.Take(3).Select(t => t.Name))}).", nameof(options));
-            if (!_frozen.Any(f => f)) _frozen = null; // matches every tensor: nothing is frozen
-            else _frozenNames = student.Parameters.Tensors.Where((_, i) => _frozen[i]).Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+            if (frozen.Count > 0) _frozen = frozen; // a pattern matching every tensor freezes nothing
         }
         // The caller resolves options.Device into kernels (the CLI through KernelBackends / its KernelFactory); without
         // them the Trainer runs the CPU kernels, which auto and cpu allow and a GPU device does not.
@@ -155,18 +154,16 @@ public sealed class Trainer
 
     private static string Clip(string s) => s.Length <= 40 ? s : s[..40] + "…";
 
-    // Per parameter tensor (TensorSet order): frozen by TrainOptions.Trainable; null when every tensor is trained.
-    private readonly bool[]? _frozen;
+    // The names of the tensors TrainOptions.Trainable freezes; null when every tensor is trained.
+    private readonly HashSet<string>? _frozen;
 
-    private readonly HashSet<string>? _frozenNames;
-
-    private bool IsTrainable(string name) => _frozenNames is null || !_frozenNames.Contains(name);
+    private bool IsTrainable(string name) => _frozen is null || !_frozen.Contains(name);
 
     // Frozen tensors take no part in the clipping norm nor the update: their gradients are zeroed after the backward.
     private void ZeroFrozenGradients(TensorSet grads)
     {
         if (_frozen is null) return;
-        for (int i = 0; i < _frozen.Length; i++) if (_frozen[i]) Array.Clear(grads.Tensors[i].Data);
+        foreach (var g in grads.Tensors) if (_frozen.Contains(g.Name)) Array.Clear(g.Data);
     }
 
     private sealed record State
@@ -278,7 +275,7 @@ public sealed class Trainer
                     (world.WorldSize > 1 ? $" per rank × {world.WorldSize} ranks ({world.Backend})" : "") +
                     (_teacher is null ? "" : $", teacher {_teacher.Description}") + $", loss kernels {_kernels.Name}" +
                     (gpu is null ? "" : $", student on {StudentAccelerator!.Name} (ILGPU)") +
-                    (_frozen is null ? "" : $", training {_frozen.Count(f => !f)} of {_frozen.Length} tensors (trainable \"{_o.Trainable}\")") +
+                    (_frozen is null ? "" : $", training {_student.Parameters.Count - _frozen.Count} of {_student.Parameters.Count} tensors (trainable \"{_o.Trainable}\")") +
                     (zero is not null ? $", optimizer state sharded over the ranks (ZeRO-1, {zero.ChunkLength} parameters on rank 0)"
                         : _o.ShardOptimizer ? " (shard_optimizer has no effect in a single process)" : ""));
         for (int step = startStep; step < _o.Steps; step++)
