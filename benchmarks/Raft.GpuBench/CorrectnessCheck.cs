@@ -66,7 +66,7 @@ internal sealed class CorrectnessCheck
         }
     }
 
-    private DistillConfig Config => new(_o.TopK, _o.Temperature, DistillLossKind.ForwardKL);
+    private DistillSettings Config => new(_o.TopK, _o.Temperature, DistillLossKind.ForwardKL);
 
     /// <summary>An <see cref="ILossKernels"/> implementation through its span overloads (gradient in place).</summary>
     public CheckResult Check(ILossKernels kernels, string name)

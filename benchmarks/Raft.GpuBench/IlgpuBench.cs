@@ -101,7 +101,7 @@ internal sealed class IlgpuBench : IDisposable
 
         var topK = Time(() => { }, () => Kernels.TopKSoftmax(teacher.View, o.Rows, o.Vocab, k, o.Temperature, idx.View, probs.View));
         results.Add(Row("top-K softmax", topK, o.TopKBytes));
-        var config = new DistillConfig(k, o.Temperature, DistillLossKind.ForwardKL);
+        var config = new DistillSettings(k, o.Temperature, DistillLossKind.ForwardKL);
         var kd = Time(() => student.View.CopyFrom(backup.View), () =>
             Kernels.Distill(student.View, o.Rows, o.Vocab, idx.View, probs.View, config, ArrayView<float>.Empty, student.View, ArrayView<float>.Empty, o.Rows));
         results.Add(Row("fused KD fwd-KL in place", kd, o.ReadWriteBytes));

@@ -82,7 +82,7 @@ internal sealed class CudaCKernels : ILossKernels, IDisposable
 
     /// <inheritdoc />
     public LossResult Distill(ReadOnlySpan<float> studentLogits, int rows, int vocab,
-        ReadOnlySpan<int> teacherIndices, ReadOnlySpan<float> teacherProbs, DistillConfig config,
+        ReadOnlySpan<int> teacherIndices, ReadOnlySpan<float> teacherProbs, DistillSettings config,
         ReadOnlySpan<float> rowWeights, Span<float> gradient, float normalizer = 0f)
     {
         LossArguments.Distill(studentLogits, rows, vocab, teacherIndices, teacherProbs, config, rowWeights, gradient, normalizer);

@@ -76,7 +76,7 @@ public sealed class CpuKernels : ILossKernels
 
     /// <inheritdoc />
     public unsafe LossResult Distill(ReadOnlySpan<float> studentLogits, int rows, int vocab,
-        ReadOnlySpan<int> teacherIndices, ReadOnlySpan<float> teacherProbs, DistillConfig config,
+        ReadOnlySpan<int> teacherIndices, ReadOnlySpan<float> teacherProbs, DistillSettings config,
         ReadOnlySpan<float> rowWeights, Span<float> gradient, float normalizer = 0f)
     {
         LossArguments.Distill(studentLogits, rows, vocab, teacherIndices, teacherProbs, config, rowWeights, gradient, normalizer);
@@ -132,7 +132,7 @@ public sealed class CpuKernels : ILossKernels
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static double DistillRow(ReadOnlySpan<float> row, int r, ReadOnlySpan<int> idx, ReadOnlySpan<float> p,
-        DistillConfig config, double gradScale, Span<float> grad, float[] sK, double[] scratch, SimdLevel level)
+        DistillSettings config, double gradScale, Span<float> grad, float[] sK, double[] scratch, SimdLevel level)
     {
         int k = idx.Length;
         double tau = config.Temperature;

@@ -24,7 +24,7 @@ public interface ILossKernels
 
     /// <summary>
     /// Fused distillation loss and gradient of student rows against the teacher's sparse top-K at
-    /// temperature τ (see <see cref="DistillLossKind"/> for the divergences, <see cref="DistillConfig"/> for
+    /// temperature τ (see <see cref="DistillLossKind"/> for the divergences, <see cref="DistillSettings"/> for
     /// the τ² scaling). Shapes: <paramref name="studentLogits"/> [rows, vocab], <paramref name="teacherIndices"/>
     /// and <paramref name="teacherProbs"/> [rows, k], <paramref name="rowWeights"/> [rows] or empty (all 1),
     /// <paramref name="gradient"/> [rows, vocab], empty (loss only) or the very student buffer (in place).
@@ -32,7 +32,7 @@ public interface ILossKernels
     /// written is that of the returned loss. Rows of weight 0 are not read, and get a zero gradient.
     /// </summary>
     LossResult Distill(ReadOnlySpan<float> studentLogits, int rows, int vocab,
-        ReadOnlySpan<int> teacherIndices, ReadOnlySpan<float> teacherProbs, DistillConfig config,
+        ReadOnlySpan<int> teacherIndices, ReadOnlySpan<float> teacherProbs, DistillSettings config,
         ReadOnlySpan<float> rowWeights, Span<float> gradient, float normalizer = 0f);
 
     /// <summary>
@@ -64,7 +64,7 @@ public static class LossArguments
 
     /// <summary>Validates a distillation call (including every teacher index and probability).</summary>
     public static void Distill(ReadOnlySpan<float> studentLogits, int rows, int vocab,
-        ReadOnlySpan<int> teacherIndices, ReadOnlySpan<float> teacherProbs, DistillConfig config,
+        ReadOnlySpan<int> teacherIndices, ReadOnlySpan<float> teacherProbs, DistillSettings config,
         ReadOnlySpan<float> rowWeights, Span<float> gradient, float normalizer)
     {
         Guard.Shape(rows, vocab);

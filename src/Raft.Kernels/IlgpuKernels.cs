@@ -168,7 +168,7 @@ public sealed class IlgpuKernels : ILossKernels, IDisposable
 
     /// <inheritdoc />
     public LossResult Distill(ReadOnlySpan<float> studentLogits, int rows, int vocab,
-        ReadOnlySpan<int> teacherIndices, ReadOnlySpan<float> teacherProbs, DistillConfig config,
+        ReadOnlySpan<int> teacherIndices, ReadOnlySpan<float> teacherProbs, DistillSettings config,
         ReadOnlySpan<float> rowWeights, Span<float> gradient, float normalizer = 0f)
     {
         LossArguments.Distill(studentLogits, rows, vocab, teacherIndices, teacherProbs, config, rowWeights, gradient, normalizer);
@@ -200,7 +200,7 @@ public sealed class IlgpuKernels : ILossKernels, IDisposable
     /// normalizer is invalid (contents are checked on the device before anything is written).</exception>
     /// <exception cref="NonFiniteLogitException">A student row that is read holds a NaN or infinite logit.</exception>
     public LossResult Distill(ArrayView<float> studentLogits, int rows, int vocab,
-        ArrayView<int> teacherIndices, ArrayView<float> teacherProbs, DistillConfig config,
+        ArrayView<int> teacherIndices, ArrayView<float> teacherProbs, DistillSettings config,
         ArrayView<float> rowWeights, ArrayView<float> gradient, ArrayView<float> rowLosses, float normalizer = 0f)
     {
         Guard.Shape(rows, vocab);
@@ -221,7 +221,7 @@ public sealed class IlgpuKernels : ILossKernels, IDisposable
     }
 
     private LossResult RunDistill(ArrayView<float> student, int rows, int vocab, ArrayView<int> idx, ArrayView<float> probs,
-        DistillConfig config, ArrayView<float> weights, ArrayView<float> gradient, ArrayView<float> rowLosses,
+        DistillSettings config, ArrayView<float> weights, ArrayView<float> gradient, ArrayView<float> rowLosses,
         float normalizer, bool validate)
     {
         int k = config.TopK;

@@ -65,7 +65,7 @@ public sealed class ReferenceKernels : ILossKernels
 
     /// <inheritdoc />
     public LossResult Distill(ReadOnlySpan<float> studentLogits, int rows, int vocab,
-        ReadOnlySpan<int> teacherIndices, ReadOnlySpan<float> teacherProbs, DistillConfig config,
+        ReadOnlySpan<int> teacherIndices, ReadOnlySpan<float> teacherProbs, DistillSettings config,
         ReadOnlySpan<float> rowWeights, Span<float> gradient, float normalizer = 0f)
     {
         LossArguments.Distill(studentLogits, rows, vocab, teacherIndices, teacherProbs, config, rowWeights, gradient, normalizer);
@@ -105,7 +105,7 @@ public sealed class ReferenceKernels : ILossKernels
     /// <paramref name="idx"/> and <paramref name="p"/> [k] the teacher's top-K indices and probabilities.
     /// </summary>
     public static double DistillRow(ReadOnlySpan<double> s, ReadOnlySpan<int> idx, ReadOnlySpan<double> p,
-        DistillConfig config, Span<double> grad)
+        DistillSettings config, Span<double> grad)
     {
         int vocab = s.Length, k = idx.Length;
         double tau = config.Temperature;

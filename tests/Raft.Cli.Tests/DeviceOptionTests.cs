@@ -114,7 +114,7 @@ public class DeviceOptionTests : CliHarness
             var teacher = RandomLogits(rows * vocab, seed, 3.0);
             var student = RandomLogits(rows * vocab, seed + 1, 2.0);
             var weights = new float[] { 1f, 0f, 0.5f, 2f, 1f };
-            foreach (var config in new[] { new DistillConfig(k, 2f), new DistillConfig(k, 1.5f, DistillLossKind.ReverseKL), new DistillConfig(k, 1f, DistillLossKind.Jsd, 0.3f) })
+            foreach (var config in new[] { new DistillSettings(k, 2f), new DistillSettings(k, 1.5f, DistillLossKind.ReverseKL), new DistillSettings(k, 1f, DistillLossKind.Jsd, 0.3f) })
             {
                 var idx = new int[rows * k];
                 var p = new float[rows * k];

@@ -8,7 +8,7 @@ public sealed class KdCommandTests : CliHarness
 {
     /// <summary>The loss and gradient [rows, vocab] the reference kernels give on the same inputs.</summary>
     private static (double Loss, float[] Gradient) Reference(float[] s, float[] t, int rows, int vocab,
-        DistillConfig config, float[]? weights)
+        DistillSettings config, float[]? weights)
     {
         var idx = new int[rows * config.TopK];
         var p = new float[rows * config.TopK];
@@ -59,7 +59,7 @@ public sealed class KdCommandTests : CliHarness
 
 
         var json = r.Json;
-        var (refLoss, refGrad) = Reference(s, t, rows, vocab, new DistillConfig(k, tau, kind, beta), null);
+        var (refLoss, refGrad) = Reference(s, t, rows, vocab, new DistillSettings(k, tau, kind, beta), null);
         Assert.True(refLoss > 0);
         AssertClose(refLoss, json.GetProperty("loss").GetDouble());
         Assert.Equal(rows, json.GetProperty("rows").GetInt32());
@@ -86,7 +86,7 @@ public sealed class KdCommandTests : CliHarness
         var r = Raft("kd", "--student", student, "--teacher", teacher, "--top-k", "8", "--temperature", "2",
             "--weights", weights, "--grad-out", grad);
         Assert.True(r.Code == 0, r.ToString());
-        var (refLoss, refGrad) = Reference(s, t, rows, vocab, new DistillConfig(8, 2f), w);
+        var (refLoss, refGrad) = Reference(s, t, rows, vocab, new DistillSettings(8, 2f), w);
         AssertClose(refLoss, r.Json.GetProperty("loss").GetDouble());
         var g = NpyFile.ReadFloat32(grad, 2, "[rows, vocab]").Data;
         AssertGradientClose(refGrad, g);

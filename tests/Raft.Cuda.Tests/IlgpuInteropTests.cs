@@ -88,7 +88,7 @@ public class IlgpuInteropTests(IlgpuGpuFixture ilgpu, GpuFixture gpu) : IClassFi
         var teacher = rng.Normals(rows * vocab, 3.0);
         var student = rng.Normals(rows * vocab, 2.0);
         var weights = Enumerable.Range(0, rows).Select(r => r == 1 ? 0f : 0.5f + r).ToArray();
-        var config = new DistillConfig(k, tau, kind, 0.3f);
+        var config = new DistillSettings(k, tau, kind, 0.3f);
         var expectedIdx = new int[rows * k];
         var expectedP = new float[rows * k];
         ReferenceKernels.Instance.TopKSoftmax(teacher, rows, vocab, k, tau, expectedIdx, expectedP);

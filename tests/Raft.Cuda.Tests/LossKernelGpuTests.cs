@@ -140,7 +140,7 @@ public class LossKernelGpuTests(GpuFixture gpu) : IClassFixture<GpuFixture>
         var rng = TestRandom.Fresh();
         const int rows = 6;
         const float tau = 1.5f;
-        var config = new DistillConfig(k, tau, kind, beta);
+        var config = new DistillSettings(k, tau, kind, beta);
         var student = rng.Normals(rows * vocab, 2.0);
         var (tIdx, tP) = Teacher(rng, rows, vocab, k, tau);
         var weights = weighted ? Enumerable.Range(0, rows).Select(r => r == 2 ? 0f : 0.5f + r).ToArray() : [];

@@ -25,7 +25,7 @@ public class ArgumentTests
         var rng = new Random(TestData.NextSeed());
         var s = TestData.Logits(rng, Rows, Vocab);
         var (idx, p) = TestData.TeacherTopK(rng, Rows, Vocab, K, 1f);
-        var cfg = new DistillConfig(K, 1f);
+        var cfg = new DistillSettings(K, 1f);
         AssertRejected(() => kernels.Distill(s, Rows, Vocab, idx, p, cfg with { TopK = 0 }, default, s), "TopK", "got 0", s);
         AssertRejected(() => kernels.Distill(s, Rows, Vocab, idx, p, cfg with { TopK = 11 }, default, s), "TopK", "got 11", s);
         AssertRejected(() => kernels.Distill(s, Rows, Vocab, idx, p, cfg with { Temperature = 0 }, default, s), "Temperature", "got 0", s);

@@ -82,7 +82,7 @@ public class CpuKernelsTests
             foreach (int k in Ks(vocab))
                 foreach (float tau in Taus)
                 {
-                    var cfg = new DistillConfig(k, tau, kind, beta);
+                    var cfg = new DistillSettings(k, tau, kind, beta);
                     var s = Rows(rng, rows, vocab);
                     var (idx, p) = TestData.TeacherTopK(rng, rows, vocab, k, tau);
                     var w = TestData.Weights(rng, rows);
@@ -142,8 +142,8 @@ public class CpuKernelsTests
         var s = TestData.Logits(rng, rows, vocab);
         var (idx, p) = TestData.TeacherTopK(rng, rows, vocab, k, 2f);
         var g1 = new float[s.Length]; var g2 = new float[s.Length];
-        var a = new CpuKernels(1).Distill(s, rows, vocab, idx, p, new DistillConfig(k, 2f), default, g1);
-        var b = new CpuKernels(2).Distill(s, rows, vocab, idx, p, new DistillConfig(k, 2f), default, g2);
+        var a = new CpuKernels(1).Distill(s, rows, vocab, idx, p, new DistillSettings(k, 2f), default, g1);
+        var b = new CpuKernels(2).Distill(s, rows, vocab, idx, p, new DistillSettings(k, 2f), default, g2);
         Assert.Equal(a.Loss, b.Loss);
         Assert.True(g1.AsSpan().SequenceEqual(g2));
     }
@@ -156,7 +156,7 @@ public class CpuKernelsTests
         var s = TestData.Logits(rng, rows, vocab);
         var (idx, p) = TestData.TeacherTopK(rng, rows, vocab, k, 1f);
         var cpu = new CpuKernels();
-        var cfg = new DistillConfig(k, 1f);
+        var cfg = new DistillSettings(k, 1f);
         var whole = new float[s.Length];
         var all = cpu.Distill(s, rows, vocab, idx, p, cfg, default, whole);
         var parts = new float[s.Length];
@@ -178,7 +178,7 @@ public class CpuKernelsTests
             var s = TestData.Logits(rng, rows, vocab);
             s[5 * vocab + 123] = bad;
             var (idx, p) = TestData.TeacherTopK(rng, rows, vocab, k, 1f);
-            var e1 = Assert.Throws<NonFiniteLogitException>(() => kernels.Distill(s, rows, vocab, idx, p, new DistillConfig(k, 1f), default, new float[s.Length]));
+            var e1 = Assert.Throws<NonFiniteLogitException>(() => kernels.Distill(s, rows, vocab, idx, p, new DistillSettings(k, 1f), default, new float[s.Length]));
             Assert.Equal((5, "studentLogits"), (e1.Row, e1.Tensor));
             var e2 = Assert.Throws<NonFiniteLogitException>(() => kernels.TopKSoftmax(s, rows, vocab, k, 1f, new int[rows * k], new float[rows * k]));
             Assert.Equal((5, "teacherLogits"), (e2.Row, e2.Tensor));
@@ -187,7 +187,7 @@ public class CpuKernelsTests
             Assert.Contains("row 5", e3.Message);
             // A masked row is not read: garbage there is not an error.
             var w = Enumerable.Repeat(1f, rows).ToArray(); w[5] = 0;
-            var r = kernels.Distill(s, rows, vocab, idx, p, new DistillConfig(k, 1f), w, new float[s.Length]);
+            var r = kernels.Distill(s, rows, vocab, idx, p, new DistillSettings(k, 1f), w, new float[s.Length]);
             Assert.True(double.IsFinite(r.Loss));
         }
     }

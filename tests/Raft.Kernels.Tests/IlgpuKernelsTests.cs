@@ -194,7 +194,7 @@ public class IlgpuKernelsTests : IClassFixture<IlgpuCpuFixture>
         int seed = Seed(nameof(Distill_MatchesReference), vocab, k, tau, kind, beta);
         var rng = new Random(seed);
         const int rows = 6;
-        var config = new DistillConfig(k, tau, kind, beta);
+        var config = new DistillSettings(k, tau, kind, beta);
         var student = Logits(rng, rows, vocab, 2, 5);
         var (idx, p) = Teacher(rng, rows, vocab, k, tau);
         var w = Weights(rng, rows, 1, 4);
@@ -243,7 +243,7 @@ public class IlgpuKernelsTests : IClassFixture<IlgpuCpuFixture>
         }
         foreach (var (kind, beta) in new[] { (DistillLossKind.ForwardKL, 0f), (DistillLossKind.ReverseKL, 0f), (DistillLossKind.Jsd, 0.7f) })
         {
-            var config = new DistillConfig(k, 1.5f, kind, beta);
+            var config = new DistillSettings(k, 1.5f, kind, beta);
             var refGrad = new float[student.Length];
             var expected = ReferenceKernels.Instance.Distill(student, rows, vocab, idx, p, config, default, refGrad);
             var grad = new float[student.Length];
@@ -263,7 +263,7 @@ public class IlgpuKernelsTests : IClassFixture<IlgpuCpuFixture>
         var (idx, p) = Teacher(rng, rows, vocab, k, 1f);
         var grad = new float[student.Length];
         Array.Fill(grad, 7f);
-        var r = _k.Distill(student, rows, vocab, idx, p, new DistillConfig(k, 1f), new float[rows], grad);
+        var r = _k.Distill(student, rows, vocab, idx, p, new DistillSettings(k, 1f), new float[rows], grad);
         Assert.Equal(new LossResult(0, 0, 0, 0), r);
         Assert.All(grad, g => Assert.Equal(0f, g));
     }
@@ -272,7 +272,7 @@ public class IlgpuKernelsTests : IClassFixture<IlgpuCpuFixture>
     public void Distill_ZeroRows()
     {
         var r = _k.Distill(ReadOnlySpan<float>.Empty, 0, 10, ReadOnlySpan<int>.Empty, ReadOnlySpan<float>.Empty,
-            new DistillConfig(3, 1f), default, default);
+            new DistillSettings(3, 1f), default, default);
         Assert.Equal(new LossResult(0, 0, 0, 0), r);
     }
 
@@ -351,12 +351,12 @@ public class IlgpuKernelsTests : IClassFixture<IlgpuCpuFixture>
         foreach (var kind in new[] { DistillLossKind.ForwardKL, DistillLossKind.ReverseKL, DistillLossKind.Jsd })
         {
             var grad = new float[x.Length];
-            e = Assert.Throws<NonFiniteLogitException>(() => _k.Distill(x, rows, vocab, ti, tp, new DistillConfig(k, 1f, kind), default, grad));
+            e = Assert.Throws<NonFiniteLogitException>(() => _k.Distill(x, rows, vocab, ti, tp, new DistillSettings(k, 1f, kind), default, grad));
             Assert.Equal(("studentLogits", 2, 17), (e.Tensor, e.Row, e.Column));
             Assert.Equal(bad, e.Value);
             // Row 2 has weight 0: not read, so the first bad row is 4.
             var w = new float[] { 1, 1, 0, 1, 1 };
-            e = Assert.Throws<NonFiniteLogitException>(() => _k.Distill(x, rows, vocab, ti, tp, new DistillConfig(k, 1f, kind), w, grad));
+            e = Assert.Throws<NonFiniteLogitException>(() => _k.Distill(x, rows, vocab, ti, tp, new DistillSettings(k, 1f, kind), w, grad));
             Assert.Equal(("studentLogits", 4, 3), (e.Tensor, e.Row, e.Column));
         }
 
@@ -392,7 +392,7 @@ public class IlgpuKernelsTests : IClassFixture<IlgpuCpuFixture>
         var p = new[] { 0.6f, 0.4f, 0.7f, 0.3f };
         var grad = new float[x.Length];
         Array.Fill(grad, 9f);
-        var cfg = new DistillConfig(k, 1f);
+        var cfg = new DistillSettings(k, 1f);
 
         void Expect(string param, Action call)
         {
@@ -474,7 +474,7 @@ public class IlgpuKernelsTests : IClassFixture<IlgpuCpuFixture>
         // Distill on device, from the device top-K, in place and separate.
         foreach (var (kind, beta) in new[] { (DistillLossKind.ForwardKL, 0f), (DistillLossKind.ReverseKL, 0f), (DistillLossKind.Jsd, 0.3f) })
         {
-            var config = new DistillConfig(k, 0.7f, kind, beta);
+            var config = new DistillSettings(k, 0.7f, kind, beta);
             var refGrad = new float[student.Length];
             var expected = ReferenceKernels.Instance.Distill(student, rows, vocab, refIdx, refP, config, w, refGrad);
             using var dStudent = acc.Allocate1D(student);
@@ -521,7 +521,7 @@ public class IlgpuKernelsTests : IClassFixture<IlgpuCpuFixture>
         using var dX = acc.Allocate1D(x);
         using var dGrad = acc.Allocate1D<float>(x.Length);
         var nines = Enumerable.Repeat(9f, x.Length).ToArray();
-        var cfg = new DistillConfig(k, 1f);
+        var cfg = new DistillSettings(k, 1f);
 
         void Expect(string param, Func<LossResult> call)
         {

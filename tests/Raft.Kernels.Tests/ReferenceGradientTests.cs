@@ -27,7 +27,7 @@ public class ReferenceGradientTests
         int seed = TestData.NextSeed();
         var rng = new Random(seed);
         const int vocab = 23;
-        var cfg = new DistillConfig(k, tau, kind, beta);
+        var cfg = new DistillSettings(k, tau, kind, beta);
         var (idx, pf) = TestData.TeacherTopK(rng, 1, vocab, k, tau);
         var p = pf.Select(x => (double)x).ToArray();
         var s = TestData.Logits(rng, 1, vocab).Select(x => (double)x).ToArray();
@@ -80,9 +80,9 @@ public class ReferenceGradientTests
         double Softmax(float[] x, int i) => Math.Exp(x[i] / tau) / x.Sum(v => Math.Exp(v / tau));
         double kl = 0;
         for (int i = 0; i < vocab; i++) kl += Softmax(t, i) * Math.Log(Softmax(t, i) / Softmax(s, i));
-        var r = ReferenceKernels.Instance.Distill(s, 1, vocab, idx, p, new DistillConfig(vocab, tau), default, default);
+        var r = ReferenceKernels.Instance.Distill(s, 1, vocab, idx, p, new DistillSettings(vocab, tau), default, default);
         TestData.AssertClose(tau * tau * kl, r.Loss, 1e-6, "forward KL");
-        var same = ReferenceKernels.Instance.Distill(t, 1, vocab, idx, p, new DistillConfig(vocab, tau), default, default);
+        var same = ReferenceKernels.Instance.Distill(t, 1, vocab, idx, p, new DistillSettings(vocab, tau), default, default);
         Assert.True(Math.Abs(same.Loss) < 1e-6, $"KL(p‖p) should be 0, got {same.Loss}");
     }
 
@@ -107,7 +107,7 @@ public class ReferenceGradientTests
                 double m = beta * P[i] + (1 - beta) * Q[i];
                 d += beta * P[i] * Math.Log(P[i] / m) + (1 - beta) * Q[i] * Math.Log(Q[i] / m);
             }
-            var r = ReferenceKernels.Instance.Distill(s, 1, vocab, idx, p, new DistillConfig(vocab, tau, DistillLossKind.Jsd, (float)beta), default, default);
+            var r = ReferenceKernels.Instance.Distill(s, 1, vocab, idx, p, new DistillSettings(vocab, tau, DistillLossKind.Jsd, (float)beta), default, default);
             TestData.AssertClose(d, r.Loss, 1e-6, $"JSD β={beta}");
         }
     }

@@ -36,7 +36,7 @@ public static class DistillValidation
                 var g = p.NewTouchedBuffer();
                 var sw = Stopwatch.StartNew();
                 double lRef = ReferenceKernels.Instance.Distill(p.Student, p.Rows, v, p.Indices, p.Probs,
-                    new DistillConfig(k, p.Temperature), default, gRef).Loss;
+                    new DistillSettings(k, p.Temperature), default, gRef).Loss;
                 double gRefMax = MaxAbs(gRef);
                 log.WriteLine($"<!-- V={v} K={k}: reference {sw.Elapsed.TotalSeconds:0.0} s -->");
 

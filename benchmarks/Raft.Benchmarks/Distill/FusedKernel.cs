@@ -10,6 +10,6 @@ public static class FusedKernel
 
     /// <summary>One call as the benchmark makes it: gradient written in place over the student logits.</summary>
     public static double Run(ILossKernels kernels, DistillProblem p, float[] gradient) =>
-        kernels.Distill(p.Student, p.Rows, p.Vocab, p.Indices, p.Probs, new DistillConfig(p.TopK, p.Temperature),
+        kernels.Distill(p.Student, p.Rows, p.Vocab, p.Indices, p.Probs, new DistillSettings(p.TopK, p.Temperature),
             default, gradient).Loss;
 }

@@ -110,7 +110,7 @@ internal static class KdCommand
     }
 
     /// <summary>What one run computed.</summary>
-    internal readonly record struct KdOutcome(LossResult Result, int Rows, int Vocab, DistillConfig Config, string Kernels, double Seconds);
+    internal readonly record struct KdOutcome(LossResult Result, int Rows, int Vocab, DistillSettings Config, string Kernels, double Seconds);
 
     private static int Execute(ParseResult parse, KdOptions o)
     {
@@ -192,7 +192,7 @@ internal static class KdCommand
             weights = w.Data;
         }
 
-        var config = new DistillConfig(topK, temperature, kind, beta);
+        var config = new DistillSettings(topK, temperature, kind, beta);
         using var backend = KernelFactory.Create(device, threads, parse.InvocationConfiguration.Error);
         var kernels = backend.Kernels;
         KdOutcome outcome;
@@ -220,7 +220,7 @@ internal static class KdCommand
     /// overwrites <paramref name="student"/>. The time covers the two kernel calls.
     /// </summary>
     internal static KdOutcome Compute(ILossKernels kernels, float[] student, float[] teacher, int rows, int vocab,
-        DistillConfig config, float[]? weights, bool inPlaceGradient)
+        DistillSettings config, float[]? weights, bool inPlaceGradient)
     {
         int k = config.TopK;
         var indices = new int[(long)rows * k];

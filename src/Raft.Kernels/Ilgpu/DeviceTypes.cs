@@ -42,7 +42,7 @@ internal struct DistillParams
     public int Rows;
     public int Vocab;
     public int K;
-    /// <summary>The <see cref="DistillLossKind"/> actually computed (<see cref="DistillConfig.EffectiveKind"/>).</summary>
+    /// <summary>The <see cref="DistillLossKind"/> actually computed (<see cref="DistillSettings.EffectiveKind"/>).</summary>
     public int Kind;
     public float Tau;
     public float InvTau;

@@ -580,7 +580,7 @@ public sealed class Trainer
                 // A teacher that overflowed (NaN or infinite probabilities) makes a non-finite step, skipped like one.
                 if (teacherFinite)
                 {
-                    var config = new DistillConfig(k, _o.Temperature, _o.LossKind, _o.JsdBeta);
+                    var config = new DistillSettings(k, _o.Temperature, _o.LossKind, _o.JsdBeta);
                     kd = _kernels.Distill(kdLogits, rowsKd, v, idx, probs, config, weights, kdLogits, kdNormalizer);
                 }
             }

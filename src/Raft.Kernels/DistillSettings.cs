@@ -37,7 +37,7 @@ public enum DistillLossKind
 /// <param name="Temperature">τ &gt; 0, applied to both teacher (at top-K time) and student logits.</param>
 /// <param name="Kind">The divergence.</param>
 /// <param name="Beta">β ∈ [0, 1] of the generalized JSD; ignored by the other kinds.</param>
-public readonly record struct DistillConfig(int TopK, float Temperature, DistillLossKind Kind = DistillLossKind.ForwardKL, float Beta = 0.5f)
+public readonly record struct DistillSettings(int TopK, float Temperature, DistillLossKind Kind = DistillLossKind.ForwardKL, float Beta = 0.5f)
 {
     /// <summary>Checks every field against a vocabulary size; throws <see cref="ArgumentException"/> naming the field and value.</summary>
     public void Validate(int vocab)
