@@ -1,3 +1,4 @@
+using Raft.Kernels;
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using Raft.Model;
@@ -10,12 +11,17 @@ namespace Raft.Teacher;
 /// <param name="Temperature">τ the probabilities were softmaxed at.</param>
 public sealed record TeacherCacheHeader(int VocabSize, int K, float Temperature)
 {
-    /// <summary>Throws <see cref="ArgumentException"/> naming the field when V ≤ 0, K outside 1..V or τ not a positive finite number.</summary>
+    /// <summary>The header of a cache scored with <paramref name="settings"/> (its K and τ; the loss kind and β do not change the cached probabilities).</summary>
+    public static TeacherCacheHeader For(int vocabSize, DistillSettings settings) => new(vocabSize, settings.TopK, settings.Temperature);
+
+    /// <summary>K and τ as the settings the teacher scored with (the loss kind and β are the loss's, not stored).</summary>
+    public DistillSettings Settings => new(K, Temperature);
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the field when V ≤ 0, or K and τ fail <see cref="DistillSettings.Validate"/>.</summary>
     public void Validate()
     {
         if (VocabSize <= 0) throw new ArgumentException($"VocabSize must be > 0, got {VocabSize}.", nameof(VocabSize));
-        if (K < 1 || K > VocabSize) throw new ArgumentException($"K must be in 1..{VocabSize}, got {K}.", nameof(K));
-        if (!(Temperature > 0) || !float.IsFinite(Temperature)) throw new ArgumentException($"Temperature must be > 0 and finite, got {Temperature}.", nameof(Temperature));
+        Settings.Validate(VocabSize);
     }
 }
 

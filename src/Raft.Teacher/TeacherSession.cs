@@ -285,11 +285,26 @@ public sealed class TeacherSession : IDisposable
     public float[] Forward(ReadOnlySpan<long> inputIds, int batch, int seq, TeacherKvCache? cache = null,
         ReadOnlySpan<long> attentionMask = default, ReadOnlySpan<long> positionIds = default)
     {
+        float[] copy = [];
+        ForwardWith(inputIds, batch, seq, logits => copy = logits.ToArray(), cache, attentionMask, positionIds);
+        return copy;
+    }
+
+    /// <summary>
+    /// As <see cref="Forward"/>,
+    /// but hands the logits [batch·seq, vocab] to <paramref name="consume"/> in ONNX Runtime's own output buffer (no
+    /// copy); the span is valid only during the call.
+    /// </summary>
+    public void ForwardWith(ReadOnlySpan<long> inputIds, int batch, int seq, LogitsConsumer consume, TeacherKvCache? cache = null,
+        ReadOnlySpan<long> attentionMask = default, ReadOnlySpan<long> positionIds = default)
+    {
+        ArgumentNullException.ThrowIfNull(consume);
         var (ids, mask, pos, total) = Prepare(inputIds, batch, seq, cache, attentionMask, positionIds);
         if (_cudaMemory is not null)
         {
             using var bound = RunBound(ids, mask, pos, batch, seq, total, cache, OrtMemoryInfo.DefaultInstance);
-            return bound.Value.GetTensorDataAsSpan<float>().ToArray();
+            consume(bound.Value.GetTensorDataAsSpan<float>());
+            return;
         }
 
         OrtValue[]? ownPast = cache == null ? CreateCache(batch).Past : null;
@@ -304,7 +319,7 @@ public sealed class TeacherSession : IDisposable
             results = _session.Run(_run, _inputNames, [.. inputs[..3], .. pastValues], _outputNames);
             var logitsValue = results[0];
             CheckLogitsShape(logitsValue, batch, seq);
-            float[] logits = logitsValue.GetTensorDataAsSpan<float>().ToArray();
+            consume(logitsValue.GetTensorDataAsSpan<float>());
             if (cache != null)
             {
                 var present = new OrtValue[2 * NumLayers];
@@ -312,7 +327,6 @@ public sealed class TeacherSession : IDisposable
                 cache.Replace(results, present, total);
                 results = null; // the cache owns them now
             }
-            return logits;
         }
         finally
         {

@@ -5,6 +5,7 @@ using Raft.Model.Tokenization;
 using Raft.Pipeline.Data;
 using Raft.Pipeline.Refine;
 using Raft.Pipeline.Training;
+using Raft.Teacher;
 
 namespace Raft.Pipeline.MpiHost;
 

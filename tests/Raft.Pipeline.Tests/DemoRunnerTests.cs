@@ -3,6 +3,7 @@ using Raft.Kernels;
 using Raft.Model;
 using Raft.Pipeline.Demo;
 using Raft.Pipeline.Training;
+using Raft.Teacher;
 
 namespace Raft.Pipeline.Tests;
 

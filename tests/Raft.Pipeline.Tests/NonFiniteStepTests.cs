@@ -1,3 +1,4 @@
+using Raft.Kernels;
 using Raft.Model;
 using Raft.Pipeline.Training;
 using Raft.Teacher;
@@ -73,18 +74,19 @@ public class NonFiniteStepTests
         TinyModels.AssertBitwiseEqual(afterStep1, weights);
     }
 
-    /// <summary>A teacher whose probabilities turn NaN from a given call on (as an fp16 teacher overflowing).</summary>
+    /// <summary>
+    /// A teacher whose logits turn NaN from a given call on (as an fp16 teacher overflowing): its top-K kernel raises
+    /// <see cref="NonFiniteLogitException"/>, as every <see cref="ILossKernels.TopKSoftmax"/> does on a non-finite logit.
+    /// </summary>
     private sealed class NaNTeacher(ITeacher inner, int fromCall) : ITeacher
     {
         private int _calls;
         public string Description => "nan " + inner.Description;
         public int VocabSize => inner.VocabSize;
-        public IReadOnlyList<TeacherTopK> Score(IReadOnlyList<int[]> contexts, IReadOnlyList<int[]> rollouts, int k, float temperature)
+        public void Score(IReadOnlyList<int[]> contexts, IReadOnlyList<int[]> rollouts, DistillSettings settings, TopKRows into)
         {
-            var r = inner.Score(contexts, rollouts, k, temperature);
-            if (++_calls < fromCall) return r;
-            foreach (var t in r) t.Probs[0] = float.NaN;
-            return r;
+            if (++_calls >= fromCall) throw new NonFiniteLogitException("teacherLogits", 0, 0, float.NaN);
+            inner.Score(contexts, rollouts, settings, into);
         }
         public IReadOnlyList<Generation> Generate(IReadOnlyList<int[]> prompts, SamplingOptions options, ulong firstSequenceIndex) =>
             inner.Generate(prompts, options, firstSequenceIndex);
@@ -105,5 +107,25 @@ public class NonFiniteStepTests
         Assert.Contains("2 non-finite steps in a row", e.Message);
         Assert.Equal([false, true], progress.Select(m => m.Skipped));
         TinyModels.AssertBitwiseEqual(afterStep1!, model.Parameters);
+    }
+
+    [Fact]
+    public void A_teacher_whose_forward_overflows_makes_skipped_steps_not_a_crash()
+    {
+        // The real path: the engine teacher's own logits go NaN (a NaN in its final norm), its top-K kernel raises
+        // NonFiniteLogitException, and the step builder turns that into a skipped step.
+        var model = TinyModels.Model(seed: 9);
+        var broken = TinyModels.Copy(model);
+        broken.Parameters[Injected].Data[0] = float.NaN;
+        using var teacher = new EngineTeacher(broken, new CpuKernels(1), "engine (overflowing)");
+        var before = model.Parameters.Clone();
+        var progress = new List<StepMetrics>();
+        var trainer = TinyModels.Trainer(model, TinyModels.Raft(6) with { MaxNonFiniteSteps = 2 }, teacher, progress: (_, _, m) => progress.Add(m));
+        var e = Assert.Throws<TrainingException>(() => trainer.Run());
+        Assert.Contains("2 non-finite steps in a row", e.Message);
+        Assert.Contains("stopped at step 2", e.Message);
+        Assert.Equal([true], progress.Select(m => m.Skipped)); // the second throws before it is reported
+        Assert.All(progress, m => Assert.True(double.IsNaN(m.KdLoss!.Value)));
+        TinyModels.AssertBitwiseEqual(before, model.Parameters);
     }
 }

@@ -34,8 +34,8 @@ public class TeacherParityTests
         int[][] contexts = [ChatTemplate.Raft.Encode(tok, [ChatMessage.User("What is 2+3?")], addGenerationPrompt: true).Ids, tok.Encode("Flip 123.")];
         int[][] rollouts = [tok.Encode("The answer is 5."), tok.Encode("321")];
         const int k = 8;
-        var a = engine.Score(contexts, rollouts, k, 1.5f);
-        var b = onnx.Score(contexts, rollouts, k, 1.5f);
+        var a = engine.ScoreEach(contexts, rollouts, new DistillSettings(k, 1.5f));
+        var b = onnx.ScoreEach(contexts, rollouts, new DistillSettings(k, 1.5f));
         Assert.Equal(2, a.Count);
         Assert.Equal(2, b.Count);
         for (int s = 0; s < 2; s++)

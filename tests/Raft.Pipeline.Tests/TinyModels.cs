@@ -2,6 +2,7 @@ using Raft.Kernels;
 using Raft.Model;
 using Raft.Model.Tokenization;
 using Raft.Pipeline.Training;
+using Raft.Teacher;
 
 namespace Raft.Pipeline.Tests;
 

@@ -28,8 +28,8 @@ public class TeacherScorerTests
         OnnxExporter.Export(config, weights, dir.Path);
         using var teacher = TeacherSession.Open(dir.Path, Cpu());
         var scorer = new TeacherScorer(teacher, kernels);
-        long[] ctx = Array.ConvertAll(context, t => (long)t), ro = Array.ConvertAll(rollout, t => (long)t);
-        var whole = scorer.Score(ctx, ro, k, tau);
+        int[] ctx = context, ro = rollout;
+        var whole = scorer.Score(ctx, ro, new DistillSettings(k, tau));
         Assert.True(scorer.ChunkPositions(TeacherScorer.DefaultMemoryBudgetBytes) >= all.Length, "the default budget scores in one chunk");
         Assert.Equal(rows, whole.Rows);
         Assert.Equal(refIdx, whole.Indices);
@@ -38,7 +38,7 @@ public class TeacherScorerTests
         foreach (int positions in new[] { 1, 2, 4, 5 })
         {
             Assert.Equal(positions, scorer.ChunkPositions(positions * v * 4L));
-            var chunked = scorer.Score(ctx, ro, k, tau, memoryBudgetBytes: positions * v * 4L);
+            var chunked = scorer.Score(ctx, ro, new DistillSettings(k, tau), memoryBudgetBytes: positions * v * 4L);
             Assert.Equal(whole.Indices, chunked.Indices);
             for (int i = 0; i < whole.Probs.Length; i++)
                 Assert.True(Math.Abs(chunked.Probs[i] - whole.Probs[i]) < 1e-5, $"chunk {positions}, prob {i}: {chunked.Probs[i]} vs {whole.Probs[i]}");
@@ -55,16 +55,16 @@ public class TeacherScorerTests
         using var teacher = TeacherSession.Open(dir.Path, Cpu());
         var scorer = new TeacherScorer(teacher, new CpuKernels(1));
         int[] cl = [3, 1, 7], rl = [6, 2, 1];
-        var contexts = cl.Select((n, i) => Array.ConvertAll(RandomTokens(n, 29, 100 + i), t => (long)t)).ToArray();
-        var rollouts = rl.Select((n, i) => Array.ConvertAll(RandomTokens(n, 29, 200 + i), t => (long)t)).ToArray();
+        var contexts = cl.Select((n, i) => RandomTokens(n, 29, 100 + i)).ToArray();
+        var rollouts = rl.Select((n, i) => RandomTokens(n, 29, 200 + i)).ToArray();
         const int k = 4;
         foreach (long budget in new[] { TeacherScorer.DefaultMemoryBudgetBytes, 3L * 29 * 4 * 2, 1 })
         {
-            var batch = scorer.ScoreBatch(contexts, rollouts, k, 0.7f, budget);
-            Assert.Equal(3, batch.Count);
+            var batch = scorer.ScoreBatch(contexts, rollouts, new DistillSettings(k, 0.7f), budget);
+            Assert.Equal(3, batch.Length);
             for (int b = 0; b < 3; b++)
             {
-                var one = scorer.Score(contexts[b], rollouts[b], k, 0.7f);
+                var one = scorer.Score(contexts[b], rollouts[b], new DistillSettings(k, 0.7f));
                 Assert.Equal(rl[b], batch[b].Rows);
                 Assert.Equal(one.Indices, batch[b].Indices);
                 for (int i = 0; i < one.Probs.Length; i++)
@@ -72,7 +72,7 @@ public class TeacherScorerTests
                 Assert.All(batch[b].Probs, p => Assert.True(p > 0 && p <= 1));
             }
         }
-        Assert.Equal("rollouts", Assert.Throws<ArgumentException>(() => scorer.ScoreBatch(contexts, rollouts[..2], k, 1f)).ParamName);
+        Assert.Equal("rollouts", Assert.Throws<ArgumentException>(() => scorer.ScoreBatch(contexts, rollouts[..2], new DistillSettings(k, 1f))).ParamName);
     }
 
     [Fact]
@@ -83,10 +83,11 @@ public class TeacherScorerTests
         OnnxExporter.Export(config, RandomParameters(config, seed: 4), dir.Path);
         using var teacher = TeacherSession.Open(dir.Path, Cpu());
         var scorer = new TeacherScorer(teacher, new CpuKernels(1));
-        Assert.Equal("context", Assert.Throws<ArgumentException>(() => scorer.Score([], [1], 2, 1f)).ParamName);
-        Assert.Equal("rollout", Assert.Throws<ArgumentException>(() => scorer.Score([1], [], 2, 1f)).ParamName);
-        Assert.Equal("k", Assert.Throws<ArgumentOutOfRangeException>(() => scorer.Score([1], [2], 12, 1f)).ParamName);
-        Assert.Equal("temperature", Assert.Throws<ArgumentOutOfRangeException>(() => scorer.Score([1], [2], 2, 0f)).ParamName);
-        Assert.Equal("memoryBudgetBytes", Assert.Throws<ArgumentOutOfRangeException>(() => scorer.Score([1], [2], 2, 1f, 0)).ParamName);
+        Assert.Equal("context", Assert.Throws<ArgumentException>(() => scorer.Score([], [1], new DistillSettings(2, 1f))).ParamName);
+        Assert.Equal("rollout", Assert.Throws<ArgumentException>(() => scorer.Score([1], [], new DistillSettings(2, 1f))).ParamName);
+        // K and τ are checked once, by DistillSettings.Validate, with the field's name
+        Assert.Equal("TopK", Assert.Throws<ArgumentException>(() => scorer.Score([1], [2], new DistillSettings(12, 1f))).ParamName);
+        Assert.Equal("Temperature", Assert.Throws<ArgumentException>(() => scorer.Score([1], [2], new DistillSettings(2, 0f))).ParamName);
+        Assert.Equal("memoryBudgetBytes", Assert.Throws<ArgumentOutOfRangeException>(() => scorer.Score([1], [2], new DistillSettings(2, 1f), 0)).ParamName);
     }
 }

@@ -54,11 +54,11 @@ public class TeacherCpuBenchmarks
 
     /// <summary>ONNX teacher, the whole batch in one chunk.</summary>
     [Benchmark]
-    public object OnnxScorer() => _scorer!.ScoreBatch(_p!.Contexts, _p.Rollouts, TeacherShapes.K, TeacherShapes.Temperature, TeacherShapes.UnchunkedBudgetBytes);
+    public object OnnxScorer() => _scorer!.ScoreBatch(_p!.Contexts, _p.Rollouts, new Raft.Kernels.DistillSettings(TeacherShapes.K, TeacherShapes.Temperature), TeacherShapes.UnchunkedBudgetBytes);
 
     /// <summary>ONNX teacher in chunks of <see cref="TeacherShapes.ChunkPositions"/> positions.</summary>
     [Benchmark]
-    public object OnnxScorerChunked() => _scorer!.ScoreBatch(_p!.Contexts, _p.Rollouts, TeacherShapes.K, TeacherShapes.Temperature, TeacherShapes.ChunkedBudgetBytes);
+    public object OnnxScorerChunked() => _scorer!.ScoreBatch(_p!.Contexts, _p.Rollouts, new Raft.Kernels.DistillSettings(TeacherShapes.K, TeacherShapes.Temperature), TeacherShapes.ChunkedBudgetBytes);
 
     /// <summary>The engine: LlamaModel.Forward (full logits) + CpuKernels.TopKSoftmax.</summary>
     [Benchmark(Baseline = true)]

@@ -37,7 +37,7 @@ public static class TeacherMemory
         long baseline = TrainingMemory.ReadStatus("VmRSS");
         long budget = method == nameof(TeacherCpuBenchmarks.OnnxScorerChunked) ? TeacherShapes.ChunkedBudgetBytes : TeacherShapes.UnchunkedBudgetBytes;
         float first = scorer is not null
-            ? scorer.ScoreBatch(p.Contexts, p.Rollouts, TeacherShapes.K, TeacherShapes.Temperature, budget)[0].Probs[0]
+            ? scorer.ScoreBatch(p.Contexts, p.Rollouts, new Raft.Kernels.DistillSettings(TeacherShapes.K, TeacherShapes.Temperature), budget)[0].Probs[0]
             : engine!.Score()[0].Probs[0];
         long peak = TrainingMemory.ReadStatus("VmHWM");
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{Marker} {method} {baseline} {peak} {(reset ? 1 : 0)} {first:R}"));

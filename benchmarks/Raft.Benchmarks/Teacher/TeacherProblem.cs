@@ -70,8 +70,8 @@ public sealed class TeacherProblem : IDisposable
         Directory.CreateDirectory(ModelDirectory);
         OnnxExporter.Export(Config, Weights, ModelDirectory);
         var rng = new Random(4242);
-        Contexts = [.. Enumerable.Range(0, TeacherShapes.Batch).Select(_ => Enumerable.Range(0, TeacherShapes.ContextLength).Select(_ => (long)rng.Next(Config.VocabSize)).ToArray())];
-        Rollouts = [.. Enumerable.Range(0, TeacherShapes.Batch).Select(_ => Enumerable.Range(0, TeacherShapes.RolloutLength).Select(_ => (long)rng.Next(Config.VocabSize)).ToArray())];
+        Contexts = [.. Enumerable.Range(0, TeacherShapes.Batch).Select(_ => Enumerable.Range(0, TeacherShapes.ContextLength).Select(_ => rng.Next(Config.VocabSize)).ToArray())];
+        Rollouts = [.. Enumerable.Range(0, TeacherShapes.Batch).Select(_ => Enumerable.Range(0, TeacherShapes.RolloutLength).Select(_ => rng.Next(Config.VocabSize)).ToArray())];
     }
 
     /// <summary>The architecture.</summary>
@@ -81,9 +81,9 @@ public sealed class TeacherProblem : IDisposable
     /// <summary>Where the ONNX model lies.</summary>
     public string ModelDirectory { get; } = Path.Combine(Path.GetTempPath(), "raft-bench-teacher-" + Guid.NewGuid().ToString("N"));
     /// <summary>Contexts [Batch][ContextLength].</summary>
-    public long[][] Contexts { get; }
+    public int[][] Contexts { get; }
     /// <summary>Rollouts [Batch][RolloutLength].</summary>
-    public long[][] Rollouts { get; }
+    public int[][] Rollouts { get; }
 
     /// <summary>Opens the exported model on the CPU provider, intra-op threads = cores.</summary>
     public TeacherSession OpenCpu() => TeacherSession.Open(ModelDirectory, new TeacherOptions
@@ -119,8 +119,8 @@ public sealed class EngineTeacher
         _tokens = new int[TeacherShapes.Batch * _seq];
         for (int b = 0; b < TeacherShapes.Batch; b++)
         {
-            for (int i = 0; i < c; i++) _tokens[b * _seq + i] = (int)p.Contexts[b][i];
-            for (int i = 0; i < r - 1; i++) _tokens[b * _seq + c + i] = (int)p.Rollouts[b][i];
+            for (int i = 0; i < c; i++) _tokens[b * _seq + i] = p.Contexts[b][i];
+            for (int i = 0; i < r - 1; i++) _tokens[b * _seq + c + i] = p.Rollouts[b][i];
         }
     }
 

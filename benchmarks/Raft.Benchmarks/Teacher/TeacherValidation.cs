@@ -21,7 +21,7 @@ public static class TeacherValidation
         bool ok = true;
         foreach (var (name, budget) in new[] { ("OnnxScorer", TeacherShapes.UnchunkedBudgetBytes), ("OnnxScorerChunked", TeacherShapes.ChunkedBudgetBytes) })
         {
-            var got = scorer.ScoreBatch(p.Contexts, p.Rollouts, TeacherShapes.K, TeacherShapes.Temperature, budget);
+            var got = scorer.ScoreBatch(p.Contexts, p.Rollouts, new Raft.Kernels.DistillSettings(TeacherShapes.K, TeacherShapes.Temperature), budget);
             double maxDiff = 0;
             int rows = 0, sameRows = 0, k = TeacherShapes.K;
             for (int b = 0; b < reference.Length; b++)

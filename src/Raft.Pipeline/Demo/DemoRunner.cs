@@ -1,3 +1,4 @@
+using Raft.Teacher;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;

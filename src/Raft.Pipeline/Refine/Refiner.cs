@@ -1,3 +1,4 @@
+using Raft.Teacher;
 using System.Diagnostics;
 using Raft.Model;
 using Raft.Model.Tokenization;

@@ -108,6 +108,9 @@ public sealed record TrainOptions
     /// <summary>Rollouts per prompt (RAFT).</summary>
     [JsonPropertyName("rollouts_per_prompt")] public int RolloutsPerPrompt { get; init; } = 1;
 
+    /// <summary>The distillation settings (K, τ, loss kind, β) the teacher scores with and the loss uses.</summary>
+    [JsonIgnore] public DistillSettings Distill => new(TopK, Temperature, LossKind, JsdBeta);
+
     /// <summary>Checks every option; throws <see cref="ArgumentException"/> naming the option and its value.</summary>
     public void Validate()
     {

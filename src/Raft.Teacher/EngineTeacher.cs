@@ -1,8 +1,7 @@
 using Raft.Kernels;
 using Raft.Model;
-using Raft.Teacher;
 
-namespace Raft.Pipeline.Training;
+namespace Raft.Teacher;
 
 /// <summary>A frozen <see cref="LlamaModel"/> as the teacher: batched forward over context ++ rollout, top-K by the kernels.</summary>
 public sealed class EngineTeacher : ITeacher
@@ -28,25 +27,15 @@ public sealed class EngineTeacher : ITeacher
     public int VocabSize => _model.Config.VocabSize;
 
     /// <inheritdoc/>
-    public IReadOnlyList<TeacherTopK> Score(IReadOnlyList<int[]> contexts, IReadOnlyList<int[]> rollouts, int k, float temperature)
+    public void Score(IReadOnlyList<int[]> contexts, IReadOnlyList<int[]> rollouts, DistillSettings settings, TopKRows into)
     {
-        ArgumentNullException.ThrowIfNull(contexts);
-        ArgumentNullException.ThrowIfNull(rollouts);
-        if (rollouts.Count != contexts.Count)
-            throw new ArgumentException($"rollouts has {rollouts.Count} entries, contexts {contexts.Count}.", nameof(rollouts));
-        int v = VocabSize;
-        var result = new TeacherTopK[contexts.Count];
+        TeacherArguments.Score(contexts, rollouts, settings, into, VocabSize);
+        int v = VocabSize, k = settings.TopK;
         for (int start = 0; start < contexts.Count; start += _maxBatch)
         {
             int batch = Math.Min(_maxBatch, contexts.Count - start);
             int t = 0;
-            for (int b = 0; b < batch; b++)
-            {
-                var (c, r) = (contexts[start + b], rollouts[start + b]);
-                if (c is not { Length: > 0 }) throw new ArgumentException($"contexts[{start + b}] must hold at least one token.", nameof(contexts));
-                if (r is not { Length: > 0 }) throw new ArgumentException($"rollouts[{start + b}] must hold at least one token.", nameof(rollouts));
-                t = Math.Max(t, c.Length + r.Length - 1);
-            }
+            for (int b = 0; b < batch; b++) t = Math.Max(t, contexts[start + b].Length + rollouts[start + b].Length - 1);
             if (t > _model.Config.MaxPositionEmbeddings)
                 throw new ArgumentException($"a context with its rollout takes {t} positions; the teacher's max_position_embeddings is {_model.Config.MaxPositionEmbeddings}.", nameof(contexts));
             var tokens = new int[batch * t];
@@ -59,16 +48,11 @@ public sealed class EngineTeacher : ITeacher
             var logits = _model.Forward(tokens, batch, t);
             for (int b = 0; b < batch; b++)
             {
-                var (c, r) = (contexts[start + b], rollouts[start + b]);
-                int rows = r.Length;
-                var rowLogits = logits.AsSpan(checked((b * t + c.Length - 1) * v), rows * v);
-                var idx = new int[rows * k];
-                var p = new float[rows * k];
-                _kernels.TopKSoftmax(rowLogits, rows, v, k, temperature, idx, p);
-                result[start + b] = new TeacherTopK(rows, k, idx, p);
+                int c = contexts[start + b].Length, rows = rollouts[start + b].Length;
+                var rowLogits = logits.AsSpan(checked((b * t + c - 1) * v), rows * v);
+                _kernels.TopKSoftmax(rowLogits, rows, v, k, settings.Temperature, into.IndicesOf(start + b, rows), into.ProbsOf(start + b, rows));
             }
         }
-        return result;
     }
 
     /// <inheritdoc/>

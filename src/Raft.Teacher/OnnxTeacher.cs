@@ -1,8 +1,7 @@
 using Raft.Kernels;
 using Raft.Model;
-using Raft.Teacher;
 
-namespace Raft.Pipeline.Training;
+namespace Raft.Teacher;
 
 /// <summary>
 /// The teacher served by ONNX Runtime (<see cref="TeacherSession"/>): scoring through <see cref="TeacherScorer"/> (chunked
@@ -39,13 +38,8 @@ public sealed class OnnxTeacher : ITeacher
     public int VocabSize => _session.VocabSize;
 
     /// <inheritdoc/>
-    public IReadOnlyList<TeacherTopK> Score(IReadOnlyList<int[]> contexts, IReadOnlyList<int[]> rollouts, int k, float temperature)
-    {
-        ArgumentNullException.ThrowIfNull(contexts);
-        ArgumentNullException.ThrowIfNull(rollouts);
-        static long[][] Widen(IReadOnlyList<int[]> xs) => xs.Select(x => x is null ? null! : Array.ConvertAll(x, t => (long)t)).ToArray();
-        return _scorer.ScoreBatch(Widen(contexts), Widen(rollouts), k, temperature, _budget);
-    }
+    public void Score(IReadOnlyList<int[]> contexts, IReadOnlyList<int[]> rollouts, DistillSettings settings, TopKRows into) =>
+        _scorer.Score(contexts, rollouts, settings, into, _budget);
 
     /// <inheritdoc/>
     public IReadOnlyList<Generation> Generate(IReadOnlyList<int[]> prompts, SamplingOptions options, ulong firstSequenceIndex) =>

@@ -1,0 +1,126 @@
+using ILGPU;
+using ILGPU.Runtime;
+using Raft.Gpu;
+using Raft.Kernels;
+using Raft.Model;
+
+namespace Raft.Pipeline.Training;
+
+/// <summary>
+/// The student on an ILGPU accelerator (<see cref="GpuLlamaModel"/>): weights, gradients, AdamW moments and activations
+/// stay on the device across steps, and so do the logits: the losses run on them in place through
+/// <see cref="IlgpuKernels"/>' device overloads on the same accelerator (the run's kernels when they are those, else
+/// kernels opened on it), the weighting and the backward read them there. Only the batch's ids, targets and teacher
+/// top-K go up, and the loss scalars and the norm come back. The updated weights are copied back to the host model only
+/// when it is needed (rollouts, callbacks, checkpoints, the end of the run). One process for now.
+/// </summary>
+internal sealed class GpuStudent : IStudentBackend
+{
+    private readonly StudentSetup _setup;
+    private readonly GpuLlamaModel _gpu;
+    private readonly IlgpuKernels _kernels;
+    private readonly bool _ownsKernels;
+    private readonly DeviceBatchBuffers _buffers;
+    private bool _hostStale;
+
+    public GpuStudent(StudentSetup setup)
+    {
+        var accelerator = setup.Accelerator!;
+        _setup = setup;
+        var optimizer = setup.HostOptimizer(); // the resumed step and moments, or fresh ones
+        _gpu = new GpuLlamaModel(accelerator, setup.Model);
+        try
+        {
+            _gpu.SetOptimizer(setup.Adam, setup.Schedule, optimizer.StepCount);
+            if (setup.Frozen is not null) _gpu.SetTrainable(setup.IsTrainable);
+            if (optimizer.StepCount > 0) _gpu.UploadOptimizerState(optimizer.FirstMoment, optimizer.SecondMoment);
+            (_kernels, _ownsKernels) = setup.Kernels is IlgpuKernels k && ReferenceEquals(k.Accelerator, accelerator)
+                ? (k, false) : (new IlgpuKernels(accelerator), true);
+            _buffers = new DeviceBatchBuffers(accelerator);
+        }
+        catch
+        {
+            _gpu.Dispose();
+            throw;
+        }
+    }
+
+    public double CurrentLearningRate => _gpu.CurrentLearningRate;
+
+    public string Describe() => $", student on {_setup.Accelerator!.Name} (ILGPU)";
+
+    public StepLosses ForwardAndLoss(PackedBatch batch, StepLoss loss, float kdNormalizer, float ceNormalizer)
+    {
+        _gpu.Forward(batch.Inputs, batch.Sequences, batch.SeqLen);
+        return loss.Compute(_kernels, batch, _gpu.Logits, _gpu.Config.VocabSize, kdNormalizer, ceNormalizer, _buffers);
+    }
+
+    public void Weigh(PackedBatch batch, double wKd, double wSft)
+    {
+        long v = _gpu.Config.VocabSize, kd = batch.KdRows * v;
+        var logits = _gpu.Logits;
+        if (kd > 0) _gpu.Scale(logits.SubView(0, kd), (float)wKd);
+        _gpu.Scale(logits.SubView(kd, batch.SftRows * v), (float)wSft);
+    }
+
+    public (double Norm, bool Applied) BackwardAndUpdate(double clipNorm)
+    {
+        // backward, clipping and AdamW on the device (a non-finite norm leaves weights and moments untouched)
+        _gpu.ZeroGradients();
+        _gpu.Backward(_gpu.Logits);
+        var r = _gpu.ClipAndUpdate(clipNorm);
+        if (r.Applied) _hostStale = true;
+        return (r.GradNorm, r.Applied && double.IsFinite(r.GradNorm));
+    }
+
+    public void SyncHostWeights()
+    {
+        if (!_hostStale) return;
+        _gpu.Download(_setup.Model.Parameters);
+        _hostStale = false;
+    }
+
+    /// <summary>The device optimizer as a host AdamW (its moments copied back); the weights are synced by the caller.</summary>
+    public AdamW? CheckpointOptimizer()
+    {
+        var snapshot = AdamW.AtStep(_setup.Model.Parameters, _setup.Adam, _setup.Schedule, _gpu.OptimizerStep);
+        _gpu.DownloadOptimizerState(snapshot.FirstMoment, snapshot.SecondMoment);
+        return snapshot;
+    }
+
+    public void Dispose()
+    {
+        _buffers.Dispose();
+        if (_ownsKernels) _kernels.Dispose();
+        _gpu.Dispose();
+    }
+}
+
+/// <summary>Device copies of a batch's targets and teacher top-K, in buffers that grow as needed and are reused.</summary>
+internal sealed class DeviceBatchBuffers(Accelerator accelerator) : IDisposable
+{
+    private MemoryBuffer1D<int, Stride1D.Dense>? _targets, _indices;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _probs, _weights;
+
+    public ArrayView<int> UploadTargets(PackedBatch b) => Upload(ref _targets, b.Targets);
+
+    public (ArrayView<int> Indices, ArrayView<float> Probs, ArrayView<float> Weights) UploadTeacher(PackedBatch b) =>
+        (Upload(ref _indices, b.TeacherIndices), Upload(ref _probs, b.TeacherProbs), Upload(ref _weights, b.RowWeights));
+
+    private ArrayView<T> Upload<T>(ref MemoryBuffer1D<T, Stride1D.Dense>? buffer, T[] data) where T : unmanaged
+    {
+        if (buffer is null || buffer.Length < data.Length)
+        {
+            buffer?.Dispose();
+            buffer = accelerator.Allocate1D<T>(Math.Max(1, data.Length));
+        }
+        var view = buffer.View.SubView(0, data.Length);
+        view.CopyFromCPU(data);
+        return view.AsContiguous();
+    }
+
+    public void Dispose()
+    {
+        _targets?.Dispose(); _indices?.Dispose(); _probs?.Dispose(); _weights?.Dispose();
+    }
+}

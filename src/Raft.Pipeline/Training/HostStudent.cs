@@ -1,0 +1,137 @@
+using Raft.Distributed;
+using Raft.Model;
+
+namespace Raft.Pipeline.Training;
+
+/// <summary>
+/// The student on the host: <see cref="LlamaModel"/>'s forward into host logits, the loss kernels on them in place, the
+/// backward into host gradients; frozen tensors' gradients are zeroed after the backward, so they take no part in the
+/// clipping norm nor the update. Subclasses reduce and update.
+/// </summary>
+internal abstract class HostStudent(StudentSetup setup) : IStudentBackend
+{
+    protected readonly StudentSetup Setup = setup;
+    protected readonly TensorSet Grads = setup.Model.Parameters.ZerosLike();
+    private readonly ModelActivations _acts = new();
+    private float[] _logits = [];
+
+    protected LlamaModel Model => Setup.Model;
+
+    public abstract double CurrentLearningRate { get; }
+    public abstract string Describe();
+    public abstract (double Norm, bool Applied) BackwardAndUpdate(double clipNorm);
+    public abstract AdamW? CheckpointOptimizer();
+
+    public StepLosses ForwardAndLoss(PackedBatch batch, StepLoss loss, float kdNormalizer, float ceNormalizer)
+    {
+        _logits = Model.Forward(batch.Inputs, batch.Sequences, batch.SeqLen, _acts);
+        return loss.Compute(Setup.Kernels, batch, _logits, Model.Config.VocabSize, kdNormalizer, ceNormalizer);
+    }
+
+    public void Weigh(PackedBatch batch, double wKd, double wSft) => StepLoss.Weigh(_logits, batch, Model.Config.VocabSize, wKd, wSft);
+
+    /// <summary>Zeroes the gradients and runs the backward from the (weighted) logits' gradient.</summary>
+    protected void Backward(Action<int>? layerDone = null)
+    {
+        foreach (var g in Grads.Tensors) Array.Clear(g.Data);
+        Model.Backward(_acts, _logits, Grads, layerDone);
+    }
+
+    protected void ZeroFrozenGradients()
+    {
+        if (Setup.Frozen is null) return;
+        foreach (var g in Grads.Tensors) if (Setup.Frozen.Contains(g.Name)) Array.Clear(g.Data);
+    }
+
+    public void SyncHostWeights() { } // the host model is the student
+
+    public void Dispose() { }
+}
+
+/// <summary>
+/// The CPU student with data parallelism: the ranks' gradients are summed bucket by bucket (<see cref="GradientBucketer"/>)
+/// after the backward, or, with <see cref="TrainOptions.OverlapAllReduce"/>, while it computes the layers before (the
+/// same sums bit for bit); global-norm clipping and AdamW on every rank, so every rank takes the same step.
+/// </summary>
+internal sealed class CpuStudent : HostStudent
+{
+    private readonly AdamW _optimizer;
+    private readonly GradientBucketer _bucketer;
+    private readonly int[][] _layerBuffers; // per layer: the bucketer's buffer indices of its gradient tensors
+
+    public CpuStudent(StudentSetup setup) : base(setup)
+    {
+        _optimizer = setup.HostOptimizer();
+        // The gradients in the order backward completes them (last layer first).
+        _bucketer = new GradientBucketer(setup.World, Grads.Tensors.Reverse().Select(g => g.Data).ToArray(), setup.BucketElements);
+        var bufferIndex = Grads.Tensors.Reverse().Select((g, i) => (g.Name, i)).ToDictionary(x => x.Name, x => x.i);
+        _layerBuffers = Enumerable.Range(0, Model.Config.NumHiddenLayers)
+            .Select(l => Model.LayerTensorNames(l).Select(name => bufferIndex[name]).ToArray()).ToArray();
+    }
+
+    public override double CurrentLearningRate => _optimizer.CurrentLearningRate;
+
+    public override string Describe() => Setup.Options.ShardOptimizer ? " (shard_optimizer has no effect in a single process)" : "";
+
+    public override (double Norm, bool Applied) BackwardAndUpdate(double clipNorm)
+    {
+        var world = Setup.World;
+        bool multi = world.WorldSize > 1;
+        if (multi && Setup.Options.OverlapAllReduce && _bucketer.Buckets.Count > 1)
+        {
+            // each layer's bucket is summed over the ranks (on a communication thread) while the backward computes
+            // the layers before it; the sums are AllReduceSum's, bit for bit
+            _bucketer.BeginOverlappedSum();
+            try { Backward(l => { foreach (int i in _layerBuffers[l]) _bucketer.MarkReady(i); }); }
+            finally { _bucketer.EndOverlappedSum(); }
+        }
+        else
+        {
+            Backward();
+            _bucketer.AllReduceSum();
+        }
+        ZeroFrozenGradients();
+        double norm = clipNorm > 0 ? GradientClipping.ClipByGlobalNorm(Grads, clipNorm) : GradientClipping.GlobalNorm(Grads);
+        bool finite = double.IsFinite(norm);
+        if (multi)
+        {
+            Span<double> bad = [finite ? 0 : 1];
+            world.AllReduce(bad, ReduceOp.Max);
+            finite = bad[0] == 0;
+        }
+        if (finite) _optimizer.Update(Grads);
+        return (norm, finite);
+    }
+
+    public override AdamW? CheckpointOptimizer() => _optimizer;
+}
+
+/// <summary>
+/// ZeRO-1: each rank keeps AdamW's moments for its chunk of the parameters only (<see cref="ZeroOptimizer"/>):
+/// reduce-scatter of the gradients, global norm, clipping and update of the chunk, all-gather of the weights.
+/// </summary>
+internal sealed class ZeroStudent : HostStudent
+{
+    private readonly ZeroOptimizer _zero;
+
+    public ZeroStudent(StudentSetup setup) : base(setup)
+    {
+        _zero = new ZeroOptimizer(setup.World, Model.Parameters, Grads, setup.Adam, setup.Schedule, setup.Loaded);
+        if (setup.Frozen is not null) _zero.SetTrainable(setup.IsTrainable);
+    }
+
+    public override double CurrentLearningRate => _zero.CurrentLearningRate;
+
+    public override string Describe() => $", optimizer state sharded over the ranks (ZeRO-1, {_zero.ChunkLength} parameters on rank 0)";
+
+    public override (double Norm, bool Applied) BackwardAndUpdate(double clipNorm)
+    {
+        Backward();
+        ZeroFrozenGradients();
+        // The norm is global, so is the decision.
+        double norm = _zero.Step(clipNorm);
+        return (norm, double.IsFinite(norm));
+    }
+
+    public override AdamW? CheckpointOptimizer() => _zero.GatherFull();
+}

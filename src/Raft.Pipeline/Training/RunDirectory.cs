@@ -1,0 +1,181 @@
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Raft.Kernels;
+using Raft.Model;
+
+namespace Raft.Pipeline.Training;
+
+/// <summary>The trainer's state inside a checkpoint (<see cref="RunDirectory.StateFile"/>).</summary>
+internal sealed record TrainerState
+{
+    [JsonPropertyName("step")] public int Step { get; init; }
+    [JsonPropertyName("skipped_steps")] public int Skipped { get; init; }
+    [JsonPropertyName("nonfinite_in_a_row")] public int InARow { get; init; }
+    [JsonPropertyName("balancer")] public EmaBalancerState? Balancer { get; init; }
+    /// <summary>The ranks that trained it (absent in checkpoints from before data parallelism: 1).</summary>
+    [JsonPropertyName("world_size")] public int WorldSize { get; init; } = 1;
+    [JsonPropertyName("config")] public JsonElement Config { get; init; }
+}
+
+/// <summary>Where a resumed run starts: the checkpoint's state and optimizer (its weights are already in the student).</summary>
+internal sealed record ResumePoint(string Checkpoint, TrainerState State, AdamW Optimizer);
+
+/// <summary>
+/// A run directory: <see cref="ConfigFile"/> (the resolved options), <see cref="MetricsFile"/> (one JSON line per step),
+/// resumable checkpoints under <see cref="CheckpointsDir"/> and the final model as <see cref="FinalDir"/>, each with
+/// the optimizer and <see cref="StateFile"/>; everything written atomically, by rank 0 only. Resuming compares the saved
+/// configuration with the run's (the keys that do not change the result are exempt) and the global batch.
+/// </summary>
+internal sealed class RunDirectory
+{
+    public const string ConfigFile = "config.json";
+    public const string MetricsFile = "metrics.jsonl";
+    public const string StateFile = "trainer_state.json";
+    public const string CheckpointsDir = "checkpoints";
+    public const string FinalDir = "final";
+
+    private static readonly JsonSerializerOptions StateJson = new() { WriteIndented = true };
+    // A skipped step logs NaN (grad_norm, losses): written as "NaN" rather than failing the run.
+    private static readonly JsonSerializerOptions MetricsJson = new() { NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
+    private readonly string _path, _configJson, _metricsPath;
+    private readonly bool _root;
+
+    private RunDirectory(string path, string configJson, bool root)
+    {
+        _path = path; _configJson = configJson; _root = root;
+        _metricsPath = Path.Combine(path, MetricsFile);
+    }
+
+    /// <summary>
+    /// Creates (or reopens) the run directory. With <paramref name="resume"/> and a checkpoint there, checks it against
+    /// the run, loads its weights into <paramref name="student"/> and returns where to start; otherwise a fresh run
+    /// (old metrics removed). Rank 0 writes the configuration.
+    /// </summary>
+    public static (RunDirectory Directory, ResumePoint? Resume) Open(string path, bool resume, TrainOptions options, string configJson,
+        int rank, int worldSize, LlamaModel student)
+    {
+        try { Directory.CreateDirectory(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"cannot create the run directory {path}: {e.Message}", e);
+        }
+        bool root = rank == 0;
+        var run = new RunDirectory(path, configJson, root);
+        ResumePoint? point = null;
+        if (resume && LatestCheckpoint(path) is { } ckpt)
+        {
+            var state = ReadState(ckpt);
+            if (!SameConfig(state.Config.GetRawText(), configJson, out string diff))
+                throw new TrainingException($"cannot resume from {ckpt}: it was trained with a different configuration ({diff}).");
+            CheckGlobalBatch(ckpt, state, options.BatchSize, worldSize);
+            var (_, weights) = Checkpoint.Load(ckpt);
+            foreach (var p in student.Parameters.Tensors) weights[p.Name].Data.AsSpan().CopyTo(p.Data);
+            point = new ResumePoint(ckpt, state, AdamW.LoadState(ckpt, student.Parameters));
+            if (root) TruncateMetrics(run._metricsPath, state.Step);
+        }
+        else if (root && File.Exists(run._metricsPath)) File.Delete(run._metricsPath);
+        if (root) AtomicFile.WriteText(Path.Combine(path, ConfigFile), configJson);
+        return (run, point);
+    }
+
+    /// <summary>Appends a step's metrics (rank 0).</summary>
+    public void Append(StepMetrics m)
+    {
+        if (_root) File.AppendAllText(_metricsPath, JsonSerializer.Serialize(m, MetricsJson) + "\n");
+    }
+
+    /// <summary>The checkpoint directory of a step: <see cref="FinalDir"/> for the last, else checkpoints/step-NNNNNNN.</summary>
+    public string CheckpointPath(int step, bool last) =>
+        last ? Path.Combine(_path, FinalDir) : Path.Combine(_path, CheckpointsDir, $"step-{step:D7}");
+
+    /// <summary>Writes a checkpoint of <paramref name="student"/> with <paramref name="optimizer"/> and the trainer state (rank 0).</summary>
+    public void Save(string dir, LlamaModel student, AdamW? optimizer, TrainerState state)
+    {
+        if (!_root) return;
+        state = state with { Config = JsonDocument.Parse(_configJson).RootElement.Clone() };
+        Checkpoint.Save(dir, student.Config, student.Parameters, optimizer,
+            staging => AtomicFile.WriteText(Path.Combine(staging, StateFile), JsonSerializer.Serialize(state, StateJson)));
+    }
+
+    /// <summary>The newest resumable checkpoint of a run directory (the final one, else the highest step), or null.</summary>
+    public static string? LatestCheckpoint(string runDirectory)
+    {
+        string final = Path.Combine(runDirectory, FinalDir);
+        if (File.Exists(Path.Combine(final, StateFile))) return final;
+        string dir = Path.Combine(runDirectory, CheckpointsDir);
+        if (!Directory.Exists(dir)) return null;
+        return Directory.GetDirectories(dir, "step-*")
+            .Where(d => File.Exists(Path.Combine(d, StateFile)))
+            .OrderBy(d => Path.GetFileName(d), StringComparer.Ordinal)
+            .LastOrDefault();
+    }
+
+    private static TrainerState ReadState(string checkpoint)
+    {
+        string path = Path.Combine(checkpoint, StateFile);
+        try
+        {
+            return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path), StateJson) ?? throw new InvalidDataException($"{path}: empty.");
+        }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not a trainer state ({e.Message}).", e); }
+    }
+
+    private static bool SameConfig(string saved, string current, out string diff)
+    {
+        diff = "";
+        using var a = JsonDocument.Parse(saved);
+        using var b = JsonDocument.Parse(current);
+        foreach (var p in b.RootElement.EnumerateObject())
+        {
+            // batch_size is per rank: CheckGlobalBatch compares batch_size × ranks. shard_optimizer changes where the
+            // moments live during the run, not the checkpoint's files or the result.
+            if (p.Name is "threads" or "checkpoint_every" or "device" or "batch_size" or "shard_optimizer" or "overlap_allreduce") continue;
+            // Compared without whitespace: the saved config is nested (and indented) inside the state file.
+            string was = a.RootElement.TryGetProperty(p.Name, out var v) ? Compact(v) : "(absent)";
+            string now = Compact(p.Value);
+            if (was != now) { diff = $"{p.Name}: checkpoint {was}, now {now}"; return false; }
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// A run resumes with the global batch it was trained with (batch_size × ranks): the data order, the rollout seeds and
+    /// the optimizer's steps follow it. Any world size that keeps it works: a checkpoint of N ranks × b resumes in one
+    /// process with batch N·b.
+    /// </summary>
+    private static void CheckGlobalBatch(string checkpoint, TrainerState state, int batchSize, int worldSize)
+    {
+        int savedBatch = state.Config.ValueKind == JsonValueKind.Object && state.Config.TryGetProperty("batch_size", out var b) && b.TryGetInt32(out int v) ? v : batchSize;
+        int savedWorld = Math.Max(1, state.WorldSize);
+        long saved = (long)savedBatch * savedWorld, now = (long)batchSize * worldSize;
+        if (saved == now) return;
+        string hint = saved % worldSize == 0 ? $"; with {worldSize} rank(s) use batch_size {saved / worldSize}" : "";
+        throw new TrainingException($"cannot resume from {checkpoint}: it was trained with a global batch of {saved} (batch_size {savedBatch} × {savedWorld} rank(s)), " +
+                                    $"now {now} (batch_size {batchSize} × {worldSize} rank(s)){hint}.");
+    }
+
+    private static string Compact(JsonElement e)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new Utf8JsonWriter(buffer)) e.WriteTo(w);
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    private static void TruncateMetrics(string path, int lastStep)
+    {
+        if (!File.Exists(path)) return;
+        var keep = new StringBuilder();
+        foreach (var line in File.ReadLines(path))
+        {
+            if (line.Length == 0) continue;
+            int step;
+            try { step = JsonDocument.Parse(line).RootElement.GetProperty("step").GetInt32(); }
+            catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException) { break; }
+            if (step > lastStep) break;
+            keep.Append(line).Append('\n');
+        }
+        AtomicFile.WriteText(path, keep.ToString());
+    }
+}
