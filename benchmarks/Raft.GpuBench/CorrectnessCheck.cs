@@ -3,6 +3,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using Raft.Cuda;
 using Raft.Kernels;
+using Raft.Tests.Shared;
 using CudaDevice = Raft.Cuda.CudaDevice;
 
 namespace Raft.GpuBench;
@@ -47,8 +48,8 @@ internal sealed class CorrectnessCheck
         _o = o;
         _rows = o.CheckRows;
         int v = o.Vocab, k = o.TopK;
-        _teacher = HostData.Normals((long)_rows * v, 3.0, o.Seed);
-        _student = HostData.Normals((long)_rows * v, 3.0, o.Seed ^ 0x5DEECE66Dul);
+        _teacher = Gauss.SplitMix64((long)_rows * v, 3.0, o.Seed);
+        _student = Gauss.SplitMix64((long)_rows * v, 3.0, o.Seed ^ 0x5DEECE66Dul);
         _refIdx = new int[_rows * k];
         _refProbs = new float[_rows * k];
         ReferenceKernels.Instance.TopKSoftmax(_teacher, _rows, v, k, o.Temperature, _refIdx, _refProbs);

@@ -6,20 +6,16 @@ namespace Raft.Cli.Tests;
 /// <summary>Runs <c>raft</c> in-process and gives each test its own scratch directory.</summary>
 public abstract class CliHarness : IDisposable
 {
-    protected CliHarness()
-    {
-        Dir = Path.Combine(Path.GetTempPath(), "raft-cli-tests", Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(Dir);
-    }
+    private readonly TempDirectory _dir = new();
 
     /// <summary>This test's scratch directory (deleted afterwards).</summary>
-    protected string Dir { get; }
+    protected string Dir => _dir.Path;
 
-    protected string PathOf(string name) => Path.Combine(Dir, name);
+    protected string PathOf(string name) => _dir.File(name);
 
     public void Dispose()
     {
-        try { Directory.Delete(Dir, recursive: true); } catch (IOException) { }
+        _dir.Dispose();
         GC.SuppressFinalize(this);
     }
 
@@ -36,11 +32,7 @@ public abstract class CliHarness : IDisposable
     {
         var random = new Random(seed);
         var data = new float[count];
-        for (int i = 0; i < count; i++)
-        {
-            double u1 = 1.0 - random.NextDouble(), u2 = random.NextDouble();
-            data[i] = (float)(scale * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
-        }
+        for (int i = 0; i < count; i++) data[i] = (float)Gauss.Next(random, scale);
         return data;
     }
 

@@ -5,16 +5,6 @@ using Raft.Pipeline.Training;
 
 namespace Raft.Cli.Tests;
 
-/// <summary>A fact that needs a CUDA device and NVRTC (the CUDA C kernels); skipped with the reason otherwise.</summary>
-public sealed class CudaCFactAttribute : FactAttribute
-{
-    public CudaCFactAttribute()
-    {
-        if (!CudaDevice.IsAvailable) Skip = "No CUDA device: " + CudaDevice.UnavailableReason;
-        else if (!NvrtcCompiler.IsAvailable) Skip = "A CUDA device is present but NVRTC is not: " + NvrtcCompiler.UnavailableReason;
-    }
-}
-
 /// <summary>A theory about the machine without a GPU (the errors of the GPU devices); skipped where a device is present.</summary>
 public sealed class NoGpuTheoryAttribute : TheoryAttribute
 {
@@ -102,7 +92,7 @@ public class DeviceOptionTests : CliHarness
         Assert.Contains("device = gpu", e.Message);
     }
 
-    [CudaCFact]
+    [GpuFact]
     public void CudaCKernelsOnHostSpansMatchTheReference()
     {
         Assert.True(CudaCKernels.TryCreate(1, out var kernels, out var reason), reason);

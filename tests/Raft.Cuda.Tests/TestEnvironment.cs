@@ -1,19 +1,5 @@
 namespace Raft.Cuda.Tests;
 
-/// <summary>
-/// A fact that needs a CUDA device (and NVRTC, to build the kernels). Skipped, with the reason, where either is
-/// missing; it never passes vacuously.
-/// </summary>
-public sealed class GpuFactAttribute : FactAttribute
-{
-    /// <summary>Sets <see cref="FactAttribute.Skip"/> when no device or no NVRTC is present.</summary>
-    public GpuFactAttribute()
-    {
-        if (!CudaDevice.IsAvailable) Skip = "No CUDA device: " + CudaDevice.UnavailableReason;
-        else if (!NvrtcCompiler.IsAvailable) Skip = "A CUDA device is present but NVRTC is not: " + NvrtcCompiler.UnavailableReason;
-    }
-}
-
 /// <summary>A fact that needs NVRTC (no GPU). Skipped, with the reason, where NVRTC cannot be loaded.</summary>
 public sealed class NvrtcFactAttribute : FactAttribute
 {
@@ -54,11 +40,7 @@ internal sealed class TestRandom(int seed)
 
     public static TestRandom Fresh() => new(Random.Shared.Next());
 
-    public double Normal()
-    {
-        double u1 = 1.0 - _random.NextDouble(), u2 = _random.NextDouble();
-        return Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2.0 * Math.PI * u2);
-    }
+    public double Normal() => Gauss.Next(_random);
 
     public float[] Normals(int count, double sigma)
     {
@@ -70,15 +52,4 @@ internal sealed class TestRandom(int seed)
     public int Next(int maxExclusive) => _random.Next(maxExclusive);
 
     public override string ToString() => $"seed {Seed}";
-}
-
-/// <summary>A theory that needs a CUDA device and NVRTC; skipped with the reason otherwise.</summary>
-public sealed class GpuTheoryAttribute : TheoryAttribute
-{
-    /// <summary>Sets <see cref="FactAttribute.Skip"/> when no device or no NVRTC is present.</summary>
-    public GpuTheoryAttribute()
-    {
-        if (!CudaDevice.IsAvailable) Skip = "No CUDA device: " + CudaDevice.UnavailableReason;
-        else if (!NvrtcCompiler.IsAvailable) Skip = "A CUDA device is present but NVRTC is not: " + NvrtcCompiler.UnavailableReason;
-    }
 }

@@ -79,7 +79,7 @@ public sealed class CudaModelTests(CudaFixture fixture) : IClassFixture<CudaFixt
             VocabSize = 263, RmsNormEps = 1e-5, RopeTheta = 10000, TieWordEmbeddings = true,
         };
         var rng = new Random(seed);
-        var parameters = Problem.RandomParameters(config, rng, scale: 0.05);
+        var parameters = RandomData.RandomParameters(config, rng, scale: 0.05);
         int b = 4, t = 100;
         var tokens = Enumerable.Range(0, b * t).Select(_ => rng.Next(config.VocabSize)).ToArray();
         var targets = Enumerable.Range(0, b * t).Select(_ => rng.Next(config.VocabSize)).ToArray();

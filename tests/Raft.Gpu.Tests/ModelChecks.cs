@@ -29,7 +29,7 @@ internal sealed record Problem(ModelConfig Config, TensorSet Parameters, int Bat
             VocabSize = 37 + rng.Next(25), RmsNormEps = 1e-5, RopeTheta = 10000, TieWordEmbeddings = tied, AttentionBias = bias,
         };
         int b = batch ?? 2 + rng.Next(2), t = seqLen ?? 5 + rng.Next(5);
-        var parameters = RandomParameters(config, rng);
+        var parameters = RandomData.RandomParameters(config, rng);
         var tokens = new int[b * t];
         var targets = new int[b * t];
         for (int i = 0; i < tokens.Length; i++)
@@ -40,34 +40,11 @@ internal sealed record Problem(ModelConfig Config, TensorSet Parameters, int Bat
         return new Problem(config, parameters, b, t, tokens, targets, s);
     }
 
-    public static TensorSet RandomParameters(ModelConfig c, Random rng, double scale = 0.3)
-    {
-        var set = new TensorSet();
-        foreach (var (name, shape) in c.TensorShapes())
-        {
-            var t = Tensor.Zeros(name, shape);
-            for (int i = 0; i < t.Length; i++)
-            {
-                double g = Gauss(rng);
-                t.Data[i] = (float)(name.EndsWith("norm.weight", StringComparison.Ordinal) ? 1 + 0.2 * g
-                    : shape.Length == 1 ? 0.1 * g : scale * g);
-            }
-            set.Add(t);
-        }
-        return set;
-    }
-
-    public static double Gauss(Random rng)
-    {
-        double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
-        return Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
-    }
-
     public float[] RandomDLogits()
     {
         var rng = new Random(Seed ^ 0x5bd1e995);
         var a = new float[Rows * Config.VocabSize];
-        for (int i = 0; i < a.Length; i++) a[i] = (float)Gauss(rng);
+        for (int i = 0; i < a.Length; i++) a[i] = (float)Gauss.Next(rng);
         return a;
     }
 }
@@ -78,22 +55,9 @@ internal sealed record Problem(ModelConfig Config, TensorSet Parameters, int Bat
 /// </summary>
 internal static class ModelChecks
 {
-    public static double RelMaxDiff(ReadOnlySpan<float> actual, ReadOnlySpan<float> expected)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        double maxRef = 0, maxDiff = 0;
-        for (int i = 0; i < expected.Length; i++)
-        {
-            maxRef = Math.Max(maxRef, Math.Abs(expected[i]));
-            double d = Math.Abs((double)actual[i] - expected[i]);
-            if (!(d <= maxDiff)) maxDiff = double.IsNaN(d) ? double.PositiveInfinity : Math.Max(maxDiff, d);
-        }
-        return maxRef == 0 ? maxDiff : maxDiff / maxRef;
-    }
-
     public static void AssertClose(ReadOnlySpan<float> actual, ReadOnlySpan<float> expected, double tolerance, string what)
     {
-        double rel = RelMaxDiff(actual, expected);
+        double rel = Tolerances.MaxRelErrorOrInfinity(actual, expected);
         Assert.True(rel <= tolerance, $"{what}: relative max |Δ| {rel:E3} > {tolerance:E1}");
     }
 

@@ -63,7 +63,7 @@ public class IlgpuKernelsTests : IClassFixture<IlgpuCpuFixture>
             double offset = big ? (r % 2 == 0 ? 1e4 : -1e4) : 0;
             for (int i = 0; i < vocab; i++)
             {
-                double v = offset + sigma * Gaussian(rng);
+                double v = offset + sigma * Gauss.Next(rng);
                 // A large row also spreads: some entries far below (exp underflows to exactly 0 at any τ).
                 if (big && rng.NextDouble() < 0.2) v -= 2e4 * Math.Sign(offset) * rng.NextDouble();
                 x[r * vocab + i] = (float)v;
@@ -71,9 +71,6 @@ public class IlgpuKernelsTests : IClassFixture<IlgpuCpuFixture>
         }
         return x;
     }
-
-    private static double Gaussian(Random rng) =>
-        Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
 
     /// <summary>Teacher top-K from fresh random teacher logits, through the reference (the realistic input).</summary>
     private static (int[] Idx, float[] P) Teacher(Random rng, int rows, int vocab, int k, float tau)

@@ -12,14 +12,8 @@ internal static class TestData
     public static float[] Logits(Random rng, int rows, int vocab, float scale = 3f, float offset = 0f)
     {
         var a = new float[rows * vocab];
-        for (int i = 0; i < a.Length; i++) a[i] = offset + scale * (float)Gaussian(rng);
+        for (int i = 0; i < a.Length; i++) a[i] = offset + scale * (float)Gauss.Next(rng);
         return a;
-    }
-
-    public static double Gaussian(Random rng)
-    {
-        double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
-        return Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
     }
 
     /// <summary>Row weights in (0.1, 2) with every third row masked (weight 0).</summary>

@@ -92,7 +92,7 @@ public class ConventionTests
     {
         // With zero projections every residual branch is zero, so logits = lm_head · RMSNorm(E[token]) ⊙ w_final.
         var c = TestUtil.Tiny(tied: true, bias: false);
-        var p = TestUtil.RandomParameters(c, 1);
+        var p = RandomData.RandomParameters(c, 1);
         foreach (var t in p.Tensors)
             if (t.Name.Contains(".layers.", StringComparison.Ordinal) && t.Shape.Length == 2) Array.Clear(t.Data);
         var logits = new LlamaModel(c, p).Forward([3], 1, 1);

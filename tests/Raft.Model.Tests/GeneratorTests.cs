@@ -6,7 +6,7 @@ public class GeneratorTests
     private static LlamaModel Model(int seed, int maxPositions = 64)
     {
         var c = TestUtil.Medium(tied: false, bias: true) with { MaxPositionEmbeddings = maxPositions };
-        return new LlamaModel(c, TestUtil.RandomParameters(c, seed));
+        return new LlamaModel(c, RandomData.RandomParameters(c, seed));
     }
 
     private static int[] Prompt(Random rng, int length, int vocab) => Enumerable.Range(0, length).Select(_ => rng.Next(vocab)).ToArray();

@@ -10,9 +10,9 @@ public class KvCacheTests
     public void DecodeMatchesFullForward(bool medium, bool bias, int prompt = 4)
     {
         var c = medium ? TestUtil.Medium(tied: false, bias) : TestUtil.Tiny(tied: true, bias);
-        var model = new LlamaModel(c, TestUtil.RandomParameters(c, 42, medium ? 0.15 : 0.3)) { Threads = 2 };
+        var model = new LlamaModel(c, RandomData.RandomParameters(c, 42, medium ? 0.15 : 0.3)) { Threads = 2 };
         int batch = 2, steps = 6, total = prompt + steps, v = c.VocabSize;
-        var seq = TestUtil.RandomTokens(batch * total, v, 9);   // [B, total]
+        var seq = RandomData.RandomTokens(batch * total, v, 9);   // [B, total]
         var full = model.Forward(seq, batch, total);           // [B·total, V]
 
         var cache = model.CreateKvCache(batch, total);
@@ -36,7 +36,7 @@ public class KvCacheTests
             for (int b = 0; b < batch; b++)
             {
                 var want = full.AsSpan((b * total + position) * v, v);
-                double e = TestUtil.MaxRelError(logits.AsSpan(b * v, v), want);
+                double e = Tolerances.MaxRelError(logits.AsSpan(b * v, v), want);
                 Assert.True(e < 1e-5, $"sequence {b}, position {position}: relative error {e}");
             }
         }
@@ -47,9 +47,9 @@ public class KvCacheTests
     {
         // a prompt fed in two chunks (3 then 4 tokens): the second chunk attends to the cached first one
         var c = TestUtil.Medium(tied: true, bias: true);
-        var model = new LlamaModel(c, TestUtil.RandomParameters(c, 8, 0.15));
+        var model = new LlamaModel(c, RandomData.RandomParameters(c, 8, 0.15));
         int batch = 2, t = 7, v = c.VocabSize;
-        var seq = TestUtil.RandomTokens(batch * t, v, 2);
+        var seq = RandomData.RandomTokens(batch * t, v, 2);
         var full = model.Forward(seq, batch, t);
         var cache = model.CreateKvCache(batch, 16);
         var logits = new float[batch * v];
@@ -57,7 +57,7 @@ public class KvCacheTests
         model.Prefill(cache, Chunk(0, 3), 3, logits);
         model.Prefill(cache, Chunk(3, 4), 4, logits);
         for (int b = 0; b < batch; b++)
-            Assert.True(TestUtil.MaxRelError(logits.AsSpan(b * v, v), full.AsSpan((b * t + t - 1) * v, v)) < 1e-5);
+            Assert.True(Tolerances.MaxRelError(logits.AsSpan(b * v, v), full.AsSpan((b * t + t - 1) * v, v)) < 1e-5);
         cache.Reset();
         Assert.Equal(0, cache.Length);
     }
@@ -67,12 +67,12 @@ public class KvCacheTests
     {
         // positions p..p+T-1 given explicitly equal the reference with the same positions
         var c = TestUtil.Tiny(tied: false, bias: true);
-        var parameters = TestUtil.RandomParameters(c, 3);
+        var parameters = RandomData.RandomParameters(c, 3);
         var model = new LlamaModel(c, parameters);
-        var tokens = TestUtil.RandomTokens(6, c.VocabSize, 1);
+        var tokens = RandomData.RandomTokens(6, c.VocabSize, 1);
         var pos = new[] { 3, 4, 5, 10, 11, 12 };
         var logits = model.Forward(tokens, 2, 3, positions: pos);
         var refLogits = new ReferenceModel(c, parameters).Forward(tokens, 2, 3, out _, pos);
-        Assert.True(TestUtil.MaxRelError(logits, refLogits) < 1e-4);
+        Assert.True(Tolerances.MaxRelError(logits, refLogits) < 1e-4);
     }
 }

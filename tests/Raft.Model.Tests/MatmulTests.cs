@@ -40,14 +40,14 @@ public class MatmulTests
         Matmul.Forward(x, w, b, y, n, k, m, threads: 2, simd: level);
         double[] xd = D(x), wd = D(w), bd = D(b);
         var yr = ReferenceOps.Linear(xd, wd, bd, n, k, m);
-        Assert.True(TestUtil.MaxRelError(y, yr) < 1e-5, $"y: {TestUtil.MaxRelError(y, yr)}");
+        Assert.True(Tolerances.MaxRelError(y, yr) < 1e-5, $"y: {Tolerances.MaxRelError(y, yr)}");
 
         // accumulate mode adds to what is there
         var y2 = (float[])y.Clone();
         Matmul.Forward(x, w, default, y2, n, k, m, threads: 2, accumulate: true, simd: level);
         var yr2 = ReferenceOps.Linear(xd, wd, null, n, k, m);
         for (int i = 0; i < yr2.Length; i++) yr2[i] += yr[i];
-        Assert.True(TestUtil.MaxRelError(y2, yr2) < 1e-5);
+        Assert.True(Tolerances.MaxRelError(y2, yr2) < 1e-5);
 
         var dy = TestUtil.RandomFloats(n * m, 5);
         var dx = new float[n * k];
@@ -56,9 +56,9 @@ public class MatmulTests
         double[] dxr = new double[n * k], dwr = D(dw), dbr = D(db);
         Matmul.Backward(dy, x, w, dx, dw, db, n, k, m, threads: 2, simd: level);
         ReferenceOps.LinearBackward(D(dy), xd, wd, dxr, dwr, dbr, n, k, m);
-        Assert.True(TestUtil.MaxRelError(dx, dxr) < 1e-5, $"dx: {TestUtil.MaxRelError(dx, dxr)}");
-        Assert.True(TestUtil.MaxRelError(dw, dwr) < 1e-5, $"dw: {TestUtil.MaxRelError(dw, dwr)}");
-        Assert.True(TestUtil.MaxRelError(db, dbr) < 1e-5, $"db: {TestUtil.MaxRelError(db, dbr)}");
+        Assert.True(Tolerances.MaxRelError(dx, dxr) < 1e-5, $"dx: {Tolerances.MaxRelError(dx, dxr)}");
+        Assert.True(Tolerances.MaxRelError(dw, dwr) < 1e-5, $"dw: {Tolerances.MaxRelError(dw, dwr)}");
+        Assert.True(Tolerances.MaxRelError(db, dbr) < 1e-5, $"db: {Tolerances.MaxRelError(db, dbr)}");
     }
 
     [Fact]

@@ -6,7 +6,7 @@ public class ModelConstructionTests
     public void MissingTensorIsNamed()
     {
         var c = TestUtil.Tiny(tied: false, bias: true);
-        var full = TestUtil.RandomParameters(c, 1);
+        var full = RandomData.RandomParameters(c, 1);
         var partial = new TensorSet();
         foreach (var t in full.Tensors) if (t.Name != "model.layers.1.self_attn.k_proj.bias") partial.Add(t);
         var e = Assert.Throws<ArgumentException>(() => new LlamaModel(c, partial));
@@ -18,7 +18,7 @@ public class ModelConstructionTests
     {
         var c = TestUtil.Tiny(tied: false, bias: false);
         var set = new TensorSet();
-        foreach (var t in TestUtil.RandomParameters(c, 1).Tensors)
+        foreach (var t in RandomData.RandomParameters(c, 1).Tensors)
             set.Add(t.Name == "model.layers.0.mlp.up_proj.weight" ? Tensor.Zeros(t.Name, 16, 24) : t);
         var e = Assert.Throws<ArgumentException>(() => new LlamaModel(c, set));
         Assert.Contains("model.layers.0.mlp.up_proj.weight", e.Message);
@@ -29,7 +29,7 @@ public class ModelConstructionTests
     public void UnsupportedBiasIsNamed()
     {
         var c = TestUtil.Tiny(tied: true, bias: true);
-        var set = TestUtil.RandomParameters(c, 1);
+        var set = RandomData.RandomParameters(c, 1);
         set.Add(Tensor.Zeros("model.layers.0.self_attn.o_proj.bias", 16));
         var e = Assert.Throws<ArgumentException>(() => new LlamaModel(c, set));
         Assert.Contains("model.layers.0.self_attn.o_proj.bias", e.Message);

@@ -9,8 +9,8 @@ public class ReferenceModelGradientTests
     {
         var c = TestUtil.Tiny(tied, bias);
         int batch = 2, t = 5, n = batch * t;
-        var model = new ReferenceModel(c, TestUtil.RandomParameters(c, 100 + (tied ? 1 : 0) + (bias ? 2 : 0)));
-        var tokens = TestUtil.RandomTokens(n, c.VocabSize, 7);
+        var model = new ReferenceModel(c, RandomData.RandomParameters(c, 100 + (tied ? 1 : 0) + (bias ? 2 : 0)));
+        var tokens = RandomData.RandomTokens(n, c.VocabSize, 7);
         var r = TestUtil.RandomDoubles(n * c.VocabSize, 8);
         double Loss()
         {

@@ -18,7 +18,7 @@ public class OnnxExportTests
         int[] tokens = RandomTokens(batch * seq, config.VocabSize, seed: 5);
         float[] expected = model.Forward(tokens, batch, seq);
 
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         OnnxExporter.Export(config, weights, dir.Path);
         Assert.True(File.Exists(Path.Combine(dir.Path, "model.onnx")));
         Assert.False(File.Exists(Path.Combine(dir.Path, "model.onnx.data")));
@@ -26,7 +26,7 @@ public class OnnxExportTests
         using var teacher = TeacherSession.Open(dir.Path, Cpu());
         Assert.Equal((2, 2, 4, 11), (teacher.NumLayers, teacher.KvHeads, teacher.HeadDim, teacher.VocabSize));
         float[] actual = teacher.Forward(Array.ConvertAll(tokens, t => (long)t), batch, seq);
-        Assert.True(MaxRelError(actual, expected) < 1e-4, $"relative error {MaxRelError(actual, expected)}");
+        Assert.True(Tolerances.MaxRelErrorFp32(actual, expected) < 1e-4, $"relative error {Tolerances.MaxRelErrorFp32(actual, expected)}");
     }
 
     [Fact]
@@ -37,12 +37,12 @@ public class OnnxExportTests
         var weights = RandomParameters(config, seed: 61);
         int[] tokens = RandomTokens(2 * 5, config.VocabSize, seed: 9);
         float[] expected = new LlamaModel(config, weights).Forward(tokens, 2, 5);
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         OnnxExporter.Export(config, weights, dir.Path);
         using var teacher = TeacherSession.Open(dir.Path, Cpu());
         Assert.Equal((1, 6), (teacher.KvHeads, teacher.HeadDim));
         float[] actual = teacher.Forward(Array.ConvertAll(tokens, t => (long)t), 2, 5);
-        Assert.True(MaxRelError(actual, expected) < 1e-4, $"relative error {MaxRelError(actual, expected)}");
+        Assert.True(Tolerances.MaxRelErrorFp32(actual, expected) < 1e-4, $"relative error {Tolerances.MaxRelErrorFp32(actual, expected)}");
     }
 
     [Theory]
@@ -57,7 +57,7 @@ public class OnnxExportTests
         float[] full = new LlamaModel(config, weights).Forward(tokens, batch, seq);
         int v = config.VocabSize;
 
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         OnnxExporter.Export(config, weights, dir.Path);
         using var teacher = TeacherSession.Open(dir.Path, Cpu());
         using var cache = teacher.CreateCache(batch);
@@ -80,7 +80,7 @@ public class OnnxExportTests
             Assert.Equal(step + 1, cache.Length);
             for (int b = 0; b < batch; b++) one.AsSpan(b * v, v).CopyTo(got.AsSpan((b * seq + step) * v, v));
         }
-        Assert.True(MaxRelError(got, full) < 1e-4, $"relative error {MaxRelError(got, full)}");
+        Assert.True(Tolerances.MaxRelErrorFp32(got, full) < 1e-4, $"relative error {Tolerances.MaxRelErrorFp32(got, full)}");
     }
 
     [Fact]
@@ -92,12 +92,12 @@ public class OnnxExportTests
         var weights = RandomParameters(config, seed: 31);
         int[] real = RandomTokens(5, config.VocabSize, seed: 2);
         float[] expected = new LlamaModel(config, weights).Forward(real, 1, 5);
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         OnnxExporter.Export(config, weights, dir.Path);
         using var teacher = TeacherSession.Open(dir.Path, Cpu());
         long[] ids = [3, 3, .. real.Select(t => (long)t)];
         float[] got = teacher.Forward(ids, 1, 7, attentionMask: [0, 0, 1, 1, 1, 1, 1], positionIds: [0, 0, 0, 1, 2, 3, 4]);
-        Assert.True(MaxRelError(got.AsSpan(2 * config.VocabSize), expected) < 1e-4);
+        Assert.True(Tolerances.MaxRelErrorFp32(got.AsSpan(2 * config.VocabSize), expected) < 1e-4);
     }
 
     [Fact]
@@ -107,7 +107,7 @@ public class OnnxExportTests
         var weights = RandomParameters(config, seed: 41);
         int[] tokens = RandomTokens(2 * 6, config.VocabSize, seed: 3);
         float[] expected = new LlamaModel(config, weights).Forward(tokens, 2, 6);
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         OnnxExporter.Export(config, weights, dir.Path, externalDataThreshold: 1024);
         string data = Path.Combine(dir.Path, "model.onnx.data"), onnx = Path.Combine(dir.Path, "model.onnx");
         Assert.True(File.Exists(data));
@@ -124,20 +124,20 @@ public class OnnxExportTests
         using (var teacher = TeacherSession.Open(dir.Path, Cpu()))
         {
             float[] got = teacher.Forward(Array.ConvertAll(tokens, t => (long)t), 2, 6);
-            Assert.True(MaxRelError(got, expected) < 1e-4);
+            Assert.True(Tolerances.MaxRelErrorFp32(got, expected) < 1e-4);
         }
         // exporting again below the threshold writes inline weights and drops the stale data file
         OnnxExporter.Export(config, weights, dir.Path);
         Assert.False(File.Exists(data));
         using var again = TeacherSession.Open(dir.Path, Cpu());
-        Assert.True(MaxRelError(again.Forward(Array.ConvertAll(tokens, t => (long)t), 2, 6), expected) < 1e-4);
+        Assert.True(Tolerances.MaxRelErrorFp32(again.Forward(Array.ConvertAll(tokens, t => (long)t), 2, 6), expected) < 1e-4);
     }
 
     [Fact]
     public void SignatureIsOptimumsWithDynamicAxes()
     {
         var config = Tiny(false, false);
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         OnnxExporter.Export(config, RandomParameters(config, seed: 2), dir.Path);
         var model = Onnx.ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(dir.Path, "model.onnx")));
         Assert.Equal([("", 17L)], model.OpsetImport.Select(o => (o.Domain, o.Version)));
@@ -159,7 +159,7 @@ public class OnnxExportTests
         foreach (var (b, t) in new[] { (1, 1), (3, 5), (2, 12) })
         {
             int[] tokens = RandomTokens(b * t, 11, seed: b * 100 + t);
-            Assert.True(MaxRelError(teacher.Forward(Array.ConvertAll(tokens, x => (long)x), b, t), engine.Forward(tokens, b, t)) < 1e-4);
+            Assert.True(Tolerances.MaxRelErrorFp32(teacher.Forward(Array.ConvertAll(tokens, x => (long)x), b, t), engine.Forward(tokens, b, t)) < 1e-4);
         }
     }
 
@@ -170,7 +170,7 @@ public class OnnxExportTests
         var all = RandomParameters(config, seed: 1);
         var partial = new TensorSet();
         foreach (var t in all.Tensors) if (t.Name != "model.layers.1.mlp.up_proj.weight") partial.Add(t);
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         var e = Assert.Throws<ArgumentException>(() => OnnxExporter.Export(config, partial, dir.Path));
         Assert.Contains("model.layers.1.mlp.up_proj.weight", e.Message);
         Assert.False(File.Exists(Path.Combine(dir.Path, "model.onnx")));

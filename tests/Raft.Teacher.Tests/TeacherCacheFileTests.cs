@@ -19,7 +19,7 @@ public class TeacherCacheFileTests
     [Fact]
     public void RoundTrip()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         string path = Path.Combine(dir.Path, "teacher.cache");
         var (header, entries) = Sample();
         TeacherCacheFile.Write(path, header, entries);
@@ -41,7 +41,7 @@ public class TeacherCacheFileTests
     [Fact]
     public void TruncatedFilesAreRejectedAtEveryLength()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         string path = Path.Combine(dir.Path, "teacher.cache"), cut = Path.Combine(dir.Path, "cut.cache");
         var (header, entries) = Sample();
         TeacherCacheFile.Write(path, header, entries);
@@ -60,7 +60,7 @@ public class TeacherCacheFileTests
     [Fact]
     public void ForeignFilesAndOtherHeadersAreRejected()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         string path = Path.Combine(dir.Path, "teacher.cache");
         File.WriteAllText(path, "{\"this\": \"is a json file, not a teacher cache at all\"}");
         Assert.Contains("bad magic", Assert.Throws<InvalidDataException>(() => TeacherCacheFile.Read(path)).Message);
@@ -80,7 +80,7 @@ public class TeacherCacheFileTests
     [Fact]
     public void WriteChecksEntries()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         string path = Path.Combine(dir.Path, "teacher.cache");
         var header = new TeacherCacheHeader(10, 2, 1f);
         Assert.Contains("outside 0..9", Assert.Throws<ArgumentException>(() =>

@@ -22,7 +22,7 @@ public sealed class OnnxCudaFactAttribute : FactAttribute
     {
         try
         {
-            using var dir = new TempDir();
+            using var dir = new TempDirectory();
             var config = Tiny(false, false);
             OnnxExporter.Export(config, RandomParameters(config, seed: 1), dir.Path);
             using var s = TeacherSession.Open(dir.Path, new TeacherOptions { Provider = TeacherProvider.Cuda, AllowCpuFallback = false, Log = _ => { } });
@@ -37,7 +37,7 @@ public class TeacherDeviceBindingTests
     [Fact]
     public void TheCpuProviderKeepsThePlainPathAndRefusesDeviceLogits()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         var config = Tiny(false, true, vocab: 23);
         var weights = RandomParameters(config, seed: 8);
         OnnxExporter.Export(config, weights, dir.Path);
@@ -56,13 +56,13 @@ public class TeacherDeviceBindingTests
         got.AddRange(teacher.Forward(tokens[..4].Select(t => (long)t).ToArray(), 1, 4, cache));
         for (int i = 4; i < tokens.Length; i++) got.AddRange(teacher.Forward([tokens[i]], 1, 1, cache));
         Assert.Equal(7, cache.Length);
-        Assert.True(MaxRelError(got.ToArray(), reference) < 1e-5);
+        Assert.True(Tolerances.MaxRelErrorFp32(got.ToArray(), reference) < 1e-5);
     }
 
     [OnnxCudaFact]
     public void CudaBindingMatchesTheCpuAndLeavesLogitsOnTheDevice()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         var config = Tiny(false, true, vocab: 29);
         OnnxExporter.Export(config, RandomParameters(config, seed: 12), dir.Path);
         using var cpu = TeacherSession.Open(dir.Path, Cpu());
@@ -74,7 +74,7 @@ public class TeacherDeviceBindingTests
         using var cpuCache = cpu.CreateCache(2);
         using var gpuCache = gpu.CreateCache(2);
         float[] c = cpu.Forward(prompt, 2, 4, cpuCache), g = gpu.Forward(prompt, 2, 4, gpuCache);
-        Assert.True(MaxRelError(g, c) < 1e-3, "prefill");
+        Assert.True(Tolerances.MaxRelErrorFp32(g, c) < 1e-3, "prefill");
         // a decode step with the logits left on the device, then one more on the host: the device-held cache carries on
         using (var onDevice = gpu.ForwardOnDevice([6, 8], 2, 1, gpuCache))
         {
@@ -86,7 +86,7 @@ public class TeacherDeviceBindingTests
         Assert.Equal(5, gpuCache.Length);
         c = cpu.Forward([10, 12], 2, 1, cpuCache);
         g = gpu.Forward([10, 12], 2, 1, gpuCache);
-        Assert.True(MaxRelError(g, c) < 1e-3, "decode after a device step");
+        Assert.True(Tolerances.MaxRelErrorFp32(g, c) < 1e-3, "decode after a device step");
 
         var options = SamplingOptions.Greedy with { MaxNewTokens = 8 };
         int[][] prompts = [[1, 2, 3], [4, 5, 6], [7, 8]];

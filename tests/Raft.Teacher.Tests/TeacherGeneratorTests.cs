@@ -6,7 +6,7 @@ namespace Raft.Teacher.Tests;
 public sealed class TeacherGeneratorTests : IDisposable
 {
     private const int Vocab = 37;
-    private readonly TempDir _dir = new();
+    private readonly TempDirectory _dir = new();
     private readonly ModelConfig _config = Tiny(tied: false, bias: true, vocab: Vocab);
     private readonly TensorSet _weights;
     private readonly TeacherSession _teacher;

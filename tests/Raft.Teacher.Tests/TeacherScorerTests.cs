@@ -24,7 +24,7 @@ public class TeacherScorerTests
         var refProbs = new float[rows * k];
         kernels.TopKSoftmax(logits.AsSpan((context.Length - 1) * v, rows * v), rows, v, k, tau, refIdx, refProbs);
 
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         OnnxExporter.Export(config, weights, dir.Path);
         using var teacher = TeacherSession.Open(dir.Path, Cpu());
         var scorer = new TeacherScorer(teacher, kernels);
@@ -50,7 +50,7 @@ public class TeacherScorerTests
     {
         var config = Tiny(true, true, vocab: 29);
         var weights = RandomParameters(config, seed: 71);
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         OnnxExporter.Export(config, weights, dir.Path);
         using var teacher = TeacherSession.Open(dir.Path, Cpu());
         var scorer = new TeacherScorer(teacher, new CpuKernels(1));
@@ -79,7 +79,7 @@ public class TeacherScorerTests
     public void BadArgumentsAreNamed()
     {
         var config = Tiny(true, false);
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         OnnxExporter.Export(config, RandomParameters(config, seed: 4), dir.Path);
         using var teacher = TeacherSession.Open(dir.Path, Cpu());
         var scorer = new TeacherScorer(teacher, new CpuKernels(1));

@@ -6,7 +6,7 @@ namespace Raft.Teacher.Tests;
 
 public class TeacherSessionTests
 {
-    private static string ExportTiny(TempDir dir, bool tied = false, bool bias = false)
+    private static string ExportTiny(TempDirectory dir, bool tied = false, bool bias = false)
     {
         var config = Tiny(tied, bias);
         OnnxExporter.Export(config, RandomParameters(config, seed: 3), dir.Path);
@@ -23,7 +23,7 @@ public class TeacherSessionTests
     [Fact]
     public void NotAnOnnxFileIsAClearError()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         string path = Path.Combine(dir.Path, "model.onnx");
         File.WriteAllText(path, "this is not a protobuf model, just some text\n");
         var e = Assert.Throws<InvalidDataException>(() => TeacherSession.Open(dir.Path, Cpu()));
@@ -34,7 +34,7 @@ public class TeacherSessionTests
     [Fact]
     public void MissingDirectoryOrFileIsAClearError()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         var e = Assert.Throws<FileNotFoundException>(() => TeacherSession.Open(dir.Path, Cpu()));
         Assert.Contains("model.onnx", e.Message);
     }
@@ -42,7 +42,7 @@ public class TeacherSessionTests
     [Fact]
     public void MissingInputIsNamed()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         string path = ExportTiny(dir);
         Rewrite(path, m =>
         {
@@ -60,7 +60,7 @@ public class TeacherSessionTests
     [Fact]
     public void NonFloatLogitsAreRejected()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         string path = ExportTiny(dir);
         Rewrite(path, m =>
         {
@@ -82,7 +82,7 @@ public class TeacherSessionTests
     [Fact]
     public void VocabularyMismatchNamesBothSizes()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         string path = ExportTiny(dir);
         var e = Assert.Throws<InvalidDataException>(() => TeacherSession.Open(dir.Path, Cpu() with { ExpectedVocabSize = 12 }));
         Assert.Contains("11", e.Message);
@@ -95,7 +95,7 @@ public class TeacherSessionTests
     [Fact]
     public void ConfigBesideTheModelMustAgree()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         string path = ExportTiny(dir);
         string config = Path.Combine(dir.Path, "config.json");
         File.WriteAllText(config, Tiny(false, false, vocab: 13).ToJson());
@@ -111,7 +111,7 @@ public class TeacherSessionTests
     [Fact]
     public void CpuProviderIsLoggedOnce()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         ExportTiny(dir);
         var log = new List<string>();
         using var teacher = TeacherSession.Open(dir.Path, Cpu(log));
@@ -126,7 +126,7 @@ public class TeacherSessionTests
     [InlineData(TeacherProvider.Auto)]
     public void CudaRunsOrFallsBackToCpuWithTheReason(TeacherProvider provider)
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         ExportTiny(dir);
         var log = new List<string>();
         using var teacher = TeacherSession.Open(dir.Path, new TeacherOptions { Provider = provider, Log = log.Add });
@@ -150,7 +150,7 @@ public class TeacherSessionTests
     [Fact]
     public void CudaWithoutFallbackEitherRunsOnCudaOrFailsClearly()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         ExportTiny(dir);
         TeacherSession? teacher = null;
         try
@@ -172,7 +172,7 @@ public class TeacherSessionTests
     [Fact]
     public void BadCallsAreRejected()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         ExportTiny(dir);
         using var teacher = TeacherSession.Open(dir.Path, Cpu());
         Assert.Contains("inputIds", Assert.Throws<ArgumentException>(() => teacher.Forward([1, 2, 3], 2, 2)).Message);
@@ -188,7 +188,7 @@ public class TeacherSessionTests
     [Fact]
     public void MissingInputListsThePresentOnes()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         string path = ExportTiny(dir);
         Rewrite(path, m =>
         {
@@ -206,7 +206,7 @@ public class TeacherSessionTests
     [Fact]
     public void UnsupportedInputElementTypeIsNamed()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         string path = ExportTiny(dir);
         Rewrite(path, m =>
         {

@@ -101,7 +101,7 @@ public class ChatTemplateTests
     [Fact]
     public void ChatMl_MaskCoversAssistantContentAndEnd_SyntheticBpe()
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         var tok = TokenizerLoader.FromDirectory(SyntheticTokenizer.WriteTokenizerJson(tmp.Path, SyntheticTokenizer.ChatMlTokens));
         Assert.Same(ChatTemplate.ChatMl, ChatTemplate.ForTokenizer(tok));
         AssertMask(ChatTemplate.ChatMl, tok);
@@ -110,7 +110,7 @@ public class ChatTemplateTests
     [Fact]
     public void Llama3_MaskCoversAssistantContentAndEnd_SyntheticBpe()
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         var tok = TokenizerLoader.FromDirectory(SyntheticTokenizer.WriteTokenizerJson(tmp.Path, SyntheticTokenizer.Llama3Tokens));
         Assert.Equal("llama3", tok.Family);
         Assert.Same(ChatTemplate.Llama3, ChatTemplate.ForTokenizer(tok));

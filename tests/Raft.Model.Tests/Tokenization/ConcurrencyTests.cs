@@ -31,7 +31,7 @@ public class ConcurrencyTests
     [Fact]
     public void Tiktoken_IsThreadSafe()
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         TokenizerFiles.ExtractTiktokenData("Microsoft.ML.Tokenizers.Data.Cl100kBase", "cl100k_base.tiktoken.deflate", tmp.Path);
         AssertThreadSafe(TokenizerLoader.FromDirectory(tmp.Path));
     }

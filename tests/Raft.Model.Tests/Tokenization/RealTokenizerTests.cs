@@ -86,7 +86,7 @@ public class RealTokenizerTests
     {
         // Meta ships Llama 3's original tokenizer.model in tiktoken's format; write the same vocabulary that way and load it.
         string src = Path.Combine(TokenizerFiles.Require("llama3", "tokenizer.json"), "tokenizer.json");
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         TokenizerFiles.WriteTiktoken(src, tmp.File("tokenizer.model"));
         var tok = TokenizerLoader.FromDirectory(tmp.Path);
         Assert.IsType<Microsoft.ML.Tokenizers.TiktokenTokenizer>(((MlTokenizerAdapter)tok).Inner);
@@ -140,7 +140,7 @@ public class RealTokenizerTests
     public void Qwen2_VocabJsonAndMergesTxt_EncodesDocumentedIds()
     {
         string src = Path.Combine(TokenizerFiles.Require("qwen3", "tokenizer.json"), "tokenizer.json");
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         TokenizerFiles.WriteVocabAndMerges(src, tmp.Path);
         var tok = TokenizerLoader.FromDirectory(tmp.Path);
         Assert.IsType<Microsoft.ML.Tokenizers.BpeTokenizer>(((MlTokenizerAdapter)tok).Inner);
@@ -191,7 +191,7 @@ public class RealTokenizerTests
         Assert.Contains(jsonDir, e.Message);
 
         // With the SentencePiece model beside it (as Llama 2's repositories have both), the model is used.
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         File.Copy(Path.Combine(jsonDir, "tokenizer.json"), tmp.File("tokenizer.json"));
         File.Copy(Path.Combine(jsonDir, "tokenizer_config.json"), tmp.File("tokenizer_config.json"));
         File.Copy(Path.Combine(TokenizerFiles.Require("llama2", "tokenizer.model"), "tokenizer.model"), tmp.File("tokenizer.model"));

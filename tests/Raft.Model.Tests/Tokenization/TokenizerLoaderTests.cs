@@ -7,7 +7,7 @@ public class TokenizerLoaderTests
     [Fact]
     public void SyntheticTokenizerJson_AppliesMergesAndAddedTokens()
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         var tok = TokenizerLoader.FromDirectory(SyntheticTokenizer.WriteTokenizerJson(tmp.Path, SyntheticTokenizer.ChatMlTokens));
         Assert.Equal("bpe", tok.Family);
         int[] ids = tok.Encode("hello world");
@@ -23,7 +23,7 @@ public class TokenizerLoaderTests
     [Fact]
     public void TokenizerConfig_SetsBosEosPadAndAddBos()
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         var tok = TokenizerLoader.FromDirectory(SyntheticTokenizer.WriteTokenizerJson(tmp.Path, SyntheticTokenizer.ChatMlTokens, """
             { "add_bos_token": true, "add_eos_token": true,
               "bos_token": { "content": "<|im_start|>", "special": true }, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>" }
@@ -48,7 +48,7 @@ public class TokenizerLoaderTests
     [Fact]
     public void EmptyDirectory_SaysWhatIsExpected()
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         var e = Assert.Throws<FileNotFoundException>(() => TokenizerLoader.FromDirectory(tmp.Path));
         Assert.Contains(tmp.Path, e.Message);
         Assert.Contains("tokenizer.json", e.Message);
@@ -58,7 +58,7 @@ public class TokenizerLoaderTests
     [Fact]
     public void VocabWithoutMerges_NamesTheMissingFile()
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         File.WriteAllText(tmp.File("vocab.json"), "{\"a\": 0}");
         var e = Assert.Throws<FileNotFoundException>(() => TokenizerLoader.FromDirectory(tmp.Path));
         Assert.Contains("merges.txt", e.Message);
@@ -75,7 +75,7 @@ public class TokenizerLoaderTests
     [InlineData("{\"model\": \"BPE\"}", "\"model\" object")]
     public void MalformedTokenizerJson_NamesFileAndField(string json, string expected)
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         File.WriteAllText(tmp.File("tokenizer.json"), json);
         var e = Assert.Throws<InvalidDataException>(() => TokenizerLoader.FromDirectory(tmp.Path));
         Assert.Contains(tmp.File("tokenizer.json"), e.Message);
@@ -89,7 +89,7 @@ public class TokenizerLoaderTests
     [InlineData("{\"normalizer\": {\"type\": \"Lowercase\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}, \"decoder\": {\"type\": \"ByteLevel\"}}", "Lowercase")]
     public void UnsupportedTokenizerJson_SaysWhy(string json, string expected)
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         File.WriteAllText(tmp.File("tokenizer.json"), json);
         var e = Assert.Throws<NotSupportedException>(() => TokenizerLoader.FromDirectory(tmp.Path));
         Assert.Contains(tmp.File("tokenizer.json"), e.Message);
@@ -99,7 +99,7 @@ public class TokenizerLoaderTests
     [Fact]
     public void SentencePieceStyleTokenizerJson_WithoutModel_AsksForTokenizerModel()
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         File.WriteAllText(tmp.File("tokenizer.json"),
             "{\"normalizer\": {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\u2581\"}, \"model\": {\"type\": \"BPE\", \"byte_fallback\": true, \"vocab\": {}, \"merges\": []}}");
         var e = Assert.Throws<NotSupportedException>(() => TokenizerLoader.FromDirectory(tmp.Path));
@@ -109,7 +109,7 @@ public class TokenizerLoaderTests
     [Fact]
     public void MalformedTokenizerConfig_IsNamed()
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         SyntheticTokenizer.WriteTokenizerJson(tmp.Path, SyntheticTokenizer.ChatMlTokens, "{ \"bos_token\": ");
         var e = Assert.Throws<InvalidDataException>(() => TokenizerLoader.FromDirectory(tmp.Path));
         Assert.Contains(tmp.File("tokenizer_config.json"), e.Message);
@@ -118,7 +118,7 @@ public class TokenizerLoaderTests
     [Fact]
     public void MalformedTiktoken_NamesTheLine()
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         File.WriteAllText(tmp.File("cl100k_base.tiktoken"), "IQ== 0\nIg== one\n");
         var e = Assert.Throws<InvalidDataException>(() => TokenizerLoader.FromDirectory(tmp.Path));
         Assert.Contains("cl100k_base.tiktoken", e.Message);
@@ -128,7 +128,7 @@ public class TokenizerLoaderTests
     [Fact]
     public void GarbageTokenizerModel_IsNamed()
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         File.WriteAllBytes(tmp.File("tokenizer.model"), [0x0A, 0xFF, 0xFF, 0xFF, 0x01, 0x02]);
         var e = Assert.Throws<InvalidDataException>(() => TokenizerLoader.FromDirectory(tmp.Path));
         Assert.Contains(tmp.File("tokenizer.model"), e.Message);
@@ -137,7 +137,7 @@ public class TokenizerLoaderTests
     [Fact]
     public void Adapter_RejectsIdsOutsideTheVocabulary()
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         var tok = TokenizerLoader.FromDirectory(SyntheticTokenizer.WriteTokenizerJson(tmp.Path, SyntheticTokenizer.ChatMlTokens));
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => tok.Decode([5, 1003]));
         Assert.Contains("1003", e.Message);
@@ -150,7 +150,7 @@ public class TokenizerForModelTests
     [Fact]
     public void RaftModelType_UsesTheByteTokenizer()
     {
-        using var tmp = new TokenizerFiles.TempDir();
+        using var tmp = new TempDirectory();
         Assert.Same(ByteTokenizer.Instance, TokenizerLoader.ForModel(tmp.Path, "raft"));
         Assert.Throws<FileNotFoundException>(() => TokenizerLoader.ForModel(tmp.Path, "llama"));
     }

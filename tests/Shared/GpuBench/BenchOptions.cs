@@ -2,8 +2,12 @@ using System.Globalization;
 
 namespace Raft.GpuBench;
 
-/// <summary>The GPU benchmark's settings, parsed from the command line by <see cref="Parse"/>.</summary>
-public sealed record BenchOptions
+/// <summary>
+/// The GPU benchmark's settings, parsed from the command line by <see cref="Parse"/>. Linked source under tests/Shared:
+/// compiled into benchmarks/Raft.GpuBench (raft-gpubench) and into tests/Raft.Cuda.Tests (GpuBenchTests), since a
+/// benchmark may use test-side code but a test project never compiles a benchmarks/ file.
+/// </summary>
+internal sealed record BenchOptions
 {
     /// <summary>Rows of the timed tensors (tokens).</summary>
     public int Rows { get; init; } = 16_384;

@@ -10,14 +10,17 @@ namespace Raft.GpuBench;
 /// <param name="MinMs">Fastest call in milliseconds.</param>
 /// <param name="Bytes">The bytes the op must move at least (reads plus writes).</param>
 /// <param name="Note">A remark (how it was timed, why it did not run).</param>
-public sealed record TimedOp(string Op, string Implementation, double MedianMs, double MinMs, double Bytes, string Note = "")
+internal sealed record TimedOp(string Op, string Implementation, double MedianMs, double MinMs, double Bytes, string Note = "")
 {
     /// <summary>Effective bandwidth in GB/s (10⁹ B) from the median time.</summary>
     public double GigabytesPerSecond => Bytes / (MedianMs * 1e-3) / 1e9;
 }
 
-/// <summary>Statistics and the markdown table the benchmark prints (same columns as benchmarks/gpu/torch_baseline.py).</summary>
-public static class ResultTable
+/// <summary>
+/// Statistics and the markdown table the benchmark prints (same columns as benchmarks/gpu/torch_baseline.py). Linked
+/// source under tests/Shared, compiled into benchmarks/Raft.GpuBench and tests/Raft.Cuda.Tests (see BenchOptions).
+/// </summary>
+internal static class ResultTable
 {
     /// <summary>The header row and separator of the table.</summary>
     public const string Header = "| op | implementation | median ms | min ms | GB/s | % of copy | note |\n| --- | --- | ---: | ---: | ---: | ---: | --- |";
