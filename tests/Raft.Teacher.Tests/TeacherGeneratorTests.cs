@@ -175,6 +175,25 @@ public sealed class TeacherGeneratorTests : IDisposable
     }
 
     [Fact]
+    public void EveryStopRuleEndsTheSameSequencesAsTheEnginesGenerator()
+    {
+        // one call where rows stop on a stop token, on MaxNewTokens and on a full context (a 58-token prompt: room 6),
+        // batched across length groups; both generators decode through the same loop, so they must agree row by row
+        int[][] prompts = [.. Prompts(), RandomTokens(58, Vocab, seed: 7), RandomTokens(58, Vocab, seed: 8)];
+        var engineModel = new LlamaModel(_config, _weights);
+        var free = Generator.Generate(engineModel, prompts, SamplingOptions.Greedy with { MaxNewTokens = 8 });
+        int stopId = free[0].Tokens[2];
+        var options = new SamplingOptions { Temperature = 0.8f, TopK = 12, MaxNewTokens = 8, Seed = 99, StopTokenIds = [stopId] };
+        var engine = Generator.Generate(engineModel, prompts, options, firstSequenceIndex: 9, maxBatch: 3);
+        var teacher = TeacherGenerator.Generate(_teacher, prompts, options, firstSequenceIndex: 9, maxBatch: 3);
+        AssertSame(engine, teacher, 1e-4f, "stop rules");
+        Assert.Contains(teacher, g => g.Reason == StopReason.StopToken);
+        Assert.Contains(teacher, g => g.Reason == StopReason.MaxNewTokens);
+        Assert.Equal(StopReason.ContextFull, teacher[^1].Reason);
+        Assert.Equal(6, teacher[^1].Tokens.Length);
+    }
+
+    [Fact]
     public void BadInputsAreClearErrors()
     {
         var ok = SamplingOptions.Greedy with { MaxNewTokens = 2 };
