@@ -73,7 +73,7 @@ public sealed class GpuLlamaModel : IDisposable
         ArgumentNullException.ThrowIfNull(accelerator);
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(parameters);
-        _ = new LlamaModel(config, parameters); // the same checks (every tensor present with its shape, no unsupported bias)
+        var layout = new LlamaModel(config, parameters).Layout; // the same checks (every tensor present with its shape, no unsupported bias)
         Config = config;
         _acc = accelerator;
         _k = ModelKernelSet.For(accelerator);
@@ -83,18 +83,17 @@ public sealed class GpuLlamaModel : IDisposable
         _invFreq = new float[_hd / 2];
         for (int i = 0; i < _invFreq.Length; i++) _invFreq[i] = 1f / MathF.Pow((float)config.RopeTheta, (float)(2 * i) / _hd);
 
-        // flat layout: the weight-decayed tensors first, then the rest, each group in config order (which keeps q, k, v
-        // adjacent, gate and up adjacent, and the three biases adjacent)
-        var shapes = config.TensorShapes();
+        // flat layout: the weight-decayed tensors first, then the rest, each group in the layout's order, which keeps each
+        // packed group (q, k, v; their biases; gate, up) adjacent, so that one GEMM runs each group
         long offset = 0;
         foreach (bool decayed in new[] { true, false })
         {
-            foreach (var (name, shape) in shapes)
+            foreach (var spec in layout.Tensors)
             {
-                if (AdamW.IsDecayed(Tensor.Zeros(name, shape.Length > 1 ? [1, 1] : [1])) != decayed) continue;
-                long len = 1;
-                foreach (int s in shape) len *= s;
-                var seg = new Segment(name, shape, offset, len);
+                string name = spec.Name;
+                if (AdamW.IsDecayed(Tensor.Zeros(name, spec.Shape.Length > 1 ? [1, 1] : [1])) != decayed) continue;
+                long len = spec.ElementCount;
+                var seg = new Segment(name, spec.Shape.ToArray(), offset, len);
                 _segments.Add(seg);
                 _byName.Add(name, seg);
                 offset += len;
@@ -103,25 +102,28 @@ public sealed class GpuLlamaModel : IDisposable
         }
         _total = offset;
         long O(string name) => _byName[name].Offset;
-        _embed = O("model.embed_tokens.weight");
-        _norm = O("model.norm.weight");
-        _lmHead = config.TieWordEmbeddings ? _embed : O("lm_head.weight");
-        _layers = new LayerViews[config.NumHiddenLayers];
+        // A packed group's offset: its first tensor's, the others following it back to back in the flat buffer.
+        long Packed(IReadOnlyList<string> group)
+        {
+            for (int i = 1; i < group.Count; i++)
+                if (_byName[group[i]].Offset != _byName[group[i - 1]].Offset + _byName[group[i - 1]].Length)
+                    throw new InvalidOperationException("internal: the packed q/k/v or gate/up layout does not hold.");
+            return O(group[0]);
+        }
+        _embed = O(layout.Embedding.Name);
+        _norm = O(layout.FinalNorm.Name);
+        _lmHead = O(layout.OutputProjection);
+        _layers = new LayerViews[layout.Layers.Count];
         for (int l = 0; l < _layers.Length; l++)
         {
-            string p = $"model.layers.{l}.";
-            var lv = new LayerViews
+            var names = layout.Layers[l];
+            _layers[l] = new LayerViews
             {
-                Ln1 = O(p + "input_layernorm.weight"), Ln2 = O(p + "post_attention_layernorm.weight"),
-                Wqkv = O(p + "self_attn.q_proj.weight"), Wo = O(p + "self_attn.o_proj.weight"),
-                Wgu = O(p + "mlp.gate_proj.weight"), Wd = O(p + "mlp.down_proj.weight"),
-                Bqkv = config.QkvBias ? O(p + "self_attn.q_proj.bias") : -1,
+                Ln1 = O(names.InputNorm), Ln2 = O(names.PostAttentionNorm),
+                Wqkv = Packed(names.QkvProjections), Wo = O(names.OProj),
+                Wgu = Packed(names.GateUpProjections), Wd = O(names.DownProj),
+                Bqkv = names.QkvBiases is { } biases ? Packed(biases) : -1,
             };
-            if (O(p + "self_attn.k_proj.weight") != lv.Wqkv + (long)_q * _d || O(p + "self_attn.v_proj.weight") != lv.Wqkv + (long)(_q + _kvw) * _d
-                || O(p + "mlp.up_proj.weight") != lv.Wgu + (long)_f * _d
-                || (config.QkvBias && (O(p + "self_attn.k_proj.bias") != lv.Bqkv + _q || O(p + "self_attn.v_proj.bias") != lv.Bqkv + _q + _kvw)))
-                throw new InvalidOperationException("internal: the packed q/k/v or gate/up layout does not hold.");
-            _layers[l] = lv;
         }
 
         _params = accelerator.Allocate1D<float>(Math.Max(1, _total));
@@ -173,11 +175,11 @@ public sealed class GpuLlamaModel : IDisposable
     /// <summary>Copies the accumulated gradients into <paramref name="gradients"/> (names and shapes of the parameters).</summary>
     public void DownloadGradients(TensorSet gradients) => DownloadFlat(_grads, gradients, nameof(gradients));
 
-    /// <summary>A host copy of the parameters (a new set, in <see cref="ModelConfig.TensorShapes"/> order).</summary>
+    /// <summary>A host copy of the parameters (a new set, in <see cref="DecoderLayout.Tensors"/> order).</summary>
     public TensorSet DownloadParameters()
     {
         var set = new TensorSet();
-        foreach (var (name, shape) in Config.TensorShapes()) set.Add(Tensor.Zeros(name, (int[])shape.Clone()));
+        foreach (var (name, shape) in Config.TensorShapes()) set.Add(Tensor.Zeros(name, shape));
         Download(set);
         return set;
     }

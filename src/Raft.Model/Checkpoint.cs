@@ -30,6 +30,7 @@ public static class Checkpoint
         string configPath = Path.Combine(directory, ConfigFile);
         if (!File.Exists(configPath)) throw new FileNotFoundException($"{directory}: no {ConfigFile}.", configPath);
         var config = ModelConfig.Load(configPath);
+        var layout = DecoderLayout.For(config);
         var expected = config.TensorShapes();
 
         var files = new Dictionary<string, SafeTensorsFile>(StringComparer.Ordinal);
@@ -65,10 +66,9 @@ public static class Checkpoint
             }
             else throw new FileNotFoundException($"{directory}: neither {WeightsFile} nor {IndexFile} is there.", single);
 
-            var expectedNames = expected.Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
             foreach (var (name, f) in source)
             {
-                if (expectedNames.Contains(name) || IsIgnorable(name, config)) continue;
+                if (layout.Contains(name) || layout.IsIgnorable(name)) continue;
                 throw new InvalidDataException(
                     $"tensor {name} in {f.Path} is not part of the {config.ModelType} architecture that {ConfigFile} describes.");
             }
@@ -93,9 +93,6 @@ public static class Checkpoint
             foreach (var f in files.Values) f.Dispose();
         }
     }
-
-    private static bool IsIgnorable(string name, ModelConfig config) =>
-        (name == "lm_head.weight" && config.TieWordEmbeddings) || name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal);
 
     /// <summary>Reads a shard index's weight_map (tensor name → shard file name, which must be a plain file name in the same directory).</summary>
     internal static List<(string Name, string Shard)> ReadIndex(string indexPath)

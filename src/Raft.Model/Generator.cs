@@ -86,36 +86,17 @@ public static class Generator
         ulong firstSequenceIndex, Generation[] results)
     {
         int b = members.Length, t0 = prompts[members[0]].Length, vocab = model.Config.VocabSize;
-        int room = Math.Min(options.MaxNewTokens, model.Config.MaxPositionEmbeddings - t0);
+        int room = DecodeLoop.Room(options, model.Config.MaxPositionEmbeddings, t0);
         var cache = model.CreateKvCache(b, t0 + room);
         var tokens = new int[b * t0];
         for (int i = 0; i < b; i++) prompts[members[i]].CopyTo(tokens, i * t0);
         var logits = new float[b * vocab];
         model.Prefill(cache, tokens, t0, logits);
-
-        var outTokens = new List<int>[b];
-        var outLp = new List<float>[b];
-        var outModelLp = new List<float>[b];
-        var done = new StopReason?[b];
-        for (int i = 0; i < b; i++) { outTokens[i] = []; outLp[i] = []; outModelLp[i] = []; }
-        var next = new int[b];
-        var stop = new HashSet<int>(options.StopTokenIds);
-        for (int step = 0; ; step++)
+        var generated = DecodeLoop.Run(logits, vocab, members, firstSequenceIndex, room, options, next =>
         {
-            for (int i = 0; i < b; i++)
-            {
-                if (done[i] is not null) { next[i] = 0; continue; }   // finished rows feed a dummy token, ignored
-                var s = Sampler.Sample(logits.AsSpan(i * vocab, vocab), options, firstSequenceIndex + (ulong)members[i], (ulong)step);
-                outTokens[i].Add(s.TokenId); outLp[i].Add(s.LogProb); outModelLp[i].Add(s.ModelLogProb);
-                next[i] = s.TokenId;
-                if (stop.Contains(s.TokenId)) done[i] = StopReason.StopToken;
-                else if (outTokens[i].Count >= options.MaxNewTokens) done[i] = StopReason.MaxNewTokens;
-                else if (outTokens[i].Count >= room) done[i] = StopReason.ContextFull;
-            }
-            if (done.All(d => d is not null)) break;
             model.DecodeStep(cache, next, logits);
-        }
-        for (int i = 0; i < b; i++)
-            results[members[i]] = new Generation(outTokens[i].ToArray(), outLp[i].ToArray(), outModelLp[i].ToArray(), done[i]!.Value);
+            return logits;
+        });
+        for (int i = 0; i < b; i++) results[members[i]] = generated[i];
     }
 }

@@ -17,10 +17,11 @@ public sealed class LlamaModel
     {
         public required float[] Ln1, Wq, Wk, Wv, Wo, Ln2, Wg, Wu, Wd;
         public float[]? Bq, Bk, Bv;
-        /// <summary>Parameter names (the gradient set is looked up by them), built once.</summary>
-        public required string NLn1, NWq, NWk, NWv, NBq, NBk, NBv, NWo, NLn2, NWg, NWu, NWd;
+        /// <summary>The layer's tensor names and features (the gradient set is looked up by the names).</summary>
+        public required DecoderLayerLayout Names;
     }
 
+    private readonly DecoderLayout _layout;
     private readonly LayerWeights[] _layers;
     private readonly float[] _embed, _norm, _lmHead;
     private readonly RopeTable _rope;
@@ -34,70 +35,67 @@ public sealed class LlamaModel
     private int[] _pos = [];
 
     /// <summary>
-    /// Wraps existing parameters (Hugging Face names, see <see cref="ModelConfig.TensorShapes"/>); every expected
+    /// Wraps existing parameters (Hugging Face names, see <see cref="DecoderLayout"/>); every expected
     /// tensor must be present with its shape, or the error names the tensor. The arrays are used in place (not copied).
     /// </summary>
     public LlamaModel(ModelConfig config, TensorSet parameters)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(parameters);
-        config.Validate();
-        foreach (var (name, shape) in config.TensorShapes())
+        var layout = DecoderLayout.For(config);
+        foreach (var spec in layout.Tensors)
         {
-            if (!parameters.TryGet(name, out var t))
-                throw new ArgumentException($"parameter tensor {name} is missing (expected shape [{string.Join(", ", shape)}]).", nameof(parameters));
-            if (!t.Shape.AsSpan().SequenceEqual(shape))
-                throw new ArgumentException($"parameter tensor {name} has shape {t.ShapeText}, expected [{string.Join(", ", shape)}].", nameof(parameters));
+            if (!parameters.TryGet(spec.Name, out var t))
+                throw new ArgumentException($"parameter tensor {spec.Name} is missing (expected shape {spec.ShapeText}).", nameof(parameters));
+            if (!t.Shape.AsSpan().SequenceEqual(spec.Shape.AsSpan()))
+                throw new ArgumentException($"parameter tensor {spec.Name} has shape {t.ShapeText}, expected {spec.ShapeText}.", nameof(parameters));
         }
         // A bias this architecture does not apply (Llama's attention_bias also puts one on o_proj; mlp_bias on the
         // MLP) would be silently ignored and give wrong logits, so it is an error.
-        var expected = config.TensorShapes().Select(e => e.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var t in parameters.Tensors)
-            if (t.Name.EndsWith(".bias", StringComparison.Ordinal) && !expected.Contains(t.Name))
+            if (t.Name.EndsWith(".bias", StringComparison.Ordinal) && !layout.Contains(t.Name))
                 throw new ArgumentException($"parameter tensor {t.Name} is not supported: only the q/k/v projections may carry a bias.", nameof(parameters));
         Config = config;
         Parameters = parameters;
-        _d = config.HiddenSize; _h = config.NumAttentionHeads; _kv = config.KvHeads; _hd = config.HeadDim;
+        _layout = layout;
+        _d = config.HiddenSize; _h = config.NumAttentionHeads; _kv = config.KvHeads; _hd = layout.HeadDim;
         _f = config.IntermediateSize; _v = config.VocabSize; _eps = (float)config.RmsNormEps;
-        _embed = parameters["model.embed_tokens.weight"].Data;
-        _norm = parameters["model.norm.weight"].Data;
-        _lmHead = config.TieWordEmbeddings ? _embed : parameters["lm_head.weight"].Data;
+        _embed = parameters[layout.Embedding.Name].Data;
+        _norm = parameters[layout.FinalNorm.Name].Data;
+        _lmHead = parameters[layout.OutputProjection].Data;
         _rope = new RopeTable(_hd, config.RopeTheta);
-        _layers = new LayerWeights[config.NumHiddenLayers];
+        _layers = new LayerWeights[layout.Layers.Count];
         for (int i = 0; i < _layers.Length; i++)
         {
-            string p = $"model.layers.{i}.";
-            float[] W(string n) => parameters[p + n].Data;
+            var names = layout.Layers[i];
+            float[] W(string n) => parameters[n].Data;
+            float[]? Optional(string? n) => n is null ? null : parameters[n].Data;
             _layers[i] = new LayerWeights
             {
-                Ln1 = W("input_layernorm.weight"), Wq = W("self_attn.q_proj.weight"), Wk = W("self_attn.k_proj.weight"),
-                Wv = W("self_attn.v_proj.weight"), Wo = W("self_attn.o_proj.weight"), Ln2 = W("post_attention_layernorm.weight"),
-                Wg = W("mlp.gate_proj.weight"), Wu = W("mlp.up_proj.weight"), Wd = W("mlp.down_proj.weight"),
-                Bq = config.QkvBias ? W("self_attn.q_proj.bias") : null,
-                Bk = config.QkvBias ? W("self_attn.k_proj.bias") : null,
-                Bv = config.QkvBias ? W("self_attn.v_proj.bias") : null,
-                NLn1 = p + "input_layernorm.weight", NWq = p + "self_attn.q_proj.weight", NWk = p + "self_attn.k_proj.weight",
-                NWv = p + "self_attn.v_proj.weight", NBq = p + "self_attn.q_proj.bias", NBk = p + "self_attn.k_proj.bias",
-                NBv = p + "self_attn.v_proj.bias", NWo = p + "self_attn.o_proj.weight", NLn2 = p + "post_attention_layernorm.weight",
-                NWg = p + "mlp.gate_proj.weight", NWu = p + "mlp.up_proj.weight", NWd = p + "mlp.down_proj.weight",
+                Ln1 = W(names.InputNorm), Wq = W(names.QProj), Wk = W(names.KProj),
+                Wv = W(names.VProj), Wo = W(names.OProj), Ln2 = W(names.PostAttentionNorm),
+                Wg = W(names.GateProj), Wu = W(names.UpProj), Wd = W(names.DownProj),
+                Bq = Optional(names.QBias), Bk = Optional(names.KBias), Bv = Optional(names.VBias),
+                Names = names,
             };
         }
     }
 
     /// <summary>
     /// A freshly initialized model: normal(0, 0.02) for matrices (embedding, projections, lm_head), ones for
-    /// the norm weights, zeros for biases; deterministic for a seed.
+    /// the norm weights, zeros for biases (by <see cref="TensorSpec.Role"/>, in <see cref="DecoderLayout.Tensors"/> order);
+    /// deterministic for a seed.
     /// </summary>
     public static LlamaModel CreateRandom(ModelConfig config, int seed)
     {
         ArgumentNullException.ThrowIfNull(config);
         var rng = new Random(seed);
         var set = new TensorSet();
-        foreach (var (name, shape) in config.TensorShapes())
+        foreach (var spec in DecoderLayout.For(config).Tensors)
         {
-            var t = Tensor.Zeros(name, shape);
-            if (name.EndsWith("norm.weight", StringComparison.Ordinal)) t.Data.AsSpan().Fill(1f);
-            else if (shape.Length == 2)
+            var t = Tensor.Zeros(spec.Name, spec.Shape.ToArray());
+            if (spec.Role == TensorRole.NormWeight) t.Data.AsSpan().Fill(1f);
+            else if (spec.Role == TensorRole.Matrix)
                 for (int i = 0; i < t.Data.Length; i++) t.Data[i] = (float)(0.02 * Gaussian(rng));
             set.Add(t);
         }
@@ -112,6 +110,8 @@ public sealed class LlamaModel
 
     /// <summary>The architecture.</summary>
     public ModelConfig Config { get; }
+    /// <summary>The architecture's tensor names, shapes and per-layer features.</summary>
+    public DecoderLayout Layout => _layout;
     /// <summary>The parameters (Hugging Face names), used in place: an optimizer may update them between calls.</summary>
     public TensorSet Parameters { get; }
     /// <summary>Threads for the ops; 0 (the default) uses every core.</summary>
@@ -314,50 +314,54 @@ public sealed class LlamaModel
         var dXn = _dXn.AsSpan(0, (int)nd);
 
         // lm_head and final norm
-        float[] dLm = Config.TieWordEmbeddings ? G("model.embed_tokens.weight") : G("lm_head.weight");
+        float[] dLm = G(_layout.OutputProjection);
         Matmul.Backward(dLogits, activations.XnF, _lmHead, dXn, dLm, default, n, _d, _v, th);
-        RmsNorm.Backward(dXn, activations.XFinal, _norm, activations.RstdF, dX, G("model.norm.weight"), n, _d, th, accumulateDx: false);
+        RmsNorm.Backward(dXn, activations.XFinal, _norm, activations.RstdF, dX, G(_layout.FinalNorm.Name), n, _d, th, accumulateDx: false);
 
         for (int l = _layers.Length - 1; l >= 0; l--)
         {
             var w = _layers[l];
+            var names = w.Names;
             var a = activations.Layers[l];
             // MLP: x_out = x_mid + down(h), h = silu(g) ⊙ u
             var dH = _dF1.AsSpan(0, n * _f);
             var dG = _dF2.AsSpan(0, n * _f);
             var dU = _dF3.AsSpan(0, n * _f);
-            Matmul.Backward(dX, a.Hh, w.Wd, dH, G(w.NWd), default, n, _f, _d, th);
+            Matmul.Backward(dX, a.Hh, w.Wd, dH, G(names.DownProj), default, n, _f, _d, th);
             SwiGlu.Backward(dH, a.G.AsSpan(0, n * _f), a.U.AsSpan(0, n * _f), dG, dU, th);
-            Matmul.Backward(dG, a.Xn2, w.Wg, dXn, G(w.NWg), default, n, _d, _f, th);
-            Matmul.Backward(dU, a.Xn2, w.Wu, dXn, G(w.NWu), default, n, _d, _f, th, accumulateDx: true);
-            RmsNorm.Backward(dXn, a.XMid, w.Ln2, a.Rstd2, dX, G(w.NLn2), n, _d, th, accumulateDx: true);
+            Matmul.Backward(dG, a.Xn2, w.Wg, dXn, G(names.GateProj), default, n, _d, _f, th);
+            Matmul.Backward(dU, a.Xn2, w.Wu, dXn, G(names.UpProj), default, n, _d, _f, th, accumulateDx: true);
+            RmsNorm.Backward(dXn, a.XMid, w.Ln2, a.Rstd2, dX, G(names.PostAttentionNorm), n, _d, th, accumulateDx: true);
             // attention: x_mid = x_in + o(att)
             var dAtt = _dF1.AsSpan(0, n * qw);
             var dQ = _dQ.AsSpan(0, n * qw);
             var dK = _dK.AsSpan(0, n * kw);
             var dV = _dV.AsSpan(0, n * kw);
-            Matmul.Backward(dX, a.Att, w.Wo, dAtt, G(w.NWo), default, n, qw, _d, th);
+            Matmul.Backward(dX, a.Att, w.Wo, dAtt, G(names.OProj), default, n, qw, _d, th);
             Attention.Backward(dAtt, a.Q, a.K, a.V, a.Att, a.Lse, dQ, dK, dV, batch, t, _h, _kv, _hd, th);
             _rope.Apply(dQ, activations.Positions, n, _h, inverse: true, th);
             _rope.Apply(dK, activations.Positions, n, _kv, inverse: true, th);
-            bool bias = Config.QkvBias;
-            Matmul.Backward(dQ, a.Xn1, w.Wq, dXn, G(w.NWq), bias ? G(w.NBq) : default, n, _d, qw, th);
-            Matmul.Backward(dK, a.Xn1, w.Wk, dXn, G(w.NWk), bias ? G(w.NBk) : default, n, _d, kw, th, accumulateDx: true);
-            Matmul.Backward(dV, a.Xn1, w.Wv, dXn, G(w.NWv), bias ? G(w.NBv) : default, n, _d, kw, th, accumulateDx: true);
-            RmsNorm.Backward(dXn, a.XIn, w.Ln1, a.Rstd1, dX, G(w.NLn1), n, _d, th, accumulateDx: true);
+            bool bias = names.Features.QkvBias;
+            Matmul.Backward(dQ, a.Xn1, w.Wq, dXn, G(names.QProj), bias ? G(names.QBias!) : default, n, _d, qw, th);
+            Matmul.Backward(dK, a.Xn1, w.Wk, dXn, G(names.KProj), bias ? G(names.KBias!) : default, n, _d, kw, th, accumulateDx: true);
+            Matmul.Backward(dV, a.Xn1, w.Wv, dXn, G(names.VProj), bias ? G(names.VBias!) : default, n, _d, kw, th, accumulateDx: true);
+            RmsNorm.Backward(dXn, a.XIn, w.Ln1, a.Rstd1, dX, G(names.InputNorm), n, _d, th, accumulateDx: true);
             layerDone?.Invoke(l);
         }
-        Embedding.Backward(activations.Tokens, dX, G("model.embed_tokens.weight"), _d);
+        Embedding.Backward(activations.Tokens, dX, G(_layout.Embedding.Name), _d);
     }
 
-    /// <summary>The names of layer <paramref name="layer"/>'s parameter tensors (biases only where the model has them).</summary>
+    /// <summary>
+    /// The names of layer <paramref name="layer"/>'s parameter tensors (biases only where the model has them): the
+    /// layer's <see cref="DecoderLayerLayout.Tensors"/> other than biases, then its biases, each in checkpoint order.
+    /// </summary>
     public IReadOnlyList<string> LayerTensorNames(int layer)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(layer);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(layer, _layers.Length);
-        var w = _layers[layer];
-        var names = new List<string> { w.NLn1, w.NWq, w.NWk, w.NWv, w.NWo, w.NLn2, w.NWg, w.NWu, w.NWd };
-        if (Config.QkvBias) names.AddRange([w.NBq, w.NBk, w.NBv]);
+        var tensors = _layers[layer].Names.Tensors;
+        var names = tensors.Where(t => t.Role != TensorRole.Bias).Select(t => t.Name).ToList();
+        names.AddRange(tensors.Where(t => t.Role == TensorRole.Bias).Select(t => t.Name));
         return names;
     }
 }

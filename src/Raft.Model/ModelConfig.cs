@@ -104,33 +104,10 @@ public sealed record ModelConfig
     /// <summary>The config as Hugging Face-style JSON.</summary>
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
-    /// <summary>The expected tensors of this architecture: Hugging Face name → shape, in a stable order.</summary>
-    public IReadOnlyList<(string Name, int[] Shape)> TensorShapes()
-    {
-        Validate();
-        int d = HiddenSize, q = NumAttentionHeads * HeadDim, kv = KvHeads * HeadDim, f = IntermediateSize;
-        var list = new List<(string, int[])> { ("model.embed_tokens.weight", [VocabSize, d]) };
-        for (int i = 0; i < NumHiddenLayers; i++)
-        {
-            string p = $"model.layers.{i}.";
-            list.Add((p + "input_layernorm.weight", [d]));
-            list.Add((p + "self_attn.q_proj.weight", [q, d]));
-            list.Add((p + "self_attn.k_proj.weight", [kv, d]));
-            list.Add((p + "self_attn.v_proj.weight", [kv, d]));
-            if (QkvBias)
-            {
-                list.Add((p + "self_attn.q_proj.bias", [q]));
-                list.Add((p + "self_attn.k_proj.bias", [kv]));
-                list.Add((p + "self_attn.v_proj.bias", [kv]));
-            }
-            list.Add((p + "self_attn.o_proj.weight", [d, q]));
-            list.Add((p + "post_attention_layernorm.weight", [d]));
-            list.Add((p + "mlp.gate_proj.weight", [f, d]));
-            list.Add((p + "mlp.up_proj.weight", [f, d]));
-            list.Add((p + "mlp.down_proj.weight", [d, f]));
-        }
-        list.Add(("model.norm.weight", [d]));
-        if (!TieWordEmbeddings) list.Add(("lm_head.weight", [VocabSize, d]));
-        return list;
-    }
+    /// <summary>
+    /// The expected tensors of this architecture: Hugging Face name → shape, in a stable order (new arrays each call).
+    /// The names, shapes and order are <see cref="DecoderLayout.Tensors"/>'s.
+    /// </summary>
+    public IReadOnlyList<(string Name, int[] Shape)> TensorShapes() =>
+        DecoderLayout.For(this).Tensors.Select(t => (t.Name, t.Shape.ToArray())).ToList();
 }

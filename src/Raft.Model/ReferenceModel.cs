@@ -7,18 +7,21 @@ namespace Raft.Model;
 /// </summary>
 public sealed class ReferenceModel
 {
-    /// <summary>Copies the parameters to double (the set must hold every tensor of <see cref="ModelConfig.TensorShapes"/>).</summary>
+    /// <summary>Copies the parameters to double (the set must hold every tensor of <see cref="DecoderLayout.Tensors"/>).</summary>
     public ReferenceModel(ModelConfig config, TensorSet parameters)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(parameters);
         Config = config;
-        foreach (var (name, _) in config.TensorShapes())
-            Parameters[name] = Array.ConvertAll(parameters[name].Data, v => (double)v);
+        Layout = DecoderLayout.For(config);
+        foreach (var spec in Layout.Tensors)
+            Parameters[spec.Name] = Array.ConvertAll(parameters[spec.Name].Data, v => (double)v);
     }
 
     /// <summary>The architecture.</summary>
     public ModelConfig Config { get; }
+    /// <summary>The architecture's tensor names, shapes and per-layer features.</summary>
+    public DecoderLayout Layout { get; }
     /// <summary>Parameters in double, by Hugging Face name.</summary>
     public Dictionary<string, double[]> Parameters { get; } = new(StringComparer.Ordinal);
 
@@ -41,37 +44,36 @@ public sealed class ReferenceModel
         var pos = positions ?? Enumerable.Range(0, n).Select(i => i % seqLen).ToArray();
         var act = new Activations { Tokens = (int[])tokens.Clone(), Positions = pos, Batch = batch, SeqLen = seqLen };
         double[] P(string name) => Parameters[name];
+        double[]? B(string? name) => name is null ? null : Parameters[name];
         double eps = c.RmsNormEps;
-        var x = ReferenceOps.Embedding(tokens, P("model.embed_tokens.weight"), d);
-        for (int l = 0; l < c.NumHiddenLayers; l++)
+        var x = ReferenceOps.Embedding(tokens, P(Layout.Embedding.Name), d);
+        foreach (var L in Layout.Layers)
         {
-            string p = $"model.layers.{l}.";
-            double[]? B(string name) => c.QkvBias ? P(p + name) : null;
             var a = new Dictionary<string, double[]> { ["xin"] = x };
-            var xn1 = ReferenceOps.RmsNorm(x, P(p + "input_layernorm.weight"), n, d, eps);
-            var q = ReferenceOps.Linear(xn1, P(p + "self_attn.q_proj.weight"), B("self_attn.q_proj.bias"), n, d, h * hd);
-            var k = ReferenceOps.Linear(xn1, P(p + "self_attn.k_proj.weight"), B("self_attn.k_proj.bias"), n, d, kv * hd);
-            var v = ReferenceOps.Linear(xn1, P(p + "self_attn.v_proj.weight"), B("self_attn.v_proj.bias"), n, d, kv * hd);
+            var xn1 = ReferenceOps.RmsNorm(x, P(L.InputNorm), n, d, eps);
+            var q = ReferenceOps.Linear(xn1, P(L.QProj), B(L.QBias), n, d, h * hd);
+            var k = ReferenceOps.Linear(xn1, P(L.KProj), B(L.KBias), n, d, kv * hd);
+            var v = ReferenceOps.Linear(xn1, P(L.VProj), B(L.VBias), n, d, kv * hd);
             var qr = ReferenceOps.Rope(q, pos, n, h, hd, c.RopeTheta);
             var kr = ReferenceOps.Rope(k, pos, n, kv, hd, c.RopeTheta);
             var att = ReferenceOps.Attention(qr, kr, v, batch, seqLen, h, kv, hd);
-            var xmid = ReferenceOps.Add(x, ReferenceOps.Linear(att, P(p + "self_attn.o_proj.weight"), null, n, h * hd, d));
-            var xn2 = ReferenceOps.RmsNorm(xmid, P(p + "post_attention_layernorm.weight"), n, d, eps);
-            var g = ReferenceOps.Linear(xn2, P(p + "mlp.gate_proj.weight"), null, n, d, f);
-            var u = ReferenceOps.Linear(xn2, P(p + "mlp.up_proj.weight"), null, n, d, f);
+            var xmid = ReferenceOps.Add(x, ReferenceOps.Linear(att, P(L.OProj), null, n, h * hd, d));
+            var xn2 = ReferenceOps.RmsNorm(xmid, P(L.PostAttentionNorm), n, d, eps);
+            var g = ReferenceOps.Linear(xn2, P(L.GateProj), null, n, d, f);
+            var u = ReferenceOps.Linear(xn2, P(L.UpProj), null, n, d, f);
             var hh = ReferenceOps.SwiGlu(g, u);
-            x = ReferenceOps.Add(xmid, ReferenceOps.Linear(hh, P(p + "mlp.down_proj.weight"), null, n, f, d));
+            x = ReferenceOps.Add(xmid, ReferenceOps.Linear(hh, P(L.DownProj), null, n, f, d));
             a["xn1"] = xn1; a["q"] = qr; a["k"] = kr; a["v"] = v; a["att"] = att; a["xmid"] = xmid;
             a["xn2"] = xn2; a["g"] = g; a["u"] = u; a["h"] = hh;
             act.Layers.Add(a);
         }
         act.XFinal = x;
-        act.XnF = ReferenceOps.RmsNorm(x, P("model.norm.weight"), n, d, eps);
+        act.XnF = ReferenceOps.RmsNorm(x, P(Layout.FinalNorm.Name), n, d, eps);
         activations = act;
         return ReferenceOps.Linear(act.XnF, LmHead, null, n, d, c.VocabSize);
     }
 
-    private double[] LmHead => Config.TieWordEmbeddings ? Parameters["model.embed_tokens.weight"] : Parameters["lm_head.weight"];
+    private double[] LmHead => Parameters[Layout.OutputProjection];
 
     /// <summary>dL/dθ (new arrays, by name) from dL/dlogits [B·T, V] of the recorded forward.</summary>
     public Dictionary<string, double[]> Backward(Activations activations, double[] dLogits)
@@ -83,29 +85,30 @@ public sealed class ReferenceModel
         var grads = Parameters.ToDictionary(e => e.Key, e => new double[e.Value.Length], StringComparer.Ordinal);
         double[] P(string name) => Parameters[name];
         double[] G(string name) => grads[name];
-        string lm = c.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+        string lm = Layout.OutputProjection;
 
         var dxnf = new double[n * d];
         ReferenceOps.LinearBackward(dLogits, activations.XnF, LmHead, dxnf, G(lm), null, n, d, c.VocabSize);
         var dx = new double[n * d];
-        ReferenceOps.RmsNormBackward(dxnf, activations.XFinal, P("model.norm.weight"), dx, G("model.norm.weight"), n, d, eps);
+        string norm = Layout.FinalNorm.Name;
+        ReferenceOps.RmsNormBackward(dxnf, activations.XFinal, P(norm), dx, G(norm), n, d, eps);
         for (int l = c.NumHiddenLayers - 1; l >= 0; l--)
         {
             var a = activations.Layers[l];
-            string p = $"model.layers.{l}.";
+            var L = Layout.Layers[l];
             // MLP
             var dh = new double[n * f];
-            ReferenceOps.LinearBackward(dx, a["h"], P(p + "mlp.down_proj.weight"), dh, G(p + "mlp.down_proj.weight"), null, n, f, d);
+            ReferenceOps.LinearBackward(dx, a["h"], P(L.DownProj), dh, G(L.DownProj), null, n, f, d);
             var dg = new double[n * f];
             var du = new double[n * f];
             ReferenceOps.SwiGluBackward(dh, a["g"], a["u"], dg, du);
             var dxn2 = new double[n * d];
-            ReferenceOps.LinearBackward(dg, a["xn2"], P(p + "mlp.gate_proj.weight"), dxn2, G(p + "mlp.gate_proj.weight"), null, n, d, f);
-            ReferenceOps.LinearBackward(du, a["xn2"], P(p + "mlp.up_proj.weight"), dxn2, G(p + "mlp.up_proj.weight"), null, n, d, f);
-            ReferenceOps.RmsNormBackward(dxn2, a["xmid"], P(p + "post_attention_layernorm.weight"), dx, G(p + "post_attention_layernorm.weight"), n, d, eps);
+            ReferenceOps.LinearBackward(dg, a["xn2"], P(L.GateProj), dxn2, G(L.GateProj), null, n, d, f);
+            ReferenceOps.LinearBackward(du, a["xn2"], P(L.UpProj), dxn2, G(L.UpProj), null, n, d, f);
+            ReferenceOps.RmsNormBackward(dxn2, a["xmid"], P(L.PostAttentionNorm), dx, G(L.PostAttentionNorm), n, d, eps);
             // attention
             var datt = new double[n * h * hd];
-            ReferenceOps.LinearBackward(dx, a["att"], P(p + "self_attn.o_proj.weight"), datt, G(p + "self_attn.o_proj.weight"), null, n, h * hd, d);
+            ReferenceOps.LinearBackward(dx, a["att"], P(L.OProj), datt, G(L.OProj), null, n, h * hd, d);
             var dq = new double[n * h * hd];
             var dk = new double[n * kv * hd];
             var dv = new double[n * kv * hd];
@@ -113,13 +116,13 @@ public sealed class ReferenceModel
             dq = ReferenceOps.Rope(dq, activations.Positions, n, h, hd, c.RopeTheta, inverse: true);
             dk = ReferenceOps.Rope(dk, activations.Positions, n, kv, hd, c.RopeTheta, inverse: true);
             var dxn1 = new double[n * d];
-            double[]? Bg(string name) => c.QkvBias ? G(p + name) : null;
-            ReferenceOps.LinearBackward(dq, a["xn1"], P(p + "self_attn.q_proj.weight"), dxn1, G(p + "self_attn.q_proj.weight"), Bg("self_attn.q_proj.bias"), n, d, h * hd);
-            ReferenceOps.LinearBackward(dk, a["xn1"], P(p + "self_attn.k_proj.weight"), dxn1, G(p + "self_attn.k_proj.weight"), Bg("self_attn.k_proj.bias"), n, d, kv * hd);
-            ReferenceOps.LinearBackward(dv, a["xn1"], P(p + "self_attn.v_proj.weight"), dxn1, G(p + "self_attn.v_proj.weight"), Bg("self_attn.v_proj.bias"), n, d, kv * hd);
-            ReferenceOps.RmsNormBackward(dxn1, a["xin"], P(p + "input_layernorm.weight"), dx, G(p + "input_layernorm.weight"), n, d, eps);
+            double[]? Bg(string? name) => name is null ? null : G(name);
+            ReferenceOps.LinearBackward(dq, a["xn1"], P(L.QProj), dxn1, G(L.QProj), Bg(L.QBias), n, d, h * hd);
+            ReferenceOps.LinearBackward(dk, a["xn1"], P(L.KProj), dxn1, G(L.KProj), Bg(L.KBias), n, d, kv * hd);
+            ReferenceOps.LinearBackward(dv, a["xn1"], P(L.VProj), dxn1, G(L.VProj), Bg(L.VBias), n, d, kv * hd);
+            ReferenceOps.RmsNormBackward(dxn1, a["xin"], P(L.InputNorm), dx, G(L.InputNorm), n, d, eps);
         }
-        ReferenceOps.EmbeddingBackward(activations.Tokens, dx, G("model.embed_tokens.weight"), d);
+        ReferenceOps.EmbeddingBackward(activations.Tokens, dx, G(Layout.Embedding.Name), d);
         return grads;
     }
 }

@@ -39,7 +39,7 @@ public static class OnnxExporter
     /// data file before the model that refers to it.
     /// </summary>
     /// <param name="config">The architecture.</param>
-    /// <param name="weights">Parameters with Hugging Face names and shapes (<see cref="ModelConfig.TensorShapes"/>).</param>
+    /// <param name="weights">Parameters with Hugging Face names and shapes (<see cref="DecoderLayout.Tensors"/>).</param>
     /// <param name="outDir">The output directory (created when missing).</param>
     /// <param name="externalDataThreshold">Weight bytes above which the weights go to external data.</param>
     public static void Export(ModelConfig config, TensorSet weights, string outDir, long externalDataThreshold = DefaultExternalDataThreshold)
@@ -49,10 +49,10 @@ public static class OnnxExporter
         ArgumentNullException.ThrowIfNull(outDir);
         if (externalDataThreshold < 0)
             throw new ArgumentOutOfRangeException(nameof(externalDataThreshold), externalDataThreshold, "externalDataThreshold must be >= 0.");
-        _ = new LlamaModel(config, weights); // checks every tensor's presence and shape, and rejects unsupported biases
+        var layout = new LlamaModel(config, weights).Layout; // checks every tensor's presence and shape, and rejects unsupported biases
         Directory.CreateDirectory(outDir);
 
-        var builder = new GraphBuilder(config, weights);
+        var builder = new GraphBuilder(layout, weights);
         var (graph, large) = builder.Build();
         long weightBytes = large.Sum(t => (long)t.Data.Length * sizeof(float));
         bool external = weightBytes > externalDataThreshold;
@@ -114,15 +114,16 @@ public static class OnnxExporter
     /// <summary>A weight (or table) to store as an initializer: inline or external.</summary>
     private sealed record Weight(string Name, int[] Shape, float[] Data);
 
-    private sealed class GraphBuilder(ModelConfig c, TensorSet w)
+    private sealed class GraphBuilder(DecoderLayout layout, TensorSet w)
     {
+        private readonly ModelConfig c = layout.Config;
         private readonly GraphProto _g = new() { Name = "raft_causal_lm" };
         private readonly List<Weight> _large = [];
         private int _id;
 
         public (GraphProto Graph, List<Weight> Large) Build()
         {
-            int d = c.HiddenSize, h = c.NumAttentionHeads, kv = c.KvHeads, hd = c.HeadDim, v = c.VocabSize;
+            int d = c.HiddenSize, h = c.NumAttentionHeads, kv = c.KvHeads, hd = layout.HeadDim, v = c.VocabSize;
             int layers = c.NumHiddenLayers, group = h / kv, half = hd / 2;
 
             _g.Input.Add(Value("input_ids", I64, "batch_size", "sequence_length"));
@@ -192,19 +193,19 @@ public static class OnnxExporter
 
             // x [B·S, d]
             string ids = Node("Reshape", ["input_ids", ConstI("flat", [-1])], "ids_flat");
-            string x = Node("Gather", ["model.embed_tokens.weight", ids], "embed");
+            string x = Node("Gather", [layout.Embedding.Name, ids], "embed");
             string kvRepeat = ConstI("kv_repeat", [1, 1, group, 1, 1]);
             string headsShape = ConstI("heads_shape", [0, h, -1, hd]);
             string flatQ = ConstI("flat_q", [-1, h * hd]);
 
             for (int l = 0; l < layers; l++)
             {
-                string p = $"model.layers.{l}.";
+                var L = layout.Layers[l];
                 string pre = $"l{l}.";
-                string xn = RmsNorm(x, p + "input_layernorm.weight", two, eps, pre + "ln1");
-                string q = Linear(xn, p + "self_attn.q_proj.weight", c.QkvBias ? p + "self_attn.q_proj.bias" : null, pre + "q");
-                string k = Linear(xn, p + "self_attn.k_proj.weight", c.QkvBias ? p + "self_attn.k_proj.bias" : null, pre + "k");
-                string vv = Linear(xn, p + "self_attn.v_proj.weight", c.QkvBias ? p + "self_attn.v_proj.bias" : null, pre + "v");
+                string xn = RmsNorm(x, L.InputNorm, two, eps, pre + "ln1");
+                string q = Linear(xn, L.QProj, L.QBias, pre + "q");
+                string k = Linear(xn, L.KProj, L.KBias, pre + "k");
+                string vv = Linear(xn, L.VProj, L.VBias, pre + "v");
                 // [B·S, H·hd] → [B, H, S, hd]
                 q = Node("Transpose", [Node("Reshape", [q, qShape], pre + "q_bshd")], pre + "q_bhsd", IntsAttr("perm", 0, 2, 1, 3));
                 k = Node("Transpose", [Node("Reshape", [k, kShape], pre + "k_bshd")], pre + "k_bhsd", IntsAttr("perm", 0, 2, 1, 3));
@@ -222,18 +223,18 @@ public static class OnnxExporter
                 string probs = Node("Softmax", [masked], pre + "probs", IntAttr("axis", -1));
                 string att = Node("MatMul", [probs, vRep], pre + "att");
                 att = Node("Reshape", [Node("Transpose", [att], pre + "att_bshd", IntsAttr("perm", 0, 2, 1, 3)), flatQ], pre + "att_flat");
-                x = Node("Add", [x, Linear(att, p + "self_attn.o_proj.weight", null, pre + "o")], pre + "x_mid");
+                x = Node("Add", [x, Linear(att, L.OProj, null, pre + "o")], pre + "x_mid");
                 // SwiGLU MLP
-                string xn2 = RmsNorm(x, p + "post_attention_layernorm.weight", two, eps, pre + "ln2");
-                string gate = Linear(xn2, p + "mlp.gate_proj.weight", null, pre + "gate");
-                string up = Linear(xn2, p + "mlp.up_proj.weight", null, pre + "up");
+                string xn2 = RmsNorm(x, L.PostAttentionNorm, two, eps, pre + "ln2");
+                string gate = Linear(xn2, L.GateProj, null, pre + "gate");
+                string up = Linear(xn2, L.UpProj, null, pre + "up");
                 string silu = Node("Mul", [gate, Node("Sigmoid", [gate], pre + "gate_sigmoid")], pre + "silu");
                 string hh = Node("Mul", [silu, up], pre + "swiglu");
-                x = Node("Add", [x, Linear(hh, p + "mlp.down_proj.weight", null, pre + "down")], pre + "x_out");
+                x = Node("Add", [x, Linear(hh, L.DownProj, null, pre + "down")], pre + "x_out");
             }
-            string xf = RmsNorm(x, "model.norm.weight", two, eps, "final_norm");
-            string head = c.TieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
-            string logitsFlat = Linear(xf, head, null, "lm_head");
+            string xf = RmsNorm(x, layout.FinalNorm.Name, two, eps, "final_norm");
+            // the node's output keeps the name it has always had in exported graphs (an ONNX value, not a checkpoint tensor)
+            string logitsFlat = Linear(xf, layout.OutputProjection, null, "lm_head");
             Node("Reshape", [logitsFlat, logitsShape], "logits");
             return (_g, _large);
         }

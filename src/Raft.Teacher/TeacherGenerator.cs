@@ -7,7 +7,8 @@ namespace Raft.Teacher;
 /// same semantics as <see cref="Generator"/>: the same <see cref="SamplingOptions"/> (temperature, top-k, top-p,
 /// max new tokens, stop ids, seed), the same <see cref="Sampler.Sample(ReadOnlySpan{float}, SamplingOptions, ulong, ulong)"/>
 /// call per token keyed by (seed, global sequence index, step), the same per-sequence stop rules and the same
-/// <see cref="Generation"/> records. Prompts of unequal lengths are grouped by length, as <see cref="Generator"/>
+/// <see cref="Generation"/> records (both decode through <see cref="DecodeLoop"/>; only the prefill is this class's
+/// own). Prompts of unequal lengths are grouped by length, as <see cref="Generator"/>
 /// does (no padding: every row of a batch has the same positions, so no attention mask or position ids other than
 /// the defaults are needed, and a row's logits do not depend on which other rows share its batch beyond float
 /// rounding). A token's randomness depends only on (seed, global index, step), so the result does not depend on
@@ -56,35 +57,17 @@ public static class TeacherGenerator
         ulong firstSequenceIndex, int maxPos, long prefillBudgetBytes, Generation[] results)
     {
         int b = members.Length, t0 = prompts[members[0]].Length, vocab = session.VocabSize;
-        int room = (int)Math.Min(options.MaxNewTokens, (long)maxPos - t0);
+        int room = DecodeLoop.Room(options, maxPos, t0);
         using var cache = session.CreateCache(b);
         var logits = new float[b * vocab]; // the last position's logits per row
         Prefill(session, cache, prompts, members, t0, prefillBudgetBytes, logits);
-
-        var outTokens = new List<int>[b];
-        var outLp = new List<float>[b];
-        var outModelLp = new List<float>[b];
-        var done = new StopReason?[b];
-        for (int i = 0; i < b; i++) { outTokens[i] = []; outLp[i] = []; outModelLp[i] = []; }
-        var next = new long[b];
-        var stop = new HashSet<int>(options.StopTokenIds);
-        for (int step = 0; ; step++)
+        var ids = new long[b];
+        var generated = DecodeLoop.Run(logits, vocab, members, firstSequenceIndex, room, options, next =>
         {
-            for (int i = 0; i < b; i++)
-            {
-                if (done[i] is not null) { next[i] = 0; continue; }   // finished rows feed a dummy token, ignored
-                var s = Sampler.Sample(logits.AsSpan(i * vocab, vocab), options, firstSequenceIndex + (ulong)members[i], (ulong)step);
-                outTokens[i].Add(s.TokenId); outLp[i].Add(s.LogProb); outModelLp[i].Add(s.ModelLogProb);
-                next[i] = s.TokenId;
-                if (stop.Contains(s.TokenId)) done[i] = StopReason.StopToken;
-                else if (outTokens[i].Count >= options.MaxNewTokens) done[i] = StopReason.MaxNewTokens;
-                else if (outTokens[i].Count >= room) done[i] = StopReason.ContextFull;
-            }
-            if (done.All(d => d is not null)) break;
-            logits = session.Forward(next, b, 1, cache); // [b, 1, vocab]
-        }
-        for (int i = 0; i < b; i++)
-            results[members[i]] = new Generation(outTokens[i].ToArray(), outLp[i].ToArray(), outModelLp[i].ToArray(), done[i]!.Value);
+            for (int i = 0; i < b; i++) ids[i] = next[i];
+            return session.Forward(ids, b, 1, cache); // [b, 1, vocab]
+        });
+        for (int i = 0; i < b; i++) results[members[i]] = generated[i];
     }
 
     /// <summary>Feeds the prompts through the cache in chunks of at most <paramref name="budget"/> bytes of logits (at least one position); keeps each row's last logits.</summary>

@@ -175,6 +175,28 @@ public sealed class TeacherGeneratorTests : IDisposable
     }
 
     [Fact]
+    public void EveryStopRuleEndsTheSameSequencesAsTheEnginesGenerator()
+    {
+        // one call where rows stop on a stop token, on MaxNewTokens and on a full context (a 58-token prompt: room 6),
+        // batched across length groups; both generators decode through the same loop, so they must agree row by row
+        int[][] prompts = [.. Prompts(), RandomTokens(58, Vocab, seed: 7), RandomTokens(58, Vocab, seed: 8)];
+        var engineModel = new LlamaModel(_config, _weights);
+        var sampling = new SamplingOptions { Temperature = 0.8f, TopK = 12, MaxNewTokens = 8, Seed = 99 };
+        // a stop id some short rows produce and the long rows do not (so that those run into the end of the context)
+        var free = Generator.Generate(engineModel, prompts, sampling, firstSequenceIndex: 9);
+        var longRows = free.Skip(free.Count - 2).SelectMany(g => g.Tokens).ToHashSet();
+        int stopId = free.Take(free.Count - 2).SelectMany(g => g.Tokens.Skip(1)).First(t => !longRows.Contains(t));
+        var options = sampling with { StopTokenIds = [stopId] };
+        var engine = Generator.Generate(engineModel, prompts, options, firstSequenceIndex: 9, maxBatch: 3);
+        var teacher = TeacherGenerator.Generate(_teacher, prompts, options, firstSequenceIndex: 9, maxBatch: 3);
+        AssertSame(engine, teacher, 1e-4f, "stop rules");
+        Assert.Contains(teacher, g => g.Reason == StopReason.StopToken);
+        Assert.Contains(teacher, g => g.Reason == StopReason.MaxNewTokens);
+        Assert.Contains(teacher, g => g.Reason == StopReason.ContextFull);
+        Assert.All(teacher.Where(g => g.Reason == StopReason.ContextFull), g => Assert.Equal(6, g.Tokens.Length));
+    }
+
+    [Fact]
     public void BadInputsAreClearErrors()
     {
         var ok = SamplingOptions.Greedy with { MaxNewTokens = 2 };
