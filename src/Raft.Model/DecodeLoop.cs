@@ -61,12 +61,13 @@ public static class DecodeLoop
         for (int i = 0; i < b; i++) { outTokens[i] = []; outLp[i] = []; outModelLp[i] = []; }
         var next = new int[b];
         var stop = new HashSet<int>(options.StopTokenIds);
+        int pickable = options.PickableIds(vocab); // ids ≥ it (padding rows of the embedding) are never picked
         for (int s = 0; ; s++)
         {
             for (int i = 0; i < b; i++)
             {
                 if (done[i] is not null) { next[i] = 0; continue; }   // finished rows feed a dummy token, ignored
-                var t = Sampler.Sample(logits.AsSpan(i * vocab, vocab), options, firstSequenceIndex + (ulong)members[i], (ulong)s);
+                var t = Sampler.Sample(logits.AsSpan(i * vocab, pickable), options, firstSequenceIndex + (ulong)members[i], (ulong)s);
                 outTokens[i].Add(t.TokenId); outLp[i].Add(t.LogProb); outModelLp[i].Add(t.ModelLogProb);
                 next[i] = t.TokenId;
                 if (stop.Contains(t.TokenId)) done[i] = StopReason.StopToken;

@@ -12,6 +12,7 @@ public sealed record SamplingOptions
     private readonly float _topP = 1f;
     private readonly int _maxNewTokens = 256;
     private readonly IReadOnlyList<int> _stop = [];
+    private readonly int _vocabLimit;
 
     /// <summary>Greedy decoding (argmax) with otherwise default settings.</summary>
     public static SamplingOptions Greedy { get; } = new() { Temperature = 0f };
@@ -74,6 +75,24 @@ public sealed record SamplingOptions
         }
     }
 
+    /// <summary>
+    /// Only ids below this are ever picked: the tokenizer's size when the model's embedding has padding rows beyond it
+    /// (Qwen2.5/Qwen3: 151,936 rows for 151,669 tokens). The ids at and above it get −∞ before sampling and the greedy
+    /// choice, which is picking over the row's first <see cref="VocabLimit"/> logits. 0 (the default): the whole row. ≥ 0.
+    /// </summary>
+    public int VocabLimit
+    {
+        get => _vocabLimit;
+        init
+        {
+            if (value < 0) throw new ArgumentException($"VocabLimit must be ≥ 0 (0: the whole vocabulary), got {value}.", nameof(VocabLimit));
+            _vocabLimit = value;
+        }
+    }
+
+    /// <summary>The ids a row of <paramref name="vocabSize"/> logits may produce: <see cref="VocabLimit"/>, or the whole row when it is 0.</summary>
+    public int PickableIds(int vocabSize) => _vocabLimit == 0 ? vocabSize : Math.Min(_vocabLimit, vocabSize);
+
     /// <summary>The seed of the counter-based random source (<see cref="Philox"/>).</summary>
     public ulong Seed { get; init; }
 
@@ -83,8 +102,13 @@ public sealed record SamplingOptions
     /// <summary>Checks <paramref name="vocabSize"/>-dependent limits (stop ids inside the vocabulary); throws naming the field and value.</summary>
     public void ValidateFor(int vocabSize)
     {
+        if (VocabLimit > vocabSize)
+            throw new ArgumentException($"VocabLimit must be ≤ the vocabulary size {vocabSize}, got {VocabLimit}.", nameof(VocabLimit));
+        int pickable = PickableIds(vocabSize);
         for (int i = 0; i < StopTokenIds.Count; i++)
-            if (StopTokenIds[i] >= vocabSize)
-                throw new ArgumentException($"StopTokenIds[{i}] must be < the vocabulary size {vocabSize}, got {StopTokenIds[i]}.", nameof(StopTokenIds));
+            if (StopTokenIds[i] >= pickable)
+                throw new ArgumentException(pickable == vocabSize
+                    ? $"StopTokenIds[{i}] must be < the vocabulary size {vocabSize}, got {StopTokenIds[i]}."
+                    : $"StopTokenIds[{i}] must be < VocabLimit {pickable}, got {StopTokenIds[i]}.", nameof(StopTokenIds));
     }
 }

@@ -32,20 +32,24 @@ public static class ModelStore
     /// <summary>
     /// Opens a teacher folder: <c>model.onnx</c> (served by ONNX Runtime with <paramref name="options"/>) or, when there is
     /// none, a checkpoint (served by the engine's own forward). Checks its vocabulary against <paramref name="expectedVocab"/>
-    /// when given.
+    /// when given. <paramref name="vocabLimit"/> is the student tokenizer's size when the embedding has padding rows beyond it:
+    /// the teacher's top-K never holds those ids (0: no limit).
     /// </summary>
-    public static ITeacher OpenTeacher(string directory, TeacherOptions options, ILossKernels kernels, int? expectedVocab = null, int threads = 0)
+    public static ITeacher OpenTeacher(string directory, TeacherOptions options, ILossKernels kernels, int? expectedVocab = null, int threads = 0,
+        int vocabLimit = 0)
     {
         ArgumentNullException.ThrowIfNull(directory);
         ArgumentNullException.ThrowIfNull(options);
         if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"teacher folder {directory} does not exist.");
         ITeacher teacher;
         if (File.Exists(Path.Combine(directory, OnnxExporter.ModelFile)))
-            teacher = OnnxTeacher.Open(directory, options with { ExpectedVocabSize = expectedVocab ?? options.ExpectedVocabSize }, kernels);
+            teacher = OnnxTeacher.Open(directory, options with { ExpectedVocabSize = expectedVocab ?? options.ExpectedVocabSize }, kernels,
+                vocabLimit: LimitFor(vocabLimit, expectedVocab));
         else if (File.Exists(Path.Combine(directory, Checkpoint.ConfigFile)))
         {
             var (config, weights) = Checkpoint.Load(directory);
-            teacher = new EngineTeacher(new LlamaModel(config, weights) { Threads = threads }, kernels, $"engine {directory}");
+            teacher = new EngineTeacher(new LlamaModel(config, weights) { Threads = threads }, kernels, $"engine {directory}",
+                vocabLimit: LimitFor(vocabLimit, config.VocabSize));
         }
         else throw new FileNotFoundException($"teacher folder {directory} holds neither {OnnxExporter.ModelFile} nor {Checkpoint.ConfigFile}.", directory);
         if (expectedVocab is int v && teacher.VocabSize != v)
@@ -56,4 +60,7 @@ public static class ModelStore
         }
         return teacher;
     }
+
+    // A limit equal to the vocabulary is no limit; a vocabulary mismatch is reported by the check above instead.
+    private static int LimitFor(int limit, int? vocab) => vocab is int v && limit >= v ? 0 : limit;
 }

@@ -10,13 +10,17 @@ public sealed class EngineTeacher : ITeacher
     private readonly ILossKernels _kernels;
     private readonly int _maxBatch;
 
-    /// <summary>Wraps <paramref name="model"/> (never modified) and reduces its rows with <paramref name="kernels"/>.</summary>
-    public EngineTeacher(LlamaModel model, ILossKernels kernels, string description = "engine", int maxBatch = 64)
+    /// <summary>
+    /// Wraps <paramref name="model"/> (never modified) and reduces its rows with <paramref name="kernels"/>;
+    /// <paramref name="vocabLimit"/> is the tokenizer's size when the embedding has padding rows (0: none).
+    /// </summary>
+    public EngineTeacher(LlamaModel model, ILossKernels kernels, string description = "engine", int maxBatch = 64, int vocabLimit = 0)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(kernels);
         if (maxBatch < 1) throw new ArgumentOutOfRangeException(nameof(maxBatch), maxBatch, "maxBatch must be ≥ 1.");
         _model = model; _kernels = kernels; _maxBatch = maxBatch;
+        VocabLimit = TeacherArguments.VocabLimit(vocabLimit, model.Config.VocabSize, nameof(vocabLimit));
         Description = description;
     }
 
@@ -27,9 +31,13 @@ public sealed class EngineTeacher : ITeacher
     public int VocabSize => _model.Config.VocabSize;
 
     /// <inheritdoc/>
+    public int VocabLimit { get; }
+
+    /// <inheritdoc/>
     public void Score(IReadOnlyList<int[]> contexts, IReadOnlyList<int[]> rollouts, DistillSettings settings, TopKRows into)
     {
         TeacherArguments.Score(contexts, rollouts, settings, into, VocabSize);
+        TeacherArguments.TopKFits(settings, VocabLimit, VocabSize);
         int v = VocabSize, k = settings.TopK;
         for (int start = 0; start < contexts.Count; start += _maxBatch)
         {
@@ -50,6 +58,7 @@ public sealed class EngineTeacher : ITeacher
             {
                 int c = contexts[start + b].Length, rows = rollouts[start + b].Length;
                 var rowLogits = logits.AsSpan(checked((b * t + c - 1) * v), rows * v);
+                VocabMask.Apply(rowLogits, rows, v, VocabLimit);
                 _kernels.TopKSoftmax(rowLogits, rows, v, k, settings.Temperature, into.IndicesOf(start + b, rows), into.ProbsOf(start + b, rows));
             }
         }

@@ -17,6 +17,12 @@ public interface ITeacher : IDisposable
     int VocabSize { get; }
 
     /// <summary>
+    /// The ids its top-K may hold: the tokenizer's size when the embedding has padding rows beyond it (ids at and above
+    /// get −∞ before the top-K, see <see cref="VocabMask"/>); <see cref="VocabSize"/> when there are none.
+    /// </summary>
+    int VocabLimit { get; }
+
+    /// <summary>
     /// For each (context, rollout) pair b, the teacher's top-K at temperature τ (<paramref name="settings"/>'
     /// <see cref="DistillSettings.TopK"/> and <see cref="DistillSettings.Temperature"/>) at every rollout position j —
     /// the row that predicts rollout[j] from context ++ rollout[..j] — written straight into the caller's packed buffers
@@ -68,5 +74,36 @@ internal static class TeacherArguments
         }
         settings.Validate(vocab);
         into.Check(rollouts, settings.TopK);
+    }
+
+    /// <summary>A teacher's vocabulary limit: 0 means the whole vocabulary; else 1..vocab.</summary>
+    public static int VocabLimit(int limit, int vocab, string paramName = "vocabLimit")
+    {
+        if (limit == 0) return vocab;
+        if (limit < 0 || limit > vocab) throw new ArgumentOutOfRangeException(paramName, limit, $"the vocabulary limit must be in 1..{vocab} (0: the whole vocabulary).");
+        return limit;
+    }
+
+    /// <summary>K must fit the ids the teacher may pick.</summary>
+    public static void TopKFits(DistillSettings settings, int limit, int vocab)
+    {
+        if (limit < vocab && settings.TopK > limit)
+            throw new ArgumentException($"TopK = {settings.TopK}: must be ≤ the {limit} ids the tokenizer has (the embedding's {vocab - limit} padding rows are never picked).", "TopK");
+    }
+}
+
+/// <summary>
+/// Padded vocabularies: an embedding with more rows than the tokenizer has tokens (Qwen2.5 and Qwen3: 151,936 rows, 151,669
+/// tokens). The padding columns of a logits row get the most negative finite float before the teacher's top-K — the
+/// effect of −∞ (never among the K largest when K ≤ the tokenizer's size; no probability mass), while the kernels'
+/// non-finite check keeps its meaning.
+/// </summary>
+public static class VocabMask
+{
+    /// <summary>Sets columns <paramref name="limit"/>..vocab−1 of every row of <paramref name="logits"/> [rows, vocab] to <see cref="float.MinValue"/>.</summary>
+    public static void Apply(Span<float> logits, int rows, int vocab, int limit)
+    {
+        if (limit >= vocab) return;
+        for (int r = 0; r < rows; r++) logits.Slice(r * vocab + limit, vocab - limit).Fill(float.MinValue);
     }
 }

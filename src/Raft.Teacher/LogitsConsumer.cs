@@ -1,4 +1,4 @@
 namespace Raft.Teacher;
 
-/// <summary>Receives a forward's logits [batch·seq, vocab] in the runtime's own buffer, valid only during the call.</summary>
-public delegate void LogitsConsumer(ReadOnlySpan<float> logits);
+/// <summary>Receives a forward's logits [batch·seq, vocab] in the runtime's own buffer (the caller may write to it), valid only during the call.</summary>
+public delegate void LogitsConsumer(Span<float> logits);

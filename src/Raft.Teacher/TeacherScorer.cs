@@ -27,6 +27,14 @@ public sealed class TeacherScorer
         _session = session; _kernels = kernels;
     }
 
+    /// <summary>Ids at and above this get −∞ before the top-K (<see cref="VocabMask"/>); 0 (the default): the whole vocabulary.</summary>
+    public int VocabLimit
+    {
+        get => _vocabLimit;
+        init => _vocabLimit = value == 0 ? 0 : TeacherArguments.VocabLimit(value, _session.VocabSize, nameof(VocabLimit));
+    }
+    private readonly int _vocabLimit;
+
     /// <summary>Positions per chunk for a budget: budget / (vocab · 4 bytes), at least 1.</summary>
     public int ChunkPositions(long memoryBudgetBytes)
     {
@@ -76,6 +84,8 @@ public sealed class TeacherScorer
     {
         int v = _session.VocabSize;
         TeacherArguments.Score(contexts, rollouts, settings, into, v);
+        int limit = _vocabLimit == 0 ? v : _vocabLimit;
+        TeacherArguments.TopKFits(settings, limit, v);
         int batch = contexts.Count;
         if (batch == 0) throw new ArgumentException("contexts is empty.", nameof(contexts));
         CheckBudget(memoryBudgetBytes);
@@ -112,7 +122,9 @@ public sealed class TeacherScorer
                     int first = Math.Max(s, c - 1), last = Math.Min(e, lengths[b]);
                     if (first >= last) continue;
                     int rows = last - first, row0 = into.FirstRow[b] + first - (c - 1);
-                    _kernels.TopKSoftmax(logits.Slice((b * m + first - s) * v, rows * v), rows, v, k, settings.Temperature,
+                    var rowLogits = logits.Slice((b * m + first - s) * v, rows * v);
+                    VocabMask.Apply(rowLogits, rows, v, limit);
+                    _kernels.TopKSoftmax(rowLogits, rows, v, k, settings.Temperature,
                         into.Indices.AsSpan(row0 * k, rows * k), into.Probs.AsSpan(row0 * k, rows * k));
                 }
             }, cache);

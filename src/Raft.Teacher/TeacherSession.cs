@@ -303,7 +303,7 @@ public sealed class TeacherSession : IDisposable
         if (_cudaMemory is not null)
         {
             using var bound = RunBound(ids, mask, pos, batch, seq, total, cache, OrtMemoryInfo.DefaultInstance);
-            consume(bound.Value.GetTensorDataAsSpan<float>());
+            consume(bound.Value.GetTensorMutableDataAsSpan<float>());
             return;
         }
 
@@ -319,7 +319,7 @@ public sealed class TeacherSession : IDisposable
             results = _session.Run(_run, _inputNames, [.. inputs[..3], .. pastValues], _outputNames);
             var logitsValue = results[0];
             CheckLogitsShape(logitsValue, batch, seq);
-            consume(logitsValue.GetTensorDataAsSpan<float>());
+            consume(logitsValue.GetTensorMutableDataAsSpan<float>());
             if (cache != null)
             {
                 var present = new OrtValue[2 * NumLayers];

@@ -83,6 +83,7 @@ public class NonFiniteStepTests
         private int _calls;
         public string Description => "nan " + inner.Description;
         public int VocabSize => inner.VocabSize;
+        public int VocabLimit => inner.VocabLimit;
         public void Score(IReadOnlyList<int[]> contexts, IReadOnlyList<int[]> rollouts, DistillSettings settings, TopKRows into)
         {
             if (++_calls >= fromCall) throw new NonFiniteLogitException("teacherLogits", 0, 0, float.NaN);

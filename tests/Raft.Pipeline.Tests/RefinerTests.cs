@@ -15,6 +15,7 @@ public class RefinerTests
         public List<(int Prompts, ulong FirstSequenceIndex, SamplingOptions Options)> Calls { get; } = [];
         public string Description => "scripted";
         public int VocabSize => ByteTokenizer.Instance.VocabSize;
+        public int VocabLimit => VocabSize;
         public void Score(IReadOnlyList<int[]> contexts, IReadOnlyList<int[]> rollouts, Raft.Kernels.DistillSettings settings, TopKRows into) =>
             throw new NotSupportedException();
         public IReadOnlyList<Generation> Generate(IReadOnlyList<int[]> prompts, SamplingOptions options, ulong firstSequenceIndex)

@@ -101,7 +101,8 @@ internal static class TrainCommand
         var device = KernelFactory.Parse(options.Device);
         using var backend = KernelFactory.Create(device, options.Threads == 0 ? null : options.Threads); // said below, once the inputs passed
         var kernels = backend.Kernels;
-        using var teacherModel = teacherDir is null ? null : OpenTeacher(teacherDir, provider, kernels, student.Model.Config.VocabSize, options.Threads, info);
+        using var teacherModel = teacherDir is null ? null : OpenTeacher(teacherDir, provider, kernels, student.Model.Config.VocabSize, options.Threads, info,
+            vocabLimit: student.Tokenizer.VocabSize);
         var progress = new ProgressReporter(stderr, ProgressReporter.IsTerminal(stderr));
         using var studentDevice = StudentDevice(device, backend, world, info);
         var trainer = new Trainer(student.Model, student.Tokenizer, student.Template,
@@ -161,7 +162,7 @@ internal static class TrainCommand
         return read.Examples;
     }
 
-    internal static ITeacher OpenTeacher(string dir, string providerText, ILossKernels kernels, int vocab, int threads, TextWriter stderr)
+    internal static ITeacher OpenTeacher(string dir, string providerText, ILossKernels kernels, int vocab, int threads, TextWriter stderr, int vocabLimit = 0)
     {
         var provider = providerText.ToLowerInvariant() switch
         {
@@ -172,7 +173,7 @@ internal static class TrainCommand
         };
         try
         {
-            var t = ModelStore.OpenTeacher(dir, new TeacherOptions { Provider = provider, IntraOpThreads = threads, Log = l => stderr.WriteLine(l) }, kernels, vocab, threads);
+            var t = ModelStore.OpenTeacher(dir, new TeacherOptions { Provider = provider, IntraOpThreads = threads, Log = l => stderr.WriteLine(l) }, kernels, vocab, threads, vocabLimit);
             stderr.WriteLine($"teacher: {t.Description}");
             return t;
         }

@@ -24,7 +24,7 @@ public static class ModelEvaluator
                 throw new ArgumentException($"prompts[{i}] takes {ids[i].Length} tokens; the model's max_position_embeddings is {room}.", nameof(prompts));
         }
         int maxNew = Math.Max(1, Math.Min(maxNewTokens, room - ids.Max(p => p.Length)));
-        var options = new SamplingOptions { Temperature = 0f, MaxNewTokens = maxNew, StopTokenIds = template.StopIds(tokenizer) };
+        var options = new SamplingOptions { Temperature = 0f, MaxNewTokens = maxNew, StopTokenIds = template.StopIds(tokenizer), VocabLimit = tokenizer.VocabSize };
         var gens = Generator.Generate(model, ids, options, 0, maxBatch);
         return gens.Select(g => tokenizer.Decode(g.Tokens, skipSpecial: true).Trim()).ToArray();
     }

@@ -78,6 +78,7 @@ public sealed class Refiner
         {
             Temperature = _o.Temperature, TopK = _o.TopK, TopP = _o.TopP, MaxNewTokens = _o.MaxNewTokens,
             StopTokenIds = _template.StopIds(_tokenizer), Seed = (ulong)_o.Seed,
+            VocabLimit = _tokenizer.VocabSize, // never a padding row of the embedding
         };
         var result = new RefinedExample[examples.Count];
         var byRule = new SortedDictionary<string, int>(StringComparer.Ordinal);

@@ -34,6 +34,7 @@ internal sealed class StepBuilder(TrainData data, TrainOptions options, DistillS
             var sampling = new SamplingOptions
             {
                 Temperature = options.RolloutTemperature, MaxNewTokens = options.RolloutMaxTokens, StopTokenIds = data.StopIds, Seed = (ulong)options.Seed,
+                VocabLimit = data.VocabLimit,
             };
             var gens = Generator.Generate(student, prompts, sampling, firstSequenceIndex: firstSequence);
             contexts = new int[prompts.Length][];

@@ -12,13 +12,16 @@ internal sealed record EncodedExample(int[] Prompt, int[] Full, bool[] Mask, int
 /// <summary>The training data encoded once by the student's chat template, with the stop ids its rollouts end at.</summary>
 internal sealed class TrainData
 {
-    private TrainData(EncodedExample[] examples, int[] stopIds) { Examples = examples; StopIds = stopIds; }
+    private TrainData(EncodedExample[] examples, int[] stopIds, int vocabLimit) { Examples = examples; StopIds = stopIds; VocabLimit = vocabLimit; }
 
     /// <summary>The encoded examples, in the order given.</summary>
     public EncodedExample[] Examples { get; }
 
     /// <summary>The template's stop token ids (rollouts end at one).</summary>
     public int[] StopIds { get; }
+
+    /// <summary>The tokenizer's size: rollouts never sample the embedding's padding rows beyond it.</summary>
+    public int VocabLimit { get; }
 
     /// <summary>Number of examples.</summary>
     public int Count => Examples.Length;
@@ -43,7 +46,7 @@ internal sealed class TrainData
                 throw new ArgumentException($"data[{i}] (prompt \"{Clip(e.Prompt)}\") needs {longest} positions with its answer or rollout; the model's max_position_embeddings is {maxPositions}.", nameof(data));
             encoded[i] = new EncodedExample(prompt, full.Ids, full.AssistantMask, ctx);
         }
-        return new TrainData(encoded, template.StopIds(tokenizer));
+        return new TrainData(encoded, template.StopIds(tokenizer), tokenizer.VocabSize);
     }
 
     private static string Clip(string s) => s.Length <= 40 ? s : s[..40] + "…";

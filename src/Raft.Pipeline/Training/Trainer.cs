@@ -118,6 +118,12 @@ public sealed class Trainer
                 throw new ArgumentException($"the teacher's vocabulary has {teacher.VocabSize} tokens, the student's {student.Config.VocabSize}; they must be the same model family.", nameof(teacher));
             if (options.TopK > student.Config.VocabSize)
                 throw new ArgumentException($"top_k = {options.TopK}: must be ≤ the vocabulary size {student.Config.VocabSize}.", nameof(options));
+            // An embedding with padding rows beyond the tokenizer: the teacher's top-K must never hold those ids.
+            if (teacher.VocabLimit > tokenizer.VocabSize)
+                throw new ArgumentException($"the teacher may put ids up to {teacher.VocabLimit - 1} in its top-K, but the tokenizer has {tokenizer.VocabSize} tokens " +
+                                            $"(the embedding's other {student.Config.VocabSize - tokenizer.VocabSize} rows are padding): give the teacher vocabLimit {tokenizer.VocabSize}.", nameof(teacher));
+            if (options.TopK > tokenizer.VocabSize)
+                throw new ArgumentException($"top_k = {options.TopK}: must be ≤ the tokenizer's {tokenizer.VocabSize} tokens.", nameof(options));
         }
         _student = student; _o = options; _teacher = teacher;
         if (options.TrainablePattern() is { } pattern)
