@@ -67,5 +67,5 @@ internal static class TestModels
         public void Dispose() { try { Directory.Delete(Path, true); } catch (IOException) { } }
     }
 
-    public static TeacherOptions Cpu(List<string>? log = null) => new() { Provider = TeacherProvider.Cpu, IntraOpThreads = 2, Log = l => log?.Add(l) };
+    public static TeacherOptions Cpu(List<string>? log = null) => new() { Provider = Raft.Kernels.ComputeDevice.Cpu, IntraOpThreads = 2, Log = l => log?.Add(l) };
 }
