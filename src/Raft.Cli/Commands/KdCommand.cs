@@ -65,7 +65,7 @@ internal static class KdCommand
         public readonly Option<string> Device = new("--device")
         {
             Description = DeviceOption.Help,
-            DefaultValueFactory = _ => "auto",
+            DefaultValueFactory = _ => ComputeDevices.Name(ComputeDevice.Auto),
             HelpName = DeviceOption.HelpName,
         };
         public readonly Option<bool> Example = new("--example")
@@ -128,7 +128,7 @@ internal static class KdCommand
         int? threads = parse.GetValue(o.Threads);
         if (threads is < 1)
             throw new UsageException($"--threads must be ≥ 1, got {threads}.");
-        ComputeDevice device = DeviceOption.Parse(parse.GetValue(o.Device) ?? "auto");
+        ComputeDevice device = parse.GetValue(o.Device) is { } deviceText ? DeviceOption.Parse(deviceText) : ComputeDevice.Auto;
         string? gradOut = parse.GetValue(o.GradOut);
         if (gradOut is not null) CliChecks.CheckOutputFile("--grad-out", gradOut);
         string? weightsPath = parse.GetValue(o.Weights);
