@@ -17,7 +17,8 @@ namespace Raft.Kernels;
 /// <see cref="LossArguments"/> (before anything is written), copy host → device, run and copy back; the
 /// <see cref="ArrayView{T}"/> overloads work on device-resident tensors, check shapes and scalars on the
 /// host and the contents of index, probability, weight and target tensors on the device (an invalid value
-/// makes the row kernels no-ops, so nothing is written), and bring back only a small summary. In both forms
+/// makes the row kernels no-ops, so nothing is written; the teacher entries of rows of weight 0 are neither
+/// checked nor read), and bring back only a small summary. <see cref="IDeviceLossKernels"/> is that form. In both forms
 /// a NaN or infinite logit in a row that is read raises <see cref="NonFiniteLogitException"/> naming the first
 /// such row and its first such column (the kernels write a per-row status that the host checks afterwards);
 /// the span overloads then leave the caller's buffers untouched, while on device the other rows' gradients
