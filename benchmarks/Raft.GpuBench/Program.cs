@@ -11,7 +11,7 @@ CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
 
 // --gpu-tests [filter]: the repository's GPU-only xunit tests, run here without the .NET SDK (GpuTestRunner)
 if (args.Length > 0 && args[0] == "--gpu-tests")
-    return GpuTestRunner.Run([typeof(Raft.Cuda.Tests.GpuFixture).Assembly, typeof(Raft.Gpu.Tests.CudaFixture).Assembly, typeof(Raft.Distributed.Tests.NcclTests).Assembly], args.Length > 1 ? args[1] : null, Console.Out) == 0 ? 0 : 1;
+    return GpuTestRunner.Run([typeof(Raft.Cuda.Tests.GpuFixture).Assembly, typeof(Raft.Kernels.Cuda.Tests.CudaCFixture).Assembly, typeof(Raft.Gpu.Tests.CudaFixture).Assembly, typeof(Raft.Distributed.Tests.NcclTests).Assembly], args.Length > 1 ? args[1] : null, Console.Out) == 0 ? 0 : 1;
 // --lab: every kernel variant timed side by side (KernelLab)
 if (args.Length > 0 && args[0] == "--lab")
     return KernelLab.Run(args.Skip(1).ToArray(), Console.Out);

@@ -55,17 +55,26 @@ internal static class Guard
                 Throw($"{name}[{r}] must be finite and ≥ 0, got {w[r]}.", name);
     }
 
-    /// <summary>The teacher's top-K: distinct indices in 0..vocab-1 per row, probabilities finite in [0, 1].</summary>
-    public static void TeacherTopK(ReadOnlySpan<int> idx, ReadOnlySpan<float> p, int rows, int vocab, int k)
+    /// <summary>
+    /// The teacher's top-K: distinct indices in 0..vocab-1 per row, probabilities finite in [0, 1]. Rows whose weight
+    /// is 0 are skipped (the kernels do not read them); when <paramref name="rowWeights"/> does not have one weight per
+    /// row (it is then rejected by <see cref="RowWeights"/>), every row is checked.
+    /// </summary>
+    public static void TeacherTopK(ReadOnlySpan<int> idx, ReadOnlySpan<float> p, int rows, int vocab, int k, ReadOnlySpan<float> rowWeights)
     {
         Length(idx.Length, (long)rows * k, "teacherIndices", "[rows, k]");
         Length(p.Length, (long)rows * k, "teacherProbs", "[rows, k]");
-        for (int i = 0; i < idx.Length; i++)
+        bool weighted = rowWeights.Length == rows;
+        for (int r = 0; r < rows; r++)
         {
-            if ((uint)idx[i] >= (uint)vocab)
-                Throw($"teacherIndices[{i / k}, {i % k}] must be in 0..{vocab - 1}, got {idx[i]}.", "teacherIndices");
-            if (!(p[i] >= 0f && p[i] <= 1.0001f))
-                Throw($"teacherProbs[{i / k}, {i % k}] must be a probability in [0, 1], got {p[i]}.", "teacherProbs");
+            if (weighted && rowWeights[r] == 0f) continue;
+            for (int i = r * k, end = i + k; i < end; i++)
+            {
+                if ((uint)idx[i] >= (uint)vocab)
+                    Throw($"teacherIndices[{i / k}, {i % k}] must be in 0..{vocab - 1}, got {idx[i]}.", "teacherIndices");
+                if (!(p[i] >= 0f && p[i] <= 1.0001f))
+                    Throw($"teacherProbs[{i / k}, {i % k}] must be a probability in [0, 1], got {p[i]}.", "teacherProbs");
+            }
         }
         // Distinct within each row: a bitset over the vocabulary, set for a row's K indices and cleared again
         // (O(rows·K), no sort).
@@ -74,6 +83,7 @@ internal static class Guard
             var seen = new ulong[(vocab + 63) / 64];
             for (int r = 0; r < rows; r++)
             {
+                if (weighted && rowWeights[r] == 0f) continue;
                 var row = idx.Slice(r * k, k);
                 for (int j = 0; j < k; j++)
                 {

@@ -29,7 +29,9 @@ public interface ILossKernels
     /// and <paramref name="teacherProbs"/> [rows, k], <paramref name="rowWeights"/> [rows] or empty (all 1),
     /// <paramref name="gradient"/> [rows, vocab], empty (loss only) or the very student buffer (in place).
     /// Returns Σ_r w_r·L_r / N with N = <paramref name="normalizer"/>, or Σ_r w_r when it is 0; the gradient
-    /// written is that of the returned loss. Rows of weight 0 are not read, and get a zero gradient.
+    /// written is that of the returned loss. Rows of weight 0 are neither read nor validated: their teacher indices and
+    /// probabilities may hold anything (padding, duplicates, out-of-range values, NaN) and their student logits too (a
+    /// NaN there raises no <see cref="NonFiniteLogitException"/>); they add nothing to the loss and get a zero gradient.
     /// </summary>
     LossResult Distill(ReadOnlySpan<float> studentLogits, int rows, int vocab,
         ReadOnlySpan<int> teacherIndices, ReadOnlySpan<float> teacherProbs, DistillSettings config,
@@ -62,7 +64,10 @@ public static class LossArguments
         Guard.Length(probs.Length, (long)rows * k, nameof(probs), "[rows, k]");
     }
 
-    /// <summary>Validates a distillation call (including every teacher index and probability).</summary>
+    /// <summary>
+    /// Validates a distillation call, including every teacher index and probability of the rows whose weight is not 0
+    /// (rows of weight 0 are not read by the kernels, so their teacher entries are not checked either).
+    /// </summary>
     public static void Distill(ReadOnlySpan<float> studentLogits, int rows, int vocab,
         ReadOnlySpan<int> teacherIndices, ReadOnlySpan<float> teacherProbs, DistillSettings config,
         ReadOnlySpan<float> rowWeights, Span<float> gradient, float normalizer)
@@ -70,7 +75,7 @@ public static class LossArguments
         Guard.Shape(rows, vocab);
         Guard.Length(studentLogits.Length, (long)rows * vocab, nameof(studentLogits), "[rows, vocab]");
         config.Validate(vocab);
-        Guard.TeacherTopK(teacherIndices, teacherProbs, rows, vocab, config.TopK);
+        Guard.TeacherTopK(teacherIndices, teacherProbs, rows, vocab, config.TopK, rowWeights);
         Guard.RowWeights(rowWeights, rows);
         Guard.Gradient(studentLogits, gradient, nameof(studentLogits));
         Guard.Normalizer(normalizer);

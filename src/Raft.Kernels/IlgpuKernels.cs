@@ -17,7 +17,8 @@ namespace Raft.Kernels;
 /// <see cref="LossArguments"/> (before anything is written), copy host → device, run and copy back; the
 /// <see cref="ArrayView{T}"/> overloads work on device-resident tensors, check shapes and scalars on the
 /// host and the contents of index, probability, weight and target tensors on the device (an invalid value
-/// makes the row kernels no-ops, so nothing is written), and bring back only a small summary. In both forms
+/// makes the row kernels no-ops, so nothing is written; the teacher entries of rows of weight 0 are neither
+/// checked nor read), and bring back only a small summary. <see cref="IDeviceLossKernels"/> is that form. In both forms
 /// a NaN or infinite logit in a row that is read raises <see cref="NonFiniteLogitException"/> naming the first
 /// such row and its first such column (the kernels write a per-row status that the host checks afterwards);
 /// the span overloads then leave the caller's buffers untouched, while on device the other rows' gradients
@@ -33,7 +34,7 @@ namespace Raft.Kernels;
 /// (calls are serialised by a lock). Kernels are compiled once per accelerator and cached.
 /// </para>
 /// </summary>
-public sealed class IlgpuKernels : ILossKernels, IDisposable
+public sealed class IlgpuKernels : IDeviceLossKernels, IDisposable
 {
     private readonly Accelerator _accelerator;
     private readonly Context? _ownedContext;
@@ -97,7 +98,7 @@ public sealed class IlgpuKernels : ILossKernels, IDisposable
         }
     }
 
-    /// <summary>The accelerator the kernels run on.</summary>
+    /// <inheritdoc />
     public Accelerator Accelerator => _accelerator;
 
     /// <summary>Threads per group (one group per row): the largest power of two ≤ min(256, the accelerator's limit).</summary>
@@ -138,17 +139,24 @@ public sealed class IlgpuKernels : ILossKernels, IDisposable
     public void TopKSoftmax(ArrayView<float> teacherLogits, int rows, int vocab, int k, float temperature,
         ArrayView<int> indices, ArrayView<float> probs)
     {
+        CheckTopKShapes(teacherLogits, rows, vocab, k, temperature, indices, probs);
+        lock (_lock)
+        {
+            ThrowIfDisposed();
+            RunTopK(teacherLogits, rows, vocab, k, temperature, indices, probs);
+        }
+    }
+
+    /// <summary>The host checks of the device-resident top-K (shapes and scalars), shared with the CUDA C kernels (Raft.Kernels.Cuda).</summary>
+    internal static void CheckTopKShapes(ArrayView<float> teacherLogits, int rows, int vocab, int k, float temperature,
+        ArrayView<int> indices, ArrayView<float> probs)
+    {
         Guard.Shape(rows, vocab);
         DeviceLength(teacherLogits.Length, (long)rows * vocab, nameof(teacherLogits), "[rows, vocab]");
         Guard.TopK(k, vocab);
         Guard.Temperature(temperature);
         DeviceLength(indices.Length, (long)rows * k, nameof(indices), "[rows, k]");
         DeviceLength(probs.Length, (long)rows * k, nameof(probs), "[rows, k]");
-        lock (_lock)
-        {
-            ThrowIfDisposed();
-            RunTopK(teacherLogits, rows, vocab, k, temperature, indices, probs);
-        }
     }
 
     private void RunTopK(ArrayView<float> logits, int rows, int vocab, int k, float temperature,
@@ -203,6 +211,20 @@ public sealed class IlgpuKernels : ILossKernels, IDisposable
         ArrayView<int> teacherIndices, ArrayView<float> teacherProbs, DistillSettings config,
         ArrayView<float> rowWeights, ArrayView<float> gradient, ArrayView<float> rowLosses, float normalizer = 0f)
     {
+        CheckDistillShapes(studentLogits, rows, vocab, teacherIndices, teacherProbs, config, rowWeights, gradient, rowLosses, normalizer);
+        lock (_lock)
+        {
+            ThrowIfDisposed();
+            return RunDistill(studentLogits, rows, vocab, teacherIndices, teacherProbs, config, rowWeights, gradient,
+                rowLosses, normalizer, validate: true);
+        }
+    }
+
+    /// <summary>The host checks of the device-resident distillation (shapes and scalars), shared with the CUDA C kernels (Raft.Kernels.Cuda).</summary>
+    internal static void CheckDistillShapes(ArrayView<float> studentLogits, int rows, int vocab,
+        ArrayView<int> teacherIndices, ArrayView<float> teacherProbs, DistillSettings config,
+        ArrayView<float> rowWeights, ArrayView<float> gradient, ArrayView<float> rowLosses, float normalizer)
+    {
         Guard.Shape(rows, vocab);
         DeviceLength(studentLogits.Length, (long)rows * vocab, nameof(studentLogits), "[rows, vocab]");
         config.Validate(vocab);
@@ -212,13 +234,43 @@ public sealed class IlgpuKernels : ILossKernels, IDisposable
         DeviceGradient(studentLogits, gradient, nameof(studentLogits));
         if (rowLosses.Length != 0) DeviceLength(rowLosses.Length, rows, nameof(rowLosses), "[rows]");
         Guard.Normalizer(normalizer);
+        if ((long)rows * config.TopK > int.MaxValue)
+            Guard.Throw($"rows·k must be at most {int.MaxValue}, got {(long)rows * config.TopK}.", "teacherIndices");
+    }
+
+    /// <summary>
+    /// The device-side checks of a device-resident distillation without the loss itself, for kernels that compute it
+    /// elsewhere on this accelerator (the CUDA C kernels of Raft.Kernels.Cuda): the teacher indices (range, then
+    /// distinctness) and probabilities of every row of non-zero weight and the weights, in the order and with the
+    /// messages of <see cref="Distill(ArrayView{float}, int, int, ArrayView{int}, ArrayView{float}, DistillSettings, ArrayView{float}, ArrayView{float}, ArrayView{float}, float)"/>;
+    /// then Σ w and the normaliser N used (the caller's when &gt; 0). Call <see cref="CheckDistillShapes"/> first.
+    /// Synchronises once.
+    /// </summary>
+    /// <exception cref="ArgumentException">A teacher entry of a weighted row, or a weight, is invalid.</exception>
+    internal (double WeightSum, double Normalizer) CheckDistillContents(int rows, int vocab, ArrayView<int> idx,
+        ArrayView<float> probs, DistillSettings config, ArrayView<float> weights, float normalizer)
+    {
         lock (_lock)
         {
             ThrowIfDisposed();
-            return RunDistill(studentLogits, rows, vocab, teacherIndices, teacherProbs, config, rowWeights, gradient,
-                rowLosses, normalizer, validate: true);
+            var status = _rowStatus.Get(rows);
+            var summary = _summary.Get(1);
+            var p = DistillParamsOf(rows, vocab, config, normalizer, validate: true);
+            bool checkDuplicates = config.TopK > 1;
+            if (checkDuplicates) _kernels.DistillFindDuplicates(weights, idx, status, p);
+            _kernels.DistillPrepare(weights, idx, probs, checkDuplicates ? status : ArrayView<int>.Empty, summary, p);
+            var s = ReadSummary(summary);
+            ThrowOnDistillArgument(s, idx, probs, weights, vocab, config.TopK);
+            return (s.WeightSum, s.Normalizer);
         }
     }
+
+    private static DistillParams DistillParamsOf(int rows, int vocab, DistillSettings config, float normalizer, bool validate) => new()
+    {
+        Rows = rows, Vocab = vocab, K = config.TopK, Kind = (int)config.EffectiveKind,
+        Tau = config.Temperature, InvTau = 1f / config.Temperature, Beta = config.Beta,
+        Validate = validate ? 1 : 0, Normalizer = normalizer,
+    };
 
     private LossResult RunDistill(ArrayView<float> student, int rows, int vocab, ArrayView<int> idx, ArrayView<float> probs,
         DistillSettings config, ArrayView<float> weights, ArrayView<float> gradient, ArrayView<float> rowLosses,
@@ -231,18 +283,22 @@ public sealed class IlgpuKernels : ILossKernels, IDisposable
         var status = _rowStatus.Get(rows);
         var scratch = gradient.Length > 0 ? _distillScratch.Get((long)rows * k) : ArrayView<float>.Empty;
         var summary = _summary.Get(1);
-        var p = new DistillParams
-        {
-            Rows = rows, Vocab = vocab, K = k, Kind = (int)config.EffectiveKind,
-            Tau = config.Temperature, InvTau = 1f / config.Temperature, Beta = config.Beta,
-            Validate = validate ? 1 : 0, Normalizer = normalizer,
-        };
+        var p = DistillParamsOf(rows, vocab, config, normalizer, validate);
         bool checkDuplicates = validate && k > 1;
-        if (checkDuplicates) _kernels.DistillFindDuplicates(idx, status, p);
+        if (checkDuplicates) _kernels.DistillFindDuplicates(weights, idx, status, p);
         _kernels.DistillPrepare(weights, idx, probs, checkDuplicates ? status : ArrayView<int>.Empty, summary, p);
         _kernels.DistillRows(student, gradient, idx, probs, weights, rowLoss, status, scratch, summary, p);
         _kernels.Finish(rowLoss, weights, status, summary, rows);
         var s = ReadSummary(summary);
+        ThrowOnDistillArgument(s, idx, probs, weights, vocab, k);
+        if (s.BadRow >= 0) ThrowNonFinite("studentLogits", student, vocab, s);
+        double n = s.Normalizer;
+        return new LossResult(n == 0 ? 0 : s.LossSum / n, s.LossSum, s.WeightSum, n);
+    }
+
+    /// <summary>Throws the <see cref="ArgumentException"/> of a distillation input that the device found invalid, if any.</summary>
+    private void ThrowOnDistillArgument(DeviceSummary s, ArrayView<int> idx, ArrayView<float> probs, ArrayView<float> weights, int vocab, int k)
+    {
         switch (s.ArgError)
         {
             case ArgErrors.TeacherIndices:
@@ -258,9 +314,6 @@ public sealed class IlgpuKernels : ILossKernels, IDisposable
                 Guard.Throw($"rowWeights[{s.ArgIndex}] must be finite and ≥ 0, got {ReadOne(weights, s.ArgIndex)}.", "rowWeights");
                 break;
         }
-        if (s.BadRow >= 0) ThrowNonFinite("studentLogits", student, vocab, s);
-        double n = s.Normalizer;
-        return new LossResult(n == 0 ? 0 : s.LossSum / n, s.LossSum, s.WeightSum, n);
     }
 
     // ---------------------------------------------------------------- cross-entropy
@@ -421,14 +474,14 @@ public sealed class IlgpuKernels : ILossKernels, IDisposable
         Guard.ThrowNonFinite(tensor, s.BadRow, s.BadColumn, value);
     }
 
-    private static void DeviceLength(long actual, long expected, string name, string shape)
+    internal static void DeviceLength(long actual, long expected, string name, string shape)
     {
         if (actual != expected)
             Guard.Throw($"{name} must have {expected} elements ({shape}), got {actual}.", name);
     }
 
     /// <summary>The device gradient: empty, the input view itself, or a disjoint view of the same length.</summary>
-    private static void DeviceGradient(ArrayView<float> input, ArrayView<float> gradient, string inputName)
+    internal static void DeviceGradient(ArrayView<float> input, ArrayView<float> gradient, string inputName)
     {
         if (gradient.Length == 0) return;
         DeviceLength(gradient.Length, input.Length, "gradient", $"same shape as {inputName}");

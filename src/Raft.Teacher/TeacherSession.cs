@@ -1,27 +1,22 @@
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
+using Raft.Kernels;
 
 namespace Raft.Teacher;
-
-/// <summary>Which ONNX Runtime execution provider runs the teacher.</summary>
-public enum TeacherProvider
-{
-    /// <summary>CUDA when it can be started, the CPU otherwise.</summary>
-    Auto,
-    /// <summary>The CPU provider only.</summary>
-    Cpu,
-    /// <summary>CUDA; falls back to the CPU (with a logged reason) unless <see cref="TeacherOptions.AllowCpuFallback"/> is false.</summary>
-    Cuda,
-}
 
 /// <summary>How a <see cref="TeacherSession"/> is opened.</summary>
 public sealed record TeacherOptions
 {
-    /// <summary>The execution provider to ask for.</summary>
-    public TeacherProvider Provider { get; init; } = TeacherProvider.Auto;
+    /// <summary>
+    /// The ONNX Runtime execution provider to ask for: <see cref="ComputeDevice.Auto"/> (CUDA when it can be started,
+    /// the CPU otherwise), <see cref="ComputeDevice.Cpu"/> (the CPU provider only) or <see cref="ComputeDevice.Cuda"/>
+    /// (CUDA; falls back to the CPU, with a logged reason, unless <see cref="AllowCpuFallback"/> is false).
+    /// <see cref="ComputeDevice.CudaC"/> names loss kernels, not a provider: <see cref="TeacherSession.Open"/> refuses it.
+    /// </summary>
+    public ComputeDevice Provider { get; init; } = ComputeDevice.Auto;
     /// <summary>Intra-op threads of the CPU provider; 0 lets ONNX Runtime choose.</summary>
     public int IntraOpThreads { get; init; }
-    /// <summary>With <see cref="TeacherProvider.Cuda"/>: whether a CUDA failure falls back to the CPU (true) or is an error.</summary>
+    /// <summary>With <see cref="ComputeDevice.Cuda"/>: whether a CUDA failure falls back to the CPU (true) or is an error.</summary>
     public bool AllowCpuFallback { get; init; } = true;
     /// <summary>The vocabulary size the model must have (checked against the logits output); null skips the check.</summary>
     public int? ExpectedVocabSize { get; init; }
@@ -137,19 +132,25 @@ public sealed class TeacherSession : IDisposable
 
     /// <summary>
     /// Opens <c>model.onnx</c> in <paramref name="directory"/> (or the .onnx file itself). CUDA is tried first for
-    /// <see cref="TeacherProvider.Auto"/> and <see cref="TeacherProvider.Cuda"/>; a failure to start it falls back to
+    /// <see cref="ComputeDevice.Auto"/> and <see cref="ComputeDevice.Cuda"/>; a failure to start it falls back to
     /// the CPU (an error for Cuda without <see cref="TeacherOptions.AllowCpuFallback"/>). One line naming the provider
     /// and, on fallback, the reason goes to <see cref="TeacherOptions.Log"/>. A file that is not an ONNX model, a
     /// missing input or output, a wrong element type, or a vocabulary size other than
     /// <see cref="TeacherOptions.ExpectedVocabSize"/> (or than the vocab_size/num_hidden_layers of a <c>config.json</c>
     /// beside it) raises <see cref="InvalidDataException"/> naming the file.
     /// </summary>
+    /// <exception cref="ArgumentException"><see cref="TeacherOptions.Provider"/> is <see cref="ComputeDevice.CudaC"/>
+    /// (loss kernels, not an execution provider) or undefined.</exception>
     public static TeacherSession Open(string directory, TeacherOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(directory);
         options ??= new TeacherOptions();
         if (options.IntraOpThreads < 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.IntraOpThreads, "IntraOpThreads must be >= 0.");
+        if (options.Provider is not (ComputeDevice.Auto or ComputeDevice.Cpu or ComputeDevice.Cuda))
+            throw new ArgumentException(
+                $"Provider = {(Enum.IsDefined(options.Provider) ? ComputeDevices.Name(options.Provider) : ((int)options.Provider).ToString(System.Globalization.CultureInfo.InvariantCulture))}: " +
+                "ONNX Runtime runs the teacher on auto, cpu or cuda (cuda-c names the CUDA C loss kernels, not an execution provider).", nameof(options));
         string path = File.Exists(directory) ? Path.GetFullPath(directory) : Path.GetFullPath(Path.Combine(directory, OnnxExporter.ModelFile));
         if (!File.Exists(path)) throw new FileNotFoundException($"{directory}: no {OnnxExporter.ModelFile}.", path);
         var log = options.Log ?? (line => Console.Error.WriteLine(line));
@@ -157,7 +158,7 @@ public sealed class TeacherSession : IDisposable
         InferenceSession? session = null;
         string provider = "CPU";
         string? reason = null;
-        if (options.Provider != TeacherProvider.Cpu)
+        if (options.Provider != ComputeDevice.Cpu)
         {
             try
             {
@@ -167,7 +168,7 @@ public sealed class TeacherSession : IDisposable
             catch (Exception e) when (e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException)
             {
                 reason = FirstLine(e.Message);
-                if (options.Provider == TeacherProvider.Cuda && !options.AllowCpuFallback)
+                if (options.Provider == ComputeDevice.Cuda && !options.AllowCpuFallback)
                     throw new InvalidOperationException($"{path}: the CUDA execution provider could not be started ({reason}) and CPU fallback is disallowed.", e);
             }
         }
@@ -193,7 +194,7 @@ public sealed class TeacherSession : IDisposable
                     throw new InvalidDataException($"{path}: the model has {layers} layers of past [batch, {kvHeads}, past, {headDim}], {configPath} says {config.NumHiddenLayers} layers, {config.KvHeads} kv heads, head_dim {config.HeadDim}.");
             }
             log(reason is null
-                ? $"teacher {path}: running on {provider}" + (options.Provider == TeacherProvider.Cpu ? " (asked for)." : ".")
+                ? $"teacher {path}: running on {provider}" + (options.Provider == ComputeDevice.Cpu ? " (asked for)." : ".")
                 : $"teacher {path}: running on CPU; CUDA was asked for ({options.Provider}) but could not be started: {reason}");
             return new TeacherSession(session, path, provider, reason, layers, kvHeads, headDim, vocab, config, options.CudaDevice);
         }

@@ -14,7 +14,7 @@ public sealed class NoGpuTheoryAttribute : TheoryAttribute
     }
 }
 
-/// <summary><c>--device auto|cpu|cuda|cuda-c</c> on kd, train and sft; the CUDA C kernels behind ILossKernels.</summary>
+/// <summary><c>--device auto|cpu|cuda|cuda-c</c> on kd, train and sft (the CUDA C kernels themselves: tests/Raft.Kernels.Cuda.Tests).</summary>
 public class DeviceOptionTests : CliHarness
 {
     private static readonly string[] Tiny = ["--threads", "1", "--steps", "2", "--batch-size", "2", "--warmup-steps", "1"];
@@ -85,51 +85,40 @@ public class DeviceOptionTests : CliHarness
     }
 
     [Fact]
-    public void TrainOptionsAcceptTheFourDevicesOnly()
+    public void ADeviceInTheConfigFileIsReadCaseInsensitivelyAndRecordedInItsSpelling()
     {
-        foreach (var d in TrainOptions.Devices) new TrainOptions { Device = d }.Validate();
-        var e = Assert.Throws<ArgumentException>(() => new TrainOptions { Device = "gpu" }.Validate());
-        Assert.Contains("device = gpu", e.Message);
+        var (ckpt, data) = Inputs();
+        string config = PathOf("config.json"), run = PathOf("run");
+        File.WriteAllText(config, """{"device": "CPU"}""");
+        var r = Raft(["sft", "--model", ckpt, "--data", data, "--out", run, "--config", config, .. Tiny]);
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.DoesNotContain("kernels on", r.Stderr);
+        Assert.Equal("cpu", r.Json.GetProperty("device").GetString());
+        Assert.Contains("\"device\": \"cpu\"", File.ReadAllText(Path.Combine(run, Trainer.ConfigFile)));
+        File.WriteAllText(config, """{"device": null}""");
+        var bad = Raft(["sft", "--model", ckpt, "--data", data, "--out", PathOf("run2"), "--config", config, .. Tiny]);
+        Assert.Equal(2, bad.Code);
+        Assert.Contains("--device must be auto, cpu, cuda or cuda-c, got ''", bad.Stderr);
     }
 
-    [GpuFact]
-    public void CudaCKernelsOnHostSpansMatchTheReference()
+    [Theory]
+    [InlineData("cuda-c")]
+    [InlineData("tpu")]
+    public void TheTeacherProviderIsAutoCpuOrCudaOnly(string provider)
     {
-        Assert.True(CudaCKernels.TryCreate(1, out var kernels, out var reason), reason);
-        using (kernels)
-        {
-            var random = new Random();
-            int seed = random.Next();
-            const int rows = 5, vocab = 3001, k = 32;
-            var teacher = RandomLogits(rows * vocab, seed, 3.0);
-            var student = RandomLogits(rows * vocab, seed + 1, 2.0);
-            var weights = new float[] { 1f, 0f, 0.5f, 2f, 1f };
-            foreach (var config in new[] { new DistillSettings(k, 2f), new DistillSettings(k, 1.5f, DistillLossKind.ReverseKL), new DistillSettings(k, 1f, DistillLossKind.Jsd, 0.3f) })
-            {
-                var idx = new int[rows * k];
-                var p = new float[rows * k];
-                var refIdx = new int[rows * k];
-                var refP = new float[rows * k];
-                kernels.TopKSoftmax(teacher, rows, vocab, k, config.Temperature, idx, p);
-                ReferenceKernels.Instance.TopKSoftmax(teacher, rows, vocab, k, config.Temperature, refIdx, refP);
-                Assert.Equal(refIdx, idx);
-                for (int i = 0; i < p.Length; i++) Assert.True(Math.Abs(p[i] - refP[i]) <= 1e-5 * refP[i] + 1e-7, $"prob {i}: {p[i]} vs {refP[i]} (seed {seed})");
+        var (ckpt, data) = Inputs();
+        var r = Raft(["train", "--model", ckpt, "--data", data, "--out", PathOf("run"), "--device", "cpu", "--teacher-provider", provider, .. Tiny]);
+        Assert.Equal(2, r.Code);
+        Assert.Contains($"--teacher-provider must be auto, cpu or cuda, got '{provider}'.", r.Stderr);
+        Assert.False(Directory.Exists(PathOf("run")));
+    }
 
-                var grad = (float[])student.Clone();
-                var refGrad = new float[student.Length];
-                var loss = kernels.Distill(grad, rows, vocab, refIdx, refP, config, weights, grad); // in place
-                var expected = ReferenceKernels.Instance.Distill(student, rows, vocab, refIdx, refP, config, weights, refGrad);
-                Assert.True(Math.Abs(loss.Loss - expected.Loss) <= 1e-4 * Math.Abs(expected.Loss) + 1e-6, $"{config.Kind} loss {loss.Loss} vs {expected.Loss} (seed {seed})");
-                Assert.Equal(expected.WeightSum, loss.WeightSum, 6);
-                double tolerance = 1e-4 * refGrad.Max(v => Math.Abs(v)) + 1e-9;
-                for (int i = 0; i < grad.Length; i++)
-                    Assert.True(Math.Abs(grad[i] - refGrad[i]) <= tolerance, $"{config.Kind} gradient {i}: {grad[i]} vs {refGrad[i]} (seed {seed})");
-            }
-            var bad = (float[])teacher.Clone();
-            bad[3 * vocab + 7] = float.NaN;
-            var e = Assert.Throws<NonFiniteLogitException>(() => kernels.TopKSoftmax(bad, rows, vocab, k, 1f, new int[rows * k], new float[rows * k]));
-            Assert.Equal(3, e.Row);
-            Assert.Equal(7, e.Column);
-        }
+    [Fact]
+    public void TrainOptionsAcceptTheFourDevicesOnly()
+    {
+        foreach (var d in ComputeDevices.All) new TrainOptions { Device = d }.Validate();
+        var e = Assert.Throws<ArgumentException>(() => new TrainOptions { Device = ComputeDevices.Parse("gpu") }.Validate());
+        Assert.Contains("device = 'gpu'", e.Message);
+        Assert.Equal(4, ComputeDevices.All.Count);
     }
 }

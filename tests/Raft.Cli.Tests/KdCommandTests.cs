@@ -270,7 +270,7 @@ public class KdDeviceTests : CliHarness
         var run = Raft("kd", "--example", "--rows", "4", "--vocab", "300", "--device", "auto");
         Assert.True(run.Code == 0, run.Stderr);
         Assert.Single(run.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.StartsWith("raft: kernels on "));
-        bool cuda = global::Raft.Kernels.KernelBackends.TryCreateCuda(out var b, out _);
+        bool cuda = global::Raft.Kernels.Cuda.KernelBackendFactory.TryCreateCuda(out var b, out _);
         b?.Dispose();
         Assert.Contains(cuda ? "cuda: " : "(auto: no CUDA device", run.Stderr);
     }
@@ -289,7 +289,7 @@ public class KdDeviceTests : CliHarness
     [Fact]
     public void DeviceCudaWithoutAGpuIsABadInputWithTheReason()
     {
-        bool cuda = global::Raft.Kernels.KernelBackends.TryCreateCuda(out var b, out _);
+        bool cuda = global::Raft.Kernels.Cuda.KernelBackendFactory.TryCreateCuda(out var b, out _);
         b?.Dispose();
         var run = Raft("kd", "--example", "--rows", "4", "--vocab", "300", "--device", "cuda");
         if (cuda) Assert.True(run.Code == 0, run.Stderr);

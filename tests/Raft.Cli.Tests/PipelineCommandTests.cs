@@ -176,7 +176,7 @@ public class PipelineCommandTests : CliHarness
         var model = new LlamaModel(config, weights) { Threads = 1 };
         int[] tokens = global::Raft.Model.Tokenization.ByteTokenizer.Instance.Encode("Flip 1234 please.");
         var expected = model.Forward(tokens, 1, tokens.Length);
-        using var session = global::Raft.Teacher.TeacherSession.Open(outDir, new global::Raft.Teacher.TeacherOptions { Provider = global::Raft.Teacher.TeacherProvider.Cpu, IntraOpThreads = 1 });
+        using var session = global::Raft.Teacher.TeacherSession.Open(outDir, new global::Raft.Teacher.TeacherOptions { Provider = global::Raft.Kernels.ComputeDevice.Cpu, IntraOpThreads = 1 });
         var actual = session.Forward(tokens.Select(t => (long)t).ToArray(), 1, tokens.Length);
         Assert.Equal(expected.Length, actual.Length);
         double maxRef = expected.Max(Math.Abs), maxDiff = 0;

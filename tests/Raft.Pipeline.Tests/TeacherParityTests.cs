@@ -27,7 +27,7 @@ public class TeacherParityTests
         OnnxExporter.Export(model.Config, model.Parameters, tmp.Path);
         var kernels = new CpuKernels(1);
         using var engine = new EngineTeacher(model, kernels);
-        using var onnx = OnnxTeacher.Open(tmp.Path, new TeacherOptions { Provider = TeacherProvider.Cpu, IntraOpThreads = 1 }, kernels);
+        using var onnx = OnnxTeacher.Open(tmp.Path, new TeacherOptions { Provider = ComputeDevice.Cpu, IntraOpThreads = 1 }, kernels);
         Assert.Equal(engine.VocabSize, onnx.VocabSize);
 
         var tok = ByteTokenizer.Instance;

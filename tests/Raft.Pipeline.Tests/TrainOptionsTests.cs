@@ -64,12 +64,13 @@ public class TrainOptionsTests
             WeightDecay = 0.05, Beta1 = 0.8, Beta2 = 0.99, ClipNorm = 0.5, Seed = 42, Threads = 2, CheckpointEvery = 3,
             MaxNonFiniteSteps = 4, TopK = 5, Temperature = 2f, LossKind = DistillLossKind.Jsd, JsdBeta = 0.25f, EmaDecay = 0.7,
             TargetRatio = [2, 1], FixedWeights = [0.3, 0.7], AnswerConditioned = false, RolloutTemperature = 0.5f,
-            RolloutMaxTokens = 9, RolloutsPerPrompt = 2, Device = "cuda-c",
+            RolloutMaxTokens = 9, RolloutsPerPrompt = 2, Device = ComputeDevice.CudaC,
         };
         string json = o.ToJson();
         Assert.Contains("\"learning_rate\"", json);
         Assert.Contains("\"Jsd\"", json);
         Assert.Contains("\"Sft\"", json);
+        Assert.Contains("\"device\": \"cuda-c\"", json);
         using var tmp = new TempDir();
         var back = TrainOptions.Load(tmp.Write("c.json", json));
         Assert.Equal(json, back.ToJson());
@@ -81,18 +82,41 @@ public class TrainOptionsTests
     [Fact]
     public void Device_is_one_of_four_and_a_gpu_device_needs_the_callers_kernels()
     {
-        Assert.Equal("auto", new TrainOptions().Device);
-        foreach (var d in TrainOptions.Devices) new TrainOptions { Device = d }.Validate();
-        var e = Assert.Throws<ArgumentException>(() => new TrainOptions { Device = "tpu" }.Validate());
-        Assert.Contains("device = tpu", e.Message);
+        Assert.Equal(ComputeDevice.Auto, new TrainOptions().Device);
+        foreach (var d in ComputeDevices.All) new TrainOptions { Device = d }.Validate();
+        var e = Assert.Throws<ArgumentException>(() => new TrainOptions { Device = ComputeDevices.Parse("tpu") }.Validate());
+        Assert.Contains("device = 'tpu'", e.Message);
+        var undefined = Assert.Throws<ArgumentException>(() => new TrainOptions { Device = (ComputeDevice)7 }.Validate());
+        Assert.Contains("device = 7", undefined.Message);
         // without kernels the Trainer runs the CPU kernels: fine for auto and cpu, refused for a GPU device
         var data = new[] { new TrainExample("q", "a") };
         var model = TinyModels.Model();
         var sft = TinyModels.Sft(1);
-        _ = new Trainer(model, Raft.Model.Tokenization.ByteTokenizer.Instance, Raft.Model.Tokenization.ChatTemplate.Raft, data, sft with { Device = "cpu" });
+        _ = new Trainer(model, Raft.Model.Tokenization.ByteTokenizer.Instance, Raft.Model.Tokenization.ChatTemplate.Raft, data, sft with { Device = ComputeDevice.Cpu });
         var refused = Assert.Throws<ArgumentException>(() =>
-            new Trainer(model, Raft.Model.Tokenization.ByteTokenizer.Instance, Raft.Model.Tokenization.ChatTemplate.Raft, data, sft with { Device = "cuda" }));
+            new Trainer(model, Raft.Model.Tokenization.ByteTokenizer.Instance, Raft.Model.Tokenization.ChatTemplate.Raft, data, sft with { Device = ComputeDevice.Cuda }));
         Assert.Contains("device = cuda", refused.Message);
+    }
+
+    [Fact]
+    public void Device_is_written_as_the_same_strings_as_before_and_read_case_insensitively()
+    {
+        string auto = new TrainOptions().ToJson();
+        Assert.Contains("\n  \"device\": \"auto\",\n", auto);
+        using var tmp = new TempDir();
+        foreach (var (device, name) in new[] { (ComputeDevice.Auto, "auto"), (ComputeDevice.Cpu, "cpu"), (ComputeDevice.Cuda, "cuda"), (ComputeDevice.CudaC, "cuda-c") })
+        {
+            string json = new TrainOptions { Device = device }.ToJson();
+            // byte for byte the JSON of the string-typed option: only the device's value differs from the default's
+            Assert.Equal(auto, json.Replace($"\"device\": \"{name}\"", "\"device\": \"auto\""));
+            Assert.Contains($"\"device\": \"{name}\"", json);
+            Assert.Equal(device, TrainOptions.Load(tmp.Write($"{name}.json", json)).Device);
+            Assert.Equal(device, TrainOptions.Load(tmp.Write($"{name}-upper.json", $"{{\"device\": \" {name.ToUpperInvariant()}\"}}")).Device);
+        }
+        var e = Assert.Throws<InvalidDataException>(() => TrainOptions.Load(tmp.Write("tpu.json", "{\"device\": \"tpu\"}")));
+        Assert.Contains("got 'tpu'", e.Message);
+        Assert.Throws<InvalidDataException>(() => TrainOptions.Load(tmp.Write("null.json", "{\"device\": null}")));
+        Assert.Throws<InvalidDataException>(() => TrainOptions.Load(tmp.Write("number.json", "{\"device\": 2}")));
     }
 
     [Fact]

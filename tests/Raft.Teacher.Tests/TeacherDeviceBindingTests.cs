@@ -1,3 +1,4 @@
+using Raft.Kernels;
 using Raft.Model;
 using static Raft.Teacher.Tests.TestModels;
 
@@ -6,7 +7,7 @@ namespace Raft.Teacher.Tests;
 /// <summary>
 /// A fact that needs ONNX Runtime's CUDA execution provider. Skipped, with the reason, where a session cannot be
 /// started on it (no GPU, no CUDA/cuDNN libraries): the probe opens a tiny exported model with
-/// <see cref="TeacherProvider.Cuda"/> and no CPU fallback, once per process.
+/// <see cref="ComputeDevice.Cuda"/> and no CPU fallback, once per process.
 /// </summary>
 public sealed class OnnxCudaFactAttribute : FactAttribute
 {
@@ -25,7 +26,7 @@ public sealed class OnnxCudaFactAttribute : FactAttribute
             using var dir = new TempDirectory();
             var config = Tiny(false, false);
             OnnxExporter.Export(config, RandomParameters(config, seed: 1), dir.Path);
-            using var s = TeacherSession.Open(dir.Path, new TeacherOptions { Provider = TeacherProvider.Cuda, AllowCpuFallback = false, Log = _ => { } });
+            using var s = TeacherSession.Open(dir.Path, new TeacherOptions { Provider = ComputeDevice.Cuda, AllowCpuFallback = false, Log = _ => { } });
             return null;
         }
         catch (Exception e) { return $"{e.GetType().Name}: {e.Message}"; } // any failure to start it is a reason to skip, stated
@@ -66,7 +67,7 @@ public class TeacherDeviceBindingTests
         var config = Tiny(false, true, vocab: 29);
         OnnxExporter.Export(config, RandomParameters(config, seed: 12), dir.Path);
         using var cpu = TeacherSession.Open(dir.Path, Cpu());
-        using var gpu = TeacherSession.Open(dir.Path, new TeacherOptions { Provider = TeacherProvider.Cuda, AllowCpuFallback = false, Log = _ => { } });
+        using var gpu = TeacherSession.Open(dir.Path, new TeacherOptions { Provider = ComputeDevice.Cuda, AllowCpuFallback = false, Log = _ => { } });
         Assert.True(gpu.UsesDeviceBinding);
         Assert.Equal(0, gpu.CudaDevice);
 

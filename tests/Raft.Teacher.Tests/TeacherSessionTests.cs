@@ -1,3 +1,4 @@
+using Raft.Kernels;
 using Google.Protobuf;
 using Onnx;
 using static Raft.Teacher.Tests.TestModels;
@@ -122,9 +123,9 @@ public class TeacherSessionTests
     }
 
     [Theory]
-    [InlineData(TeacherProvider.Cuda)]
-    [InlineData(TeacherProvider.Auto)]
-    public void CudaRunsOrFallsBackToCpuWithTheReason(TeacherProvider provider)
+    [InlineData(ComputeDevice.Cuda)]
+    [InlineData(ComputeDevice.Auto)]
+    public void CudaRunsOrFallsBackToCpuWithTheReason(ComputeDevice provider)
     {
         using var dir = new TempDirectory();
         ExportTiny(dir);
@@ -147,6 +148,20 @@ public class TeacherSessionTests
         Assert.Equal(2 * 3 * 11, teacher.Forward([1, 2, 3, 4, 5, 6], 2, 3).Length);
     }
 
+    [Theory]
+    [InlineData(ComputeDevice.CudaC, "Provider = cuda-c")]
+    [InlineData((ComputeDevice)9, "Provider = 9")]
+    public void CudaCIsLossKernelsNotAnExecutionProviderAndIsRefused(ComputeDevice provider, string named)
+    {
+        using var dir = new TempDirectory(); // refused before the folder is even looked at
+        var log = new List<string>();
+        var e = Assert.Throws<ArgumentException>(() => TeacherSession.Open(dir.Path, new TeacherOptions { Provider = provider, Log = log.Add }));
+        Assert.Equal("options", e.ParamName);
+        Assert.Contains(named, e.Message);
+        Assert.Contains("auto, cpu or cuda", e.Message);
+        Assert.Empty(log);
+    }
+
     [Fact]
     public void CudaWithoutFallbackEitherRunsOnCudaOrFailsClearly()
     {
@@ -155,7 +170,7 @@ public class TeacherSessionTests
         TeacherSession? teacher = null;
         try
         {
-            teacher = TeacherSession.Open(dir.Path, new TeacherOptions { Provider = TeacherProvider.Cuda, AllowCpuFallback = false, Log = _ => { } });
+            teacher = TeacherSession.Open(dir.Path, new TeacherOptions { Provider = ComputeDevice.Cuda, AllowCpuFallback = false, Log = _ => { } });
             Assert.Equal("CUDA", teacher.Provider);
         }
         catch (InvalidOperationException e)

@@ -1,3 +1,4 @@
+using Raft.Kernels;
 using Raft.Model;
 
 namespace Raft.Teacher.Tests;
@@ -13,5 +14,5 @@ internal static class TestModels
         MaxPositionEmbeddings = 64,
     };
 
-    public static TeacherOptions Cpu(List<string>? log = null) => new() { Provider = TeacherProvider.Cpu, IntraOpThreads = 2, Log = l => log?.Add(l) };
+    public static TeacherOptions Cpu(List<string>? log = null) => new() { Provider = ComputeDevice.Cpu, IntraOpThreads = 2, Log = l => log?.Add(l) };
 }

@@ -88,7 +88,7 @@ public sealed class TeacherProblem : IDisposable
     /// <summary>Opens the exported model on the CPU provider, intra-op threads = cores.</summary>
     public TeacherSession OpenCpu() => TeacherSession.Open(ModelDirectory, new TeacherOptions
     {
-        Provider = TeacherProvider.Cpu, IntraOpThreads = Environment.ProcessorCount, Log = _ => { },
+        Provider = ComputeDevice.Cpu, IntraOpThreads = Environment.ProcessorCount, Log = _ => { },
     });
 
     /// <inheritdoc />

@@ -63,7 +63,7 @@ internal static class DemoCommand
                 {
                     onnxDir = Path.Combine(Path.GetTempPath(), $"raft-demo-teacher-{Guid.NewGuid():N}");
                     OnnxExporter.Export(model.Config, model.Parameters, onnxDir);
-                    return OnnxTeacher.Open(onnxDir, new TeacherOptions { Provider = TeacherProvider.Cpu, IntraOpThreads = th, Log = l => stderr.WriteLine(l) }, new CpuKernels(th));
+                    return OnnxTeacher.Open(onnxDir, new TeacherOptions { Provider = ComputeDevice.Cpu, IntraOpThreads = th, Log = l => stderr.WriteLine(l) }, new CpuKernels(th));
                 };
             }
             try

@@ -64,9 +64,9 @@ internal static class KdCommand
         };
         public readonly Option<string> Device = new("--device")
         {
-            Description = KernelFactory.Help,
-            DefaultValueFactory = _ => "auto",
-            HelpName = KernelFactory.HelpName,
+            Description = DeviceOption.Help,
+            DefaultValueFactory = _ => ComputeDevices.Name(ComputeDevice.Auto),
+            HelpName = DeviceOption.HelpName,
         };
         public readonly Option<bool> Example = new("--example")
         {
@@ -128,7 +128,7 @@ internal static class KdCommand
         int? threads = parse.GetValue(o.Threads);
         if (threads is < 1)
             throw new UsageException($"--threads must be ≥ 1, got {threads}.");
-        DeviceChoice device = KernelFactory.Parse(parse.GetValue(o.Device) ?? "auto");
+        ComputeDevice device = parse.GetValue(o.Device) is { } deviceText ? DeviceOption.Parse(deviceText) : ComputeDevice.Auto;
         string? gradOut = parse.GetValue(o.GradOut);
         if (gradOut is not null) CliChecks.CheckOutputFile("--grad-out", gradOut);
         string? weightsPath = parse.GetValue(o.Weights);
@@ -193,7 +193,7 @@ internal static class KdCommand
         }
 
         var config = new DistillSettings(topK, temperature, kind, beta);
-        using var backend = KernelFactory.Create(device, threads, parse.InvocationConfiguration.Error);
+        using var backend = DeviceOption.Create(device, threads, parse.InvocationConfiguration.Error);
         var kernels = backend.Kernels;
         KdOutcome outcome;
         try

@@ -4,6 +4,7 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
+using Raft.Kernels;
 
 namespace Raft.Cli.Commands;
 
@@ -34,6 +35,7 @@ internal sealed class OptionsBinder<T> where T : class
 
     private static string HelpFor(Type t) =>
         t == typeof(bool) ? "true|false" :
+        t == typeof(ComputeDevice) ? "TEXT" : // spelled auto|cpu|cuda|cuda-c, listed in the option's description
         t.IsEnum ? string.Join("|", Enum.GetNames(t)) :
         t == typeof(double[]) ? "A,B" :
         t == typeof(string) ? "TEXT" : "N";
@@ -65,6 +67,15 @@ internal sealed class OptionsBinder<T> where T : class
             string text = parse.GetValue(option) ?? "";
             node[key] = Parse(option.Name, text, type);
         }
+        // A device is spelled "auto", "cuda-c", …: checked here so that a bad one, from the file or a flag, is reported
+        // with the flag, as the command line says it (the converter's JsonException would name neither).
+        foreach (var (option, key, type) in _flags)
+        {
+            if (type != typeof(ComputeDevice)) continue;
+            var value = node[key];
+            string? text = value is null ? null : value.GetValueKind() == JsonValueKind.String ? value.GetValue<string>() : value.ToJsonString();
+            if (!ComputeDevices.TryParse(text, out _)) throw new UsageException(DeviceOption.Invalid(option.Name, text));
+        }
         try { return node.Deserialize<T>(_json) ?? throw new UsageException("the options resolved to null."); }
         catch (JsonException e) { throw new UsageException($"{(configPath is null ? "options" : "--config " + configPath)}: {e.Message}"); }
     }
@@ -80,6 +91,7 @@ internal sealed class OptionsBinder<T> where T : class
             if (type == typeof(float)) return float.Parse(text, NumberStyles.Float, ci);
             if (type == typeof(bool)) return text.Length == 0 || bool.Parse(text);
             if (type == typeof(string)) return text.Length == 0 || text == "none" ? null : text;
+            if (type == typeof(ComputeDevice)) return text; // checked, with the other sources, in Bind
             if (type == typeof(double[]))
                 return text is "" or "none" ? null : new JsonArray(text.Split(',').Select(s => (JsonNode)double.Parse(s.Trim(), NumberStyles.Float, ci)).ToArray());
             if (type.IsEnum)

@@ -1,5 +1,5 @@
 using Raft.Distributed;
-using Raft.Gpu;
+using ILGPU.Runtime;
 using System.CommandLine;
 using System.Text.Json;
 using Raft.Kernels;
@@ -34,7 +34,7 @@ internal static class TrainCommand
         "shard_optimizer" => "ZeRO-1 under mpirun: each rank keeps AdamW's moments for its 1/N of the parameters (reduce-scatter, update, all-gather); checkpoints are the same files (default false).",
         "overlap_allreduce" => "Under mpirun: sum each gradient bucket on a communication thread while the backward goes on; false (default): after the backward. Same sums either way; it was slower with one core per rank (benchmarks/results/allreduce-cpu.md).",
         "trainable" => "Which parameters are trained: a regular expression over tensor names, e.g. mlp (the MLP blocks only; attention, norms and embeddings frozen). Frozen tensors get no update, decay or share of the clip norm (default: all).",
-        "device" => KernelFactory.Help + " With cuda or cuda-c (or auto on a GPU) the student's forward, backward, clipping and AdamW run on the GPU too (ILGPU, one process); rollouts stay on the CPU model (default auto).",
+        "device" => DeviceOption.Help + " With cuda or cuda-c (or auto on a GPU) the student's forward, backward, clipping and AdamW run on the GPU too (ILGPU, one process); rollouts stay on the CPU model (default auto).",
         "top_k" => "RAFT: teacher entries kept per position (default 16).",
         "temperature" => "RAFT: distillation temperature τ; the loss is scaled by τ² (default 1).",
         "loss_kind" => "RAFT: divergence (default ForwardKL).",
@@ -73,7 +73,6 @@ internal static class TrainCommand
         {
             var stderr = parse.InvocationConfiguration.Error;
             var options = binder.Bind(parse, new TrainOptions { Method = method }, parse.GetValue(config)) with { Method = method };
-            KernelFactory.Parse(options.Device); // "--device must be auto, cpu, cuda or cuda-c, got '…'" before the other checks
             try { options.Validate(); }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
             string modelDir = parse.GetValue(model)!, dataPath = parse.GetValue(data)!, outDir = parse.GetValue(output)!;
@@ -98,13 +97,13 @@ internal static class TrainCommand
         // Every input is read and checked (down to the Trainer's checks) before --out is created, so that a wrong input leaves no run directory behind.
         var examples = Load(dataPath, skipBad, info);
         var student = ModelStore.LoadStudent(modelDir, options.Threads);
-        var device = KernelFactory.Parse(options.Device);
-        using var backend = KernelFactory.Create(device, options.Threads == 0 ? null : options.Threads); // said below, once the inputs passed
+        var device = options.Device;
+        using var backend = DeviceOption.Create(device, options.Threads == 0 ? null : options.Threads); // said below, once the inputs passed
         var kernels = backend.Kernels;
         using var teacherModel = teacherDir is null ? null : OpenTeacher(teacherDir, provider, kernels, student.Model.Config.VocabSize, options.Threads, info,
             vocabLimit: student.Tokenizer.VocabSize);
         var progress = new ProgressReporter(stderr, ProgressReporter.IsTerminal(stderr));
-        using var studentDevice = StudentDevice(device, backend, world, info);
+        var studentAccelerator = StudentAccelerator(device, backend, world, info);
         var trainer = new Trainer(student.Model, student.Tokenizer, student.Template,
             examples.Select(e => new TrainExample(e.Prompt, e.Answer)).ToArray(), options, teacherModel, kernels)
         {
@@ -112,10 +111,10 @@ internal static class TrainCommand
             Progress = progress.Report,
             Collective = world,
             AfterStep = FaultInjection.AfterStep(world.Rank, stderr),
-            StudentAccelerator = studentDevice?.Accelerator,
+            StudentAccelerator = studentAccelerator,
         };
         CliChecks.CheckOutputDirectory("--out", outDir);
-        KernelFactory.Announce(device, backend, info);
+        DeviceOption.Announce(device, backend, info);
         var result = trainer.Run(outDir, resume);
         if (world.Rank != 0) return ExitCodes.Success;
         parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(new
@@ -123,33 +122,35 @@ internal static class TrainCommand
             method = method.ToString().ToLowerInvariant(), steps = result.Steps, skipped_steps = result.SkippedSteps,
             final_loss = result.Metrics.Count > 0 ? result.Metrics[^1].Loss : (double?)null,
             seconds = Math.Round(result.Seconds, 2), model = Path.Combine(outDir, Trainer.FinalDir),
-            device = options.Device, kernels = backend.Description, student = studentDevice?.Description ?? "cpu",
+            device = ComputeDevices.Name(options.Device), kernels = backend.Description,
+            student = studentAccelerator is null ? "cpu" : $"cuda: {studentAccelerator.Name} ({studentAccelerator.NumMultiprocessors} SMs)",
         }));
         return ExitCodes.Success;
     }
 
     /// <summary>
-    /// The accelerator for the student's forward, backward and AdamW: ILGPU's CUDA accelerator when the loss kernels
-    /// run on CUDA (cuda, cuda-c, or auto that found a GPU) in a single process; null (the CPU model) otherwise.
-    /// Several ranks keep the student on the CPU (its device gradients are not all-reduced yet) and say so.
+    /// The accelerator for the student's forward, backward and AdamW: the one the loss kernels run on (ILGPU's CUDA
+    /// accelerator, shared, owned by <paramref name="backend"/>) when they resolved to cuda or cuda-c (asked for, or
+    /// auto that found a GPU) in a single process; null (the CPU model) otherwise. Several ranks keep the student on
+    /// the CPU (its device gradients are not all-reduced yet) and say so.
     /// </summary>
-    private static GpuDevice? StudentDevice(DeviceChoice device, KernelBackend backend, ICollective world, TextWriter info)
+    private static Accelerator? StudentAccelerator(ComputeDevice device, KernelBackend backend, ICollective world, TextWriter info)
     {
-        bool onCuda = device is DeviceChoice.Cuda or DeviceChoice.CudaC
-                      || (device == DeviceChoice.Auto && backend.Description.StartsWith("cuda", StringComparison.Ordinal));
-        if (!onCuda) return null;
+        if (backend.Device is not (ComputeDevice.Cuda or ComputeDevice.CudaC)) return null;
         if (world.WorldSize > 1)
         {
             info.WriteLine($"raft: the student stays on the CPU with {world.WorldSize} ranks (the GPU student runs in one process for now)");
             return null;
         }
-        if (GpuDevice.TryCreateCuda(out var gpu, out string reason)) return gpu;
-        if (device == DeviceChoice.Auto)
+        if (backend.Accelerator is { } accelerator) return accelerator;
+        // Not reached with KernelBackendFactory's backends (a GPU backend runs on an accelerator); kept for the contract.
+        string reason = $"the loss kernels on {backend.Description} expose no accelerator";
+        if (device == ComputeDevice.Auto)
         {
             info.WriteLine($"raft: the student stays on the CPU (auto: {reason})");
             return null;
         }
-        throw new UsageException($"--device {KernelFactory.Name(device)}: the student cannot run on the GPU ({reason}).");
+        throw new UsageException($"--device {ComputeDevices.Name(device)}: the student cannot run on the GPU ({reason}).");
     }
 
     internal static IReadOnlyList<DomainExample> Load(string path, bool skipBad, TextWriter stderr)
@@ -164,13 +165,9 @@ internal static class TrainCommand
 
     internal static ITeacher OpenTeacher(string dir, string providerText, ILossKernels kernels, int vocab, int threads, TextWriter stderr, int vocabLimit = 0)
     {
-        var provider = providerText.ToLowerInvariant() switch
-        {
-            "auto" => TeacherProvider.Auto,
-            "cpu" => TeacherProvider.Cpu,
-            "cuda" => TeacherProvider.Cuda,
-            _ => throw new UsageException($"--teacher-provider must be auto, cpu or cuda, got '{providerText}'."),
-        };
+        // ONNX Runtime's providers: CUDA or the CPU; cuda-c names loss kernels, not a provider.
+        if (!ComputeDevices.TryParse(providerText, out var provider) || provider == ComputeDevice.CudaC)
+            throw new UsageException($"--teacher-provider must be auto, cpu or cuda, got '{providerText}'.");
         try
         {
             var t = ModelStore.OpenTeacher(dir, new TeacherOptions { Provider = provider, IntraOpThreads = threads, Log = l => stderr.WriteLine(l) }, kernels, vocab, threads, vocabLimit);

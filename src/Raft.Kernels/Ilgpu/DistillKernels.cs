@@ -7,10 +7,11 @@ namespace Raft.Kernels.Ilgpu;
 /// A call runs three kernels on one stream, with no host synchronisation between them:
 /// <list type="number">
 /// <item>For device-resident inputs only, <see cref="FindDuplicates"/> (one group per row): the smallest
-/// teacher index that a row repeats, into the row status.</item>
+/// teacher index that a row of non-zero weight repeats, into the row status.</item>
 /// <item><see cref="Prepare"/> (one group): Σ w, the normalizer N, and, for device-resident inputs, the
 /// checks of teacher indices (range, then distinctness), probabilities and weights, in the order of
-/// <see cref="LossArguments.Distill"/>; an invalid input makes every later kernel a no-op.</item>
+/// <see cref="LossArguments.Distill"/> (teacher entries of rows of weight 0 are skipped, as there); an invalid
+/// input makes every later kernel a no-op.</item>
 /// <item><see cref="Rows"/> (one group per row): the row's loss and gradient.</item>
 /// <item><see cref="RowKernels.Finish"/> (one group): Σ w·L and the first row that had a non-finite logit.</item>
 /// </list>
@@ -19,10 +20,11 @@ internal static class DistillKernels
 {
     /// <summary>
     /// One group per row (grid = rows): rowStatus[r] = 1 + the smallest index value that appears more than
-    /// once among the row's K teacher indices, or 0. O(K²/groupSize) per thread. Shapes: <paramref name="idx"/>
+    /// once among the row's K teacher indices, or 0; 0 without reading them for a row of weight 0 (not validated).
+    /// O(K²/groupSize) per thread. Shapes: <paramref name="weights"/> [rows] or empty, <paramref name="idx"/>
     /// [rows, k], <paramref name="rowStatus"/> [rows].
     /// </summary>
-    public static void FindDuplicates(ArrayView<int> idx, ArrayView<int> rowStatus, DistillParams p)
+    public static void FindDuplicates(ArrayView<float> weights, ArrayView<int> idx, ArrayView<int> rowStatus, DistillParams p)
     {
         var si = SharedMemory.Allocate<int>(GroupMath.MaxGroupSize);
         int r = Grid.IdxX, t = Group.IdxX, g = Group.DimX;
@@ -30,6 +32,11 @@ internal static class DistillKernels
         int k = p.K;
         long kBase = (long)r * k;
         if (kBase + k > idx.Length) return;
+        if (weights.Length > r && weights[r] == 0f)
+        {
+            if (t == 0) rowStatus[r] = 0;
+            return;
+        }
         int dup = int.MaxValue;
         for (int j = t; j < k; j += g)
         {
@@ -47,7 +54,8 @@ internal static class DistillKernels
     /// <summary>
     /// One group. Shapes: <paramref name="weights"/> [rows] or empty, <paramref name="idx"/> and
     /// <paramref name="probs"/> [rows, k], <paramref name="dupStatus"/> [rows] (from <see cref="FindDuplicates"/>,
-    /// read only when validating), <paramref name="summary"/> [1].
+    /// read only when validating), <paramref name="summary"/> [1]. The teacher entries of a row of weight 0 are not
+    /// validated (nor read): the row kernel skips it.
     /// </summary>
     public static void Prepare(ArrayView<float> weights, ArrayView<int> idx, ArrayView<float> probs,
         ArrayView<int> dupStatus, ArrayView<DeviceSummary> summary, DistillParams p)
@@ -75,6 +83,7 @@ internal static class DistillKernels
             int total = p.Rows * p.K;
             for (int i = t; i < total && i < idx.Length && i < probs.Length; i += g)
             {
+                if (hasWeights && weights[i / p.K] == 0f) continue;
                 if ((uint)idx[i] >= (uint)p.Vocab && i < badI) badI = i;
                 float q = probs[i];
                 if (!(q >= 0f && q <= 1.0001f) && i < badP) badP = i;

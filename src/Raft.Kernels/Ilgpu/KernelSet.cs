@@ -18,7 +18,7 @@ internal sealed class KernelSet
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _noFloats;
     private readonly MemoryBuffer1D<int, Stride1D.Dense> _noInts;
     private readonly Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, ArrayView<DeviceSummary>, DistillParams>> _distillPrepare;
-    private readonly Lazy<Action<KernelConfig, ArrayView<int>, ArrayView<int>, DistillParams>> _distillDuplicates;
+    private readonly Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, DistillParams>> _distillDuplicates;
     private readonly Lazy<Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
         ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<DeviceSummary>, DistillParams>> _distillRows;
     private readonly Lazy<Action<KernelConfig, ArrayView<int>, ArrayView<DeviceSummary>, CrossEntropyParams>> _cePrepare;
@@ -39,7 +39,7 @@ internal sealed class KernelSet
         GroupSize = size;
         var a = accelerator;
         _distillPrepare = new(() => a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, ArrayView<DeviceSummary>, DistillParams>(DistillKernels.Prepare));
-        _distillDuplicates = new(() => a.LoadStreamKernel<ArrayView<int>, ArrayView<int>, DistillParams>(DistillKernels.FindDuplicates));
+        _distillDuplicates = new(() => a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, DistillParams>(DistillKernels.FindDuplicates));
         _distillRows = new(() => a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<DeviceSummary>, DistillParams>(DistillKernels.Rows));
         _cePrepare = new(() => a.LoadStreamKernel<ArrayView<int>, ArrayView<DeviceSummary>, CrossEntropyParams>(CrossEntropyKernels.Prepare));
@@ -67,10 +67,10 @@ internal sealed class KernelSet
         ArrayView<DeviceSummary> summary, DistillParams p) =>
         _distillPrepare.Value(Single, F(weights), I(idx), F(probs), I(dupStatus), summary, p);
 
-    public void DistillFindDuplicates(ArrayView<int> idx, ArrayView<int> rowStatus, DistillParams p)
+    public void DistillFindDuplicates(ArrayView<float> weights, ArrayView<int> idx, ArrayView<int> rowStatus, DistillParams p)
     {
         if (p.Rows > 0)
-            _distillDuplicates.Value(PerRow(p.Rows), I(idx), I(rowStatus), p);
+            _distillDuplicates.Value(PerRow(p.Rows), F(weights), I(idx), I(rowStatus), p);
     }
 
     public void DistillRows(ArrayView<float> student, ArrayView<float> gradient, ArrayView<int> idx, ArrayView<float> probs,

@@ -84,9 +84,6 @@ internal sealed class StepBuilder(TrainData data, TrainOptions options, DistillS
             weights.AsSpan(firstRow[s], rollouts[s].Length).Fill(1f);
         }
         var into = new TopKRows(new int[rowsKd * k], new float[rowsKd * k], k, firstRow);
-        // TEMPORARY until the kernels skip weight-0 rows in their argument checks (branch kernels)
-        for (int row = 0; row < rowsKd; row++)
-            for (int j = 0; j < k; j++) { into.Indices[row * k + j] = j; into.Probs[row * k + j] = 1f / k; }
         bool teacherFinite = true;
         try { teacher!.Score(contexts, rollouts, distill, into); }
         catch (NonFiniteLogitException) { teacherFinite = false; } // an overflowing teacher makes a non-finite step, skipped like one

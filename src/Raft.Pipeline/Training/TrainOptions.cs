@@ -49,11 +49,13 @@ public sealed record TrainOptions
     /// <summary>Stop with an error after this many non-finite steps in a row (each one is skipped).</summary>
     [JsonPropertyName("max_nonfinite_steps")] public int MaxNonFiniteSteps { get; init; } = 5;
     /// <summary>
-    /// Where the loss kernels run: auto, cpu, cuda (ILGPU) or cuda-c (the CUDA C kernels). The caller turns it into
-    /// the kernels it passes to the <see cref="Trainer"/> (the CLI does); the model's forward, backward and AdamW run
-    /// on the CPU for now. Not compared on resume (like <see cref="Threads"/>).
+    /// Where the loss kernels run: auto, cpu, cuda (ILGPU) or cuda-c (the CUDA C kernels), written in config.json as
+    /// those strings (<see cref="ComputeDevices"/>; read case-insensitively). The caller turns it into the kernels it
+    /// passes to the <see cref="Trainer"/> (the CLI does, through Raft.Kernels.Cuda's KernelBackendFactory, and gives a
+    /// GPU student their accelerator). Not compared on resume (like <see cref="Threads"/>).
     /// </summary>
-    [JsonPropertyName("device")] public string Device { get; init; } = "auto";
+    [JsonPropertyName("device"), JsonConverter(typeof(ComputeDeviceJsonConverter))]
+    public ComputeDevice Device { get; init; } = ComputeDevice.Auto;
 
     /// <summary>
     /// ZeRO stage 1 in a data-parallel run: each rank keeps AdamW's moments for its 1/N of the parameters only
@@ -81,9 +83,6 @@ public sealed record TrainOptions
     /// every tensor. A pattern that matches no tensor is an error.
     /// </summary>
     [JsonPropertyName("trainable")] public string? Trainable { get; init; }
-
-    /// <summary>The accepted values of <see cref="Device"/>.</summary>
-    public static IReadOnlyList<string> Devices { get; } = ["auto", "cpu", "cuda", "cuda-c"];
 
     /// <summary>Teacher top-K per position (RAFT).</summary>
     [JsonPropertyName("top_k")] public int TopK { get; init; } = 16;
@@ -128,7 +127,7 @@ public sealed record TrainOptions
         if (Threads < 0) Fail("threads", Threads, "must be ≥ 0 (0: all cores)");
         if (CheckpointEvery < 0) Fail("checkpoint_every", CheckpointEvery, "must be ≥ 0");
         if (MaxNonFiniteSteps < 1) Fail("max_nonfinite_steps", MaxNonFiniteSteps, "must be ≥ 1");
-        if (Device is null || !Devices.Contains(Device)) Fail("device", Device, "must be auto, cpu, cuda or cuda-c");
+        if (!Enum.IsDefined(Device)) Fail("device", (int)Device, $"must be {ComputeDevices.Choices}");
         if (Trainable is not null) _ = TrainablePattern();
         if (Method != TrainMethod.Raft) return;
         if (TopK < 1) Fail("top_k", TopK, "must be ≥ 1");

@@ -134,10 +134,10 @@ public sealed class Trainer
                                             $"(e.g. {string.Join(", ", student.Parameters.Tensors.Take(3).Select(t => t.Name))}).", nameof(options));
             if (frozen.Count > 0) _frozen = frozen; // a pattern matching every tensor freezes nothing
         }
-        // The caller resolves options.Device into kernels (the CLI through KernelBackends / its KernelFactory); without
+        // The caller resolves options.Device into kernels (the CLI through Raft.Kernels.Cuda's KernelBackendFactory); without
         // them the Trainer runs the CPU kernels, which auto and cpu allow and a GPU device does not.
-        if (kernels is null && options.Device is not ("auto" or "cpu"))
-            throw new ArgumentException($"device = {options.Device}: pass the loss kernels for it; without kernels the Trainer runs the CPU kernels only.", nameof(kernels));
+        if (kernels is null && options.Device is not (ComputeDevice.Auto or ComputeDevice.Cpu))
+            throw new ArgumentException($"device = {ComputeDevices.Name(options.Device)}: pass the loss kernels for it; without kernels the Trainer runs the CPU kernels only.", nameof(kernels));
         _kernels = kernels ?? new CpuKernels(options.Threads);
         _data = TrainData.Encode(data, tokenizer, template, options, student.Config.MaxPositionEmbeddings);
         _distill = options.Distill;
