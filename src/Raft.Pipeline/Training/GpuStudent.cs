@@ -8,9 +8,9 @@ namespace Raft.Pipeline.Training;
 
 /// <summary>
 /// The student on an ILGPU accelerator (<see cref="GpuLlamaModel"/>): weights, gradients, AdamW moments and activations
-/// stay on the device across steps, and so do the logits: the losses run on them in place through
-/// <see cref="IlgpuKernels"/>' device overloads on the same accelerator (the run's kernels when they are those, else
-/// kernels opened on it), the weighting and the backward read them there. Only the batch's ids, targets and teacher
+/// stay on the device across steps, and so do the logits: the losses run on them in place through the device overloads
+/// of <see cref="IDeviceLossKernels"/> on the same accelerator (the run's kernels when they run there — ILGPU's or the
+/// CUDA C ones — else <see cref="IlgpuKernels"/> opened on it), the weighting and the backward read them there. Only the batch's ids, targets and teacher
 /// top-K go up, and the loss scalars and the norm come back. The updated weights are copied back to the host model only
 /// when it is needed (rollouts, callbacks, checkpoints, the end of the run). One process for now.
 /// </summary>
@@ -18,8 +18,8 @@ internal sealed class GpuStudent : IStudentBackend
 {
     private readonly StudentSetup _setup;
     private readonly GpuLlamaModel _gpu;
-    private readonly IlgpuKernels _kernels;
-    private readonly bool _ownsKernels;
+    private readonly IDeviceLossKernels _kernels;
+    private readonly IlgpuKernels? _ownKernels;
     private readonly DeviceBatchBuffers _buffers;
     private bool _hostStale;
 
@@ -34,8 +34,8 @@ internal sealed class GpuStudent : IStudentBackend
             _gpu.SetOptimizer(setup.Adam, setup.Schedule, optimizer.StepCount);
             if (setup.Frozen is not null) _gpu.SetTrainable(setup.IsTrainable);
             if (optimizer.StepCount > 0) _gpu.UploadOptimizerState(optimizer.FirstMoment, optimizer.SecondMoment);
-            (_kernels, _ownsKernels) = setup.Kernels is IlgpuKernels k && ReferenceEquals(k.Accelerator, accelerator)
-                ? (k, false) : (new IlgpuKernels(accelerator), true);
+            if (setup.Kernels is IDeviceLossKernels k && ReferenceEquals(k.Accelerator, accelerator)) _kernels = k;
+            else _kernels = _ownKernels = new IlgpuKernels(accelerator);
             _buffers = new DeviceBatchBuffers(accelerator);
         }
         catch
@@ -91,7 +91,7 @@ internal sealed class GpuStudent : IStudentBackend
     public void Dispose()
     {
         _buffers.Dispose();
-        if (_ownsKernels) _kernels.Dispose();
+        _ownKernels?.Dispose();
         _gpu.Dispose();
     }
 }

@@ -21,8 +21,8 @@ internal readonly record struct StepLosses(LossResult Kd, LossResult Ce, bool Fi
 /// its unweighted gradient dL/dlogits in place; then <see cref="Weigh(Span{float}, PackedBatch, int, double, double)"/>
 /// scales the two parts by the balancer's weights. Normalisers of 0 let the kernels count this call's rows (one
 /// process); a data-parallel run passes the global counts so that the ranks' gradients sum to the global mean's.
-/// Host logits go through any <see cref="ILossKernels"/>; device logits (the GPU student) through
-/// <see cref="IlgpuKernels"/>' device overloads on the accelerator that holds them.
+/// Host logits go through any <see cref="ILossKernels"/>; device logits (the GPU student) through the device overloads
+/// of <see cref="IDeviceLossKernels"/> on the accelerator that holds them.
 /// </summary>
 internal sealed class StepLoss(DistillSettings distill, bool raft)
 {
@@ -45,7 +45,7 @@ internal sealed class StepLoss(DistillSettings distill, bool raft)
     /// The losses of device logits [rows, V] (gradients in place, on the device); the batch's targets, teacher top-K and
     /// row weights are uploaded into <paramref name="scratch"/>.
     /// </summary>
-    public StepLosses Compute(IlgpuKernels kernels, PackedBatch b, ArrayView<float> logits, int vocab, float kdNormalizer, float ceNormalizer,
+    public StepLosses Compute(IDeviceLossKernels kernels, PackedBatch b, ArrayView<float> logits, int vocab, float kdNormalizer, float ceNormalizer,
         DeviceBatchBuffers scratch)
     {
         if (!b.TeacherFinite) return new(StepLosses.Unknown, default, false);

@@ -82,8 +82,9 @@ public sealed class Trainer
     /// <summary>
     /// The accelerator that runs the student's forward, the losses, the backward, clipping and AdamW (<see cref="GpuLlamaModel"/>,
     /// with the weights, gradients, moments and logits resident on it across steps); null (the default): the CPU model.
-    /// The losses run on the device logits through <see cref="IlgpuKernels"/> on this accelerator (the kernels given to the
-    /// constructor when they are ILGPU's on it, so one accelerator serves both); the rollouts run on the host model, on
+    /// The losses run on the device logits through <see cref="IDeviceLossKernels"/> on this accelerator (the kernels given to
+    /// the constructor when they run on it — a <see cref="KernelBackend"/>'s <see cref="KernelBackend.Accelerator"/> — so one
+    /// accelerator serves both; else <see cref="IlgpuKernels"/> opened on it); the rollouts run on the host model, on
     /// weights copied back when next needed (RAFT: every step); checkpoints are the same files. One process only for now.
     /// </summary>
     public Accelerator? StudentAccelerator { get; init; }
