@@ -143,26 +143,6 @@ public class CudaCKernelsTests(CudaCFixture gpu) : IClassFixture<CudaCFixture>
 
     private DistillCall Make(string impl) => impl == "cuda-c-spans" ? Spans(gpu.Kernels) : Views(gpu.Kernels);
 
-    private static DistillCall Spans(ILossKernels kernels) =>
-        (student, rows, vocab, idx, p, settings, w, gradient, n) =>
-            kernels.Distill(student, rows, vocab, idx, p, settings, w, gradient is null ? Span<float>.Empty : gradient, n);
-
-    private static DistillCall Views(IDeviceLossKernels kernels) =>
-        (student, rows, vocab, idx, p, settings, w, gradient, n) =>
-        {
-            var acc = kernels.Accelerator;
-            using var dStudent = acc.Allocate1D(student);
-            using var dIdx = acc.Allocate1D(idx);
-            using var dP = acc.Allocate1D(p);
-            using var dW = acc.Allocate1D(w);
-            using var dGrad = acc.Allocate1D<float>(gradient is null || ReferenceEquals(gradient, student) ? 1 : gradient.Length);
-            if (gradient is not null && !ReferenceEquals(gradient, student)) dGrad.View.CopyFromCPU(gradient);
-            ArrayView<float> g = gradient is null ? ArrayView<float>.Empty : ReferenceEquals(gradient, student) ? dStudent.View : dGrad.View;
-            var result = kernels.Distill(dStudent.View, rows, vocab, dIdx.View, dP.View, settings, dW.View, g, ArrayView<float>.Empty, n);
-            if (gradient is not null) g.CopyToCPU(gradient);
-            return result;
-        };
-
     [GpuTheory, MemberData(nameof(Cases))]
     public void GarbageInRowsOfWeightZeroIsNotReadNorValidatedAndGetsAZeroGradient(string impl, Garbage garbage) =>
         Check(Make(impl), garbage, TestRandom.NextSeed());

@@ -62,28 +62,6 @@ public class WeightZeroRowTests(WeightZeroIlgpuFixture ilgpu) : IClassFixture<We
         return Spans(new CpuKernels(int.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture), Enum.Parse<SimdLevel>(parts[1])));
     }
 
-    /// <summary>The host-span overload.</summary>
-    public static DistillCall Spans(ILossKernels kernels) =>
-        (student, rows, vocab, idx, p, settings, w, gradient, n) =>
-            kernels.Distill(student, rows, vocab, idx, p, settings, w, gradient is null ? Span<float>.Empty : gradient, n);
-
-    /// <summary>The device-view overload: inputs uploaded, the gradient (separate or in place) brought back.</summary>
-    public static DistillCall Views(IDeviceLossKernels kernels) =>
-        (student, rows, vocab, idx, p, settings, w, gradient, n) =>
-        {
-            var acc = kernels.Accelerator;
-            using var dStudent = acc.Allocate1D(student);
-            using var dIdx = acc.Allocate1D(idx);
-            using var dP = acc.Allocate1D(p);
-            using var dW = acc.Allocate1D(w);
-            using var dGrad = acc.Allocate1D<float>(gradient is null || ReferenceEquals(gradient, student) ? 1 : gradient.Length);
-            if (gradient is not null && !ReferenceEquals(gradient, student)) dGrad.View.CopyFromCPU(gradient);
-            ArrayView<float> g = gradient is null ? ArrayView<float>.Empty : ReferenceEquals(gradient, student) ? dStudent.View : dGrad.View;
-            var result = kernels.Distill(dStudent.View, rows, vocab, dIdx.View, dP.View, settings, dW.View, g, ArrayView<float>.Empty, n);
-            if (gradient is not null) g.CopyToCPU(gradient);
-            return result;
-        };
-
     [Theory, MemberData(nameof(Cases))]
     public void GarbageInRowsOfWeightZeroIsNotReadNorValidatedAndGetsAZeroGradient(string impl, Garbage garbage) =>
         Check(Make(impl), garbage, TestData.NextSeed());

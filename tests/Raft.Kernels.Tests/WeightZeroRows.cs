@@ -1,3 +1,6 @@
+using ILGPU;
+using ILGPU.Runtime;
+
 namespace Raft.Kernels.Tests;
 
 /// <summary>
@@ -87,6 +90,28 @@ public static class WeightZeroRows
         if (all || garbage == Garbage.InfiniteStudentLogits) { s[vb + 3] = float.PositiveInfinity; s[vb + 7] = float.NegativeInfinity; }
         return (s, idx, p);
     }
+
+    /// <summary>The host-span overload.</summary>
+    public static DistillCall Spans(ILossKernels kernels) =>
+        (student, rows, vocab, idx, p, settings, w, gradient, n) =>
+            kernels.Distill(student, rows, vocab, idx, p, settings, w, gradient is null ? Span<float>.Empty : gradient, n);
+
+    /// <summary>The device-view overload: inputs uploaded, the gradient (separate or in place) brought back.</summary>
+    public static DistillCall Views(IDeviceLossKernels kernels) =>
+        (student, rows, vocab, idx, p, settings, w, gradient, n) =>
+        {
+            var acc = kernels.Accelerator;
+            using var dStudent = acc.Allocate1D(student);
+            using var dIdx = acc.Allocate1D(idx);
+            using var dP = acc.Allocate1D(p);
+            using var dW = acc.Allocate1D(w);
+            using var dGrad = acc.Allocate1D<float>(gradient is null || ReferenceEquals(gradient, student) ? 1 : gradient.Length);
+            if (gradient is not null && !ReferenceEquals(gradient, student)) dGrad.View.CopyFromCPU(gradient);
+            ArrayView<float> g = gradient is null ? ArrayView<float>.Empty : ReferenceEquals(gradient, student) ? dStudent.View : dGrad.View;
+            var result = kernels.Distill(dStudent.View, rows, vocab, dIdx.View, dP.View, settings, dW.View, g, ArrayView<float>.Empty, n);
+            if (gradient is not null) g.CopyToCPU(gradient);
+            return result;
+        };
 
     /// <summary>
     /// The whole check for one implementation and one garbage kind: every divergence, the gradient separate (pre-filled
