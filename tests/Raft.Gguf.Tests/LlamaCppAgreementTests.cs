@@ -1,0 +1,211 @@
+using System.Text.Json;
+using Raft.Model;
+using Raft.Model.Gguf;
+using Raft.Model.Tokenization;
+using Xunit.Abstractions;
+
+namespace Raft.Gguf.Tests;
+
+/// <summary>
+/// llama.cpp as an independent implementation: the engine's GGUF export of a random checkpoint is loaded by llama.cpp,
+/// whose logits for a token sequence are compared with the engine's <see cref="LlamaModel"/> forward, and whose
+/// tokenizer (built from the exported metadata alone) with the engine's tokenizer.
+/// </summary>
+public class LlamaCppAgreementTests(ITestOutputHelper output)
+{
+    /// <summary>One model family of the agreement table: a config and the fetched tokenizer folder it goes with.</summary>
+    public sealed record Family(string TokenizerDir, string[] Files, ModelConfig Config);
+
+    private static readonly Dictionary<string, Family> Families = new()
+    {
+        // Llama 2 shapes, SentencePiece tokenizer.model, untied lm_head, GQA 4/2
+        ["llama-spm"] = new("llama2", ["tokenizer.model"], new ModelConfig
+        {
+            ModelType = "llama", HiddenSize = 64, IntermediateSize = 96, NumHiddenLayers = 2, NumAttentionHeads = 4,
+            NumKeyValueHeads = 2, VocabSize = 32000, RmsNormEps = 1e-5, RopeTheta = 10000, MaxPositionEmbeddings = 256,
+        }),
+        // Llama 3 byte-level BPE, tied embeddings, GQA 4/1, head_dim decoupled from hidden/heads, q/k/v bias (attention_bias)
+        ["llama3-bpe"] = new("llama3", ["tokenizer.json", "tokenizer_config.json"], new ModelConfig
+        {
+            ModelType = "llama", HiddenSize = 48, IntermediateSize = 80, NumHiddenLayers = 2, NumAttentionHeads = 4,
+            NumKeyValueHeads = 1, HeadDimOverride = 16, VocabSize = 128256, RmsNormEps = 1e-5, RopeTheta = 500000,
+            MaxPositionEmbeddings = 256, TieWordEmbeddings = true, AttentionBias = true,
+        }),
+        // Qwen2 with q/k/v bias, untied, GQA 4/2, embedding padded past the tokenizer (151936 rows, 151669 tokens)
+        ["qwen2-bias"] = new("qwen3", ["tokenizer.json", "tokenizer_config.json"], new ModelConfig
+        {
+            ModelType = "qwen2", HiddenSize = 64, IntermediateSize = 112, NumHiddenLayers = 2, NumAttentionHeads = 4,
+            NumKeyValueHeads = 2, VocabSize = 151936, RmsNormEps = 1e-6, RopeTheta = 1000000, MaxPositionEmbeddings = 256,
+        }),
+        // Qwen2 with attention_bias false (exported with zero biases), tied
+        ["qwen2-nobias"] = new("qwen3", ["tokenizer.json", "tokenizer_config.json"], new ModelConfig
+        {
+            ModelType = "qwen2", HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 3, NumAttentionHeads = 2,
+            NumKeyValueHeads = 2, VocabSize = 151936, RmsNormEps = 1e-6, RopeTheta = 10000, MaxPositionEmbeddings = 256,
+            TieWordEmbeddings = true, AttentionBias = false,
+        }),
+    };
+
+    /// <summary>Relative-error bounds per stored type: F32 the issue's 1e-3; F16/BF16 where llama.cpp also rounds the activations to that type.</summary>
+    private static double Tolerance(GgmlType t) => t switch { GgmlType.F32 => 1e-3, GgmlType.F16 => 1e-2, _ => 5e-2 };
+
+    public static TheoryData<string, GgmlType> Cases()
+    {
+        var d = new TheoryData<string, GgmlType>();
+        foreach (string f in Families.Keys) d.Add(f, GgmlType.F32);
+        foreach (string f in new[] { "llama-spm", "llama3-bpe", "qwen2-bias" })
+        {
+            d.Add(f, GgmlType.F16);
+            d.Add(f, GgmlType.BF16);
+        }
+        return d;
+    }
+
+    /// <summary>A checkpoint folder: config.json, model.safetensors of random weights, the family's tokenizer files.</summary>
+    private static (ModelConfig, TensorSet) WriteCheckpoint(Family f, string dir, int seed)
+    {
+        var weights = RandomData.RandomParameters(f.Config, seed, scale: 0.3);
+        Checkpoint.Save(dir, f.Config, weights);
+        TokenizerDirs.CopyInto(f.TokenizerDir, dir, f.Files);
+        return (f.Config, weights);
+    }
+
+    /// <summary>The weights as the file holds them: matrices rounded to <paramref name="t"/>, vectors kept in fp32.</summary>
+    private static TensorSet AsStored(TensorSet w, GgmlType t)
+    {
+        if (t == GgmlType.F32) return w;
+        var r = new TensorSet();
+        foreach (var x in w.Tensors)
+        {
+            var data = (float[])x.Data.Clone();
+            if (x.Shape.Length == 2)
+                for (int i = 0; i < data.Length; i++)
+                    data[i] = t == GgmlType.F16 ? (float)(Half)data[i] : SafeTensorDTypes.BFloat16ToSingle(SafeTensorDTypes.SingleToBFloat16(data[i]));
+            r.Add(new Tensor(x.Name, x.Shape, data));
+        }
+        return r;
+    }
+
+    [LlamaCppTheory("llama2/tokenizer.model", "llama3/tokenizer.json", "qwen3/tokenizer.json")]
+    [MemberData(nameof(Cases))]
+    public void LlamaCpp_logits_agree_with_the_engine_forward(string family, GgmlType type)
+    {
+        var f = Families[family];
+        using var dir = new TempDirectory();
+        string model = Path.Combine(dir.Path, "model");
+        int seed = 7919 * (family.Length + 3) + (int)type;
+        var (config, weights) = WriteCheckpoint(f, model, seed);
+        string gguf = dir.File("model.gguf");
+        var result = GgufExporter.Export(model, gguf, type);
+        Assert.Equal(config.ModelType, result.Architecture);
+
+        var tokenizer = TokenizerLoader.FromDirectory(model);
+        int[] tokens = RandomData.RandomTokens(29, tokenizer.VocabSize, seed + 1);
+        var engine = new LlamaModel(config, AsStored(weights, type)) { Threads = 2 };
+        float[] expected = engine.Forward(tokens, 1, tokens.Length);
+
+        float[] actual = LlamaCpp.Logits(gguf, tokens, out int vocab);
+        Assert.Equal(config.VocabSize, vocab);
+        double rel = Tolerances.MaxRelErrorFp32(actual, expected);
+        output.WriteLine($"{family} {type}: max |llama.cpp − engine| / max |engine| = {rel:E2} over {tokens.Length}×{vocab} logits");
+        Console.WriteLine($"[gguf-agreement] {family} {type}: rel err {rel:E2}");
+        Assert.True(rel < Tolerance(type), $"{family} {type}: relative error {rel:E3} ≥ {Tolerance(type):E0}. {LlamaCpp.RecentLog()}");
+    }
+
+    [LlamaCppTheory("llama2/tokenizer.model", "llama3/tokenizer.json", "qwen3/tokenizer.json")]
+    [InlineData("llama-spm")]
+    [InlineData("llama3-bpe")]
+    [InlineData("qwen2-bias")]
+    public void Without_the_rope_permutation_llama_cpp_disagrees(string family)
+    {
+        // the comparison above can fail: a llama export whose q/k rows are left in Hugging Face's order (or a qwen2
+        // export with them permuted) computes other attention scores, and llama.cpp's logits move far past the tolerance
+        var f = Families[family];
+        using var dir = new TempDirectory();
+        string model = Path.Combine(dir.Path, "model");
+        var (config, weights) = WriteCheckpoint(f, model, 31);
+        var vocab = GgufVocabulary.FromDirectory(model, config.VocabSize);
+        var (md, tensors) = GgufExporter.Build(config, weights, vocab, GgmlType.F32);
+        int hd = config.HeadDim;
+        for (int i = 0; i < tensors.Count; i++)
+        {
+            var t = tensors[i];
+            bool q = t.Name.EndsWith("attn_q.weight", StringComparison.Ordinal), k = t.Name.EndsWith("attn_k.weight", StringComparison.Ordinal);
+            if (!q && !k) continue;
+            int heads = q ? config.NumAttentionHeads : config.KvHeads;
+            // llama: undo the permutation by taking the checkpoint's rows; qwen2: permute although NEOX needs none
+            float[] wrong = config.ModelType == "llama"
+                ? weights[$"model.layers.{t.Name.Split('.')[1]}.self_attn.{(q ? "q" : "k")}_proj.weight"].Data
+                : GgufExporter.PermuteHalvesToPairs(t.Data, heads, hd, config.HiddenSize);
+            tensors[i] = new GgufTensor(t.Name, t.Dims, t.Type, wrong);
+        }
+        string gguf = dir.File("wrong.gguf");
+        GgufWriter.Write(gguf, md, tensors);
+        int[] tokens = RandomData.RandomTokens(29, vocab.Tokens.Length - 300, 5);
+        float[] expected = new LlamaModel(config, weights) { Threads = 2 }.Forward(tokens, 1, tokens.Length);
+        double rel = Tolerances.MaxRelErrorFp32(LlamaCpp.Logits(gguf, tokens, out _), expected);
+        output.WriteLine($"{family} with the wrong q/k row order: rel err {rel:E2}");
+        Assert.True(rel > 1e-2, $"{family}: the wrong row order still agrees ({rel:E2}): the agreement test would not see a permutation bug.");
+    }
+
+    public static TheoryData<string> TokenizerFamilies() => ["llama-spm", "llama3-bpe", "qwen2-bias"];
+
+    private static readonly string[] Texts =
+    [
+        "Hello world! The year 2024 had 366 days.",
+        " leading space,  two spaces and\ttab\nnew line\n\n",
+        "naïve café, Grüße, 日本語のテキスト, emoji 🙂 done.",
+        "x=3.14159; print(f\"{x:.2f}\")  # code",
+        "don't we'll they're I'M",
+        "",
+    ];
+
+    [LlamaCppTheory("llama2/tokenizer.model", "llama3/tokenizer.json", "qwen3/tokenizer.json")]
+    [MemberData(nameof(TokenizerFamilies))]
+    public void LlamaCpp_tokenizes_as_the_engine_from_the_exported_metadata(string family)
+    {
+        var f = Families[family];
+        using var dir = new TempDirectory();
+        string model = Path.Combine(dir.Path, "model");
+        // the tokenizer needs the real vocabulary, not a big model: shrink the layers, keep vocab_size
+        var small = f with { Config = f.Config with { HiddenSize = 8, IntermediateSize = 8, NumHiddenLayers = 1, NumAttentionHeads = 2, NumKeyValueHeads = 1, HeadDimOverride = null } };
+        WriteCheckpoint(small, model, 3);
+        string gguf = dir.File("vocab.gguf");
+        var result = GgufExporter.Export(model, gguf);
+        var engine = TokenizerLoader.FromDirectory(model);
+
+        var special = new List<string>();
+        if (engine.BosId is { } b) special.Add(engine.Decode([b]) + "Hi");
+        special.AddRange(family switch
+        {
+            "llama3-bpe" => ["<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>"],
+            "qwen2-bias" => ["<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n<think>\n</think>"],
+            _ => ["</s> and <s> inside"],
+        });
+
+        using var cpp = LlamaCpp.LoadVocabulary(gguf);
+        Assert.Equal(result.TokenizerModel, LlamaCpp.Metadata(cpp, "tokenizer.ggml.model"));
+        Assert.Equal(result.PreTokenizer, LlamaCpp.Metadata(cpp, "tokenizer.ggml.pre"));
+        int compared = 0;
+        foreach (string text in Texts.Concat(special))
+            foreach (bool addSpecial in new[] { true, false })
+            {
+                int[] want = engine.Encode(text, addSpecial: addSpecial, allowSpecial: true);
+                int[] got = LlamaCpp.Tokenize(cpp, text, addSpecial, parseSpecial: true);
+                Assert.True(want.SequenceEqual(got),
+                    $"{family}, addSpecial={addSpecial}, \"{text}\": engine [{string.Join(", ", want)}], llama.cpp [{string.Join(", ", got)}]");
+                compared += want.Length;
+            }
+        Assert.True(compared > 40, $"only {compared} tokens compared");
+        output.WriteLine($"{family}: {compared} tokens identical ({result.TokenizerModel}, pre {result.PreTokenizer})");
+
+        // the chat template travels verbatim
+        string config = Path.Combine(model, "tokenizer_config.json");
+        if (File.Exists(config))
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllBytes(config));
+            if (doc.RootElement.TryGetProperty("chat_template", out var ct))
+                Assert.Equal(ct.GetString(), GgufReader.Open(gguf)["tokenizer.chat_template"].AsString());
+        }
+    }
+}
