@@ -18,6 +18,7 @@ internal static class RaftCommand
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(PretrainCommand.Create());
         root.Subcommands.Add(ExportOnnxCommand.Create());
+        root.Subcommands.Add(ExportGgufCommand.Create());
         root.Subcommands.Add(KdCommand.Create());
         return root;
     }
