@@ -112,6 +112,7 @@ internal static class TrainCommand
             Collective = world,
             AfterStep = FaultInjection.AfterStep(world.Rank, stderr),
             StudentAccelerator = studentAccelerator,
+            ModelFilesFrom = modelDir,
         };
         CliChecks.CheckOutputDirectory("--out", outDir);
         DeviceOption.Announce(device, backend, info);
