@@ -175,7 +175,7 @@ public sealed class Trainer
         _student.Threads = _o.Threads;
         var schedule = new LearningRateSchedule
         {
-            PeakLearningRate = _o.LearningRate, MinLearningRate = _o.MinLearningRate,
+            PeakLearningRate = _o.LearningRate, MinLearningRate = _o.FloorLearningRate,
             WarmupSteps = Math.Min(_o.WarmupSteps, _o.Steps), TotalSteps = _o.Steps, Decay = LearningRateDecay.Cosine,
         };
         var balancer = new EmaBalancer(_o.EmaDecay, _o.TargetRatio);
