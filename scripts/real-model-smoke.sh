@@ -69,7 +69,9 @@ for run, method in (("sft", "sft"), ("raft", "raft")):
     metrics = [json.loads(l) for l in open(os.path.join(w, run, "metrics.jsonl"))]
     if len(metrics) != 4: fail(f"{run}: {len(metrics)} metrics lines")
     for m in metrics:
-        if not all(math.isfinite(m[k]) for k in ("loss", "ce_loss", "kd_loss") if k in m): fail(f"{run}: non-finite {m}")
+        if m.get("loss") is None or not all(math.isfinite(m[k]) for k in ("loss", "ce_loss", "kd_loss") if m.get(k) is not None):
+            fail(f"{run}: non-finite or missing loss {m}")
+        if run == "raft" and m.get("kd_loss") is None: fail(f"raft: no kd_loss in {m}")
     if json.load(open(os.path.join(w, run, "config.json"))).get("learning_rate") != 1e-5: fail(f"{run}: learning rate not 1e-5")
 report = json.load(open(os.path.join(w, "eval", "report.json")))
 s = report["sets"][0]
