@@ -128,11 +128,6 @@ public sealed class RotaryEmbedding
             throw new UnsupportedConfigException(rs?.RopeTheta is null ? "rope_theta" : block + ".rope_theta", Num(theta), source, "must be a finite number > 0.");
         if (rs is null) return new RotaryEmbedding(RopeType.Default, d, theta, c.MaxPositionEmbeddings);
 
-        if (rs.OtherKeys is { Count: > 0 })
-        {
-            var (k, v) = rs.OtherKeys.First();
-            throw new UnsupportedConfigException($"{block}.{k}", v.GetRawText(), source, "not a key the engine knows changes nothing; refused rather than ignored.");
-        }
         if (rs.RopeType is not null && rs.LegacyType is not null && rs.RopeType != rs.LegacyType)
             throw new UnsupportedConfigException($"{block}.type", Str(rs.LegacyType), source, $"disagrees with {block}.rope_type = {Str(rs.RopeType)}.");
         string typeName = rs.RopeType ?? rs.LegacyType ?? "default";
@@ -151,6 +146,11 @@ public sealed class RotaryEmbedding
                 "not supported (the engine computes default, linear, dynamic, llama3 and yarn)."),
         };
 
+        if (rs.OtherKeys is { Count: > 0 })
+        {
+            var (k, v) = rs.OtherKeys.First();
+            throw new UnsupportedConfigException($"{block}.{k}", v.GetRawText(), source, "not a key the engine knows changes nothing; refused rather than ignored.");
+        }
         // the keys each type reads; any other key given is refused by name (it would change nothing, silently)
         var given = new List<(string Key, string Value)>();
         void Given(string key, object? value)
