@@ -140,6 +140,9 @@ public sealed record TeacherSignature
                 kvType ??= m.ElementDataType;
                 if (m.ElementDataType != kvType || o.ElementDataType != kvType)
                     throw new InvalidDataException($"{path}: input '{inName}' is {m.ElementDataType} and output '{outName}' {o.ElementDataType}; the cache of '{NameOf(names.PastKey, 0)}' is {kvType}: every past and present tensor must have one element type.");
+                if (m.Dimensions[2] > 0)
+                    throw new InvalidDataException($"{path}: input '{inName}' has [{string.Join(", ", m.Dimensions)}]: axis 2 must be the dynamic past length " +
+                        "(the teacher feeds BNSH [batch, kv_heads, past, head_dim] with past and present apart, not a fixed-size shared buffer).");
                 int h = m.Dimensions[1] > 0 ? m.Dimensions[1] : kvHeadsHint ?? 0;
                 int w = m.Dimensions[3] > 0 ? m.Dimensions[3] : headDimHint ?? 0;
                 if (h <= 0 || w <= 0)
