@@ -30,7 +30,8 @@ public static class ModelStore
     }
 
     /// <summary>
-    /// Opens a teacher folder: <c>model.onnx</c> (served by ONNX Runtime with <paramref name="options"/>) or, when there is
+    /// Opens a teacher folder: an ONNX decoder (<c>model.onnx</c>, the file a <c>genai_config.json</c> names, or Optimum's
+    /// <c>decoder_model_merged.onnx</c>: <see cref="TeacherSession.FindModelFile"/>; served by ONNX Runtime with <paramref name="options"/>) or, when there is
     /// none, a checkpoint (served by the engine's own forward). Checks its vocabulary against <paramref name="expectedVocab"/>
     /// when given. <paramref name="vocabLimit"/> is the student tokenizer's size when the embedding has padding rows beyond it:
     /// the teacher's top-K never holds those ids (0: no limit).
@@ -42,7 +43,7 @@ public static class ModelStore
         ArgumentNullException.ThrowIfNull(options);
         if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"teacher folder {directory} does not exist.");
         ITeacher teacher;
-        if (File.Exists(Path.Combine(directory, OnnxExporter.ModelFile)))
+        if (TeacherSession.FindModelFile(directory) is not null)
             teacher = OnnxTeacher.Open(directory, options with { ExpectedVocabSize = expectedVocab ?? options.ExpectedVocabSize }, kernels,
                 vocabLimit: LimitFor(vocabLimit, expectedVocab));
         else if (File.Exists(Path.Combine(directory, Checkpoint.ConfigFile)))
@@ -51,7 +52,7 @@ public static class ModelStore
             teacher = new EngineTeacher(new LlamaModel(config, weights) { Threads = threads }, kernels, $"engine {directory}",
                 vocabLimit: LimitFor(vocabLimit, config.VocabSize));
         }
-        else throw new FileNotFoundException($"teacher folder {directory} holds neither {OnnxExporter.ModelFile} nor {Checkpoint.ConfigFile}.", directory);
+        else throw new FileNotFoundException($"teacher folder {directory} holds neither an ONNX decoder ({OnnxExporter.ModelFile}, {GenAiConfig.FileName}'s file, {TeacherSession.MergedDecoderFile}) nor {Checkpoint.ConfigFile}.", directory);
         if (expectedVocab is int v && teacher.VocabSize != v)
         {
             int got = teacher.VocabSize;
