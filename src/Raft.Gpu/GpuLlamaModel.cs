@@ -17,8 +17,8 @@ public readonly record struct GpuStepResult(double Loss, double GradNorm, double
 /// <see cref="LlamaModel"/>'s decoder on an ILGPU accelerator (CUDA for training; ILGPU's CPU accelerator runs the same
 /// kernels in tests), with the same math: token embedding; per layer x += o(attn(rope(q(n₁)), rope(k(n₁)), v(n₁))),
 /// x += down(silu(gate(n₂)) ⊙ up(n₂)); final RMSNorm; lm_head or the tied embedding; the layout's biases (q/k/v, o_proj,
-/// MLP), sliding windows and RoPE variant (dynamic NTK's tables rebuilt for T &gt; max_position_embeddings); Qwen3's q/k
-/// norm is refused by name. Parameters, gradients, AdamW
+/// MLP), Qwen3's per-head q/k RMSNorm, sliding windows and RoPE variant (dynamic NTK's tables rebuilt for
+/// T &gt; max_position_embeddings). Parameters, gradients, AdamW
 /// moments and every activation stay in device memory across steps: one flat buffer each for parameters, gradients
 /// and moments (q/k/v and gate/up packed side by side, so each pair is one GEMM; weight-decayed tensors first), and
 /// one activation arena sized for the largest B·T seen. Inputs are uploaded once per call and a training step
@@ -38,7 +38,7 @@ public sealed class GpuLlamaModel : IDisposable
 
     private sealed class LayerViews
     {
-        public long Ln1, Ln2, Wqkv, Bqkv, Wo, Bo, Wgu, Bgu, Wd, Bd;
+        public long Ln1, Ln2, Wqkv, Bqkv, Wo, Bo, Wgu, Bgu, Wd, Bd, Qn, Kn;
         public int Window;
     }
 
@@ -79,7 +79,6 @@ public sealed class GpuLlamaModel : IDisposable
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(parameters);
         var layout = new LlamaModel(config, parameters).Layout; // the same checks (every tensor present with its shape, no unsupported bias)
-        RefuseUnsupported(layout);
         Config = config;
         _acc = accelerator;
         _k = ModelKernelSet.For(accelerator);
@@ -135,6 +134,8 @@ public sealed class GpuLlamaModel : IDisposable
                 Bo = names.OBias is { } bo ? O(bo) : -1,
                 Bgu = names.GateUpBiases is { } gub ? Packed(gub) : -1,
                 Bd = names.DownBias is { } bd ? O(bd) : -1,
+                Qn = names.QNorm is { } qn ? O(qn) : -1,
+                Kn = names.KNorm is { } kn ? O(kn) : -1,
                 Window = names.Features.SlidingWindow ?? 0,
             };
         }
@@ -145,18 +146,6 @@ public sealed class GpuLlamaModel : IDisposable
         _scalars = accelerator.Allocate1D<double>(4);
         Upload(parameters);
         ZeroGradients();
-    }
-
-    /// <summary>
-    /// The features the device kernels do not compute yet, refused by name (key, value, file) rather than computed wrongly:
-    /// Qwen3's per-head q/k norm.
-    /// </summary>
-    private static void RefuseUnsupported(DecoderLayout layout)
-    {
-        var c = layout.Config;
-        if (layout.Layers.Any(l => l.Features.QkNorm))
-            throw new UnsupportedConfigException("model_type", "\"qwen3\"", c.Source,
-                "Qwen3's per-head q/k RMSNorm is not computed by the GPU model yet (GpuLlamaModel); the CPU model computes it.");
     }
 
     /// <summary>The architecture.</summary>
@@ -238,8 +227,8 @@ public sealed class GpuLlamaModel : IDisposable
 
     private sealed class Activations
     {
-        public required ArrayView<float>[] XIn, XMid, Rstd1, Rstd2, Xn1, Xn2, Qkv, Att, Lse, Gu, Hh;
-        public required ArrayView<float> RstdF, XnF, Logits, DX, DXn, DH, DGu, DAtt, DQkv, DSum, RowLoss;
+        public required ArrayView<float>[] XIn, XMid, Rstd1, Rstd2, Xn1, Xn2, Qkv, Att, Lse, Gu, Hh, QRaw, KRaw, QRstd, KRstd;
+        public required ArrayView<float> RstdF, XnF, Logits, DX, DXn, DH, DGu, DAtt, DQkv, DSum, RowLoss, QkA, QkB;
         public required ArrayView<int> Tokens, Targets;
     }
 
@@ -254,14 +243,19 @@ public sealed class GpuLlamaModel : IDisposable
         var plan = new List<(long Offset, long Length)>();
         long Take(long len) { plan.Add((used, len)); used += Math.Max(len, 1); return plan.Count - 1; }
         // per layer: XIn, XMid [N, D]; Rstd1, Rstd2 [N]; Xn1, Xn2 [N, D]; Qkv [N, W3]; Att [N, Q]; Lse [N·H]; Gu [N, 2F]; Hh [N, F]
-        var idx = new long[layers + 1, 11];
+        var idx = new long[layers + 1, 15];
+        bool qkNorm = _layers.Any(l => l.Qn >= 0);
         for (int l = 0; l <= layers; l++)
         {
             idx[l, 0] = Take(n * _d);
             if (l == layers) break;
             idx[l, 1] = Take(n * _d); idx[l, 2] = Take(n); idx[l, 3] = Take(n); idx[l, 4] = Take(n * _d); idx[l, 5] = Take(n * _d);
             idx[l, 6] = Take(n * _w3); idx[l, 7] = Take(n * _q); idx[l, 8] = Take(n * _h); idx[l, 9] = Take(n * 2 * _f); idx[l, 10] = Take(n * _f);
+            // Qwen3: q and k before their per-head norm, and the norms' inverse RMS
+            idx[l, 11] = Take(qkNorm ? n * _q : 0); idx[l, 12] = Take(qkNorm ? n * _kvw : 0);
+            idx[l, 13] = Take(qkNorm ? n * _h : 0); idx[l, 14] = Take(qkNorm ? n * _kv : 0);
         }
+        long iQkA = Take(qkNorm ? n * Math.Max(_q, _kvw) : 0), iQkB = Take(qkNorm ? n * Math.Max(_q, _kvw) : 0);
         long iRstdF = Take(n), iXnF = Take(n * _d), iLogits = Take(n * _v), iDX = Take(n * _d), iDXn = Take(n * _d), iDH = Take(n * _f),
             iDGu = Take(n * 2 * _f), iDAtt = Take(n * _q), iDQkv = Take(n * _w3), iDSum = Take(n * _h), iRowLoss = Take(n);
         _arena = _acc.Allocate1D<float>(used);
@@ -273,6 +267,7 @@ public sealed class GpuLlamaModel : IDisposable
         {
             XIn = Enumerable.Range(0, layers + 1).Select(l => V(idx[l, 0])).ToArray(),
             XMid = Per(1), Rstd1 = Per(2), Rstd2 = Per(3), Xn1 = Per(4), Xn2 = Per(5), Qkv = Per(6), Att = Per(7), Lse = Per(8), Gu = Per(9), Hh = Per(10),
+            QRaw = Per(11), KRaw = Per(12), QRstd = Per(13), KRstd = Per(14), QkA = V(iQkA), QkB = V(iQkB),
             RstdF = V(iRstdF), XnF = V(iXnF), Logits = V(iLogits), DX = V(iDX), DXn = V(iDXn), DH = V(iDH), DGu = V(iDGu), DAtt = V(iDAtt),
             DQkv = V(iDQkv), DSum = V(iDSum), RowLoss = V(iRowLoss),
             Tokens = _ints.View.BaseView.SubView(0, n), Targets = _ints.View.BaseView.SubView(n, n),
@@ -369,6 +364,16 @@ public sealed class GpuLlamaModel : IDisposable
             var w = _layers[l];
             _k.RmsNorm(a.XIn[l], P(w.Ln1, _d), a.Xn1[l], a.Rstd1[l], n, _d, _eps);
             _k.Linear(a.Xn1[l], P(w.Wqkv, (long)_w3 * _d), w.Bqkv >= 0 ? P(w.Bqkv, _w3) : default, a.Qkv[l], default, n, _d, _w3);
+            if (w.Qn >= 0)
+            {
+                // Qwen3: RMSNorm of every head of q and k (rows [n·heads, head_dim]) before RoPE, through a contiguous block
+                _k.CopyColumns(a.Qkv[l], _w3, 0, a.QRaw[l], _q, 0, n, _q);
+                _k.RmsNorm(a.QRaw[l], P(w.Qn, _hd), a.QkA, a.QRstd[l], n * _h, _hd, _eps);
+                _k.CopyColumns(a.QkA, _q, 0, a.Qkv[l], _w3, 0, n, _q);
+                _k.CopyColumns(a.Qkv[l], _w3, _q, a.KRaw[l], _kvw, 0, n, _kvw);
+                _k.RmsNorm(a.KRaw[l], P(w.Kn, _hd), a.QkA, a.KRstd[l], n * _kv, _hd, _eps);
+                _k.CopyColumns(a.QkA, _kvw, 0, a.Qkv[l], _w3, _q, n, _kvw);
+            }
             _k.Rope(a.Qkv[l], _cos!.View.BaseView, _sin!.View.BaseView, Rope(n, seqLen, 1f));
             _k.AttentionForward(a.Qkv[l], a.Att[l], a.Lse[l], attn with { Window = w.Window });
             _k.Linear(a.Att[l], P(w.Wo, (long)_d * _q), w.Bo >= 0 ? P(w.Bo, _d) : default, a.XMid[l], a.XIn[l], n, _q, _d);
@@ -441,6 +446,16 @@ public sealed class GpuLlamaModel : IDisposable
             if (w.Bo >= 0) _k.ColumnSums(a.DX, default, default, G(w.Bo, _d), n, _d, normWeight: false);
             _k.AttentionBackward(a.DAtt, a.Qkv[l], a.Att[l], a.Lse[l], a.DQkv, a.DSum, attn with { Window = w.Window });
             _k.Rope(a.DQkv, _cos!.View.BaseView, _sin!.View.BaseView, Rope(n, _seqLen, -1f));
+            if (w.Qn >= 0)
+            {
+                // through the per-head norms: the q and k columns of dqkv become the raw projections' gradients
+                _k.CopyColumns(a.DQkv, _w3, 0, a.QkA, _q, 0, n, _q);
+                _k.RmsNormBackward(a.QkA, a.QRaw[l], P(w.Qn, _hd), a.QRstd[l], a.QkB, G(w.Qn, _hd), n * _h, _hd, accumulate: false);
+                _k.CopyColumns(a.QkB, _q, 0, a.DQkv, _w3, 0, n, _q);
+                _k.CopyColumns(a.DQkv, _w3, _q, a.QkA, _kvw, 0, n, _kvw);
+                _k.RmsNormBackward(a.QkA, a.KRaw[l], P(w.Kn, _hd), a.KRstd[l], a.QkB, G(w.Kn, _hd), n * _kv, _hd, accumulate: false);
+                _k.CopyColumns(a.QkB, _kvw, 0, a.DQkv, _w3, _q, n, _kvw);
+            }
             _k.LinearDx(a.DQkv, P(w.Wqkv, (long)_w3 * _d), a.DXn, false, n, _d, _w3);
             _k.LinearDw(a.DQkv, a.Xn1[l], G(w.Wqkv, (long)_w3 * _d), n, _d, _w3);
             if (w.Bqkv >= 0) _k.ColumnSums(a.DQkv, default, default, G(w.Bqkv, _w3), n, _w3, normWeight: false);

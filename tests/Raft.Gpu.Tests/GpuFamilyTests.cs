@@ -5,7 +5,8 @@ namespace Raft.Gpu.Tests;
 /// <summary>
 /// The device model on ILGPU's CPU accelerator against <see cref="LlamaModel"/> for every feature it computes: o_proj and
 /// MLP biases, sliding windows (Mistral's on every layer, Qwen2's from max_window_layers on), each RoPE variant (dynamic
-/// NTK past max_position_embeddings included); forward, gradients and SFT steps. Qwen3's q/k norm is refused by name.
+/// NTK past max_position_embeddings included), Qwen3's per-head q/k RMSNorm with a decoupled head_dim; forward, gradients
+/// and SFT steps.
 /// </summary>
 [Collection(CpuAcceleratorCollection.Name)]
 public sealed class GpuFamilyTests(CpuAcceleratorFixture fixture)
@@ -13,7 +14,8 @@ public sealed class GpuFamilyTests(CpuAcceleratorFixture fixture)
     private readonly ILGPU.Runtime.Accelerator _acc = fixture.Device.Accelerator;
 
     public static TheoryData<string> Features() =>
-        ["llama attention_bias + mlp_bias", "mistral window 3", "qwen2 window 2 from layer 1", "rope linear", "rope dynamic", "rope llama3", "rope yarn"];
+        ["llama attention_bias + mlp_bias", "mistral window 3", "qwen2 window 2 from layer 1", "rope linear", "rope dynamic", "rope llama3", "rope yarn",
+         "qwen3 head_dim 6", "qwen3 yarn + window"];
 
     private static Problem For(string feature)
     {
@@ -28,6 +30,12 @@ public sealed class GpuFamilyTests(CpuAcceleratorFixture fixture)
             "rope dynamic" => c with { MaxPositionEmbeddings = 4, RopeScaling = new() { RopeType = "dynamic", Factor = 3 } },
             "rope llama3" => c with { MaxPositionEmbeddings = 32, RopeScaling = new() { RopeType = "llama3", Factor = 8, LowFreqFactor = 1, HighFreqFactor = 4, OriginalMaxPositionEmbeddings = 4 } },
             "rope yarn" => c with { MaxPositionEmbeddings = 16, RopeScaling = new() { RopeType = "yarn", Factor = 4, OriginalMaxPositionEmbeddings = 4 } },
+            "qwen3 head_dim 6" => c with { ModelType = "qwen3", AttentionBias = null, HeadDimOverride = 6 },
+            "qwen3 yarn + window" => c with
+            {
+                ModelType = "qwen3", AttentionBias = true, HeadDimOverride = 8, UseSlidingWindow = true, SlidingWindow = 3, MaxWindowLayers = 1,
+                RopeScaling = new() { RopeType = "yarn", Factor = 2, OriginalMaxPositionEmbeddings = 4 },
+            },
             _ => throw new ArgumentException(feature),
         };
         return pr with { Config = c, Parameters = RandomData.RandomParameters(c, new Random(pr.Seed)) };
@@ -42,6 +50,7 @@ public sealed class GpuFamilyTests(CpuAcceleratorFixture fixture)
     [Theory]
     [InlineData("llama attention_bias + mlp_bias")]
     [InlineData("mistral window 3")]
+    [InlineData("qwen3 yarn + window")]
     public void SftStepsMatchCpuTrainer(string feature) => ModelChecks.SftStepsMatch(_acc, For(feature));
 
     [Fact]
@@ -57,15 +66,5 @@ public sealed class GpuFamilyTests(CpuAcceleratorFixture fixture)
             gpu.Forward(tokens, pr.Batch, t);
             ModelChecks.AssertClose(gpu.DownloadLogits(), cpu.Forward(tokens, pr.Batch, t), 1e-5, $"logits at T {t} ({pr})");
         }
-    }
-
-    [Fact]
-    public void Qwen3QkNormIsRefusedByName()
-    {
-        var pr = Problem.Random(tied: false, bias: false);
-        var c = pr.Config with { ModelType = "qwen3", HeadDimOverride = 8 };
-        var e = Assert.Throws<UnsupportedConfigException>(() => new GpuLlamaModel(_acc, c, RandomData.RandomParameters(c, 1)));
-        Assert.Equal("model_type", e.Key);
-        Assert.Contains("q/k RMSNorm", e.Message);
     }
 }
