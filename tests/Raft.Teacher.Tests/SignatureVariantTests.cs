@@ -1,3 +1,4 @@
+using Xunit.Abstractions;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using Onnx;
 using Raft.Kernels;
@@ -12,7 +13,7 @@ namespace Raft.Teacher.Tests;
 /// decode and generate as the engine does — to fp32 rounding for fp32 boundaries, to the stated half-precision
 /// tolerance for fp16/bf16 ones.
 /// </summary>
-public class SignatureVariantTests
+public class SignatureVariantTests(ITestOutputHelper output)
 {
     public enum Variant
     {
@@ -148,6 +149,7 @@ public class SignatureVariantTests
                 worst = Math.Max(worst, Tolerances.MaxRelErrorFp32(got.AsSpan(b * vocab, vocab), full.AsSpan((b * t + t - 1) * vocab, vocab)));
         }
         Assert.Equal(prompt + steps, cache.Length);
+        output.WriteLine($"{v}: max relative logit error {worst:E2} (tolerance {tol:E1})");
         Assert.True(worst <= tol, $"{v}: max relative logit error {worst:E2} > {tol:E1}");
         if (!IsExact(v)) Assert.True(worst > 0, $"{v}: a half-precision boundary that changes nothing is not one");
     }
@@ -261,7 +263,35 @@ public class SignatureVariantTests
             }
             if (IsExact(v)) Assert.Equal(want[i].Reason, got[i].Reason);
         }
+        output.WriteLine($"{v}: {compared} of {total} greedy tokens equal to the engine's before any near-tie parted them");
         Assert.True(compared * 2 >= total, $"{v}: only {compared} of {total} tokens agreed before a near-tie parted them");
         Assert.True(want.Select(g => string.Join(",", g.Tokens)).Distinct().Count() > 1, "the continuations are not all the same");
+    }
+
+    [Theory]
+    [InlineData(Variant.OptimumShuffled)]
+    [InlineData(Variant.OptimumNoPositionIds)]
+    [InlineData(Variant.MergedDecoder)]
+    [InlineData(Variant.GenAiSeqlensInputs)]
+    [InlineData(Variant.GenAiFromMask)]
+    public void SampledGenerationsWithASeedEqualTheEngine(Variant v)
+    {
+        var (config, weights) = Model(seed: 101);
+        using var dir = new TempDirectory();
+        Write(v, config, weights, dir.Path);
+        using var session = TeacherSession.Open(dir.Path, Cpu());
+        var model = new LlamaModel(config, weights);
+        var prompts = new[] { 3, 7, 3, 2, 7 }.Select((n, i) => RandomTokens(n, config.VocabSize, seed: 700 + i)).ToArray();
+        var options = new SamplingOptions { Temperature = 0.9f, TopK = 20, TopP = 0.95f, MaxNewTokens = 12, Seed = 4321, StopTokenIds = [5] };
+        var want = Generator.Generate(model, prompts, options, firstSequenceIndex: 17);
+        var got = TeacherGenerator.Generate(session, prompts, options, 17, 64, prefillBudgetBytes: 4L * config.VocabSize * 4);
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            Assert.True(want[i].Tokens.SequenceEqual(got[i].Tokens), $"{v}, sequence {i}: [{string.Join(", ", got[i].Tokens)}] vs [{string.Join(", ", want[i].Tokens)}]");
+            Assert.Equal(want[i].Reason, got[i].Reason);
+            for (int j = 0; j < want[i].Tokens.Length; j++)
+                Assert.True(Math.Abs(want[i].LogProbs[j] - got[i].LogProbs[j]) <= 1e-4, $"{v}, sequence {i}, token {j}: log-prob {got[i].LogProbs[j]} vs {want[i].LogProbs[j]}");
+        }
+        Assert.True(want.Select(g => string.Join(",", g.Tokens)).Distinct().Count() > 1, "the samples are not all the same");
     }
 }
