@@ -25,7 +25,7 @@ internal static class CliErrors
         while (e is AggregateException { InnerExceptions.Count: 1 } aggregate) e = aggregate.InnerExceptions[0];
         switch (e)
         {
-            case UsageException or NpyFormatException:
+            case UsageException or NpyFormatException or Raft.Model.UnsupportedConfigException:
                 stderr.WriteLine($"error: {e.Message}");
                 return ExitCodes.Usage;
             case NonFiniteLogitException nonFinite:

@@ -46,7 +46,7 @@ public sealed class GpuLlamaModel : IDisposable
     private readonly LayerViews[] _layers;
     private readonly long _embed, _norm, _lmHead, _decayed, _total;
     private readonly int _d, _h, _kv, _hd, _f, _v, _q, _kvw, _w3;
-    private readonly float _eps;
+    private readonly float _eps, _ropeScale;
     private readonly float[] _invFreq;
 
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _params, _grads;
@@ -74,14 +74,16 @@ public sealed class GpuLlamaModel : IDisposable
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(parameters);
         var layout = new LlamaModel(config, parameters).Layout; // the same checks (every tensor present with its shape, no unsupported bias)
+        RefuseUnsupported(layout);
         Config = config;
         _acc = accelerator;
         _k = ModelKernelSet.For(accelerator);
         _d = config.HiddenSize; _h = config.NumAttentionHeads; _kv = config.KvHeads; _hd = config.HeadDim;
         _f = config.IntermediateSize; _v = config.VocabSize; _eps = (float)config.RmsNormEps;
         _q = _h * _hd; _kvw = _kv * _hd; _w3 = _q + 2 * _kvw;
-        _invFreq = new float[_hd / 2];
-        for (int i = 0; i < _invFreq.Length; i++) _invFreq[i] = 1f / MathF.Pow((float)config.RopeTheta, (float)(2 * i) / _hd);
+        // the rope variant's fp32 frequencies and cos/sin factor, as Raft.Model.Ops.RopeTable forms them
+        _invFreq = layout.Rope.InverseFrequenciesF32(layout.Rope.MaxPositionEmbeddings);
+        _ropeScale = (float)layout.Rope.AttentionScaling;
 
         // flat layout: the weight-decayed tensors first, then the rest, each group in the layout's order, which keeps each
         // packed group (q, k, v; their biases; gate, up) adjacent, so that one GEMM runs each group
@@ -132,6 +134,27 @@ public sealed class GpuLlamaModel : IDisposable
         _scalars = accelerator.Allocate1D<double>(4);
         Upload(parameters);
         ZeroGradients();
+    }
+
+    /// <summary>
+    /// The features the device kernels do not compute yet, refused by name (key, value, file) rather than computed wrongly:
+    /// dynamic NTK RoPE, Qwen3's per-head q/k norm, sliding windows, o_proj and MLP biases.
+    /// </summary>
+    private static void RefuseUnsupported(DecoderLayout layout)
+    {
+        var c = layout.Config;
+        const string why = "not computed by the GPU model yet (GpuLlamaModel); the CPU model computes it.";
+        if (layout.Rope.Type == RopeType.Dynamic)
+            throw new UnsupportedConfigException(c.RopeScaling is not null ? "rope_scaling.rope_type" : "rope_parameters.rope_type", "\"dynamic\"", c.Source, why);
+        foreach (var l in layout.Layers)
+        {
+            var f = l.Features;
+            if (f.QkNorm) throw new UnsupportedConfigException("model_type", "\"qwen3\"", c.Source, "per-head q/k RMSNorm is " + why);
+            if (f.SlidingWindow is { } w)
+                throw new UnsupportedConfigException("sliding_window", w.ToString(System.Globalization.CultureInfo.InvariantCulture), c.Source, $"layer {l.Index}'s sliding window is " + why);
+            if (f.OutputBias) throw new UnsupportedConfigException("attention_bias", "true", c.Source, "the o_proj bias is " + why);
+            if (f.MlpBias) throw new UnsupportedConfigException("mlp_bias", "true", c.Source, why);
+        }
     }
 
     /// <summary>The architecture.</summary>
@@ -267,8 +290,8 @@ public sealed class GpuLlamaModel : IDisposable
             for (int i = 0; i < half; i++)
             {
                 float a = (float)p * _invFreq[i];   // as Raft.Model.Ops.RopeTable: the angle in fp32
-                cos[p * half + i] = MathF.Cos(a);
-                sin[p * half + i] = MathF.Sin(a);
+                cos[p * half + i] = _ropeScale == 1f ? MathF.Cos(a) : MathF.Cos(a) * _ropeScale;
+                sin[p * half + i] = _ropeScale == 1f ? MathF.Sin(a) : MathF.Sin(a) * _ropeScale;
             }
         _cos?.Dispose(); _sin?.Dispose();
         _cos = _acc.Allocate1D(cos);

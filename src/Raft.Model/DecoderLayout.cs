@@ -48,23 +48,28 @@ public sealed class TensorSpec
 }
 
 /// <summary>
-/// The switches of one decoder layer that change its math (not only its tensor names). Today: the q/k/v projection bias
-/// (Qwen2; Llama's <c>attention_bias</c>). Features a later architecture adds belong here as well (an o_proj or MLP bias,
-/// per-head q/k RMSNorm, a sliding attention window), each with the optional tensors it brings on
-/// <see cref="DecoderLayerLayout"/>, so that an implementation learns of a layer's math from this record alone.
+/// The switches of one decoder layer that change its math (not only its tensor names), each with the optional tensors it
+/// brings on <see cref="DecoderLayerLayout"/>, so that an implementation learns of a layer's math from this record alone.
 /// </summary>
-/// <param name="QkvBias">The q, k and v projections carry a bias.</param>
-public sealed record DecoderLayerFeatures(bool QkvBias);
+/// <param name="QkvBias">The q, k and v projections carry a bias (Qwen2; Llama's and Qwen3's <c>attention_bias</c>).</param>
+/// <param name="OutputBias">o_proj carries a bias (Llama's and Qwen3's <c>attention_bias</c>).</param>
+/// <param name="MlpBias">gate, up and down_proj carry a bias (Llama's <c>mlp_bias</c>).</param>
+/// <param name="QkNorm">q and k are RMS-normalised per head (width head_dim, weights q_norm / k_norm) before RoPE (Qwen3).</param>
+/// <param name="SlidingWindow">The attention window (key j visible to query i iff j ≤ i and i − j &lt; window); null: full causal.</param>
+public sealed record DecoderLayerFeatures(bool QkvBias, bool OutputBias = false, bool MlpBias = false, bool QkNorm = false,
+    int? SlidingWindow = null);
 
 /// <summary>
 /// One decoder layer of a <see cref="DecoderLayout"/>: its features and the Hugging Face name of each of its tensors.
-/// The math, in the order an implementation runs it: x += o_proj(attention(rope(q_proj(n₁)), rope(k_proj(n₁)), v_proj(n₁)))
-/// with n₁ = input_layernorm(x), then x += down_proj(silu(gate_proj(n₂)) ⊙ up_proj(n₂)) with n₂ = post_attention_layernorm(x).
-/// An optional tensor's name is null when the layer does not have it.
+/// The math, in the order an implementation runs it: q = q_proj(n₁) (+ b), k, v likewise, with n₁ = input_layernorm(x);
+/// with <see cref="DecoderLayerFeatures.QkNorm"/> q ← q_norm(q), k ← k_norm(k) per head; then
+/// x += o_proj(attention(rope(q), rope(k), v)) (+ b), the attention causal and, with a window, limited to it; then
+/// x += down_proj(silu(gate_proj(n₂)) ⊙ up_proj(n₂)) (each + b with <see cref="DecoderLayerFeatures.MlpBias"/>) with
+/// n₂ = post_attention_layernorm(x). An optional tensor's name is null when the layer does not have it.
 /// </summary>
 public sealed class DecoderLayerLayout
 {
-    internal DecoderLayerLayout(int index, DecoderLayerFeatures features, int hidden, int queryWidth, int kvWidth, int intermediate)
+    internal DecoderLayerLayout(int index, DecoderLayerFeatures features, int hidden, int queryWidth, int kvWidth, int intermediate, int headDim)
     {
         Index = index;
         Features = features;
@@ -76,7 +81,8 @@ public sealed class DecoderLayerLayout
             list.Add(new TensorSpec(p + name, role, shape));
             return p + name;
         }
-        // checkpoint order; it keeps q, k, v adjacent, their biases adjacent, and gate, up adjacent (see QkvProjections)
+        // checkpoint order; it keeps q, k, v adjacent, their biases adjacent, gate, up adjacent and their biases adjacent
+        // (see QkvProjections, GateUpProjections)
         InputNorm = Add("input_layernorm.weight", TensorRole.NormWeight, hidden);
         QProj = Add("self_attn.q_proj.weight", TensorRole.Matrix, queryWidth, hidden);
         KProj = Add("self_attn.k_proj.weight", TensorRole.Matrix, kvWidth, hidden);
@@ -87,15 +93,28 @@ public sealed class DecoderLayerLayout
             KBias = Add("self_attn.k_proj.bias", TensorRole.Bias, kvWidth);
             VBias = Add("self_attn.v_proj.bias", TensorRole.Bias, kvWidth);
         }
+        if (features.QkNorm)
+        {
+            QNorm = Add("self_attn.q_norm.weight", TensorRole.NormWeight, headDim);
+            KNorm = Add("self_attn.k_norm.weight", TensorRole.NormWeight, headDim);
+        }
         OProj = Add("self_attn.o_proj.weight", TensorRole.Matrix, hidden, queryWidth);
+        if (features.OutputBias) OBias = Add("self_attn.o_proj.bias", TensorRole.Bias, hidden);
         PostAttentionNorm = Add("post_attention_layernorm.weight", TensorRole.NormWeight, hidden);
         GateProj = Add("mlp.gate_proj.weight", TensorRole.Matrix, intermediate, hidden);
         UpProj = Add("mlp.up_proj.weight", TensorRole.Matrix, intermediate, hidden);
+        if (features.MlpBias)
+        {
+            GateBias = Add("mlp.gate_proj.bias", TensorRole.Bias, intermediate);
+            UpBias = Add("mlp.up_proj.bias", TensorRole.Bias, intermediate);
+        }
         DownProj = Add("mlp.down_proj.weight", TensorRole.Matrix, hidden, intermediate);
+        if (features.MlpBias) DownBias = Add("mlp.down_proj.bias", TensorRole.Bias, hidden);
         Tensors = list;
         QkvProjections = [QProj, KProj, VProj];
         QkvBiases = features.QkvBias ? [QBias!, KBias!, VBias!] : null;
         GateUpProjections = [GateProj, UpProj];
+        GateUpBiases = features.MlpBias ? [GateBias!, UpBias!] : null;
     }
 
     /// <summary>The layer's index, 0 first.</summary>
@@ -119,16 +138,28 @@ public sealed class DecoderLayerLayout
     public string? KBias { get; }
     /// <summary>Value bias [kv_heads·head_dim], or null without <see cref="DecoderLayerFeatures.QkvBias"/>.</summary>
     public string? VBias { get; }
+    /// <summary>Per-head query RMSNorm weight [head_dim], or null without <see cref="DecoderLayerFeatures.QkNorm"/>.</summary>
+    public string? QNorm { get; }
+    /// <summary>Per-head key RMSNorm weight [head_dim], or null without <see cref="DecoderLayerFeatures.QkNorm"/>.</summary>
+    public string? KNorm { get; }
     /// <summary>Attention output projection [hidden, heads·head_dim].</summary>
     public string OProj { get; }
+    /// <summary>o_proj's bias [hidden], or null without <see cref="DecoderLayerFeatures.OutputBias"/>.</summary>
+    public string? OBias { get; }
     /// <summary>RMSNorm weight before the MLP [hidden].</summary>
     public string PostAttentionNorm { get; }
     /// <summary>SwiGLU gate projection [intermediate, hidden].</summary>
     public string GateProj { get; }
     /// <summary>SwiGLU up projection [intermediate, hidden].</summary>
     public string UpProj { get; }
+    /// <summary>gate_proj's bias [intermediate], or null without <see cref="DecoderLayerFeatures.MlpBias"/>.</summary>
+    public string? GateBias { get; }
+    /// <summary>up_proj's bias [intermediate], or null without <see cref="DecoderLayerFeatures.MlpBias"/>.</summary>
+    public string? UpBias { get; }
     /// <summary>SwiGLU down projection [hidden, intermediate].</summary>
     public string DownProj { get; }
+    /// <summary>down_proj's bias [hidden], or null without <see cref="DecoderLayerFeatures.MlpBias"/>.</summary>
+    public string? DownBias { get; }
 
     /// <summary>
     /// The projections that read the same input (n₁) and may run as one matrix [q; k; v] stacked by rows: q, k, v, in
@@ -139,6 +170,8 @@ public sealed class DecoderLayerLayout
     public IReadOnlyList<string>? QkvBiases { get; }
     /// <summary>The projections that read n₂ and may run as one matrix [gate; up]: gate, up, in that order, adjacent.</summary>
     public IReadOnlyList<string> GateUpProjections { get; }
+    /// <summary>The biases of <see cref="GateUpProjections"/>, in the same order and adjacent; null when the layer has none.</summary>
+    public IReadOnlyList<string>? GateUpBiases { get; }
 
     /// <summary>Every tensor of the layer, in checkpoint order.</summary>
     public IReadOnlyList<TensorSpec> Tensors { get; }
@@ -169,8 +202,13 @@ public sealed class DecoderLayout
         TiedEmbeddings = config.TieWordEmbeddings;
         Embedding = new TensorSpec("model.embed_tokens.weight", TensorRole.Matrix, config.VocabSize, d);
         var layers = new DecoderLayerLayout[config.NumHiddenLayers];
-        var features = new DecoderLayerFeatures(QkvBias: config.QkvBias);
-        for (int i = 0; i < layers.Length; i++) layers[i] = new DecoderLayerLayout(i, features, d, q, kv, f);
+        Rope = RotaryEmbedding.Resolve(config, config.Source);
+        for (int i = 0; i < layers.Length; i++)
+        {
+            var features = new DecoderLayerFeatures(QkvBias: config.QkvBias, OutputBias: config.OutputBias,
+                MlpBias: config.MlpBiasResolved, QkNorm: config.QkNorm, SlidingWindow: config.SlidingWindowOf(i));
+            layers[i] = new DecoderLayerLayout(i, features, d, q, kv, f, config.HeadDim);
+        }
         Layers = layers;
         FinalNorm = new TensorSpec("model.norm.weight", TensorRole.NormWeight, d);
         LmHead = TiedEmbeddings ? null : new TensorSpec(LmHeadName, TensorRole.Matrix, config.VocabSize, d);
@@ -197,6 +235,10 @@ public sealed class DecoderLayout
     public int HeadDim { get; }
     /// <summary>The output projection is the token embedding (<see cref="LmHead"/> is then null).</summary>
     public bool TiedEmbeddings { get; }
+    /// <summary>The rotary embedding (rope_scaling / rope_parameters resolved): every implementation's cos/sin tables.</summary>
+    public RotaryEmbedding Rope { get; }
+    /// <summary>Whether any layer has a sliding attention window.</summary>
+    public bool HasSlidingWindow => Layers.Any(l => l.Features.SlidingWindow is not null);
 
     /// <summary>Token embedding [vocab, hidden].</summary>
     public TensorSpec Embedding { get; }

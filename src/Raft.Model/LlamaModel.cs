@@ -4,10 +4,11 @@ using Raft.Model.Ops;
 namespace Raft.Model;
 
 /// <summary>
-/// A Llama-family decoder (Llama 2/3, Qwen2 with q/k/v bias, SmolLM2, TinyLlama) in fp32 on the CPU, matching
+/// A Llama-family decoder (Llama 2/3, SmolLM2, TinyLlama, Mistral, Qwen2, Qwen3) in fp32 on the CPU, matching
 /// Hugging Face transformers: token embedding; per layer x += o(attn(rope(q(n₁)), rope(k(n₁)), v(n₁))) with
 /// n₁ = RMSNorm(x), then x += down(silu(gate(n₂)) ⊙ up(n₂)) with n₂ = RMSNorm(x); a final RMSNorm; lm_head (or
-/// the tied embedding). Forward, backward (from dL/dlogits) and KV-cache decoding. Buffers are kept per
+/// the tied embedding). Each layer's features (<see cref="DecoderLayerFeatures"/>: biases, Qwen3's per-head q/k norm, a
+/// sliding window) and the rotary embedding's variant (<see cref="RotaryEmbedding"/>) are the layout's. Forward, backward (from dL/dlogits) and KV-cache decoding. Buffers are kept per
 /// instance, so one instance must not run two calls at once; results are deterministic for a given
 /// <see cref="Threads"/> (in fact for any thread count). <see cref="ReferenceModel"/> is the specification.
 /// </summary>
@@ -16,7 +17,7 @@ public sealed class LlamaModel
     private sealed class LayerWeights
     {
         public required float[] Ln1, Wq, Wk, Wv, Wo, Ln2, Wg, Wu, Wd;
-        public float[]? Bq, Bk, Bv;
+        public float[]? Bq, Bk, Bv, Bo, Bg, Bu, Bd, Qn, Kn;
         /// <summary>The layer's tensor names and features (the gradient set is looked up by the names).</summary>
         public required DecoderLayerLayout Names;
     }
@@ -31,7 +32,7 @@ public sealed class LlamaModel
     // inference scratch (one layer's buffers reused by every layer) and backward scratch
     private readonly LayerBuffers _scratch = new();
     private float[] _x = [], _tmp = [], _xf = [], _rf = [], _xnf = [];
-    private float[] _dX = [], _dXn = [], _dF1 = [], _dF2 = [], _dF3 = [], _dQ = [], _dK = [], _dV = [];
+    private float[] _dQn = [], _dX = [], _dXn = [], _dF1 = [], _dF2 = [], _dF3 = [], _dQ = [], _dK = [], _dV = [];
     private int[] _pos = [];
 
     /// <summary>
@@ -50,11 +51,11 @@ public sealed class LlamaModel
             if (!t.Shape.AsSpan().SequenceEqual(spec.Shape.AsSpan()))
                 throw new ArgumentException($"parameter tensor {spec.Name} has shape {t.ShapeText}, expected {spec.ShapeText}.", nameof(parameters));
         }
-        // A bias this architecture does not apply (Llama's attention_bias also puts one on o_proj; mlp_bias on the
-        // MLP) would be silently ignored and give wrong logits, so it is an error.
+        // A bias this architecture does not apply would be silently ignored and give wrong logits, so it is an error.
         foreach (var t in parameters.Tensors)
             if (t.Name.EndsWith(".bias", StringComparison.Ordinal) && !layout.Contains(t.Name))
-                throw new ArgumentException($"parameter tensor {t.Name} is not supported: only the q/k/v projections may carry a bias.", nameof(parameters));
+                throw new ArgumentException($"parameter tensor {t.Name} is not part of this {config.ModelType} architecture " +
+                    "(config.json's attention_bias and mlp_bias say which projections carry a bias).", nameof(parameters));
         Config = config;
         Parameters = parameters;
         _layout = layout;
@@ -63,7 +64,7 @@ public sealed class LlamaModel
         _embed = parameters[layout.Embedding.Name].Data;
         _norm = parameters[layout.FinalNorm.Name].Data;
         _lmHead = parameters[layout.OutputProjection].Data;
-        _rope = new RopeTable(_hd, config.RopeTheta);
+        _rope = new RopeTable(layout.Rope, layout.Rope.MaxPositionEmbeddings);
         _layers = new LayerWeights[layout.Layers.Count];
         for (int i = 0; i < _layers.Length; i++)
         {
@@ -76,6 +77,8 @@ public sealed class LlamaModel
                 Wv = W(names.VProj), Wo = W(names.OProj), Ln2 = W(names.PostAttentionNorm),
                 Wg = W(names.GateProj), Wu = W(names.UpProj), Wd = W(names.DownProj),
                 Bq = Optional(names.QBias), Bk = Optional(names.KBias), Bv = Optional(names.VBias),
+                Bo = Optional(names.OBias), Bg = Optional(names.GateBias), Bu = Optional(names.UpBias), Bd = Optional(names.DownBias),
+                Qn = Optional(names.QNorm), Kn = Optional(names.KNorm),
                 Names = names,
             };
         }
@@ -191,6 +194,12 @@ public sealed class LlamaModel
             throw new InvalidOperationException($"the KV cache holds {cache.Length} of {cache.Capacity} positions; {seqLen} more do not fit.");
         if (lastLogits.Length < (long)cache.Batch * _v)
             throw new ArgumentException($"lastLogits has {lastLogits.Length} values, needs [{cache.Batch}, {_v}].", nameof(lastLogits));
+        var rope = _layout.Rope;
+        if (rope.DependsOnLength && cache.Length + seqLen > rope.MaxPositionEmbeddings)
+            throw new UnsupportedConfigException(Config.RopeScaling is not null ? "rope_scaling.rope_type" : "rope_parameters.rope_type", "\"dynamic\"", Config.Source,
+                $"a KV-cached decode past max_position_embeddings ({rope.MaxPositionEmbeddings}) would keep keys rotated with the " +
+                "earlier frequencies, unlike a full forward (Hugging Face's cached decode and its full forward differ there); " +
+                "the engine computes the full forward's semantics only, so run a full forward instead of a cached decode.");
         var pos = PositionsFor(default, cache.Batch, seqLen, cache.Length, null);
         Run(tokens, cache.Batch, seqLen, pos, cache, null, lastLogits, lastOnly: true);
         cache.Length += seqLen;
@@ -211,6 +220,7 @@ public sealed class LlamaModel
         Embedding.Forward(tokens, _embed, x, _v, _d);
         int qw = _h * _hd, kw = _kv * _hd;
         if (rec == null) _scratch.Ensure(Config, n, n, false);
+        var rope = RopeFor(pos);
         for (int l = 0; l < _layers.Length; l++)
         {
             var w = _layers[l];
@@ -221,28 +231,37 @@ public sealed class LlamaModel
             Matmul.Forward(a.Xn1, w.Wq, w.Bq, a.Q, n, _d, qw, th);
             Matmul.Forward(a.Xn1, w.Wk, w.Bk, a.K, n, _d, kw, th);
             Matmul.Forward(a.Xn1, w.Wv, w.Bv, a.V, n, _d, kw, th);
-            _rope.Apply(a.Q.AsSpan(0, n * qw), pos, n, _h, inverse: false, th);
-            _rope.Apply(a.K.AsSpan(0, n * kw), pos, n, _kv, inverse: false, th);
+            if (w.Qn != null)
+            {
+                // Qwen3: RMSNorm of every head (width head_dim) of q and k before RoPE; the raw projections kept for the backward
+                a.Q.AsSpan(0, n * qw).CopyTo(a.QRaw);
+                a.K.AsSpan(0, n * kw).CopyTo(a.KRaw);
+                RmsNorm.Forward(a.QRaw.AsSpan(0, n * qw), w.Qn, a.Q, a.QRstd, n * _h, _hd, _eps, th);
+                RmsNorm.Forward(a.KRaw.AsSpan(0, n * kw), w.Kn!, a.K, a.KRstd, n * _kv, _hd, _eps, th);
+            }
+            rope.Apply(a.Q.AsSpan(0, n * qw), pos, n, _h, inverse: false, th);
+            rope.Apply(a.K.AsSpan(0, n * kw), pos, n, _kv, inverse: false, th);
+            int window = w.Names.Features.SlidingWindow ?? 0;
             if (cache != null)
             {
                 cache.Write(l, a.K, a.V, t);
                 Attention.Forward(a.Q, cache.Keys[l], cache.Values[l], cache.Layout, a.Att, default,
-                    batch, t, _h, _kv, _hd, cache.Length, th);
+                    batch, t, _h, _kv, _hd, cache.Length, th, window);
             }
             else
             {
                 Attention.Forward(a.Q, a.K, a.V, KvLayout.Rows(t, _kv, _hd), a.Att, rec != null ? a.Lse : default,
-                    batch, t, _h, _kv, _hd, 0, th);
+                    batch, t, _h, _kv, _hd, 0, th, window);
             }
-            Matmul.Forward(a.Att, w.Wo, default, tmp, n, qw, _d, th);
+            Matmul.Forward(a.Att, w.Wo, w.Bo, tmp, n, qw, _d, th);
             Residual.Forward(x, tmp);
             if (rec != null) x.CopyTo(a.XMid);
             // MLP block: [B, T, C] → [B, T, F] → [B, T, C]
             RmsNorm.Forward(x, w.Ln2, a.Xn2, a.Rstd2, n, _d, _eps, th);
-            Matmul.Forward(a.Xn2, w.Wg, default, a.G, n, _d, _f, th);
-            Matmul.Forward(a.Xn2, w.Wu, default, a.U, n, _d, _f, th);
+            Matmul.Forward(a.Xn2, w.Wg, w.Bg, a.G, n, _d, _f, th);
+            Matmul.Forward(a.Xn2, w.Wu, w.Bu, a.U, n, _d, _f, th);
             SwiGlu.Forward(a.G.AsSpan(0, n * _f), a.U.AsSpan(0, n * _f), a.Hh.AsSpan(0, n * _f), th);
-            Matmul.Forward(a.Hh, w.Wd, default, tmp, n, _f, _d, th);
+            Matmul.Forward(a.Hh, w.Wd, w.Bd, tmp, n, _f, _d, th);
             Residual.Forward(x, tmp);
         }
         int rows = n;
@@ -304,7 +323,9 @@ public sealed class LlamaModel
                 throw new ArgumentException($"gradient tensor {p.Name} has shape {g.ShapeText}, expected {p.ShapeText}.", nameof(grads));
         }
         float[] G(string name) => grads[name].Data;
+        Span<float> Gb(string? name) => name is null ? default : grads[name].Data;
         int qw = _h * _hd, kw = _kv * _hd;
+        var rope = RopeFor(activations.Positions);
         long nd = (long)n * _d;
         Buf.Ensure(ref _dX, nd); Buf.Ensure(ref _dXn, nd);
         // _dF1 holds dH [N, F] and then dAtt [N, H·hd] (wider when intermediate_size < H·head_dim)
@@ -327,20 +348,32 @@ public sealed class LlamaModel
             var dH = _dF1.AsSpan(0, n * _f);
             var dG = _dF2.AsSpan(0, n * _f);
             var dU = _dF3.AsSpan(0, n * _f);
-            Matmul.Backward(dX, a.Hh, w.Wd, dH, G(names.DownProj), default, n, _f, _d, th);
+            Matmul.Backward(dX, a.Hh, w.Wd, dH, G(names.DownProj), Gb(names.DownBias), n, _f, _d, th);
             SwiGlu.Backward(dH, a.G.AsSpan(0, n * _f), a.U.AsSpan(0, n * _f), dG, dU, th);
-            Matmul.Backward(dG, a.Xn2, w.Wg, dXn, G(names.GateProj), default, n, _d, _f, th);
-            Matmul.Backward(dU, a.Xn2, w.Wu, dXn, G(names.UpProj), default, n, _d, _f, th, accumulateDx: true);
+            Matmul.Backward(dG, a.Xn2, w.Wg, dXn, G(names.GateProj), Gb(names.GateBias), n, _d, _f, th);
+            Matmul.Backward(dU, a.Xn2, w.Wu, dXn, G(names.UpProj), Gb(names.UpBias), n, _d, _f, th, accumulateDx: true);
             RmsNorm.Backward(dXn, a.XMid, w.Ln2, a.Rstd2, dX, G(names.PostAttentionNorm), n, _d, th, accumulateDx: true);
             // attention: x_mid = x_in + o(att)
             var dAtt = _dF1.AsSpan(0, n * qw);
             var dQ = _dQ.AsSpan(0, n * qw);
             var dK = _dK.AsSpan(0, n * kw);
             var dV = _dV.AsSpan(0, n * kw);
-            Matmul.Backward(dX, a.Att, w.Wo, dAtt, G(names.OProj), default, n, qw, _d, th);
-            Attention.Backward(dAtt, a.Q, a.K, a.V, a.Att, a.Lse, dQ, dK, dV, batch, t, _h, _kv, _hd, th);
-            _rope.Apply(dQ, activations.Positions, n, _h, inverse: true, th);
-            _rope.Apply(dK, activations.Positions, n, _kv, inverse: true, th);
+            Matmul.Backward(dX, a.Att, w.Wo, dAtt, G(names.OProj), Gb(names.OBias), n, qw, _d, th);
+            Attention.Backward(dAtt, a.Q, a.K, a.V, a.Att, a.Lse, dQ, dK, dV, batch, t, _h, _kv, _hd, th,
+                names.Features.SlidingWindow ?? 0);
+            rope.Apply(dQ, activations.Positions, n, _h, inverse: true, th);
+            rope.Apply(dK, activations.Positions, n, _kv, inverse: true, th);
+            if (w.Qn != null)
+            {
+                // through the per-head norms: dQ, dK become the gradients of the raw projections
+                Buf.Ensure(ref _dQn, (long)n * Math.Max(qw, kw));
+                var dQn = _dQn.AsSpan(0, n * qw);
+                RmsNorm.Backward(dQ, a.QRaw, w.Qn, a.QRstd, dQn, G(names.QNorm!), n * _h, _hd, th, accumulateDx: false);
+                dQn.CopyTo(dQ);
+                var dKn = _dQn.AsSpan(0, n * kw);
+                RmsNorm.Backward(dK, a.KRaw, w.Kn!, a.KRstd, dKn, G(names.KNorm!), n * _kv, _hd, th, accumulateDx: false);
+                dKn.CopyTo(dK);
+            }
             bool bias = names.Features.QkvBias;
             Matmul.Backward(dQ, a.Xn1, w.Wq, dXn, G(names.QProj), bias ? G(names.QBias!) : default, n, _d, qw, th);
             Matmul.Backward(dK, a.Xn1, w.Wk, dXn, G(names.KProj), bias ? G(names.KBias!) : default, n, _d, kw, th, accumulateDx: true);
@@ -349,6 +382,27 @@ public sealed class LlamaModel
             layerDone?.Invoke(l);
         }
         Embedding.Backward(activations.Tokens, dX, G(_layout.Embedding.Name), _d);
+    }
+
+    // dynamic NTK: the tables of a call whose largest position + 1 exceeds max_position_embeddings (the last one kept)
+    private RopeTable? _dynamicRope;
+    private int _dynamicLength;
+
+    /// <summary>The cos/sin tables for a call at <paramref name="positions"/>: the one table unless the rope is dynamic NTK.</summary>
+    private RopeTable RopeFor(ReadOnlySpan<int> positions)
+    {
+        var rope = _layout.Rope;
+        if (!rope.DependsOnLength) return _rope;
+        int max = 0;
+        foreach (int p in positions) max = Math.Max(max, p);
+        int length = rope.TableLength(max);
+        if (length == rope.MaxPositionEmbeddings) return _rope;
+        if (_dynamicRope is null || _dynamicLength != length)
+        {
+            _dynamicRope = new RopeTable(rope, length);
+            _dynamicLength = length;
+        }
+        return _dynamicRope;
     }
 
     /// <summary>

@@ -54,6 +54,10 @@ internal sealed class LayerBuffers
     public float[] G = [];      // [N, F]
     public float[] U = [];      // [N, F]
     public float[] Hh = [];     // [N, F]
+    public float[] QRaw = [];   // [N, H·hd] q before the per-head norm (Qwen3 only)
+    public float[] KRaw = [];   // [N, KV·hd]
+    public float[] QRstd = [];  // [N·H]
+    public float[] KRstd = [];  // [N·KV]
 
     public void Ensure(ModelConfig c, int n, int bt, bool training)
     {
@@ -65,6 +69,11 @@ internal sealed class LayerBuffers
         Buf.Ensure(ref K, n * kv); Buf.Ensure(ref V, n * kv);
         Buf.Ensure(ref Lse, (long)c.NumAttentionHeads * bt);
         Buf.Ensure(ref G, n * f); Buf.Ensure(ref U, n * f); Buf.Ensure(ref Hh, n * f);
+        if (c.QkNorm)
+        {
+            Buf.Ensure(ref QRaw, n * q); Buf.Ensure(ref KRaw, n * kv);
+            Buf.Ensure(ref QRstd, (long)n * c.NumAttentionHeads); Buf.Ensure(ref KRstd, (long)n * c.KvHeads);
+        }
     }
 }
 

@@ -96,6 +96,18 @@ public static class ReferenceOps
     /// </summary>
     public static double[] Rope(double[] x, int[] positions, int n, int heads, int headDim, double theta, bool inverse = false)
     {
+        var inv = new double[headDim / 2];
+        for (int i = 0; i < inv.Length; i++) inv[i] = Math.Pow(theta, -2.0 * i / headDim);
+        return Rope(x, positions, n, heads, headDim, inv, 1.0, inverse);
+    }
+
+    /// <summary>
+    /// RoPE with given inverse frequencies [head_dim / 2] and a factor on cos and sin (yarn's attention scaling; 1 for the
+    /// other variants): angle_i = pos·invFreq_i, out₁ = m(x₁ cos − x₂ sin), out₂ = m(x₂ cos + x₁ sin). inverse = true applies
+    /// the transposed map (the backward).
+    /// </summary>
+    public static double[] Rope(double[] x, int[] positions, int n, int heads, int headDim, double[] invFreq, double scale, bool inverse = false)
+    {
         // x: [N, heads·hd]   positions: [N]   → same shape
         var y = new double[x.Length];
         int half = headDim / 2, width = heads * headDim;
@@ -103,8 +115,8 @@ public static class ReferenceOps
             for (int h = 0; h < heads; h++)
                 for (int i = 0; i < half; i++)
                 {
-                    double a = positions[r] * Math.Pow(theta, -2.0 * i / headDim);
-                    double c = Math.Cos(a), s = inverse ? -Math.Sin(a) : Math.Sin(a);
+                    double a = positions[r] * invFreq[i];
+                    double c = scale * Math.Cos(a), s = scale * (inverse ? -Math.Sin(a) : Math.Sin(a));
                     int o = r * width + h * headDim;
                     double x1 = x[o + i], x2 = x[o + i + half];
                     y[o + i] = x1 * c - x2 * s;
@@ -118,6 +130,13 @@ public static class ReferenceOps
     /// kv head h / (H/KV); scores scaled by 1/sqrt(hd); query t sees keys 0..t.
     /// </summary>
     public static double[] Attention(double[] q, double[] k, double[] v, int batch, int t, int heads, int kvHeads, int headDim)
+        => Attention(q, k, v, batch, t, heads, kvHeads, headDim, window: 0);
+
+    /// <summary>
+    /// <see cref="Attention(double[], double[], double[], int, int, int, int, int)"/> with a sliding window: query i sees
+    /// keys s with s ≤ i and i − s &lt; <paramref name="window"/> (0: no window).
+    /// </summary>
+    public static double[] Attention(double[] q, double[] k, double[] v, int batch, int t, int heads, int kvHeads, int headDim, int window)
     {
         var o = new double[q.Length];
         int group = heads / kvHeads, qw = heads * headDim, kw = kvHeads * headDim;
@@ -129,8 +148,8 @@ public static class ReferenceOps
                 int kh = h / group;
                 for (int i = 0; i < t; i++)
                 {
-                    Probabilities(q, k, b, h, kh, i, t, qw, kw, headDim, scale, p);
-                    for (int s = 0; s <= i; s++)
+                    Probabilities(q, k, b, h, kh, i, t, qw, kw, headDim, scale, p, window);
+                    for (int s = First(i, window); s <= i; s++)
                         for (int d = 0; d < headDim; d++)
                             o[(b * t + i) * qw + h * headDim + d] += p[s] * v[(b * t + s) * kw + kh * headDim + d];
                 }
@@ -138,11 +157,15 @@ public static class ReferenceOps
         return o;
     }
 
+    /// <summary>The first key query i sees: 0, or i − window + 1 with a window.</summary>
+    private static int First(int i, int window) => window > 0 ? Math.Max(0, i - window + 1) : 0;
+
     private static void Probabilities(double[] q, double[] k, int b, int h, int kh, int i, int t, int qw, int kw, int hd,
-        double scale, double[] p)
+        double scale, double[] p, int window)
     {
         double max = double.NegativeInfinity;
-        for (int s = 0; s <= i; s++)
+        int first = First(i, window);
+        for (int s = first; s <= i; s++)
         {
             double sc = 0;
             for (int d = 0; d < hd; d++) sc += q[(b * t + i) * qw + h * hd + d] * k[(b * t + s) * kw + kh * hd + d];
@@ -150,13 +173,18 @@ public static class ReferenceOps
             max = Math.Max(max, p[s]);
         }
         double sum = 0;
-        for (int s = 0; s <= i; s++) { p[s] = Math.Exp(p[s] - max); sum += p[s]; }
-        for (int s = 0; s <= i; s++) p[s] /= sum;
+        for (int s = first; s <= i; s++) { p[s] = Math.Exp(p[s] - max); sum += p[s]; }
+        for (int s = first; s <= i; s++) p[s] /= sum;
     }
 
-    /// <summary>dq, dk, dv += the gradients of <see cref="Attention"/>.</summary>
+    /// <summary>dq, dk, dv += the gradients of <see cref="Attention(double[], double[], double[], int, int, int, int, int)"/>.</summary>
     public static void AttentionBackward(double[] dout, double[] q, double[] k, double[] v, double[] dq, double[] dk, double[] dv,
         int batch, int t, int heads, int kvHeads, int headDim)
+        => AttentionBackward(dout, q, k, v, dq, dk, dv, batch, t, heads, kvHeads, headDim, window: 0);
+
+    /// <summary>dq, dk, dv += the gradients of the windowed <see cref="Attention(double[], double[], double[], int, int, int, int, int, int)"/>.</summary>
+    public static void AttentionBackward(double[] dout, double[] q, double[] k, double[] v, double[] dq, double[] dk, double[] dv,
+        int batch, int t, int heads, int kvHeads, int headDim, int window)
     {
         int group = heads / kvHeads, qw = heads * headDim, kw = kvHeads * headDim;
         double scale = 1.0 / Math.Sqrt(headDim);
@@ -168,10 +196,10 @@ public static class ReferenceOps
                 int kh = h / group;
                 for (int i = 0; i < t; i++)
                 {
-                    Probabilities(q, k, b, h, kh, i, t, qw, kw, headDim, scale, p);
-                    int qo = (b * t + i) * qw + h * headDim;
+                    Probabilities(q, k, b, h, kh, i, t, qw, kw, headDim, scale, p, window);
+                    int qo = (b * t + i) * qw + h * headDim, first = First(i, window);
                     double dot = 0;  // Σ_s p_s dp_s
-                    for (int s = 0; s <= i; s++)
+                    for (int s = first; s <= i; s++)
                     {
                         int ko = (b * t + s) * kw + kh * headDim;
                         dp[s] = 0;
@@ -182,7 +210,7 @@ public static class ReferenceOps
                         }
                         dot += p[s] * dp[s];
                     }
-                    for (int s = 0; s <= i; s++)
+                    for (int s = first; s <= i; s++)
                     {
                         int ko = (b * t + s) * kw + kh * headDim;
                         double ds = p[s] * (dp[s] - dot) * scale;

@@ -14,7 +14,10 @@ namespace Raft.Teacher;
 /// <c>present.{i}.key</c>/<c>.value</c> [batch, kv_heads, past+seq, head_dim]. The graph computes what
 /// <see cref="LlamaModel"/> computes (Hugging Face semantics): RMSNorm, RoPE (rotate_half) from cos/sin tables
 /// gathered by position_ids, causal grouped-query attention (the mask is causal by index in the key sequence and
-/// combined with attention_mask), SwiGLU, tied or separate lm_head, optional q/k/v bias.
+/// combined with attention_mask, and limited to a layer's sliding window when it has one), SwiGLU, tied or separate
+/// lm_head, the layout's biases (q/k/v, o_proj, MLP), Qwen3's per-head q/k RMSNorm, and the RoPE variant's tables
+/// (<see cref="RotaryEmbedding"/>: linear, llama3, yarn with its factor on cos and sin). Dynamic NTK, whose tables depend
+/// on the sequence length, is refused by name.
 /// </summary>
 public static class OnnxExporter
 {
@@ -50,6 +53,9 @@ public static class OnnxExporter
         if (externalDataThreshold < 0)
             throw new ArgumentOutOfRangeException(nameof(externalDataThreshold), externalDataThreshold, "externalDataThreshold must be >= 0.");
         var layout = new LlamaModel(config, weights).Layout; // checks every tensor's presence and shape, and rejects unsupported biases
+        if (layout.Rope.Type == RopeType.Dynamic)
+            throw new UnsupportedConfigException(config.RopeScaling is not null ? "rope_scaling.rope_type" : "rope_parameters.rope_type", "\"dynamic\"",
+                config.Source, "the ONNX export has fixed cos/sin tables; dynamic NTK's depend on the sequence length and are not exported.");
         Directory.CreateDirectory(outDir);
 
         var builder = new GraphBuilder(layout, weights);
@@ -147,13 +153,16 @@ public static class OnnxExporter
             int maxPos = c.MaxPositionEmbeddings;
             var cos = new float[(long)maxPos * hd];
             var sin = new float[(long)maxPos * hd];
+            var invFreq = layout.Rope.InverseFrequenciesF32(maxPos);
+            float ropeScale = (float)layout.Rope.AttentionScaling;
             for (int i = 0; i < half; i++)
             {
-                float inv = 1f / MathF.Pow((float)c.RopeTheta, (float)(2 * i) / hd);
+                float inv = invFreq[i];
                 for (int p = 0; p < maxPos; p++)
                 {
                     float a = (float)p * inv;
                     float cs = MathF.Cos(a), sn = MathF.Sin(a);
+                    if (ropeScale != 1f) { cs *= ropeScale; sn *= ropeScale; }
                     cos[(long)p * hd + i] = cs; cos[(long)p * hd + half + i] = cs;
                     sin[(long)p * hd + i] = sn; sin[(long)p * hd + half + i] = sn;
                 }
@@ -186,6 +195,16 @@ public static class OnnxExporter
             string amBool = Node("Cast", ["attention_mask"], "mask_bool", IntAttr("to", (long)TensorProto.Types.DataType.Bool));
             string am4 = Node("Unsqueeze", [amBool, ax12], "mask_b11t");
             string mask = Node("And", [causal, am4], "mask");
+            // a sliding window w: key j also needs j > i − w (i the query's index in the key sequence)
+            var windowMasks = new Dictionary<int, string>();
+            string MaskFor(int? window)
+            {
+                if (window is not { } w) return mask;
+                if (windowMasks.TryGetValue(w, out var m)) return m;
+                string lowest = Node("Sub", [qCol, ConstI($"window_{w}", [w], scalar: true)], $"window_{w}_floor");
+                string inWindow = Node("Greater", [keyIdx, lowest], $"window_{w}_in");
+                return windowMasks[w] = Node("And", [mask, inWindow], $"mask_window_{w}");
+            }
 
             // RoPE: cos/sin [B, 1, S, hd]
             string cosG = Node("Unsqueeze", [Node("Gather", ["rope.cos_table", "position_ids"], "cos_bs"), ax1], "cos");
@@ -207,8 +226,16 @@ public static class OnnxExporter
                 string k = Linear(xn, L.KProj, L.KBias, pre + "k");
                 string vv = Linear(xn, L.VProj, L.VBias, pre + "v");
                 // [B·S, H·hd] → [B, H, S, hd]
-                q = Node("Transpose", [Node("Reshape", [q, qShape], pre + "q_bshd")], pre + "q_bhsd", IntsAttr("perm", 0, 2, 1, 3));
-                k = Node("Transpose", [Node("Reshape", [k, kShape], pre + "k_bshd")], pre + "k_bhsd", IntsAttr("perm", 0, 2, 1, 3));
+                q = Node("Reshape", [q, qShape], pre + "q_bshd");
+                k = Node("Reshape", [k, kShape], pre + "k_bshd");
+                if (L.QNorm is not null)
+                {
+                    // Qwen3: RMSNorm over each head's head_dim before RoPE
+                    q = RmsNorm(q, L.QNorm, two, eps, pre + "q_norm");
+                    k = RmsNorm(k, L.KNorm!, two, eps, pre + "k_norm");
+                }
+                q = Node("Transpose", [q], pre + "q_bhsd", IntsAttr("perm", 0, 2, 1, 3));
+                k = Node("Transpose", [k], pre + "k_bhsd", IntsAttr("perm", 0, 2, 1, 3));
                 vv = Node("Transpose", [Node("Reshape", [vv, kShape], pre + "v_bshd")], pre + "v_bhsd", IntsAttr("perm", 0, 2, 1, 3));
                 q = Rope(q, cosG, sinG, ax0, halfS, axLast, big, pre + "q_rope");
                 k = Rope(k, cosG, sinG, ax0, halfS, axLast, big, pre + "k_rope");
@@ -219,18 +246,18 @@ public static class OnnxExporter
                 string vRep = Node("Reshape", [Node("Expand", [Node("Unsqueeze", [vAll, ConstI(pre + "ax2v", [2])], pre + "v5"), kvRepeat], pre + "v_exp"), headsShape], pre + "v_rep");
                 string kT = Node("Transpose", [kRep], pre + "k_t", IntsAttr("perm", 0, 1, 3, 2));
                 string scores = Node("Mul", [Node("MatMul", [q, kT], pre + "qk"), scale], pre + "scores");
-                string masked = Node("Where", [mask, scores, minF], pre + "masked");
+                string masked = Node("Where", [MaskFor(L.Features.SlidingWindow), scores, minF], pre + "masked");
                 string probs = Node("Softmax", [masked], pre + "probs", IntAttr("axis", -1));
                 string att = Node("MatMul", [probs, vRep], pre + "att");
                 att = Node("Reshape", [Node("Transpose", [att], pre + "att_bshd", IntsAttr("perm", 0, 2, 1, 3)), flatQ], pre + "att_flat");
-                x = Node("Add", [x, Linear(att, L.OProj, null, pre + "o")], pre + "x_mid");
+                x = Node("Add", [x, Linear(att, L.OProj, L.OBias, pre + "o")], pre + "x_mid");
                 // SwiGLU MLP
                 string xn2 = RmsNorm(x, L.PostAttentionNorm, two, eps, pre + "ln2");
-                string gate = Linear(xn2, L.GateProj, null, pre + "gate");
-                string up = Linear(xn2, L.UpProj, null, pre + "up");
+                string gate = Linear(xn2, L.GateProj, L.GateBias, pre + "gate");
+                string up = Linear(xn2, L.UpProj, L.UpBias, pre + "up");
                 string silu = Node("Mul", [gate, Node("Sigmoid", [gate], pre + "gate_sigmoid")], pre + "silu");
                 string hh = Node("Mul", [silu, up], pre + "swiglu");
-                x = Node("Add", [x, Linear(hh, L.DownProj, null, pre + "down")], pre + "x_out");
+                x = Node("Add", [x, Linear(hh, L.DownProj, L.DownBias, pre + "down")], pre + "x_out");
             }
             string xf = RmsNorm(x, layout.FinalNorm.Name, two, eps, "final_norm");
             // the node's output keeps the name it has always had in exported graphs (an ONNX value, not a checkpoint tensor)

@@ -18,6 +18,8 @@ internal readonly record struct KvLayout(long SeqStride, long HeadStride, long P
 /// the row max subtracted, out = Σ p·v. The forward saves the log-sum-exp of every row; the backward recomputes
 /// the probabilities from it (memory O(T), not O(T²)) and computes, with D = dout·out:
 /// dv_s += p_s dout, ds_s = p_s (dout·v_s − D), dq += scale Σ ds_s k_s, dk_s += scale ds_s q.
+/// With a sliding window w &gt; 0 query i (its index in the key sequence) sees only keys s with i − s &lt; w (Hugging Face's
+/// sliding_window_overlay: kv_idx &gt; q_idx − w); masked entries are exactly 0 in both passes.
 /// </summary>
 internal static unsafe class Attention
 {
@@ -26,7 +28,7 @@ internal static unsafe class Attention
     /// stored as <paramref name="layout"/> says; lse[B, H, T] (may be empty) receives each row's log-sum-exp.
     /// </summary>
     public static void Forward(ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, KvLayout layout,
-        Span<float> output, Span<float> lse, int batch, int t, int heads, int kvHeads, int headDim, int past, int threads)
+        Span<float> output, Span<float> lse, int batch, int t, int heads, int kvHeads, int headDim, int past, int threads, int window = 0)
     {
         // q: [B, T, H, hd]   k, v: per layout, past + T positions   out: [B, T, H, hd]   lse: [B, H, T]
         int group = heads / kvHeads, keys = past + t;
@@ -40,7 +42,7 @@ internal static unsafe class Attention
             int blocks = (t + QueryBlock - 1) / QueryBlock;
             Par.For(batch * heads * blocks, (long)t * keys * heads > 1 << 12 ? threads : 1, task =>
                 ForwardBlock((float*)aq, (float*)ak, (float*)av, (float*)ao, saveLse ? (float*)al : null, layout,
-                    task / blocks, task % blocks * QueryBlock, t, heads, group, headDim, past, scale, level));
+                    task / blocks, task % blocks * QueryBlock, t, heads, group, headDim, past, scale, level, window));
         }
     }
 
@@ -50,7 +52,7 @@ internal static unsafe class Attention
     /// </summary>
     public static void Backward(ReadOnlySpan<float> dout, ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v,
         ReadOnlySpan<float> output, ReadOnlySpan<float> lse, Span<float> dq, Span<float> dk, Span<float> dv,
-        int batch, int t, int heads, int kvHeads, int headDim, int threads)
+        int batch, int t, int heads, int kvHeads, int headDim, int threads, int window = 0)
     {
         // dout, q, out, dq: [B, T, H, hd]   k, v, dk, dv: [B, T, KV, hd]   lse: [B, H, T]
         int group = heads / kvHeads, kvWidth = kvHeads * headDim;
@@ -65,7 +67,7 @@ internal static unsafe class Attention
                 adkh = (nint)pdkh, advh = (nint)pdvh;
             Par.For(batch * heads, (long)t * t * heads > 1 << 12 ? threads : 1, bh =>
                 BackwardHead((float*)ado, (float*)aq, (float*)ak, (float*)av, (float*)ao, (float*)al, (float*)adq,
-                    (float*)adkh, (float*)advh, bh, t, heads, group, headDim, kvWidth, scale, level));
+                    (float*)adkh, (float*)advh, bh, t, heads, group, headDim, kvWidth, scale, level, window));
         }
         // dk[b, s, kvh, :] = Σ over the group's query heads, in head order
         for (int b = 0; b < batch; b++)
@@ -95,7 +97,7 @@ internal static unsafe class Attention
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ForwardBlock(float* q, float* k, float* v, float* output, float* lse, KvLayout layout,
-        int bh, int q0, int t, int heads, int group, int headDim, int past, float scale, SimdLevel level)
+        int bh, int q0, int t, int heads, int group, int headDim, int past, float scale, SimdLevel level, int window)
     {
         int b = bh / heads, h = bh % heads, kvh = h / group, width = heads * headDim;
         int nq = Math.Min(QueryBlock, t - q0), kmax = past + q0 + nq;
@@ -113,14 +115,15 @@ internal static unsafe class Attention
             for (int i = 0; i < nq; i++)
             {
                 var row = new Span<float>(sc + (long)i * kmax, kmax);
-                int visible = past + q0 + i + 1;
-                var vis = row[..visible];
+                int visible = past + q0 + i + 1, first = window > 0 ? Math.Max(0, visible - window) : 0;
+                var vis = row[first..visible];
                 TensorPrimitives.Multiply(vis, scale, vis);
                 float max = TensorPrimitives.Max(vis);
                 TensorPrimitives.Subtract(vis, max, vis);
                 TensorPrimitives.Exp(vis, vis);
                 float sum = TensorPrimitives.Sum(vis);
                 TensorPrimitives.Multiply(vis, 1f / sum, vis);
+                row[..first].Clear();
                 row[visible..].Clear();
                 if (lse != null) lse[((long)b * heads + h) * t + q0 + i] = max + MathF.Log(sum);
             }
@@ -136,7 +139,7 @@ internal static unsafe class Attention
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void BackwardHead(float* dout, float* q, float* k, float* v, float* output, float* lse, float* dq,
-        float* dkh, float* dvh, int bh, int t, int heads, int group, int headDim, int kvWidth, float scale, SimdLevel level)
+        float* dkh, float* dvh, int bh, int t, int heads, int group, int headDim, int kvWidth, float scale, SimdLevel level, int window)
     {
         int b = bh / heads, h = bh % heads, kvh = h / group, width = heads * headDim;
         float* kb = k + (long)b * t * kvWidth + kvh * headDim;
@@ -167,11 +170,12 @@ internal static unsafe class Attention
                 {
                     var prow = new Span<float>(pm + (long)i * kmax, kmax);
                     var dprow = new Span<float>(dpm + (long)i * kmax, kmax);
-                    int visible = q0 + i + 1;
-                    var vis = prow[..visible];
+                    int visible = q0 + i + 1, first = window > 0 ? Math.Max(0, visible - window) : 0;
+                    var vis = prow[first..visible];
                     TensorPrimitives.Multiply(vis, scale, vis);
                     TensorPrimitives.Subtract(vis, lse[((long)b * heads + h) * t + q0 + i], vis);
                     TensorPrimitives.Exp(vis, vis);
+                    prow[..first].Clear();
                     prow[visible..].Clear();
                     float dd = Matmul.Dot(doBlk + (long)i * width, oBlk + (long)i * width, headDim, level);
                     TensorPrimitives.Subtract(dprow, dd, dprow);

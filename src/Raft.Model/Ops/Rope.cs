@@ -4,11 +4,14 @@ namespace Raft.Model.Ops;
 /// Rotary position embedding in Hugging Face's rotate_half convention: a head vector x of width d is split
 /// into halves x₁ = x[0:d/2], x₂ = x[d/2:d]; with θ_i = pos · inv_freq_i, inv_freq_i = base^(−2i/d),
 /// out₁ = x₁ cos θ − x₂ sin θ, out₂ = x₂ cos θ + x₁ sin θ. The angle is formed in fp32 as transformers does
-/// (inv_freq in fp32, times the position as fp32). The backward applies the transposed rotation.
+/// (inv_freq in fp32, times the position as fp32). With a scaled rope (<see cref="RotaryEmbedding"/>) the inverse
+/// frequencies are the variant's and cos, sin are multiplied by its attention scaling (yarn). The backward applies the
+/// transposed rotation (with the same scaling: the op is linear).
 /// </summary>
 internal sealed class RopeTable
 {
     private readonly float[] _invFreq;
+    private readonly float _scale;
     private float[] _cos = [], _sin = [];
     private int _positions;
 
@@ -18,8 +21,18 @@ internal sealed class RopeTable
         HeadDim = headDim;
         Half = headDim / 2;
         _invFreq = new float[Half];
+        _scale = 1f;
         for (int i = 0; i < Half; i++)
             _invFreq[i] = 1f / MathF.Pow((float)theta, (float)(2 * i) / headDim);
+    }
+
+    /// <summary>A table of <paramref name="rope"/>'s fp32 frequencies for tables of length <paramref name="tableLength"/>.</summary>
+    public RopeTable(RotaryEmbedding rope, int tableLength)
+    {
+        HeadDim = rope.HeadDim;
+        Half = HeadDim / 2;
+        _invFreq = rope.InverseFrequenciesF32(tableLength);
+        _scale = (float)rope.AttentionScaling;
     }
 
     /// <summary>The head width.</summary>
@@ -43,8 +56,8 @@ internal sealed class RopeTable
                 for (int i = 0; i < Half; i++)
                 {
                     float a = (float)p * _invFreq[i];
-                    cos[p * Half + i] = MathF.Cos(a);
-                    sin[p * Half + i] = MathF.Sin(a);
+                    cos[p * Half + i] = _scale == 1f ? MathF.Cos(a) : MathF.Cos(a) * _scale;
+                    sin[p * Half + i] = _scale == 1f ? MathF.Sin(a) : MathF.Sin(a) * _scale;
                 }
             _cos = cos; _sin = sin; _positions = cap;
         }
