@@ -35,6 +35,8 @@ public class SignatureVariantTests(ITestOutputHelper output)
         GenAiFp16,
         /// <summary>GenAI with bf16 KV and logits.</summary>
         GenAiBf16,
+        /// <summary>GenAI on a Qwen3-style model (per-head q/k RMSNorm before the op's rotary) with yarn RoPE (scaled cos/sin caches).</summary>
+        GenAiQwen3Yarn,
     }
 
     /// <summary>The relative logit tolerance (max |Δ| / max |logit|) per variant's boundary precision.</summary>
@@ -45,7 +47,7 @@ public class SignatureVariantTests(ITestOutputHelper output)
         _ => 1e-5,
     };
 
-    private static bool IsGenAi(Variant v) => v is Variant.GenAiSeqlensInputs or Variant.GenAiFromMask or Variant.GenAiFp16 or Variant.GenAiBf16;
+    private static bool IsGenAi(Variant v) => v is Variant.GenAiSeqlensInputs or Variant.GenAiFromMask or Variant.GenAiFp16 or Variant.GenAiBf16 or Variant.GenAiQwen3Yarn;
 
     private static bool IsExact(Variant v) => Tolerance(v) < 1e-4;
 
@@ -67,6 +69,8 @@ public class SignatureVariantTests(ITestOutputHelper output)
             case Variant.Fp16KvAndLogits: SignatureVariants.HalfBoundary(m, TensorProto.Types.DataType.Float16, kv: true, logits: true); break;
             case Variant.Bf16KvAndLogits: SignatureVariants.HalfBoundary(m, TensorProto.Types.DataType.Bfloat16, kv: true, logits: true); break;
             default:
+                // the Qwen3 variant means something only if the exporter wrote its per-head norms
+                Assert.Equal(v == Variant.GenAiQwen3Yarn, m.Graph.Node.Any(n => n.Output.Contains("l0.q_norm")));
                 SignatureVariants.GroupQueryAttention(m, config, seqlensInputs: v != Variant.GenAiFromMask);
                 if (v == Variant.GenAiFp16) SignatureVariants.HalfBoundary(m, TensorProto.Types.DataType.Float16, kv: true, logits: true);
                 if (v == Variant.GenAiBf16) SignatureVariants.HalfBoundary(m, TensorProto.Types.DataType.Bfloat16, kv: true, logits: true);
@@ -100,9 +104,11 @@ public class SignatureVariantTests(ITestOutputHelper output)
         """;
 
     /// <summary>Tiny's shape with head_dim 16 (GroupQueryAttention's CPU kernel takes multiples of 16): hidden 64, 4 heads over 2 KV heads.</summary>
-    private static (ModelConfig Config, TensorSet Weights) Model(int seed)
+    private static (ModelConfig Config, TensorSet Weights) Model(int seed, Variant v)
     {
         var c = Tiny(tied: false, bias: true, vocab: 37) with { HiddenSize = 64, IntermediateSize = 48 };
+        if (v == Variant.GenAiQwen3Yarn)
+            c = c with { ModelType = "qwen3", RopeScaling = new() { RopeType = "yarn", Factor = 4, OriginalMaxPositionEmbeddings = 16 } };
         return (c, RandomParameters(c, seed));
     }
 
@@ -116,9 +122,10 @@ public class SignatureVariantTests(ITestOutputHelper output)
     [InlineData(Variant.GenAiFromMask)]
     [InlineData(Variant.GenAiFp16)]
     [InlineData(Variant.GenAiBf16)]
+    [InlineData(Variant.GenAiQwen3Yarn)]
     public void PrefillAndDecodeLogitsEqualTheEngine(Variant v)
     {
-        var (config, weights) = Model(seed: 61);
+        var (config, weights) = Model(seed: 61, v);
         using var dir = new TempDirectory();
         Write(v, config, weights, dir.Path);
         var log = new List<string>();
@@ -164,9 +171,10 @@ public class SignatureVariantTests(ITestOutputHelper output)
     [InlineData(Variant.GenAiFromMask)]
     [InlineData(Variant.GenAiFp16)]
     [InlineData(Variant.GenAiBf16)]
+    [InlineData(Variant.GenAiQwen3Yarn)]
     public void ScoresEqualTheEngineTeacher(Variant v)
     {
-        var (config, weights) = Model(seed: 83);
+        var (config, weights) = Model(seed: 83, v);
         using var dir = new TempDirectory();
         Write(v, config, weights, dir.Path);
         using var session = TeacherSession.Open(dir.Path, Cpu());
@@ -225,9 +233,10 @@ public class SignatureVariantTests(ITestOutputHelper output)
     [InlineData(Variant.GenAiFromMask)]
     [InlineData(Variant.GenAiFp16)]
     [InlineData(Variant.GenAiBf16)]
+    [InlineData(Variant.GenAiQwen3Yarn)]
     public void GreedyGenerationsEqualTheEngine(Variant v)
     {
-        var (config, weights) = Model(seed: 97);
+        var (config, weights) = Model(seed: 97, v);
         using var dir = new TempDirectory();
         Write(v, config, weights, dir.Path);
         using var session = TeacherSession.Open(dir.Path, Cpu());
@@ -274,9 +283,10 @@ public class SignatureVariantTests(ITestOutputHelper output)
     [InlineData(Variant.MergedDecoder)]
     [InlineData(Variant.GenAiSeqlensInputs)]
     [InlineData(Variant.GenAiFromMask)]
+    [InlineData(Variant.GenAiQwen3Yarn)]
     public void SampledGenerationsWithASeedEqualTheEngine(Variant v)
     {
-        var (config, weights) = Model(seed: 101);
+        var (config, weights) = Model(seed: 101, v);
         using var dir = new TempDirectory();
         Write(v, config, weights, dir.Path);
         using var session = TeacherSession.Open(dir.Path, Cpu());
