@@ -201,6 +201,40 @@ public class LlamaCppAgreementTests(ITestOutputHelper output)
         Assert.True(unscaled > 1e-2, $"{family}: llama.cpp is as close to the unscaled rope ({unscaled:E2}): the scaling is not tested.");
     }
 
+    [LlamaCppTheory("llama3/tokenizer.json", "qwen3/tokenizer.json")]
+    [InlineData("llama3-bpe")]
+    [InlineData("qwen3")]
+    public void LlamaCpp_renders_a_conversation_as_the_engine_from_the_exported_chat_template(string family)
+    {
+        // llama.cpp (and so Ollama, llama-server) formats chats from tokenizer.chat_template: the prompt it builds for a
+        // fine-tuned model is the engine's own (Llama 3 headers, ChatML); the engine's BOS is llama.cpp's add_bos
+        var f = Families[family];
+        using var dir = new TempDirectory();
+        string model = Path.Combine(dir.Path, "model");
+        var small = f with { Config = f.Config with { HiddenSize = 8, IntermediateSize = 8, NumHiddenLayers = 1, NumAttentionHeads = 2, NumKeyValueHeads = 1, HeadDimOverride = 4, AttentionBias = null, RopeScaling = null } };
+        WriteCheckpoint(small, model, 3);
+        string gguf = dir.File("chat.gguf");
+        GgufExporter.Export(model, gguf);
+        var tokenizer = TokenizerLoader.FromDirectory(model);
+        var template = ChatTemplate.ForTokenizer(tokenizer, small.Config.ModelType);
+        ChatMessage[] chat =
+        [
+            ChatMessage.System("You answer in one word."),
+            ChatMessage.User("What is the capital of France?"),
+            ChatMessage.Assistant("Paris"),
+            ChatMessage.User("And of Italy?"),
+        ];
+        string engine = template.Render(chat, addGenerationPrompt: true);
+        using var weights = LlamaCpp.LoadVocabulary(gguf);
+        var cpp = new LLama.LLamaTemplate(weights, strict: true) { AddAssistant = true };
+        foreach (var m in chat) cpp.Add(m.Role, m.Content);
+        string rendered = System.Text.Encoding.UTF8.GetString(cpp.Apply());
+        string bos = tokenizer.BosId is { } b && engine.StartsWith(tokenizer.Decode([b]), StringComparison.Ordinal) ? tokenizer.Decode([b]) : "";
+        Assert.Equal(engine, bos + rendered);
+        Assert.Equal(tokenizer.Encode(engine, addSpecial: false), LlamaCpp.Tokenize(weights, rendered, addSpecial: true, parseSpecial: true));
+        output.WriteLine($"{family}: {template.Name}, {engine.Length} characters identical");
+    }
+
     public static TheoryData<string> TokenizerFamilies() => ["llama-spm", "llama3-bpe", "qwen2-bias"];
 
     private static readonly string[] Texts =
@@ -221,7 +255,7 @@ public class LlamaCppAgreementTests(ITestOutputHelper output)
         using var dir = new TempDirectory();
         string model = Path.Combine(dir.Path, "model");
         // the tokenizer needs the real vocabulary, not a big model: shrink the layers, keep vocab_size
-        var small = f with { Config = f.Config with { HiddenSize = 8, IntermediateSize = 8, NumHiddenLayers = 1, NumAttentionHeads = 2, NumKeyValueHeads = 1, HeadDimOverride = null } };
+        var small = f with { Config = f.Config with { HiddenSize = 8, IntermediateSize = 8, NumHiddenLayers = 1, NumAttentionHeads = 2, NumKeyValueHeads = 1, HeadDimOverride = 4 } };
         WriteCheckpoint(small, model, 3);
         string gguf = dir.File("vocab.gguf");
         var result = GgufExporter.Export(model, gguf);
