@@ -235,7 +235,29 @@ public class LlamaCppAgreementTests(ITestOutputHelper output)
         output.WriteLine($"{family}: {template.Name}, {engine.Length} characters identical");
     }
 
-    public static TheoryData<string> TokenizerFamilies() => ["llama-spm", "llama3-bpe", "qwen2-bias"];
+    public static TheoryData<string> TokenizerFamilies() => ["llama-spm", "llama3-bpe", "qwen2-bias", "qwen2-slow"];
+
+    /// <summary>Rewrites the folder's tokenizer.json as Qwen2's slow-tokenizer files (vocab.json, merges.txt) and removes it.</summary>
+    private static void ToVocabAndMerges(string dir)
+    {
+        string tj = Path.Combine(dir, "tokenizer.json");
+        using (var doc = JsonDocument.Parse(File.ReadAllBytes(tj)))
+        {
+            var model = doc.RootElement.GetProperty("model");
+            using (var f = File.Create(Path.Combine(dir, "vocab.json")))
+            using (var w = new Utf8JsonWriter(f))
+            {
+                w.WriteStartObject();
+                foreach (var p in model.GetProperty("vocab").EnumerateObject()) w.WriteNumber(p.Name, p.Value.GetInt32());
+                w.WriteEndObject();
+            }
+            var sb = new System.Text.StringBuilder("#version: 0.2\n");
+            foreach (var m in model.GetProperty("merges").EnumerateArray())
+                sb.Append(m.ValueKind == JsonValueKind.Array ? m[0].GetString() + " " + m[1].GetString() : m.GetString()).Append('\n');
+            File.WriteAllText(Path.Combine(dir, "merges.txt"), sb.ToString(), new System.Text.UTF8Encoding(false));
+        }
+        File.Delete(tj);
+    }
 
     private static readonly string[] Texts =
     [
@@ -251,12 +273,13 @@ public class LlamaCppAgreementTests(ITestOutputHelper output)
     [MemberData(nameof(TokenizerFamilies))]
     public void LlamaCpp_tokenizes_as_the_engine_from_the_exported_metadata(string family)
     {
-        var f = Families[family];
+        var f = Families[family == "qwen2-slow" ? "qwen2-bias" : family];
         using var dir = new TempDirectory();
         string model = Path.Combine(dir.Path, "model");
         // the tokenizer needs the real vocabulary, not a big model: shrink the layers, keep vocab_size
         var small = f with { Config = f.Config with { HiddenSize = 8, IntermediateSize = 8, NumHiddenLayers = 1, NumAttentionHeads = 2, NumKeyValueHeads = 1, HeadDimOverride = 4 } };
         WriteCheckpoint(small, model, 3);
+        if (family == "qwen2-slow") ToVocabAndMerges(model);
         string gguf = dir.File("vocab.gguf");
         var result = GgufExporter.Export(model, gguf);
         var engine = TokenizerLoader.FromDirectory(model);
@@ -266,7 +289,7 @@ public class LlamaCppAgreementTests(ITestOutputHelper output)
         special.AddRange(family switch
         {
             "llama3-bpe" => ["<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>"],
-            "qwen2-bias" => ["<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n<think>\n</think>"],
+            "qwen2-bias" or "qwen2-slow" => ["<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n<think>\n</think>"],
             _ => ["</s> and <s> inside"],
         });
 
