@@ -232,7 +232,22 @@ public static class GgufExporter
         }
         tensors.Add(Vector("output_norm.weight", Data(layout.FinalNorm.Name)));
         if (layout.LmHead is { } head) tensors.Add(Matrix("output.weight", Data(head.Name), config.VocabSize, config.HiddenSize));
+        foreach (var t in tensors) CheckValues(t);
         return (md, tensors);
+    }
+
+    /// <summary>A weight that is not finite, or that F16 cannot hold (|x| &gt; 65504 would become ∞), is refused naming the tensor.</summary>
+    private static void CheckValues(GgufTensor t)
+    {
+        var data = t.Data;
+        for (int i = 0; i < data.Length; i++)
+        {
+            float x = data[i];
+            if (!float.IsFinite(x))
+                throw new InvalidDataException($"tensor {t.Name} holds {x} at index {i}; a GGUF export needs finite weights.");
+            if (t.Type == GgmlType.F16 && Math.Abs(x) > 65504f)
+                throw new ArgumentException($"tensor {t.Name} holds {x} at index {i}, beyond f16's range (±65504); export with --dtype bf16 or f32.");
+        }
     }
 
     /// <summary>
