@@ -132,3 +132,19 @@ internal static class TokenizerDirs
         }
     }
 }
+
+/// <summary>
+/// A fact that needs fetched tokenizer files only: skipped with the reason when they are absent, unless
+/// RAFT_REQUIRE_TOKENIZER_FILES=1 or RAFT_REQUIRE_LLAMA_CPP=1 (CI), when it runs and fails on the missing file.
+/// </summary>
+[AttributeUsage(AttributeTargets.Method, AllowMultiple = false)]
+internal sealed class TokenizerFilesFactAttribute : FactAttribute
+{
+    public TokenizerFilesFactAttribute(params string[] files)
+    {
+        if (LlamaCpp.Required || Environment.GetEnvironmentVariable("RAFT_REQUIRE_TOKENIZER_FILES") == "1") return;
+        var missing = files.Where(f => !File.Exists(Path.Combine(TokenizerDirs.Root, f))).ToArray();
+        if (missing.Length > 0)
+            Skip = $"Tokenizer files absent ({string.Join(", ", missing)} under {TokenizerDirs.Root}): run tests/Raft.Model.Tests/fetch-tokenizers.sh (RAFT_REQUIRE_TOKENIZER_FILES=1 makes this a failure).";
+    }
+}

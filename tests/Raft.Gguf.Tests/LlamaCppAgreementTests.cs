@@ -24,12 +24,27 @@ public class LlamaCppAgreementTests(ITestOutputHelper output)
             ModelType = "llama", HiddenSize = 64, IntermediateSize = 96, NumHiddenLayers = 2, NumAttentionHeads = 4,
             NumKeyValueHeads = 2, VocabSize = 32000, RmsNormEps = 1e-5, RopeTheta = 10000, MaxPositionEmbeddings = 256,
         }),
-        // Llama 3 byte-level BPE, tied embeddings, GQA 4/1, head_dim decoupled from hidden/heads, q/k/v bias (attention_bias)
+        // Llama 3 byte-level BPE, tied embeddings, GQA 4/1, head_dim decoupled from hidden/heads, q/k/v and o_proj bias
+        // (attention_bias), rope_scaling llama3 (the rope_freqs tensor; every pair's band: kept, smoothed, interpolated)
         ["llama3-bpe"] = new("llama3", ["tokenizer.json", "tokenizer_config.json"], new ModelConfig
         {
             ModelType = "llama", HiddenSize = 48, IntermediateSize = 80, NumHiddenLayers = 2, NumAttentionHeads = 4,
             NumKeyValueHeads = 1, HeadDimOverride = 16, VocabSize = 128256, RmsNormEps = 1e-5, RopeTheta = 500000,
             MaxPositionEmbeddings = 256, TieWordEmbeddings = true, AttentionBias = true,
+            RopeScaling = new RopeScalingConfig { RopeType = "llama3", Factor = 8, LowFreqFactor = 1, HighFreqFactor = 4, OriginalMaxPositionEmbeddings = 64 },
+        }),
+        // Llama with MLP biases and linear rope scaling (rope.scaling.type linear), Llama 2's tokenizer
+        ["llama-mlpbias-linear"] = new("llama2", ["tokenizer.model"], new ModelConfig
+        {
+            ModelType = "llama", HiddenSize = 32, IntermediateSize = 48, NumHiddenLayers = 2, NumAttentionHeads = 4,
+            NumKeyValueHeads = 4, VocabSize = 32000, RmsNormEps = 1e-6, RopeTheta = 10000, MaxPositionEmbeddings = 256,
+            MlpBias = true, RopeScaling = new RopeScalingConfig { RopeType = "linear", Factor = 4 },
+        }),
+        // Mistral without a window (config.json's "sliding_window": null): llama.cpp's llama architecture, q/k permuted
+        ["mistral"] = new("llama2", ["tokenizer.model"], new ModelConfig
+        {
+            ModelType = "mistral", HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 4,
+            NumKeyValueHeads = 2, VocabSize = 32000, RmsNormEps = 1e-5, RopeTheta = 1000000, MaxPositionEmbeddings = 256,
         }),
         // Qwen2 with q/k/v bias, untied, GQA 4/2, embedding padded past the tokenizer (151936 rows, 151669 tokens)
         ["qwen2-bias"] = new("qwen3", ["tokenizer.json", "tokenizer_config.json"], new ModelConfig
@@ -37,12 +52,19 @@ public class LlamaCppAgreementTests(ITestOutputHelper output)
             ModelType = "qwen2", HiddenSize = 64, IntermediateSize = 112, NumHiddenLayers = 2, NumAttentionHeads = 4,
             NumKeyValueHeads = 2, VocabSize = 151936, RmsNormEps = 1e-6, RopeTheta = 1000000, MaxPositionEmbeddings = 256,
         }),
-        // Qwen2 with attention_bias false (exported with zero biases), tied
-        ["qwen2-nobias"] = new("qwen3", ["tokenizer.json", "tokenizer_config.json"], new ModelConfig
+        // Qwen2 with yarn rope scaling (factor 4 over an original context of 64), tied
+        ["qwen2-yarn"] = new("qwen3", ["tokenizer.json", "tokenizer_config.json"], new ModelConfig
         {
-            ModelType = "qwen2", HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 3, NumAttentionHeads = 2,
-            NumKeyValueHeads = 2, VocabSize = 151936, RmsNormEps = 1e-6, RopeTheta = 10000, MaxPositionEmbeddings = 256,
-            TieWordEmbeddings = true, AttentionBias = false,
+            ModelType = "qwen2", HiddenSize = 32, IntermediateSize = 64, NumHiddenLayers = 2, NumAttentionHeads = 2,
+            NumKeyValueHeads = 1, VocabSize = 151936, RmsNormEps = 1e-6, RopeTheta = 10000, MaxPositionEmbeddings = 256,
+            TieWordEmbeddings = true, RopeScaling = new RopeScalingConfig { RopeType = "yarn", Factor = 4, OriginalMaxPositionEmbeddings = 64 },
+        }),
+        // Qwen3: per-head q/k RMSNorm before rope, head_dim 16 decoupled from hidden 48 / 4 heads, GQA 4/2, tied
+        ["qwen3"] = new("qwen3", ["tokenizer.json", "tokenizer_config.json"], new ModelConfig
+        {
+            ModelType = "qwen3", HiddenSize = 48, IntermediateSize = 96, NumHiddenLayers = 2, NumAttentionHeads = 4,
+            NumKeyValueHeads = 2, HeadDimOverride = 16, VocabSize = 151936, RmsNormEps = 1e-6, RopeTheta = 1000000,
+            MaxPositionEmbeddings = 256, TieWordEmbeddings = true,
         }),
     };
 
@@ -53,7 +75,7 @@ public class LlamaCppAgreementTests(ITestOutputHelper output)
     {
         var d = new TheoryData<string, GgmlType>();
         foreach (string f in Families.Keys) d.Add(f, GgmlType.F32);
-        foreach (string f in new[] { "llama-spm", "llama3-bpe", "qwen2-bias" })
+        foreach (string f in new[] { "llama-spm", "llama3-bpe", "qwen2-bias", "qwen3" })
         {
             d.Add(f, GgmlType.F16);
             d.Add(f, GgmlType.BF16);
@@ -66,6 +88,12 @@ public class LlamaCppAgreementTests(ITestOutputHelper output)
     {
         var weights = RandomData.RandomParameters(f.Config, seed, scale: 0.3);
         Checkpoint.Save(dir, f.Config, weights);
+        if (f.Config is { ModelType: "mistral", SlidingWindow: null })
+        {
+            // an absent key means Hugging Face's default window of 4096: write the null that turns it off
+            string path = Path.Combine(dir, Checkpoint.ConfigFile);
+            File.WriteAllText(path, File.ReadAllText(path).TrimEnd().TrimEnd('}') + ", \"sliding_window\": null}");
+        }
         TokenizerDirs.CopyInto(f.TokenizerDir, dir, f.Files);
         return (f.Config, weights);
     }
@@ -97,7 +125,7 @@ public class LlamaCppAgreementTests(ITestOutputHelper output)
         var (config, weights) = WriteCheckpoint(f, model, seed);
         string gguf = dir.File("model.gguf");
         var result = GgufExporter.Export(model, gguf, type);
-        Assert.Equal(config.ModelType, result.Architecture);
+        Assert.Equal(config.ModelType == "mistral" ? "llama" : config.ModelType, result.Architecture);
 
         var tokenizer = TokenizerLoader.FromDirectory(model);
         int[] tokens = RandomData.RandomTokens(29, tokenizer.VocabSize, seed + 1);
@@ -116,6 +144,7 @@ public class LlamaCppAgreementTests(ITestOutputHelper output)
     [InlineData("llama-spm")]
     [InlineData("llama3-bpe")]
     [InlineData("qwen2-bias")]
+    [InlineData("qwen3")]
     public void Without_the_rope_permutation_llama_cpp_disagrees(string family)
     {
         // the comparison above can fail: a llama export whose q/k rows are left in Hugging Face's order (or a qwen2
@@ -148,7 +177,87 @@ public class LlamaCppAgreementTests(ITestOutputHelper output)
         Assert.True(rel > 1e-2, $"{family}: the wrong row order still agrees ({rel:E2}): the agreement test would not see a permutation bug.");
     }
 
-    public static TheoryData<string> TokenizerFamilies() => ["llama-spm", "llama3-bpe", "qwen2-bias"];
+    [LlamaCppTheory("llama2/tokenizer.model", "llama3/tokenizer.json", "qwen3/tokenizer.json")]
+    [InlineData("llama3-bpe")]
+    [InlineData("llama-mlpbias-linear")]
+    [InlineData("qwen2-yarn")]
+    public void LlamaCpp_applies_the_rope_scaling_the_agreement_depends_on(string family)
+    {
+        // the same export compared with the engine's forward without rope_scaling: far apart, so the agreement above
+        // shows that llama.cpp computed the scaled frequencies (rope_freqs, linear, yarn), not the plain ones
+        var f = Families[family];
+        using var dir = new TempDirectory();
+        string model = Path.Combine(dir.Path, "model");
+        var (config, weights) = WriteCheckpoint(f, model, 11);
+        string gguf = dir.File("model.gguf");
+        GgufExporter.Export(model, gguf);
+        int[] tokens = RandomData.RandomTokens(29, 30000, 12);
+        float[] cpp = LlamaCpp.Logits(gguf, tokens, out _);
+        float[] scaled = new LlamaModel(config, weights) { Threads = 2 }.Forward(tokens, 1, tokens.Length);
+        float[] plain = new LlamaModel(config with { RopeScaling = null }, weights) { Threads = 2 }.Forward(tokens, 1, tokens.Length);
+        double agree = Tolerances.MaxRelErrorFp32(cpp, scaled), unscaled = Tolerances.MaxRelErrorFp32(cpp, plain);
+        output.WriteLine($"{family}: vs the scaled forward {agree:E2}, vs the unscaled one {unscaled:E2}");
+        Assert.True(agree < 1e-3, $"{family}: {agree:E2}");
+        Assert.True(unscaled > 1e-2, $"{family}: llama.cpp is as close to the unscaled rope ({unscaled:E2}): the scaling is not tested.");
+    }
+
+    [LlamaCppTheory("llama3/tokenizer.json", "qwen3/tokenizer.json")]
+    [InlineData("llama3-bpe")]
+    [InlineData("qwen3")]
+    public void LlamaCpp_renders_a_conversation_as_the_engine_from_the_exported_chat_template(string family)
+    {
+        // llama.cpp (and so Ollama, llama-server) formats chats from tokenizer.chat_template: the prompt it builds for a
+        // fine-tuned model is the engine's own (Llama 3 headers, ChatML); the engine's BOS is llama.cpp's add_bos
+        var f = Families[family];
+        using var dir = new TempDirectory();
+        string model = Path.Combine(dir.Path, "model");
+        var small = f with { Config = f.Config with { HiddenSize = 8, IntermediateSize = 8, NumHiddenLayers = 1, NumAttentionHeads = 2, NumKeyValueHeads = 1, HeadDimOverride = 4, AttentionBias = null, RopeScaling = null } };
+        WriteCheckpoint(small, model, 3);
+        string gguf = dir.File("chat.gguf");
+        GgufExporter.Export(model, gguf);
+        var tokenizer = TokenizerLoader.FromDirectory(model);
+        var template = ChatTemplate.ForTokenizer(tokenizer, small.Config.ModelType);
+        ChatMessage[] chat =
+        [
+            ChatMessage.System("You answer in one word."),
+            ChatMessage.User("What is the capital of France?"),
+            ChatMessage.Assistant("Paris"),
+            ChatMessage.User("And of Italy?"),
+        ];
+        string engine = template.Render(chat, addGenerationPrompt: true);
+        using var weights = LlamaCpp.LoadVocabulary(gguf);
+        var cpp = new LLama.LLamaTemplate(weights, strict: true) { AddAssistant = true };
+        foreach (var m in chat) cpp.Add(m.Role, m.Content);
+        string rendered = System.Text.Encoding.UTF8.GetString(cpp.Apply());
+        string bos = tokenizer.BosId is { } b && engine.StartsWith(tokenizer.Decode([b]), StringComparison.Ordinal) ? tokenizer.Decode([b]) : "";
+        Assert.Equal(engine, bos + rendered);
+        Assert.Equal(tokenizer.Encode(engine, addSpecial: false), LlamaCpp.Tokenize(weights, rendered, addSpecial: true, parseSpecial: true));
+        output.WriteLine($"{family}: {template.Name}, {engine.Length} characters identical");
+    }
+
+    public static TheoryData<string> TokenizerFamilies() => ["llama-spm", "llama3-bpe", "qwen2-bias", "qwen2-slow"];
+
+    /// <summary>Rewrites the folder's tokenizer.json as Qwen2's slow-tokenizer files (vocab.json, merges.txt) and removes it.</summary>
+    private static void ToVocabAndMerges(string dir)
+    {
+        string tj = Path.Combine(dir, "tokenizer.json");
+        using (var doc = JsonDocument.Parse(File.ReadAllBytes(tj)))
+        {
+            var model = doc.RootElement.GetProperty("model");
+            using (var f = File.Create(Path.Combine(dir, "vocab.json")))
+            using (var w = new Utf8JsonWriter(f))
+            {
+                w.WriteStartObject();
+                foreach (var p in model.GetProperty("vocab").EnumerateObject()) w.WriteNumber(p.Name, p.Value.GetInt32());
+                w.WriteEndObject();
+            }
+            var sb = new System.Text.StringBuilder("#version: 0.2\n");
+            foreach (var m in model.GetProperty("merges").EnumerateArray())
+                sb.Append(m.ValueKind == JsonValueKind.Array ? m[0].GetString() + " " + m[1].GetString() : m.GetString()).Append('\n');
+            File.WriteAllText(Path.Combine(dir, "merges.txt"), sb.ToString(), new System.Text.UTF8Encoding(false));
+        }
+        File.Delete(tj);
+    }
 
     private static readonly string[] Texts =
     [
@@ -164,12 +273,13 @@ public class LlamaCppAgreementTests(ITestOutputHelper output)
     [MemberData(nameof(TokenizerFamilies))]
     public void LlamaCpp_tokenizes_as_the_engine_from_the_exported_metadata(string family)
     {
-        var f = Families[family];
+        var f = Families[family == "qwen2-slow" ? "qwen2-bias" : family];
         using var dir = new TempDirectory();
         string model = Path.Combine(dir.Path, "model");
         // the tokenizer needs the real vocabulary, not a big model: shrink the layers, keep vocab_size
-        var small = f with { Config = f.Config with { HiddenSize = 8, IntermediateSize = 8, NumHiddenLayers = 1, NumAttentionHeads = 2, NumKeyValueHeads = 1, HeadDimOverride = null } };
+        var small = f with { Config = f.Config with { HiddenSize = 8, IntermediateSize = 8, NumHiddenLayers = 1, NumAttentionHeads = 2, NumKeyValueHeads = 1, HeadDimOverride = 4 } };
         WriteCheckpoint(small, model, 3);
+        if (family == "qwen2-slow") ToVocabAndMerges(model);
         string gguf = dir.File("vocab.gguf");
         var result = GgufExporter.Export(model, gguf);
         var engine = TokenizerLoader.FromDirectory(model);
@@ -179,7 +289,7 @@ public class LlamaCppAgreementTests(ITestOutputHelper output)
         special.AddRange(family switch
         {
             "llama3-bpe" => ["<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>"],
-            "qwen2-bias" => ["<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n<think>\n</think>"],
+            "qwen2-bias" or "qwen2-slow" => ["<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n<think>\n</think>"],
             _ => ["</s> and <s> inside"],
         });
 

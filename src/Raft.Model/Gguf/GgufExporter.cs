@@ -15,81 +15,99 @@ public sealed record GgufExportResult(string Path, string Architecture, int Tens
 /// Exports a checkpoint folder (config.json, safetensors, tokenizer files) as one GGUF v3 file that llama.cpp (and so
 /// Ollama) loads: llama.cpp's tensor names and metadata keys, the tokenizer as <see cref="GgufVocabulary"/> describes it.
 /// <list type="bullet">
-/// <item>model_type llama → architecture <c>llama</c>. llama.cpp's rope for llama rotates adjacent pairs (GGML's "normal"
-/// mode) where Hugging Face rotates the two halves of each head, so the rows of q_proj and k_proj (and of their biases)
-/// are permuted within each head as convert_hf_to_gguf.py does: new row 2i + j of a head is old row j·head_dim/2 + i.
-/// Then both compute the same attention.</item>
-/// <item>model_type qwen2 → <c>qwen2</c> (NEOX rope, the halves Hugging Face rotates: no permutation), with the q/k/v
-/// biases (zeros when config.json turns them off, which is the same math).</item>
+/// <item>model_type llama and mistral → architecture <c>llama</c>. llama.cpp's rope for llama rotates adjacent pairs
+/// (GGML's "normal" mode) where Hugging Face rotates the two halves of each head, so the rows of q_proj and k_proj (and of
+/// their biases) are permuted within each head as convert_hf_to_gguf.py does: new row 2i + j of a head is old row
+/// j·head_dim/2 + i. Then both compute the same attention. attention_bias (q/k/v and o_proj) and mlp_bias travel as
+/// llama.cpp's optional bias tensors.</item>
+/// <item>qwen2 → <c>qwen2</c> (NEOX rope, the halves Hugging Face rotates: no permutation) with its q/k/v biases; qwen3 →
+/// <c>qwen3</c> with the per-head q/k RMSNorm weights (<c>attn_q_norm</c>, <c>attn_k_norm</c>).</item>
+/// <item>rope_scaling: linear → <c>rope.scaling.type</c> linear and its factor; llama3 (llama architecture) → the
+/// <c>rope_freqs.weight</c> tensor of per-pair divisors θ^(−2i/d) / inv_freq_i, as convert_hf_to_gguf.py writes it;
+/// yarn with Hugging Face's default β_fast 32, β_slow 1, attention factor and truncation → <c>rope.scaling.type</c> yarn,
+/// factor and original context length.</item>
 /// </list>
-/// Matrices are written as F32, F16 or BF16 (rounded to nearest even), vectors (norms, biases) always as F32, as
-/// convert_hf_to_gguf.py does. config.json keys that change the math in a way this export does not carry (rope_scaling,
-/// an activation other than SiLU, MLP biases, a sliding window in use, partial rotary) are refused by name, as are
-/// tokenizers llama.cpp would read differently.
+/// Matrices are written as F32, F16 or BF16 (rounded to nearest even), vectors (norms, biases, rope_freqs) always as F32,
+/// as convert_hf_to_gguf.py does. What llama.cpp would compute differently is refused by name
+/// (<see cref="UnsupportedConfigException"/>: key, value, file): sliding windows, dynamic NTK rope, llama3 rope outside the
+/// llama architecture, yarn with other parameters, biases an architecture's llama.cpp graph does not read, the built-in
+/// <c>raft</c> models; so are tokenizers llama.cpp would read differently (<see cref="NotSupportedException"/>).
 /// </summary>
 public static class GgufExporter
 {
     /// <summary>Exports <paramref name="modelDir"/> to <paramref name="outFile"/> (written atomically).</summary>
-    /// <exception cref="NotSupportedException">The model or its tokenizer cannot be represented (the message names the key, value and file).</exception>
+    /// <exception cref="UnsupportedConfigException">A config.json key the file cannot carry (named with its value and file).</exception>
+    /// <exception cref="NotSupportedException">The tokenizer cannot be represented (the message names the file and what).</exception>
     /// <exception cref="InvalidDataException">A malformed checkpoint or tokenizer file.</exception>
     public static GgufExportResult Export(string modelDir, string outFile, GgmlType type = GgmlType.F32)
     {
         ArgumentNullException.ThrowIfNull(modelDir);
         ArgumentNullException.ThrowIfNull(outFile);
-        string configPath = Path.Combine(modelDir, Checkpoint.ConfigFile);
-        if (File.Exists(configPath)) CheckConfigKeys(configPath);
         var (config, weights) = Checkpoint.Load(modelDir);
-        string arch = ArchitectureOf(config, configPath);
+        string arch = ArchitectureOf(config);
         var vocab = GgufVocabulary.FromDirectory(modelDir, config.VocabSize);
         var (metadata, tensors) = Build(config, weights, vocab, type, Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(modelDir))));
         GgufWriter.Write(outFile, metadata, tensors);
         return new GgufExportResult(Path.GetFullPath(outFile), arch, tensors.Count, type, vocab.Model, vocab.Pre);
     }
 
+    private static string J(object? v) => JsonSerializer.Serialize(v);
+
     /// <summary>llama.cpp's architecture name for the config's model_type; refuses any other, naming it.</summary>
-    public static string ArchitectureOf(ModelConfig config, string? source = null)
+    public static string ArchitectureOf(ModelConfig config)
     {
         ArgumentNullException.ThrowIfNull(config);
         return config.ModelType switch
         {
-            "llama" => "llama",
+            "llama" or "mistral" => "llama",
             "qwen2" => "qwen2",
-            _ => throw new NotSupportedException(
-                $"model_type \"{config.ModelType}\"{(source is null ? "" : $" in {source}")} has no GGUF export (llama and qwen2 are exported)."),
+            "qwen3" => "qwen3",
+            _ => throw new UnsupportedConfigException("model_type", J(config.ModelType), config.Source,
+                "has no GGUF export (llama, mistral, qwen2 and qwen3 are exported; raft models use the built-in byte tokenizer, which llama.cpp does not have)."),
         };
     }
 
     /// <summary>
-    /// Refuses the config.json keys that change the math in a way the export would not carry, naming key, value and file:
-    /// a non-null rope_scaling, hidden_act other than "silu", mlp_bias true, use_sliding_window true, partial_rotary_factor ≠ 1,
-    /// attention or final logit soft-capping.
+    /// Refuses what the GGUF file could not carry so that llama.cpp computes what the engine computes (see the type's
+    /// remarks), naming the config.json key, its value and the file.
     /// </summary>
-    public static void CheckConfigKeys(string configPath)
+    public static void CheckRepresentable(ModelConfig config)
     {
-        ArgumentNullException.ThrowIfNull(configPath);
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(File.ReadAllBytes(configPath)); }
-        catch (JsonException e) { throw new InvalidDataException($"{configPath}: not valid JSON ({e.Message}).", e); }
-        using (doc)
+        ArgumentNullException.ThrowIfNull(config);
+        var layout = DecoderLayout.For(config);
+        string arch = ArchitectureOf(config);
+        string? src = config.Source;
+        if (layout.HasSlidingWindow)
+            throw new UnsupportedConfigException("sliding_window", J(config.SlidingWindow), src,
+                "llama.cpp's " + arch + " graph attends to the whole causal context, so a sliding window would be computed differently.");
+        if (arch == "qwen3" && layout.Layers[0].Features.QkvBias)
+            throw new UnsupportedConfigException("attention_bias", "true", src, "llama.cpp's qwen3 graph has no projection biases.");
+        if (arch != "llama" && layout.Layers[0].Features.OutputBias)
+            throw new UnsupportedConfigException("attention_bias", "true", src, $"llama.cpp's {arch} graph has no o_proj bias.");
+        var rope = layout.Rope;
+        string block = config.RopeScaling is not null ? "rope_scaling" : "rope_parameters";
+        switch (rope.Type)
         {
-            var r = doc.RootElement;
-            if (r.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{configPath}: not a JSON object.");
-            NotSupportedException Refuse(string key, JsonElement v, string why) =>
-                new($"{key} = {v.GetRawText()} in {configPath}: {why}");
-            if (r.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind != JsonValueKind.Null)
-                throw Refuse("rope_scaling", rs, "GGUF export does not carry rope scaling yet (the engine's forward does not compute it either).");
-            foreach (string key in new[] { "hidden_act", "hidden_activation" })
-                if (r.TryGetProperty(key, out var act) && !(act.ValueKind == JsonValueKind.String && act.GetString() == "silu"))
-                    throw Refuse(key, act, "only the SwiGLU MLP with SiLU is exported.");
-            if (r.TryGetProperty("mlp_bias", out var mb) && mb.ValueKind == JsonValueKind.True)
-                throw Refuse("mlp_bias", mb, "MLP biases are not exported.");
-            if (r.TryGetProperty("use_sliding_window", out var sw) && sw.ValueKind == JsonValueKind.True)
-                throw Refuse("use_sliding_window", sw, "sliding-window attention is not exported.");
-            if (r.TryGetProperty("partial_rotary_factor", out var pr) && !(pr.ValueKind == JsonValueKind.Number && pr.GetDouble() == 1.0))
-                throw Refuse("partial_rotary_factor", pr, "only full rotary embeddings are exported.");
-            foreach (string key in new[] { "attn_logit_softcapping", "final_logit_softcapping" })
-                if (r.TryGetProperty(key, out var sc) && sc.ValueKind != JsonValueKind.Null)
-                    throw Refuse(key, sc, "logit soft-capping is not exported.");
+            case RopeType.Default or RopeType.Linear:
+                break;
+            case RopeType.Llama3 when arch == "llama":
+                break;
+            case RopeType.Llama3:
+                throw new UnsupportedConfigException($"{block}.rope_type", J("llama3"), src,
+                    $"llama.cpp reads the llama3 frequency factors (rope_freqs) for the llama architecture only, not {arch}.");
+            case RopeType.Dynamic:
+                throw new UnsupportedConfigException($"{block}.rope_type", J("dynamic"), src,
+                    "llama.cpp has no dynamic NTK scaling (its frequencies would not follow the sequence length).");
+            case RopeType.Yarn:
+                if (rope.BetaFast != 32 || rope.BetaSlow != 1)
+                    throw new UnsupportedConfigException($"{block}.beta_fast", $"{J(rope.BetaFast)} (beta_slow {J(rope.BetaSlow)})", src,
+                        "the export writes yarn with Hugging Face's default β_fast 32 and β_slow 1 only.");
+                if (!rope.Truncate)
+                    throw new UnsupportedConfigException($"{block}.truncate", "false", src, "llama.cpp always rounds yarn's correction range outwards.");
+                if (Math.Abs(rope.AttentionScaling - RotaryEmbedding.YarnMscale(rope.Factor, 1)) > 1e-12)
+                    throw new UnsupportedConfigException($"{block}.attention_factor", J(rope.AttentionScaling), src,
+                        "llama.cpp computes yarn's attention factor as 0.1·ln(factor) + 1; another one is not exported.");
+                break;
         }
     }
 
@@ -106,9 +124,11 @@ public static class GgufExporter
         _ = type.Size();
         var layout = DecoderLayout.For(config);
         string arch = ArchitectureOf(config);
+        CheckRepresentable(config);
         if (vocab.Tokens.Length != config.VocabSize)
             throw new ArgumentException($"the vocabulary has {vocab.Tokens.Length} tokens, the embedding {config.VocabSize} rows.", nameof(vocab));
         int hd = config.HeadDim, heads = config.NumAttentionHeads, kvHeads = config.KvHeads;
+        var rope = layout.Rope;
 
         var md = new List<KeyValuePair<string, GgufValue>>();
         void Add(string key, GgufValue v) => md.Add(new(key, v));
@@ -124,14 +144,26 @@ public static class GgufExporter
         Add($"{arch}.feed_forward_length", GgufValue.U32(config.IntermediateSize));
         Add($"{arch}.attention.head_count", GgufValue.U32(heads));
         Add($"{arch}.attention.head_count_kv", GgufValue.U32(kvHeads));
-        Add($"{arch}.rope.freq_base", GgufValue.F32((float)config.RopeTheta));
+        Add($"{arch}.rope.freq_base", GgufValue.F32((float)rope.Theta));
         Add($"{arch}.rope.dimension_count", GgufValue.U32(hd));
         Add($"{arch}.attention.layer_norm_rms_epsilon", GgufValue.F32((float)config.RmsNormEps));
-        if (hd * heads != config.HiddenSize)
+        if (hd * heads != config.HiddenSize || arch == "qwen3")
         {
             // head_dim decoupled from hidden_size / heads: llama.cpp would otherwise derive it from embedding_length
             Add($"{arch}.attention.key_length", GgufValue.U32(hd));
             Add($"{arch}.attention.value_length", GgufValue.U32(hd));
+        }
+        switch (rope.Type)
+        {
+            case RopeType.Linear:
+                Add($"{arch}.rope.scaling.type", GgufValue.Str("linear"));
+                Add($"{arch}.rope.scaling.factor", GgufValue.F32((float)rope.Factor));
+                break;
+            case RopeType.Yarn:
+                Add($"{arch}.rope.scaling.type", GgufValue.Str("yarn"));
+                Add($"{arch}.rope.scaling.factor", GgufValue.F32((float)rope.Factor));
+                Add($"{arch}.rope.scaling.original_context_length", GgufValue.U32(rope.OriginalMaxPositionEmbeddings));
+                break;
         }
         md.AddRange(vocab.Metadata());
 
@@ -144,10 +176,19 @@ public static class GgufExporter
                 throw new ArgumentException($"tensor {spec.Name} {spec.ShapeText} is missing from the weights or has another shape.", nameof(weights));
 
         tensors.Add(Matrix("token_embd.weight", Data(layout.Embedding.Name), config.VocabSize, config.HiddenSize));
+        if (rope.Type == RopeType.Llama3)
+        {
+            // llama.cpp divides each pair's frequency θ^(−2i/d) by rope_freqs[i]
+            double[] scaled = rope.InverseFrequencies(rope.TableLength(0));
+            var factors = new float[hd / 2];
+            for (int i = 0; i < factors.Length; i++) factors[i] = (float)(Math.Pow(rope.Theta, -2.0 * i / hd) / scaled[i]);
+            tensors.Add(Vector("rope_freqs.weight", factors));
+        }
         bool permute = arch == "llama";
         foreach (var l in layout.Layers)
         {
             string p = $"blk.{l.Index}.";
+            var f = l.Features;
             float[] wq = Data(l.QProj), wk = Data(l.KProj);
             if (permute)
             {
@@ -158,7 +199,7 @@ public static class GgufExporter
             tensors.Add(Matrix(p + "attn_q.weight", wq, heads * hd, config.HiddenSize));
             tensors.Add(Matrix(p + "attn_k.weight", wk, kvHeads * hd, config.HiddenSize));
             tensors.Add(Matrix(p + "attn_v.weight", Data(l.VProj), kvHeads * hd, config.HiddenSize));
-            if (l.Features.QkvBias)
+            if (f.QkvBias)
             {
                 float[] bq = Data(l.QBias!), bk = Data(l.KBias!);
                 if (permute)
@@ -170,22 +211,43 @@ public static class GgufExporter
                 tensors.Add(Vector(p + "attn_k.bias", bk));
                 tensors.Add(Vector(p + "attn_v.bias", Data(l.VBias!)));
             }
-            else if (arch == "qwen2")
+            if (f.QkNorm)
             {
-                // llama.cpp's qwen2 graph adds q/k/v biases: zeros compute exactly what a bias-free projection computes
-                tensors.Add(Vector(p + "attn_q.bias", new float[heads * hd]));
-                tensors.Add(Vector(p + "attn_k.bias", new float[kvHeads * hd]));
-                tensors.Add(Vector(p + "attn_v.bias", new float[kvHeads * hd]));
+                // per head, applied before rope: the same weights in either rope layout (qwen3 is not permuted)
+                tensors.Add(Vector(p + "attn_q_norm.weight", Data(l.QNorm!)));
+                tensors.Add(Vector(p + "attn_k_norm.weight", Data(l.KNorm!)));
             }
             tensors.Add(Matrix(p + "attn_output.weight", Data(l.OProj), config.HiddenSize, heads * hd));
+            if (f.OutputBias) tensors.Add(Vector(p + "attn_output.bias", Data(l.OBias!)));
             tensors.Add(Vector(p + "ffn_norm.weight", Data(l.PostAttentionNorm)));
             tensors.Add(Matrix(p + "ffn_gate.weight", Data(l.GateProj), config.IntermediateSize, config.HiddenSize));
             tensors.Add(Matrix(p + "ffn_up.weight", Data(l.UpProj), config.IntermediateSize, config.HiddenSize));
             tensors.Add(Matrix(p + "ffn_down.weight", Data(l.DownProj), config.HiddenSize, config.IntermediateSize));
+            if (f.MlpBias)
+            {
+                tensors.Add(Vector(p + "ffn_gate.bias", Data(l.GateBias!)));
+                tensors.Add(Vector(p + "ffn_up.bias", Data(l.UpBias!)));
+                tensors.Add(Vector(p + "ffn_down.bias", Data(l.DownBias!)));
+            }
         }
         tensors.Add(Vector("output_norm.weight", Data(layout.FinalNorm.Name)));
         if (layout.LmHead is { } head) tensors.Add(Matrix("output.weight", Data(head.Name), config.VocabSize, config.HiddenSize));
+        foreach (var t in tensors) CheckValues(t);
         return (md, tensors);
+    }
+
+    /// <summary>A weight that is not finite, or that F16 cannot hold (|x| &gt; 65504 would become ∞), is refused naming the tensor.</summary>
+    private static void CheckValues(GgufTensor t)
+    {
+        var data = t.Data;
+        for (int i = 0; i < data.Length; i++)
+        {
+            float x = data[i];
+            if (!float.IsFinite(x))
+                throw new InvalidDataException($"tensor {t.Name} holds {x} at index {i}; a GGUF export needs finite weights.");
+            if (t.Type == GgmlType.F16 && Math.Abs(x) > 65504f)
+                throw new ArgumentException($"tensor {t.Name} holds {x} at index {i}, beyond f16's range (±65504); export with --dtype bf16 or f32.");
+        }
     }
 
     /// <summary>

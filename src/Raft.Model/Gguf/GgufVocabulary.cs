@@ -28,7 +28,7 @@ public enum GgufTokenType
 /// their text), merges as "a b", token types (special added tokens and added tokens that look like <c>&lt;|…|&gt;</c> are
 /// CONTROL, other added tokens USER_DEFINED), and the pre-tokenizer named by its Split regex (Llama 3's → <c>llama-bpe</c>,
 /// Qwen2's → <c>qwen2</c>, GPT-2's ByteLevel regex → <c>gpt2</c>; any other is refused: llama.cpp would split the text
-/// differently);</item>
+/// differently); Qwen2's slow-tokenizer files (vocab.json + merges.txt) likewise, with pre-tokenizer <c>qwen2</c>;</item>
 /// <item>a SentencePiece <c>tokenizer.model</c> (BPE, Llama 2) → model <c>llama</c>: pieces, scores, piece types and
 /// add_space_prefix from the normalizer.</item>
 /// </list>
@@ -105,12 +105,15 @@ public sealed class GgufVocabulary
             throw new InvalidDataException($"{dir}: the tokenizer has ids up to {engine.VocabSize - 1}, but config.json's vocab_size is {vocabSize}.");
         var (template, named) = ReadChatTemplates(dir);
         string tj = Path.Combine(dir, "tokenizer.json"), tm = Path.Combine(dir, "tokenizer.model");
+        string vj = Path.Combine(dir, "vocab.json"), mt = Path.Combine(dir, "merges.txt");
         GgufVocabulary v = engine.Family == "llama2"
             ? FromSentencePiece(tm, dir, vocabSize, engine)
             : File.Exists(tj) ? FromTokenizerJson(tj, dir, vocabSize, engine)
+            : File.Exists(vj) && File.Exists(mt) && !File.Exists(tm) && Directory.GetFiles(dir, "*.tiktoken").Length == 0
+                ? FromVocabAndMerges(vj, mt, vocabSize, engine)
             : throw new NotSupportedException(
-                $"{dir}: GGUF export reads a byte-level BPE tokenizer from tokenizer.json or a SentencePiece tokenizer.model; " +
-                $"this folder's {engine.Family} tokenizer comes from other files (tiktoken or vocab.json + merges.txt).");
+                $"{dir}: GGUF export reads a byte-level BPE tokenizer from tokenizer.json (or Qwen2's vocab.json + merges.txt) or a SentencePiece tokenizer.model; " +
+                $"this folder's {engine.Family} tokenizer comes from a tiktoken file.");
         return new GgufVocabulary
         {
             Model = v.Model, Pre = v.Pre, Tokens = v.Tokens, TokenTypes = v.TokenTypes, Scores = v.Scores, Merges = v.Merges,
@@ -158,6 +161,41 @@ public sealed class GgufVocabulary
         {
             Model = "gpt2", Pre = pre, Tokens = Padded(tokens, types), TokenTypes = types, Merges = [.. merges],
         };
+    }
+
+    /// <summary>
+    /// Qwen2's slow-tokenizer files: vocab.json (token → id), merges.txt ("a b" a line after an optional #version line),
+    /// the added tokens of tokenizer_config.json; the engine splits them with Qwen2's regex, so the pre-tokenizer is qwen2.
+    /// </summary>
+    private static GgufVocabulary FromVocabAndMerges(string vocabPath, string mergesPath, int vocabSize, MlTokenizerAdapter engine)
+    {
+        var tokens = new string?[vocabSize];
+        var types = new int[vocabSize];
+        using (var doc = JsonDocument.Parse(File.ReadAllBytes(vocabPath)))
+            foreach (var kv in doc.RootElement.EnumerateObject())
+            {
+                int id = kv.Value.GetInt32();
+                if (id < 0 || id >= vocabSize)
+                    throw new InvalidDataException($"{vocabPath}: token \"{kv.Name}\" has id {id}, outside config.json's vocab_size {vocabSize}.");
+                tokens[id] = kv.Name;
+                types[id] = (int)GgufTokenType.Normal;
+            }
+        foreach (var (text, id) in engine.SpecialTokens)
+            if (id < vocabSize)
+            {
+                tokens[id] = text;
+                types[id] = (int)(engine.IsSpecial(id) || LooksSpecial(text) ? GgufTokenType.Control : GgufTokenType.UserDefined);
+            }
+        var merges = new List<string>();
+        int lineNo = 0;
+        foreach (string line in File.ReadLines(mergesPath))
+        {
+            lineNo++;
+            if ((lineNo == 1 && line.StartsWith("#version", StringComparison.Ordinal)) || line.Length == 0) continue;
+            if (line.Split(' ').Length != 2) throw new InvalidDataException($"{mergesPath}: line {lineNo} is not \"a b\".");
+            merges.Add(line);
+        }
+        return new GgufVocabulary { Model = "gpt2", Pre = "qwen2", Tokens = Padded(tokens, types), TokenTypes = types, Merges = [.. merges] };
     }
 
     /// <summary>convert_hf_to_gguf.py's rule: added tokens spelled like &lt;|…|&gt; are control tokens even when not flagged special.</summary>
