@@ -1,0 +1,28 @@
+// The reference renderer for JinjaReferenceTests: Hugging Face's @huggingface/jinja (transformers.js's chat-template
+// engine), loaded from the dist/index.cjs that fetch-tokenizers.sh pinned by SHA-256.
+//
+//   node jinja-reference.cjs PATH/TO/index.cjs < cases.json > results.json
+//
+// cases.json: {"templates": [source, ...], "cases": [{"t": template index, "vars": {...}}, ...]}
+// results.json: one entry per case, in order: {"text": rendered} or {"error": message}
+"use strict";
+const fs = require("fs");
+const { Template } = require(process.argv[2]);
+const input = JSON.parse(fs.readFileSync(0, "utf8"));
+const compiled = input.templates.map((source) => {
+  try {
+    return { template: new Template(source) };
+  } catch (e) {
+    return { error: String(e && e.message !== undefined ? e.message : e) };
+  }
+});
+const results = input.cases.map((c) => {
+  const t = compiled[c.t];
+  if (t.error !== undefined) return { error: t.error, syntax: true };
+  try {
+    return { text: t.template.render(c.vars) };
+  } catch (e) {
+    return { error: String(e && e.message !== undefined ? e.message : e) };
+  }
+});
+process.stdout.write(JSON.stringify(results));
