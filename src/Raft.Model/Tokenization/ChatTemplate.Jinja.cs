@@ -218,7 +218,7 @@ public sealed partial class ChatTemplate
                         $"{Origin}: assistant turn messages[{i}] cannot be located: the conversation up to it rendered with the generation prompt is not " +
                         "a prefix of the whole rendering; mark the assistant text with {% generation %} … {% endgeneration %} in the template.");
                 string added = last[prefix.Length..];
-                var (token, relEnd) = LastSpecial(tokenizer, added);
+                var (token, relEnd) = TurnEnd(tokenizer, added, messages[i].Content);
                 int p = prefix.Length, end;
                 if (string.CompareOrdinal(full, p, added, 0, relEnd) == 0) end = p + relEnd;
                 else if (token is not null)
@@ -251,6 +251,24 @@ public sealed partial class ChatTemplate
         int n = 0;
         for (int at = text.IndexOf(token, StringComparison.Ordinal); at >= 0; at = text.IndexOf(token, at + token.Length, StringComparison.Ordinal)) n++;
         return n;
+    }
+
+    // The end of an assistant turn in the text the turn adds: the first special token (a tokenizer token flagged special,
+    // so not Qwen3's <think>) after the turn's content (found as its trimmed text when the template writes it whole, else
+    // from the start); else the special-or-added token that ends last; (null, text.Length) when there is none.
+    private static (string? Token, int End) TurnEnd(ITokenizer tokenizer, string added, string content)
+    {
+        string trimmed = content.Trim();
+        int from = trimmed.Length > 0 && added.IndexOf(trimmed, StringComparison.Ordinal) is int at && at >= 0 ? at + trimmed.Length : 0;
+        string? best = null;
+        int bestAt = int.MaxValue;
+        foreach (var (tok, id) in tokenizer.SpecialTokens)
+        {
+            if (tok.Length == 0 || !tokenizer.IsSpecial(id)) continue;
+            int found = added.IndexOf(tok, from, StringComparison.Ordinal);
+            if (found >= 0 && (found < bestAt || (found == bestAt && tok.Length > best!.Length))) { best = tok; bestAt = found; }
+        }
+        return best is not null ? (best, bestAt + best.Length) : LastSpecial(tokenizer, added);
     }
 
     // The special token whose occurrence in text ends last (the longest on a tie), and that end; (null, text.Length) when none.
