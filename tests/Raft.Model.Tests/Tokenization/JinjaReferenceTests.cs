@@ -185,6 +185,8 @@ public class JinjaReferenceTests(ITestOutputHelper output)
             new[] { ChatMessage.Assistant("I speak first") },
             new[] { ChatMessage.System("sys"), ChatMessage.System("second system") , ChatMessage.User("u") },
             Array.Empty<ChatMessage>(),
+            new[] { ChatMessage.User("weather?"), ChatMessage.Assistant("calling"), new ChatMessage("tool", "{\"t\": 21}"), new ChatMessage("tool", "sunny"), ChatMessage.Assistant("21 and sunny") },
+            new[] { ChatMessage.System("s"), ChatMessage.User("<tool_response>\nok\n</tool_response>"), ChatMessage.Assistant("<think>\nr\n</think>\n\nfinal") },
         };
         var rng = new Random(20261203);
         for (int c = 0; c < 60; c++)

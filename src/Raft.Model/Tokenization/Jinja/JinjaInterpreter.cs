@@ -133,6 +133,9 @@ internal sealed class JinjaInterpreter
 
     // ------------------------------------------------------------------ rendering
 
+    private const int MaxMacroDepth = 200;
+    private int _depth;
+
     public string Run(ProgramNode program, JinjaEnv env) => RenderBlock(program.Body, env);
 
     private string RenderBlock(List<Node> statements, JinjaEnv env)
@@ -1156,7 +1159,10 @@ internal sealed class JinjaInterpreter
             }
             var macroScope = new JinjaEnv(parent);
             BindMacroArguments($"'{node.Name.Value}'", node.Args, special, args, macroScope);
-            return S(RenderBlock(node.Body, macroScope));
+            // A runaway recursion fails as a render error instead of overflowing the stack.
+            if (++_depth > MaxMacroDepth) { _depth = 0; throw new JinjaRenderException($"macro '{node.Name.Value}': maximum recursion depth ({MaxMacroDepth}) exceeded"); }
+            try { return S(RenderBlock(node.Body, macroScope)); }
+            finally { if (_depth > 0) _depth--; }
         }));
         return Null;
     }
