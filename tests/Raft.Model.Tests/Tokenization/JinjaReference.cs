@@ -28,6 +28,9 @@ internal static class JinjaReference
         return null;
     }
 
+    // The driver sends strings as base64 of their UTF-16LE code units (lone surrogates survive).
+    private static string Utf16(string base64) => new(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, char>(Convert.FromBase64String(base64)));
+
     /// <summary>A rendered text, or the error the renderer threw.</summary>
     public sealed record Result(string? Text, string? Error);
 
@@ -61,8 +64,8 @@ internal static class JinjaReference
         Assert.True(p.ExitCode == 0, $"node {DriverPath} failed ({p.ExitCode}): {stderr.Result}");
         using var doc = JsonDocument.Parse(stdout.Result);
         return doc.RootElement.EnumerateArray().Select(e => new Result(
-            e.TryGetProperty("text", out var t) ? t.GetString() : null,
-            e.TryGetProperty("error", out var er) ? er.GetString() : null)).ToList();
+            e.TryGetProperty("text", out var t) ? Utf16(t.GetString()!) : null,
+            e.TryGetProperty("error", out var er) ? Utf16(er.GetString()!) : null)).ToList();
     }
 }
 

@@ -107,6 +107,44 @@ public class JinjaReferenceTests(ITestOutputHelper output)
         Assert.True(texts >= cases.Count * 3 / 4, $"only {texts} of {cases.Count} cases rendered text");
     }
 
+    // Seeded random expressions over literals, variables, operators, filters and methods, each rendered as {{ … }}.
+    private static string RandomExpression(Random rng, int depth)
+    {
+        string[] atoms = ["0", "1", "-3", "7", "2.5", "-0.0", "1.0", "0.1", "1e3", "'a'", "'Hello World'", "''", "' x '", "'3'", "'é🦙'", "true", "false",
+            "none", "[]", "[1, 2, 3]", "['b', 'a']", "{'k': 1, 'j': [2]}", "(1, 'x')", "missing", "n", "f", "s", "xs", "obj"];
+        if (depth <= 0 || rng.Next(4) == 0) return atoms[rng.Next(atoms.Length)];
+        string a = RandomExpression(rng, depth - 1), b = RandomExpression(rng, depth - 1);
+        string[] binary = ["+", "-", "*", "/", "//", "%", "**", "~", "==", "!=", "<", ">", "<=", ">=", "and", "or", "in", "not in"];
+        string[] filters = ["length", "upper", "lower", "tojson", "string", "int", "float", "abs", "first", "last", "join", "reverse", "trim",
+            "default('d')", "list", "title", "capitalize", "items", "sort", "unique", "tojson(indent=1)", "join(', ')", "int(7)", "indent(2, true)"];
+        string[] methods = [".upper()", ".strip()", ".split()", ".split('l')", ".startswith('H')", ".endswith('d')", ".replace('l', 'L')",
+            ".items()", ".keys()", ".get('k')", "[0]", "[-1]", "[1:]", "[::-1]", "[::2]", ".length", ".title()"];
+        return rng.Next(6) switch
+        {
+            0 or 1 => $"({a} {binary[rng.Next(binary.Length)]} {b})",
+            2 => $"({a} | {filters[rng.Next(filters.Length)]})",
+            3 => $"({a}){methods[rng.Next(methods.Length)]}",
+            4 => rng.Next(2) == 0 ? $"(not {a})" : $"(-{a})",
+            _ => $"({a} if {b} else {RandomExpression(rng, depth - 1)})",
+        };
+    }
+
+    [JinjaReferenceFact]
+    public void RandomExpressions_RenderAsHuggingFaceJinja()
+    {
+        var rng = new Random(15_4);
+        var templates = new List<string>();
+        for (int i = 0; i < 2000; i++) templates.Add("{{ " + RandomExpression(rng, 3) + " }}");
+        var vars = new JsonObject
+        {
+            ["n"] = 4, ["f"] = 0.5, ["s"] = "Hello World", ["xs"] = new JsonArray(3, 1, 2), ["obj"] = new JsonObject { ["k"] = "v", ["a"] = 2 },
+        };
+        var cases = templates.Select((_, i) => (i, vars)).ToList();
+        int agreed = Compare(templates, cases, out int texts);
+        output.WriteLine($"{templates.Count} random expressions: {agreed} agree ({texts} rendered text, the rest raised on both sides).");
+        Assert.True(texts >= templates.Count / 4, $"only {texts} of {templates.Count} rendered text");
+    }
+
     // Renders every case with both renderers; fails listing every disagreement. Returns the number of agreeing cases.
     private int Compare(IReadOnlyList<string> templates, List<(int Template, JsonObject Vars)> cases, out int texts)
     {

@@ -79,8 +79,8 @@ internal sealed class JArray(List<JValue> items, bool tuple = false) : JValue
     public override string TypeName => IsTuple ? "TupleValue" : "ArrayValue";
     public override bool Truthy => Items.Count > 0;
     public override string Str() => Json.Write(this, new JsonOptions(), 0, convertUndefinedToNull: false);
-    public override string RawStr() => string.Join(",", Items.Select(JsArrayElement));
-    private static string JsArrayElement(JValue v) => "[object Object]";
+    // Array.prototype.toString joins the elements' own toString() (the runtime values', so "3,1,2").
+    public override string RawStr() => string.Join(",", Items.Select(i => i.Str()));
 }
 
 internal enum ObjectKind { Plain, Kwargs, Loop }
