@@ -14,10 +14,12 @@ public static class ModelStore
 {
     /// <summary>
     /// Loads a checkpoint folder (config.json + model.safetensors) with its tokenizer (the byte tokenizer when model_type is
-    /// "raft", else the tokenizer files in the folder) and chat template (<paramref name="templateOverride"/> or the one the
-    /// tokenizer implies).
+    /// "raft", else the tokenizer files in the folder) and chat template: <paramref name="templateOverride"/> (a built-in
+    /// one) when given, else the folder's own (chat_template.jinja, chat_template.json or tokenizer_config.json's
+    /// chat_template, rendered as Hugging Face does), else the built-in fallback the tokenizer implies. <paramref name="log"/>
+    /// gets one line saying which ("chat template: tokenizer_config.json of DIR", "chat template: fallback ChatML").
     /// </summary>
-    public static LoadedModel LoadStudent(string directory, int threads = 0, string? templateOverride = null)
+    public static LoadedModel LoadStudent(string directory, int threads = 0, string? templateOverride = null, Action<string>? log = null)
     {
         ArgumentNullException.ThrowIfNull(directory);
         if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"model folder {directory} does not exist.");
@@ -25,12 +27,14 @@ public static class ModelStore
             throw new FileNotFoundException($"model folder {directory} has no {Checkpoint.ConfigFile}: not a checkpoint.", Path.Combine(directory, Checkpoint.ConfigFile));
         var (config, weights) = Checkpoint.Load(directory);
         var tokenizer = TokenizerLoader.ForModel(directory, config.ModelType);
-        var template = ChatTemplate.ForTokenizer(tokenizer, config.ModelType, templateOverride);
+        var template = ChatTemplate.ForModel(directory, tokenizer, config.ModelType, templateOverride);
+        log?.Invoke($"chat template: {template.Origin}");
         return new LoadedModel(new LlamaModel(config, weights) { Threads = threads }, tokenizer, template, directory);
     }
 
     /// <summary>
-    /// Opens a teacher folder: <c>model.onnx</c> (served by ONNX Runtime with <paramref name="options"/>) or, when there is
+    /// Opens a teacher folder: an ONNX decoder (<c>model.onnx</c>, the file a <c>genai_config.json</c> names, or Optimum's
+    /// <c>decoder_model_merged.onnx</c>: <see cref="TeacherSession.FindModelFile"/>; served by ONNX Runtime with <paramref name="options"/>) or, when there is
     /// none, a checkpoint (served by the engine's own forward). Checks its vocabulary against <paramref name="expectedVocab"/>
     /// when given. <paramref name="vocabLimit"/> is the student tokenizer's size when the embedding has padding rows beyond it:
     /// the teacher's top-K never holds those ids (0: no limit).
@@ -42,7 +46,7 @@ public static class ModelStore
         ArgumentNullException.ThrowIfNull(options);
         if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"teacher folder {directory} does not exist.");
         ITeacher teacher;
-        if (File.Exists(Path.Combine(directory, OnnxExporter.ModelFile)))
+        if (TeacherSession.FindModelFile(directory) is not null)
             teacher = OnnxTeacher.Open(directory, options with { ExpectedVocabSize = expectedVocab ?? options.ExpectedVocabSize }, kernels,
                 vocabLimit: LimitFor(vocabLimit, expectedVocab));
         else if (File.Exists(Path.Combine(directory, Checkpoint.ConfigFile)))
@@ -51,7 +55,7 @@ public static class ModelStore
             teacher = new EngineTeacher(new LlamaModel(config, weights) { Threads = threads }, kernels, $"engine {directory}",
                 vocabLimit: LimitFor(vocabLimit, config.VocabSize));
         }
-        else throw new FileNotFoundException($"teacher folder {directory} holds neither {OnnxExporter.ModelFile} nor {Checkpoint.ConfigFile}.", directory);
+        else throw new FileNotFoundException($"teacher folder {directory} holds neither an ONNX decoder ({OnnxExporter.ModelFile}, {GenAiConfig.FileName}'s file, {TeacherSession.MergedDecoderFile}) nor {Checkpoint.ConfigFile}.", directory);
         if (expectedVocab is int v && teacher.VocabSize != v)
         {
             int got = teacher.VocabSize;

@@ -44,12 +44,19 @@ public static class TeacherGenerator
         ArgumentNullException.ThrowIfNull(prompts);
         ArgumentNullException.ThrowIfNull(options);
         int vocab = session.VocabSize;
-        int maxPos = session.Config?.MaxPositionEmbeddings ?? int.MaxValue;
+        int maxPos = session.MaxPositions ?? int.MaxValue;
         options.ValidateFor(vocab);
         Generator.ValidatePrompts(prompts, vocab, maxPos, maxBatch);
         var results = new Generation[prompts.Count];
         foreach (var batch in Generator.LengthBatches(prompts, maxBatch))
-            GenerateBatch(session, prompts, batch, options, firstSequenceIndex, maxPos, prefillBudgetBytes, results);
+        {
+            int t0 = prompts[batch[0]].Length;
+            long chunk = Math.Clamp(prefillBudgetBytes / ((long)batch.Length * vocab * sizeof(float)), 1, t0);
+            if (batch.Length > 1 && chunk > 1 && chunk < t0 && session.ChunksNeedBatchOne)
+                // GroupQueryAttention prefills in chunks only one sequence at a time: same tokens, keyed by global index
+                foreach (int member in batch) GenerateBatch(session, prompts, [member], options, firstSequenceIndex, maxPos, prefillBudgetBytes, results);
+            else GenerateBatch(session, prompts, batch, options, firstSequenceIndex, maxPos, prefillBudgetBytes, results);
+        }
         return results;
     }
 

@@ -91,6 +91,14 @@ public sealed class TeacherScorer
         CheckBudget(memoryBudgetBytes);
         int k = settings.TopK;
         int chunk = (int)Math.Clamp(memoryBudgetBytes / ((long)batch * v * sizeof(float)), 1, int.MaxValue);
+        if (batch > 1 && chunk > 1 && _session.ChunksNeedBatchOne
+            && contexts.Select((c, b) => c.Length + rollouts[b].Length - 1).Max() > chunk)
+        {
+            // GroupQueryAttention takes chunks after the first only for one sequence: score the pairs one by one
+            for (int b = 0; b < batch; b++)
+                Score([contexts[b]], [rollouts[b]], settings, new TopKRows(into.Indices, into.Probs, into.K, [into.FirstRow[b]]), memoryBudgetBytes);
+            return;
+        }
 
         // fed[b]: context ++ rollout[..R−1] as ONNX Runtime's int64 ids, right-padded with token 0 to n; fed position
         // g ≥ C−1 predicts rollout[g − C + 1]

@@ -72,37 +72,49 @@ public sealed class TeacherKvCache : IDisposable
 }
 
 /// <summary>
-/// The frozen teacher: an ONNX causal LM with the <c>text-generation-with-past</c> signature (as written by
-/// <see cref="OnnxExporter"/> or Optimum) on ONNX Runtime. Opening checks the model's inputs and outputs; a call
-/// returns logits [batch, seq, vocab] and, with a <see cref="TeacherKvCache"/>, extends the cache (prefill, then
-/// one-token decode steps). One session must not run two calls at once.
+/// The frozen teacher: an ONNX causal LM with a KV cache on ONNX Runtime. The graph's signature is read from its
+/// inputs and outputs (<see cref="TeacherSignature"/>): the engine's own export (<see cref="OnnxExporter"/>), Optimum's
+/// <c>text-generation-with-past</c> exports (with or without <c>position_ids</c>; the legacy merged decoder with
+/// <c>use_cache_branch</c>; fp16/bf16 KV and logits) and ONNX Runtime GenAI model-builder exports (GroupQueryAttention with
+/// <c>seqlens_k</c>/<c>total_sequence_length</c>, a <c>genai_config.json</c> beside them). A call returns fp32 logits
+/// [batch, seq, vocab] (converted at the boundary when the graph's are fp16 or bf16) and, with a
+/// <see cref="TeacherKvCache"/>, extends the cache (prefill, then one-token decode steps). One session must not run two
+/// calls at once.
 /// </summary>
 public sealed class TeacherSession : IDisposable
 {
+    /// <summary>Optimum's legacy merged decoder file, opened when a folder has no model.onnx.</summary>
+    public const string MergedDecoderFile = "decoder_model_merged.onnx";
+
     private readonly InferenceSession _session;
     private readonly RunOptions _run = new();
     private readonly string[] _inputNames, _outputNames;
+    private readonly int[] _pastSlot; // per graph input: its index in the cache, −1 for the others
     private readonly OrtMemoryInfo? _cudaMemory; // set when the provider is CUDA: outputs are bound there (IOBinding)
+    private float[] _converted = []; // fp32 logits of an fp16/bf16 graph, reused across calls
     private bool _disposed;
 
-    private TeacherSession(InferenceSession session, string path, string provider, string? fallbackReason,
-        int layers, int kvHeads, int headDim, int vocab, Raft.Model.ModelConfig? config, int cudaDevice)
+    private TeacherSession(InferenceSession session, string path, string provider, string? fallbackReason, TeacherSignature signature,
+        Raft.Model.ModelConfig? config, GenAiConfig? genAi, int cudaDevice)
     {
-        _session = session; ModelPath = path; Provider = provider; FallbackReason = fallbackReason; Config = config;
-        NumLayers = layers; KvHeads = kvHeads; HeadDim = headDim; VocabSize = vocab;
-        var inputs = new List<string> { "input_ids", "attention_mask", "position_ids" };
-        var outputs = new List<string> { "logits" };
-        for (int i = 0; i < layers; i++)
-        {
-            inputs.Add($"past_key_values.{i}.key"); inputs.Add($"past_key_values.{i}.value");
-            outputs.Add($"present.{i}.key"); outputs.Add($"present.{i}.value");
-        }
-        _inputNames = [.. inputs]; _outputNames = [.. outputs];
+        _session = session; ModelPath = path; Provider = provider; FallbackReason = fallbackReason; Config = config; GenAi = genAi;
+        Signature = signature;
+        NumLayers = signature.Layers; KvHeads = signature.KvHeads; HeadDim = signature.HeadDim; VocabSize = signature.Vocab;
+        MaxPositions = config?.MaxPositionEmbeddings ?? genAi?.ContextLength;
+        _inputNames = [.. signature.Inputs.Select(i => i.Name)];
+        _pastSlot = [.. signature.Inputs.Select(i => i.Role == TeacherInputRole.Past ? IndexOf(signature.Past, i.Name) : -1)];
+        _outputNames = [signature.Logits, .. signature.Present];
         if (provider == "CUDA")
         {
             CudaDevice = cudaDevice;
             _cudaMemory = new OrtMemoryInfo(OrtMemoryInfo.allocatorCUDA, OrtAllocatorType.DeviceAllocator, cudaDevice, OrtMemType.Default);
         }
+    }
+
+    private static int IndexOf(IReadOnlyList<string> list, string name)
+    {
+        for (int i = 0; i < list.Count; i++) if (list[i] == name) return i;
+        return -1;
     }
 
     /// <summary>The model file.</summary>
@@ -111,6 +123,8 @@ public sealed class TeacherSession : IDisposable
     public string Provider { get; }
     /// <summary>Why CUDA was not used though asked for (Auto or Cuda); null when it runs or was not asked for.</summary>
     public string? FallbackReason { get; }
+    /// <summary>The graph's inputs and outputs as read when it was opened.</summary>
+    public TeacherSignature Signature { get; }
     /// <summary>Decoder layers (pairs of past_key_values inputs).</summary>
     public int NumLayers { get; }
     /// <summary>Key/value heads.</summary>
@@ -129,15 +143,50 @@ public sealed class TeacherSession : IDisposable
     public bool UsesDeviceBinding => _cudaMemory is not null;
     /// <summary>The <c>config.json</c> beside the model, when there is one (positions are then checked against its max_position_embeddings).</summary>
     public Raft.Model.ModelConfig? Config { get; }
+    /// <summary>The <c>genai_config.json</c> beside the model, when there is one.</summary>
+    public GenAiConfig? GenAi { get; }
+    /// <summary>The most positions a sequence may take: config.json's max_position_embeddings, else genai_config.json's context_length; null when neither says.</summary>
+    public int? MaxPositions { get; }
+    /// <summary>
+    /// Whether a call that extends a non-empty cache by more than one position must have batch 1: true for
+    /// GroupQueryAttention decoders (a <c>seqlens_k</c> input, or a <c>genai_config.json</c> beside the model), whose
+    /// kernel refuses such calls. <see cref="TeacherScorer"/> and <see cref="TeacherGenerator"/> then run those rows one
+    /// by one; a direct <see cref="Forward"/> that breaks the rule raises <see cref="ArgumentException"/>.
+    /// </summary>
+    public bool ChunksNeedBatchOne => Signature.Has(TeacherInputRole.SeqlensK) || GenAi is not null;
 
     /// <summary>
-    /// Opens <c>model.onnx</c> in <paramref name="directory"/> (or the .onnx file itself). CUDA is tried first for
-    /// <see cref="ComputeDevice.Auto"/> and <see cref="ComputeDevice.Cuda"/>; a failure to start it falls back to
-    /// the CPU (an error for Cuda without <see cref="TeacherOptions.AllowCpuFallback"/>). One line naming the provider
-    /// and, on fallback, the reason goes to <see cref="TeacherOptions.Log"/>. A file that is not an ONNX model, a
-    /// missing input or output, a wrong element type, or a vocabulary size other than
-    /// <see cref="TeacherOptions.ExpectedVocabSize"/> (or than the vocab_size/num_hidden_layers of a <c>config.json</c>
-    /// beside it) raises <see cref="InvalidDataException"/> naming the file.
+    /// The model file a teacher folder holds: the <c>genai_config.json</c>'s model.decoder.filename when that file is
+    /// there, else <c>model.onnx</c>, else Optimum's legacy <c>decoder_model_merged.onnx</c>; null when none exists.
+    /// A path to a file is returned as it is.
+    /// </summary>
+    public static string? FindModelFile(string directory)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        if (File.Exists(directory)) return Path.GetFullPath(directory);
+        string genAi = Path.Combine(directory, GenAiConfig.FileName);
+        if (File.Exists(genAi))
+        {
+            string named = Path.Combine(directory, GenAiConfig.Load(genAi).Filename);
+            return File.Exists(named) ? Path.GetFullPath(named) : null;
+        }
+        foreach (string name in new[] { OnnxExporter.ModelFile, MergedDecoderFile })
+        {
+            string p = Path.Combine(directory, name);
+            if (File.Exists(p)) return Path.GetFullPath(p);
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// Opens the model in <paramref name="directory"/> (see <see cref="FindModelFile"/>; or the .onnx file itself). CUDA
+    /// is tried first for <see cref="ComputeDevice.Auto"/> and <see cref="ComputeDevice.Cuda"/>; a failure to start it
+    /// falls back to the CPU (an error for Cuda without <see cref="TeacherOptions.AllowCpuFallback"/>). One line naming
+    /// the provider and, on fallback, the reason goes to <see cref="TeacherOptions.Log"/>. A file that is not an ONNX
+    /// model, a signature that is not understood (<see cref="TeacherSignature.Read(InferenceSession, string, TeacherNames?, int?, int?)"/>),
+    /// or a vocabulary size other than <see cref="TeacherOptions.ExpectedVocabSize"/> (or than a <c>config.json</c> or
+    /// <c>genai_config.json</c> beside it: vocabulary, layers, KV heads, head size) raises <see cref="InvalidDataException"/>
+    /// naming the file.
     /// </summary>
     /// <exception cref="ArgumentException"><see cref="TeacherOptions.Provider"/> is <see cref="ComputeDevice.CudaC"/>
     /// (loss kernels, not an execution provider) or undefined.</exception>
@@ -151,8 +200,15 @@ public sealed class TeacherSession : IDisposable
             throw new ArgumentException(
                 $"Provider = {(Enum.IsDefined(options.Provider) ? ComputeDevices.Name(options.Provider) : ((int)options.Provider).ToString(System.Globalization.CultureInfo.InvariantCulture))}: " +
                 "ONNX Runtime runs the teacher on auto, cpu or cuda (cuda-c names the CUDA C loss kernels, not an execution provider).", nameof(options));
-        string path = File.Exists(directory) ? Path.GetFullPath(directory) : Path.GetFullPath(Path.Combine(directory, OnnxExporter.ModelFile));
-        if (!File.Exists(path)) throw new FileNotFoundException($"{directory}: no {OnnxExporter.ModelFile}.", path);
+        string path = FindModelFile(directory)
+            ?? throw new FileNotFoundException(File.Exists(Path.Combine(directory, GenAiConfig.FileName))
+                ? $"{directory}: {GenAiConfig.FileName} names {GenAiConfig.Load(Path.Combine(directory, GenAiConfig.FileName)).Filename}, which is not there."
+                : $"{directory}: no {OnnxExporter.ModelFile} (nor {MergedDecoderFile}).", Path.Combine(directory, OnnxExporter.ModelFile));
+        string folder = Path.GetDirectoryName(path)!;
+        string genAiPath = Path.Combine(folder, GenAiConfig.FileName);
+        var genAi = File.Exists(genAiPath) ? GenAiConfig.Load(genAiPath) : null;
+        string configPath = Path.Combine(folder, Raft.Model.Checkpoint.ConfigFile);
+        var config = File.Exists(configPath) ? Raft.Model.ModelConfig.Load(configPath) : null;
         var log = options.Log ?? (line => Console.Error.WriteLine(line));
 
         InferenceSession? session = null;
@@ -182,21 +238,33 @@ public sealed class TeacherSession : IDisposable
         }
         try
         {
-            var (layers, kvHeads, headDim, vocab) = Validate(session, path, options.ExpectedVocabSize);
-            string configPath = Path.Combine(Path.GetDirectoryName(path)!, Raft.Model.Checkpoint.ConfigFile);
-            Raft.Model.ModelConfig? config = null;
-            if (File.Exists(configPath))
+            var signature = TeacherSignature.Read(session, path, genAi?.Names,
+                config?.KvHeads ?? genAi?.NumKeyValueHeads, config?.HeadDim ?? genAi?.HeadSize);
+            int layers = signature.Layers, kvHeads = signature.KvHeads, headDim = signature.HeadDim, vocab = signature.Vocab;
+            if (options.ExpectedVocabSize is { } ev && ev != vocab)
+                throw new InvalidDataException($"{path}: the model's vocabulary size is {vocab} (logits [batch, seq, {vocab}]), expected {ev}.");
+            if (config is not null)
             {
-                config = Raft.Model.ModelConfig.Load(configPath);
                 if (config.VocabSize != vocab)
                     throw new InvalidDataException($"{path}: the model's vocabulary size is {vocab} (logits [batch, seq, {vocab}]), {configPath} says vocab_size {config.VocabSize}.");
                 if (config.NumHiddenLayers != layers || config.KvHeads != kvHeads || config.HeadDim != headDim)
                     throw new InvalidDataException($"{path}: the model has {layers} layers of past [batch, {kvHeads}, past, {headDim}], {configPath} says {config.NumHiddenLayers} layers, {config.KvHeads} kv heads, head_dim {config.HeadDim}.");
             }
+            if (genAi is not null)
+            {
+                if (genAi.VocabSize is { } gv && gv != vocab)
+                    throw new InvalidDataException($"{path}: the model's vocabulary size is {vocab} (logits [batch, seq, {vocab}]), {genAiPath} says model.vocab_size {gv}.");
+                if ((genAi.NumHiddenLayers ?? layers) != layers || (genAi.NumKeyValueHeads ?? kvHeads) != kvHeads || (genAi.HeadSize ?? headDim) != headDim)
+                    throw new InvalidDataException($"{path}: the model has {layers} layers of past [batch, {kvHeads}, past, {headDim}], {genAiPath} says " +
+                        $"model.decoder.num_hidden_layers {genAi.NumHiddenLayers?.ToString() ?? "-"}, num_key_value_heads {genAi.NumKeyValueHeads?.ToString() ?? "-"}, head_size {genAi.HeadSize?.ToString() ?? "-"}.");
+                if (config is not null && genAi.ContextLength is { } cl && cl != config.MaxPositionEmbeddings)
+                    throw new InvalidDataException($"{path}: {genAiPath} says model.context_length {cl}, {configPath} max_position_embeddings {config.MaxPositionEmbeddings}.");
+            }
+            string what = $" ({signature.Describe()})";
             log(reason is null
-                ? $"teacher {path}: running on {provider}" + (options.Provider == ComputeDevice.Cpu ? " (asked for)." : ".")
-                : $"teacher {path}: running on CPU; CUDA was asked for ({options.Provider}) but could not be started: {reason}");
-            return new TeacherSession(session, path, provider, reason, layers, kvHeads, headDim, vocab, config, options.CudaDevice);
+                ? $"teacher {path}{what}: running on {provider}" + (options.Provider == ComputeDevice.Cpu ? " (asked for)." : ".")
+                : $"teacher {path}{what}: running on CPU; CUDA was asked for ({options.Provider}) but could not be started: {reason}");
+            return new TeacherSession(session, path, provider, reason, signature, config, genAi, options.CudaDevice);
         }
         catch
         {
@@ -224,54 +292,14 @@ public sealed class TeacherSession : IDisposable
         return new InferenceSession(path, so);
     }
 
-    private static (int Layers, int KvHeads, int HeadDim, int Vocab) Validate(InferenceSession s, string path, int? expectedVocab)
-    {
-        var ins = s.InputMetadata;
-        var outs = s.OutputMetadata;
-        NodeMetadata Need(IReadOnlyDictionary<string, NodeMetadata> map, string name, string kind, TensorElementType type, int rank)
-        {
-            if (!map.TryGetValue(name, out var m))
-                throw new InvalidDataException($"{path}: the model has no {kind} '{name}' (it has: {string.Join(", ", map.Keys)}).");
-            if (!m.IsTensor || m.ElementDataType != type)
-                throw new InvalidDataException($"{path}: {kind} '{name}' must be a {type} tensor, is {(m.IsTensor ? m.ElementDataType.ToString() : m.OnnxValueType.ToString())}.");
-            if (m.Dimensions.Length != rank)
-                throw new InvalidDataException($"{path}: {kind} '{name}' must have rank {rank}, has [{string.Join(", ", m.Dimensions)}].");
-            return m;
-        }
-        Need(ins, "input_ids", "input", TensorElementType.Int64, 2);
-        Need(ins, "attention_mask", "input", TensorElementType.Int64, 2);
-        Need(ins, "position_ids", "input", TensorElementType.Int64, 2);
-        var logits = Need(outs, "logits", "output", TensorElementType.Float, 3);
-        int layers = 0;
-        while (ins.ContainsKey($"past_key_values.{layers}.key")) layers++;
-        if (layers == 0) throw new InvalidDataException($"{path}: the model has no input 'past_key_values.0.key' (not a text-generation-with-past export).");
-        int kvHeads = 0, headDim = 0;
-        for (int i = 0; i < layers; i++)
-            foreach (var (inName, outName) in new[] { ($"past_key_values.{i}.key", $"present.{i}.key"), ($"past_key_values.{i}.value", $"present.{i}.value") })
-            {
-                var m = Need(ins, inName, "input", TensorElementType.Float, 4);
-                Need(outs, outName, "output", TensorElementType.Float, 4);
-                if (m.Dimensions[1] <= 0 || m.Dimensions[3] <= 0)
-                    throw new InvalidDataException($"{path}: input '{inName}' must have fixed kv_heads and head_dim, has [{string.Join(", ", m.Dimensions)}].");
-                if (kvHeads == 0) { kvHeads = m.Dimensions[1]; headDim = m.Dimensions[3]; }
-                else if (m.Dimensions[1] != kvHeads || m.Dimensions[3] != headDim)
-                    throw new InvalidDataException($"{path}: input '{inName}' has [{string.Join(", ", m.Dimensions)}], other layers have kv_heads {kvHeads}, head_dim {headDim}.");
-            }
-        int vocab = logits.Dimensions[2];
-        if (vocab <= 0) throw new InvalidDataException($"{path}: output 'logits' must have a fixed vocabulary axis, has [{string.Join(", ", logits.Dimensions)}].");
-        if (expectedVocab is { } ev && ev != vocab)
-            throw new InvalidDataException($"{path}: the model's vocabulary size is {vocab} (logits [batch, seq, {vocab}]), expected {ev}.");
-        return (layers, kvHeads, headDim, vocab);
-    }
-
-    /// <summary>An empty cache for <paramref name="batch"/> sequences (past length 0).</summary>
+    /// <summary>An empty cache for <paramref name="batch"/> sequences (past length 0), in the graph's KV element type.</summary>
     public TeacherKvCache CreateCache(int batch)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (batch <= 0) throw new ArgumentOutOfRangeException(nameof(batch), batch, "batch must be > 0.");
         var empty = new OrtValue[2 * NumLayers];
         for (int i = 0; i < empty.Length; i++)
-            empty[i] = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, TensorElementType.Float, [batch, KvHeads, 0, HeadDim]);
+            empty[i] = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, Signature.KvType, [batch, KvHeads, 0, HeadDim]);
         return new TeacherKvCache(this, batch, empty);
     }
 
@@ -280,8 +308,9 @@ public sealed class TeacherSession : IDisposable
     /// (nothing when null) and returns logits [batch·seq, vocab] (a new array). The cache, when given, is extended by
     /// seq positions: a prefill is a call on an empty cache, a decode step a call with seq = 1.
     /// <paramref name="attentionMask"/> is [batch, past+seq] (all ones when empty); <paramref name="positionIds"/> is
-    /// [batch, seq] (past..past+seq−1 when empty). On the CUDA provider the call goes through an IOBinding: the cache
-    /// stays on the device and only the logits come back to host memory.
+    /// [batch, seq] (past..past+seq−1 when empty). A graph without an attention_mask or position_ids input (it derives
+    /// them itself) takes only the defaults: anything else raises <see cref="ArgumentException"/>. On the CUDA
+    /// provider the call goes through an IOBinding: the cache stays on the device and only the logits come back to host memory.
     /// </summary>
     public float[] Forward(ReadOnlySpan<long> inputIds, int batch, int seq, TeacherKvCache? cache = null,
         ReadOnlySpan<long> attentionMask = default, ReadOnlySpan<long> positionIds = default)
@@ -294,53 +323,65 @@ public sealed class TeacherSession : IDisposable
     /// <summary>
     /// As <see cref="Forward"/>,
     /// but hands the logits [batch·seq, vocab] to <paramref name="consume"/> in ONNX Runtime's own output buffer (no
-    /// copy); the span is valid only during the call.
+    /// copy; for an fp16/bf16 graph, in a buffer of the session's that holds them converted to fp32); the span is
+    /// valid only during the call.
     /// </summary>
     public void ForwardWith(ReadOnlySpan<long> inputIds, int batch, int seq, LogitsConsumer consume, TeacherKvCache? cache = null,
         ReadOnlySpan<long> attentionMask = default, ReadOnlySpan<long> positionIds = default)
     {
         ArgumentNullException.ThrowIfNull(consume);
-        var (ids, mask, pos, total) = Prepare(inputIds, batch, seq, cache, attentionMask, positionIds);
+        var call = Prepare(inputIds, batch, seq, cache, attentionMask, positionIds);
         if (_cudaMemory is not null)
         {
-            using var bound = RunBound(ids, mask, pos, batch, seq, total, cache, OrtMemoryInfo.DefaultInstance);
-            consume(bound.Value.GetTensorMutableDataAsSpan<float>());
+            using var bound = RunBound(call, batch, seq, cache, OrtMemoryInfo.DefaultInstance);
+            consume(Logits(bound.Value));
             return;
         }
 
         OrtValue[]? ownPast = cache == null ? CreateCache(batch).Past : null;
-        var inputs = new OrtValue[_inputNames.Length];
+        var owned = new List<OrtValue>();
         IDisposableReadOnlyCollection<OrtValue>? results = null;
         try
         {
-            inputs[0] = OrtValue.CreateTensorValueFromMemory(ids, [batch, seq]);
-            inputs[1] = OrtValue.CreateTensorValueFromMemory(mask, [batch, total]);
-            inputs[2] = OrtValue.CreateTensorValueFromMemory(pos, [batch, seq]);
             var pastValues = cache?.Past ?? ownPast!;
-            results = _session.Run(_run, _inputNames, [.. inputs[..3], .. pastValues], _outputNames);
+            var inputs = Inputs(call, batch, seq, pastValues, owned);
+            results = _session.Run(_run, _inputNames, inputs, _outputNames);
             var logitsValue = results[0];
             CheckLogitsShape(logitsValue, batch, seq);
-            consume(logitsValue.GetTensorMutableDataAsSpan<float>());
+            consume(Logits(logitsValue));
             if (cache != null)
             {
                 var present = new OrtValue[2 * NumLayers];
                 for (int i = 0; i < present.Length; i++) present[i] = results[i + 1];
-                cache.Replace(results, present, total);
+                cache.Replace(results, present, call.Total);
                 results = null; // the cache owns them now
             }
         }
         finally
         {
             results?.Dispose();
-            for (int i = 0; i < 3; i++) inputs[i]?.Dispose();
+            foreach (var v in owned) v.Dispose();
             if (ownPast != null) foreach (var v in ownPast) v.Dispose();
         }
+    }
+
+    /// <summary>The logits of a host-memory output as fp32: the output's own buffer, or a conversion of it.</summary>
+    private Span<float> Logits(OrtValue value)
+    {
+        if (Signature.LogitsType == TensorElementType.Float) return value.GetTensorMutableDataAsSpan<float>();
+        var raw = value.GetTensorMutableRawData();
+        int n = raw.Length / 2;
+        if (_converted.Length < n) _converted = new float[n];
+        var dst = _converted.AsSpan(0, n);
+        ElementConvert.ToSingle(raw, Signature.LogitsType, dst);
+        return dst;
     }
 
     /// <summary>
     /// As <see cref="Forward"/>, but the logits [batch, seq, vocab] stay in device memory (the <c>logits</c> output
     /// is bound to the CUDA device through an <see cref="OrtIoBinding"/>), for a GPU top-K to read in place. Only on
-    /// the CUDA provider (<see cref="UsesDeviceBinding"/>); on the CPU it raises <see cref="InvalidOperationException"/>.
+    /// the CUDA provider (<see cref="UsesDeviceBinding"/>) and for a graph with fp32 logits; otherwise it raises
+    /// <see cref="InvalidOperationException"/>.
     /// </summary>
     public TeacherDeviceLogits ForwardOnDevice(ReadOnlySpan<long> inputIds, int batch, int seq, TeacherKvCache? cache = null,
         ReadOnlySpan<long> attentionMask = default, ReadOnlySpan<long> positionIds = default)
@@ -348,12 +389,17 @@ public sealed class TeacherSession : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_cudaMemory is null)
             throw new InvalidOperationException($"{ModelPath}: ForwardOnDevice needs the CUDA provider; this session runs on {Provider}{(FallbackReason is null ? "" : $" (CUDA could not be started: {FallbackReason})")}. Use Forward.");
-        var (ids, mask, pos, total) = Prepare(inputIds, batch, seq, cache, attentionMask, positionIds);
-        return RunBound(ids, mask, pos, batch, seq, total, cache, _cudaMemory);
+        if (Signature.LogitsType != TensorElementType.Float)
+            throw new InvalidOperationException($"{ModelPath}: ForwardOnDevice hands out fp32 logits; this graph's '{Signature.Logits}' is {Signature.LogitsType}. Use Forward (it converts at the boundary).");
+        var call = Prepare(inputIds, batch, seq, cache, attentionMask, positionIds);
+        return RunBound(call, batch, seq, cache, _cudaMemory);
     }
 
+    /// <summary>One call's host inputs.</summary>
+    private readonly record struct Call(long[] Ids, long[] Mask, long[] Pos, int Past, int Total);
+
     /// <summary>Checks a call's arguments and builds its input arrays.</summary>
-    private (long[] Ids, long[] Mask, long[] Pos, int Total) Prepare(ReadOnlySpan<long> inputIds, int batch, int seq, TeacherKvCache? cache,
+    private Call Prepare(ReadOnlySpan<long> inputIds, int batch, int seq, TeacherKvCache? cache,
         ReadOnlySpan<long> attentionMask, ReadOnlySpan<long> positionIds)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -371,6 +417,9 @@ public sealed class TeacherSession : IDisposable
             if (cache.Batch != batch) throw new ArgumentException($"the cache holds {cache.Batch} sequences, batch is {batch}.", nameof(cache));
         }
         int past = cache?.Length ?? 0, total = past + seq;
+        if (ChunksNeedBatchOne && past > 0 && seq > 1 && batch > 1)
+            throw new ArgumentException($"{ModelPath} attends through GroupQueryAttention, which extends a non-empty cache ({past} positions) by {seq} positions only for batch 1, not {batch}: " +
+                "feed one position per call, or one sequence.", nameof(batch));
         if (!attentionMask.IsEmpty && attentionMask.Length != (long)batch * total)
             throw new ArgumentException($"attentionMask has {attentionMask.Length} values, needs [batch, past+seq] = [{batch}, {total}].", nameof(attentionMask));
         if (!positionIds.IsEmpty && positionIds.Length != (long)batch * seq)
@@ -385,12 +434,48 @@ public sealed class TeacherSession : IDisposable
             for (int b = 0; b < batch; b++)
                 for (int i = 0; i < seq; i++) pos[b * seq + i] = past + i;
         }
-
-        if (Config is { } c)
+        else if (!Signature.Has(TeacherInputRole.PositionIds))
             for (int i = 0; i < pos.Length; i++)
-                if (pos[i] < 0 || pos[i] >= c.MaxPositionEmbeddings)
-                    throw new ArgumentException($"position [{i / seq}, {i % seq}] = {pos[i]} is outside 0..{c.MaxPositionEmbeddings - 1} (max_position_embeddings).", nameof(positionIds));
-        return (ids, mask, pos, total);
+                if (pos[i] != past + i % seq)
+                    throw new ArgumentException($"position [{i / seq}, {i % seq}] = {pos[i]}: {ModelPath} has no position_ids input (it derives positions itself), " +
+                        $"so only the default positions past..past+seq−1 ({past}..{total - 1}) can be asked for.", nameof(positionIds));
+        if (!attentionMask.IsEmpty && !Signature.Has(TeacherInputRole.AttentionMask))
+            for (int i = 0; i < mask.Length; i++)
+                if (mask[i] != 1)
+                    throw new ArgumentException($"attentionMask[{i / total}, {i % total}] = {mask[i]}: {ModelPath} has no attention_mask input, so only an all-ones mask can be asked for.", nameof(attentionMask));
+        if (Signature.Has(TeacherInputRole.SeqlensK) && !attentionMask.IsEmpty)
+            for (int i = 0; i < mask.Length; i++)
+                if (mask[i] != 1)
+                    throw new ArgumentException($"attentionMask[{i / total}, {i % total}] = {mask[i]}: {ModelPath} attends through GroupQueryAttention (seqlens_k), which takes only whole rows: the mask must be all ones.", nameof(attentionMask));
+
+        if (MaxPositions is { } maxPos)
+            for (int i = 0; i < pos.Length; i++)
+                if (pos[i] < 0 || pos[i] >= maxPos)
+                    throw new ArgumentException($"position [{i / seq}, {i % seq}] = {pos[i]} is outside 0..{maxPos - 1} ({(Config is null ? "context_length" : "max_position_embeddings")}).", nameof(positionIds));
+        return new Call(ids, mask, pos, past, total);
+    }
+
+    /// <summary>The graph's inputs for one call, in <see cref="_inputNames"/>' order; the values made here go to <paramref name="owned"/>.</summary>
+    private OrtValue[] Inputs(Call call, int batch, int seq, OrtValue[] past, List<OrtValue> owned)
+    {
+        var values = new OrtValue[_inputNames.Length];
+        for (int i = 0; i < values.Length; i++)
+        {
+            if (_pastSlot[i] >= 0) { values[i] = past[_pastSlot[i]]; continue; }
+            OrtValue v = Signature.Inputs[i].Role switch
+            {
+                TeacherInputRole.InputIds => OrtValue.CreateTensorValueFromMemory(call.Ids, [batch, seq]),
+                TeacherInputRole.AttentionMask => OrtValue.CreateTensorValueFromMemory(call.Mask, [batch, call.Total]),
+                TeacherInputRole.PositionIds => OrtValue.CreateTensorValueFromMemory(call.Pos, [batch, seq]),
+                TeacherInputRole.UseCacheBranch => OrtValue.CreateTensorValueFromMemory(new[] { call.Past > 0 }, Signature.UseCacheBranchRank == 0 ? [] : [1]),
+                TeacherInputRole.SeqlensK => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(call.Total - 1, batch).ToArray(), [batch]),
+                TeacherInputRole.TotalSequenceLength => OrtValue.CreateTensorValueFromMemory(new[] { call.Total }, Signature.TotalSequenceLengthRank == 0 ? [] : [1]),
+                _ => throw new InvalidOperationException($"input {_inputNames[i]}: no value for role {Signature.Inputs[i].Role}."),
+            };
+            owned.Add(v);
+            values[i] = v;
+        }
+        return values;
     }
 
     private void CheckLogitsShape(OrtValue logits, int batch, int seq)
@@ -405,21 +490,17 @@ public sealed class TeacherSession : IDisposable
     /// <c>present.*</c> outputs bound to the device (they become the cache, so the history never leaves it), the
     /// logits bound to <paramref name="logitsLocation"/> (host or device).
     /// </summary>
-    private TeacherDeviceLogits RunBound(long[] ids, long[] mask, long[] pos, int batch, int seq, int total, TeacherKvCache? cache,
-        OrtMemoryInfo logitsLocation)
+    private TeacherDeviceLogits RunBound(Call call, int batch, int seq, TeacherKvCache? cache, OrtMemoryInfo logitsLocation)
     {
         OrtValue[]? ownPast = cache == null ? CreateCache(batch).Past : null;
-        var inputs = new OrtValue?[3];
+        var owned = new List<OrtValue>();
         IDisposableReadOnlyCollection<OrtValue>? outputs = null;
         try
         {
             using var binding = _session.CreateIoBinding();
-            inputs[0] = OrtValue.CreateTensorValueFromMemory(ids, [batch, seq]);
-            inputs[1] = OrtValue.CreateTensorValueFromMemory(mask, [batch, total]);
-            inputs[2] = OrtValue.CreateTensorValueFromMemory(pos, [batch, seq]);
             var pastValues = cache?.Past ?? ownPast!;
-            for (int i = 0; i < 3; i++) binding.BindInput(_inputNames[i], inputs[i]!);
-            for (int i = 0; i < pastValues.Length; i++) binding.BindInput(_inputNames[i + 3], pastValues[i]);
+            var inputs = Inputs(call, batch, seq, pastValues, owned);
+            for (int i = 0; i < inputs.Length; i++) binding.BindInput(_inputNames[i], inputs[i]);
             binding.BindOutputToDevice(_outputNames[0], logitsLocation);
             for (int i = 1; i < _outputNames.Length; i++) binding.BindOutputToDevice(_outputNames[i], _cudaMemory!);
             _session.RunWithBinding(_run, binding);
@@ -431,7 +512,7 @@ public sealed class TeacherSession : IDisposable
             {
                 var present = new OrtValue[2 * NumLayers];
                 for (int i = 0; i < present.Length; i++) present[i] = outputs[i + 1];
-                cache.Replace(null, present, total); // the cache owns the present values one by one
+                cache.Replace(null, present, call.Total); // the cache owns the present values one by one
             }
             else for (int i = 1; i < outputs.Count; i++) outputs[i].Dispose();
             var result = new TeacherDeviceLogits(logits, batch, seq, VocabSize, ReferenceEquals(logitsLocation, _cudaMemory) ? CudaDevice : null);
@@ -441,7 +522,7 @@ public sealed class TeacherSession : IDisposable
         finally
         {
             outputs?.Dispose();
-            foreach (var v in inputs) v?.Dispose();
+            foreach (var v in owned) v.Dispose();
             if (ownPast != null) foreach (var v in ownPast) v.Dispose();
         }
     }

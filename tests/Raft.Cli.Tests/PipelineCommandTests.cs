@@ -159,7 +159,7 @@ public class PipelineCommandTests : CliHarness
     {
         var r = Raft("--help");
         Assert.True(r.Code == 0, r.ToString());
-        foreach (var c in new[] { "demo", "refine", "train", "sft", "eval", "pretrain", "export-onnx", "kd" })
+        foreach (var c in new[] { "demo", "refine", "train", "sft", "eval", "pretrain", "export-onnx", "export-gguf", "kd" })
             Assert.Matches($@"(?m)^\s+{c}\b", r.Stdout);
     }
 

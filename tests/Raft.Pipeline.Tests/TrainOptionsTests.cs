@@ -14,6 +14,8 @@ public class TrainOptionsTests
         { "learning_rate", o => o with { LearningRate = double.NaN } },
         { "min_learning_rate", o => o with { MinLearningRate = 1 } },
         { "min_learning_rate", o => o with { MinLearningRate = -1e-5 } },
+        { "min_lr_ratio", o => o with { MinLearningRateRatio = 1.5 } },
+        { "min_lr_ratio", o => o with { MinLearningRateRatio = double.NaN } },
         { "warmup_steps", o => o with { WarmupSteps = -1 } },
         { "weight_decay", o => o with { WeightDecay = -0.1 } },
         { "beta1", o => o with { Beta1 = 1 } },
@@ -46,6 +48,18 @@ public class TrainOptionsTests
         var e = Assert.Throws<ArgumentException>(() => change(good).Validate());
         Assert.Equal(option, e.ParamName);
         Assert.StartsWith(option + " = ", e.Message);
+    }
+
+    [Theory]
+    [InlineData(1e-3, null, 0.1, 1e-4)]   // the old absolute default at the old default learning rate
+    [InlineData(1e-5, null, 0.1, 1e-6)]   // a real model's learning rate: the floor follows it (was refused: 1e-4 > 1e-5)
+    [InlineData(2e-4, null, 0.0, 0.0)]
+    [InlineData(2e-4, 3e-5, 0.1, 3e-5)]   // an explicit min_learning_rate wins
+    public void The_decay_floor_is_a_ratio_of_the_learning_rate_unless_given(double lr, double? min, double ratio, double floor)
+    {
+        var o = new TrainOptions { LearningRate = lr, MinLearningRate = min, MinLearningRateRatio = ratio };
+        o.Validate();
+        Assert.Equal(floor, o.FloorLearningRate, 15);
     }
 
     [Fact]

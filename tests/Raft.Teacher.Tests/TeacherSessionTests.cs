@@ -41,20 +41,37 @@ public class TeacherSessionTests
     }
 
     [Fact]
-    public void MissingInputIsNamed()
+    public void UnexpectedInputIsNamed()
     {
         using var dir = new TempDirectory();
         string path = ExportTiny(dir);
         Rewrite(path, m =>
         {
-            // the graph reads "positions" instead of position_ids: a valid model without the input the signature needs
+            // the graph reads "positions" instead of position_ids: a valid model with an input no known signature has
             m.Graph.Input.Single(i => i.Name == "position_ids").Name = "positions";
             foreach (var n in m.Graph.Node)
                 for (int i = 0; i < n.Input.Count; i++)
                     if (n.Input[i] == "position_ids") n.Input[i] = "positions";
         });
         var e = Assert.Throws<InvalidDataException>(() => TeacherSession.Open(dir.Path, Cpu()));
-        Assert.Contains("'position_ids'", e.Message);
+        Assert.Contains("input 'positions' is not one the teacher can feed", e.Message);
+        Assert.Contains("position_ids", e.Message);
+        Assert.Contains(path, e.Message);
+    }
+
+    [Fact]
+    public void UnexpectedOutputIsNamed()
+    {
+        using var dir = new TempDirectory();
+        string path = ExportTiny(dir);
+        Rewrite(path, m =>
+        {
+            // an extra output (the final hidden state): the teacher reads logits and present.* only
+            m.Graph.Output.Add(new ValueInfoProto { Name = "final_norm", Type = m.Graph.Output.Single(o => o.Name == "logits").Type.Clone() });
+            m.Graph.Output.Last().Type.TensorType.Shape.Dim[2].DimValue = 16;
+        });
+        var e = Assert.Throws<InvalidDataException>(() => TeacherSession.Open(dir.Path, Cpu()));
+        Assert.Contains("output 'final_norm' is not one the teacher reads", e.Message);
         Assert.Contains(path, e.Message);
     }
 
@@ -207,14 +224,14 @@ public class TeacherSessionTests
         string path = ExportTiny(dir);
         Rewrite(path, m =>
         {
-            m.Graph.Input.Single(i => i.Name == "attention_mask").Name = "attn_mask_renamed";
+            m.Graph.Input.Single(i => i.Name == "input_ids").Name = "ids_renamed";
             foreach (var n in m.Graph.Node)
                 for (int i = 0; i < n.Input.Count; i++)
-                    if (n.Input[i] == "attention_mask") n.Input[i] = "attn_mask_renamed";
+                    if (n.Input[i] == "input_ids") n.Input[i] = "ids_renamed";
         });
         var e = Assert.Throws<InvalidDataException>(() => TeacherSession.Open(dir.Path, Cpu()));
-        Assert.True(e.Message.Contains("no input 'attention_mask'", StringComparison.Ordinal), e.Message);
-        Assert.Contains("it has: input_ids, attn_mask_renamed, position_ids, past_key_values.0.key", e.Message);
+        Assert.True(e.Message.Contains("no input 'input_ids'", StringComparison.Ordinal), e.Message);
+        Assert.Contains("it has: ids_renamed, attention_mask, position_ids, past_key_values.0.key", e.Message);
         Assert.Contains(path, e.Message);
     }
 

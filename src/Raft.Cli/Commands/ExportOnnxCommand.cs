@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Raft.Model;
+using Raft.Model.Tokenization;
 using Raft.Teacher;
 
 namespace Raft.Cli.Commands;
@@ -11,7 +12,7 @@ internal static class ExportOnnxCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "The checkpoint folder.", Required = true, HelpName = "DIR" };
-        var output = new Option<string>("--out") { Description = "The ONNX folder: model.onnx (+ model.onnx.data past 1.5 GB), config.json, the tokenizer files.", Required = true, HelpName = "DIR" };
+        var output = new Option<string>("--out") { Description = "The ONNX folder: model.onnx (+ model.onnx.data past 1.5 GB), config.json and the model's tokenizer, chat template and generation_config files.", Required = true, HelpName = "DIR" };
         var command = new Command("export-onnx", "Exports a checkpoint as an ONNX causal LM with the signature of Hugging Face Optimum's text-generation-with-past exports (opset 17, dynamic batch and sequence).");
         command.Options.Add(model);
         command.Options.Add(output);
@@ -22,12 +23,7 @@ internal static class ExportOnnxCommand
             CliChecks.CheckOutputDirectory("--out", outDir);
             var (config, weights) = Checkpoint.Load(dir);
             OnnxExporter.Export(config, weights, outDir);
-            foreach (var f in Directory.GetFiles(dir))
-            {
-                string name = Path.GetFileName(f);
-                if (name.StartsWith("tokenizer", StringComparison.Ordinal) || name is "vocab.json" or "merges.txt" or "special_tokens_map.json" || name.EndsWith(".tiktoken", StringComparison.Ordinal))
-                    File.Copy(f, Path.Combine(outDir, name), overwrite: true);
-            }
+            ModelSideFiles.Copy(dir, outDir);
             parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(new { model = Path.Combine(outDir, OnnxExporter.ModelFile) }));
             return ExitCodes.Success;
         });

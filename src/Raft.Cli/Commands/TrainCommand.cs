@@ -21,7 +21,8 @@ internal static class TrainCommand
         "steps" => "Optimizer steps (default 200).",
         "batch_size" => "Prompts per step (default 16).",
         "learning_rate" => "Peak AdamW learning rate (default 1e-3), cosine decay after warm-up.",
-        "min_learning_rate" => "Learning rate at the end of the decay (default 1e-4).",
+        "min_learning_rate" => "Learning rate at the end of the decay (default: min_lr_ratio × learning_rate).",
+        "min_lr_ratio" => "The end of the decay as a fraction of the learning rate when min_learning_rate is not given (default 0.1).",
         "warmup_steps" => "Linear warm-up steps (default 10).",
         "weight_decay" => "AdamW decoupled weight decay on 2-D tensors (default 0).",
         "beta1" => "AdamW β1 (default 0.9).",
@@ -96,7 +97,7 @@ internal static class TrainCommand
         var info = world.Rank == 0 ? stderr : TextWriter.Null;
         // Every input is read and checked (down to the Trainer's checks) before --out is created, so that a wrong input leaves no run directory behind.
         var examples = Load(dataPath, skipBad, info);
-        var student = ModelStore.LoadStudent(modelDir, options.Threads);
+        var student = ModelStore.LoadStudent(modelDir, options.Threads, log: info.WriteLine);
         var device = options.Device;
         using var backend = DeviceOption.Create(device, options.Threads == 0 ? null : options.Threads); // said below, once the inputs passed
         var kernels = backend.Kernels;
@@ -112,6 +113,7 @@ internal static class TrainCommand
             Collective = world,
             AfterStep = FaultInjection.AfterStep(world.Rank, stderr),
             StudentAccelerator = studentAccelerator,
+            ModelFilesFrom = modelDir,
         };
         CliChecks.CheckOutputDirectory("--out", outDir);
         DeviceOption.Announce(device, backend, info);

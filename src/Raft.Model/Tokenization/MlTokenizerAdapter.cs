@@ -138,4 +138,10 @@ public sealed class MlTokenizerAdapter : ITokenizer
 
     /// <inheritdoc/>
     public bool IsSpecial(int id) => _special.Contains(id);
+
+    /// <summary>Whether <c>Encode(…, addSpecial: true)</c> puts BOS first.</summary>
+    public bool AddsBos => _addBos;
+
+    /// <summary>Whether <c>Encode(…, addSpecial: true)</c> puts EOS last.</summary>
+    public bool AddsEos => _addEos;
 }

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Raft.Kernels;
 using Raft.Model;
+using Raft.Model.Tokenization;
 
 namespace Raft.Pipeline.Training;
 
@@ -90,13 +91,21 @@ internal sealed class RunDirectory
     public string CheckpointPath(int step, bool last) =>
         last ? Path.Combine(_path, FinalDir) : Path.Combine(_path, CheckpointsDir, $"step-{step:D7}");
 
-    /// <summary>Writes a checkpoint of <paramref name="student"/> with <paramref name="optimizer"/> and the trainer state (rank 0).</summary>
-    public void Save(string dir, LlamaModel student, AdamW? optimizer, TrainerState state)
+    /// <summary>
+    /// Writes a checkpoint of <paramref name="student"/> with <paramref name="optimizer"/> and the trainer state (rank 0);
+    /// with <paramref name="modelFilesFrom"/>, the tokenizer, chat template and generation config of that model folder
+    /// travel into it (<see cref="ModelSideFiles"/>), so the checkpoint can be loaded, evaluated and exported alone.
+    /// </summary>
+    public void Save(string dir, LlamaModel student, AdamW? optimizer, TrainerState state, string? modelFilesFrom = null)
     {
         if (!_root) return;
         state = state with { Config = JsonDocument.Parse(_configJson).RootElement.Clone() };
         Checkpoint.Save(dir, student.Config, student.Parameters, optimizer,
-            staging => AtomicFile.WriteText(Path.Combine(staging, StateFile), JsonSerializer.Serialize(state, StateJson)));
+            staging =>
+            {
+                AtomicFile.WriteText(Path.Combine(staging, StateFile), JsonSerializer.Serialize(state, StateJson));
+                if (modelFilesFrom is not null) ModelSideFiles.Copy(modelFilesFrom, staging);
+            });
     }
 
     /// <summary>The newest resumable checkpoint of a run directory (the final one, else the highest step), or null.</summary>

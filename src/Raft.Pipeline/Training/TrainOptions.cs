@@ -28,8 +28,12 @@ public sealed record TrainOptions
     [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 16;
     /// <summary>Peak learning rate (AdamW).</summary>
     [JsonPropertyName("learning_rate")] public double LearningRate { get; init; } = 1e-3;
-    /// <summary>The learning rate at the end of the cosine decay.</summary>
-    [JsonPropertyName("min_learning_rate")] public double MinLearningRate { get; init; } = 1e-4;
+    /// <summary>The learning rate at the end of the cosine decay; null (the default): <see cref="MinLearningRateRatio"/> × <see cref="LearningRate"/>.</summary>
+    [JsonPropertyName("min_learning_rate")] public double? MinLearningRate { get; init; }
+    /// <summary>The end of the cosine decay as a fraction of <see cref="LearningRate"/> when <see cref="MinLearningRate"/> is not given (default 0.1).</summary>
+    [JsonPropertyName("min_lr_ratio")] public double MinLearningRateRatio { get; init; } = 0.1;
+    /// <summary>The learning rate at the end of the decay, resolved: <see cref="MinLearningRate"/>, else the ratio times the peak.</summary>
+    [JsonIgnore] public double FloorLearningRate => MinLearningRate ?? MinLearningRateRatio * LearningRate;
     /// <summary>Linear warm-up steps.</summary>
     [JsonPropertyName("warmup_steps")] public int WarmupSteps { get; init; } = 10;
     /// <summary>AdamW decoupled weight decay (2-D tensors only).</summary>
@@ -118,7 +122,8 @@ public sealed record TrainOptions
         if (Steps < 1) Fail("steps", Steps, "must be ≥ 1");
         if (BatchSize < 1) Fail("batch_size", BatchSize, "must be ≥ 1");
         if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) Fail("learning_rate", LearningRate, "must be finite and > 0");
-        if (!(MinLearningRate >= 0) || MinLearningRate > LearningRate) Fail("min_learning_rate", MinLearningRate, "must be in [0, learning_rate]");
+        if (MinLearningRate is double min && (!(min >= 0) || min > LearningRate)) Fail("min_learning_rate", min, "must be in [0, learning_rate]");
+        if (!(MinLearningRateRatio >= 0) || MinLearningRateRatio > 1) Fail("min_lr_ratio", MinLearningRateRatio, "must be in [0, 1]");
         if (WarmupSteps < 0) Fail("warmup_steps", WarmupSteps, "must be ≥ 0");
         if (!(WeightDecay >= 0)) Fail("weight_decay", WeightDecay, "must be ≥ 0");
         if (!(Beta1 >= 0 && Beta1 < 1)) Fail("beta1", Beta1, "must be in [0, 1)");

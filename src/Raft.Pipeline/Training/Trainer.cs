@@ -97,6 +97,13 @@ public sealed class Trainer
     public int GradientBucketElements { get; init; } = GradientBucketer.DefaultBucketElements;
 
     /// <summary>
+    /// The model folder the student was loaded from: its tokenizer, chat template and generation config travel into
+    /// every checkpoint and final/ (<see cref="Raft.Model.Tokenization.ModelSideFiles"/>), so they load, evaluate and
+    /// export on their own. Null: weights, config and state only (the demo's byte model needs nothing else).
+    /// </summary>
+    public string? ModelFilesFrom { get; init; }
+
+    /// <summary>
     /// Prepares a run of <paramref name="options"/> over <paramref name="data"/>, training <paramref name="student"/> in place.
     /// RAFT needs a <paramref name="teacher"/> with the student's vocabulary.
     /// </summary>
@@ -168,7 +175,7 @@ public sealed class Trainer
         _student.Threads = _o.Threads;
         var schedule = new LearningRateSchedule
         {
-            PeakLearningRate = _o.LearningRate, MinLearningRate = _o.MinLearningRate,
+            PeakLearningRate = _o.LearningRate, MinLearningRate = _o.FloorLearningRate,
             WarmupSteps = Math.Min(_o.WarmupSteps, _o.Steps), TotalSteps = _o.Steps, Decay = LearningRateDecay.Cosine,
         };
         var balancer = new EmaBalancer(_o.EmaDecay, _o.TargetRatio);
@@ -235,7 +242,7 @@ public sealed class Trainer
                 run.Save(dir, _student, optimizer, new TrainerState
                 {
                     Step = step + 1, Skipped = skipped, InARow = inARow, Balancer = _o.Method == TrainMethod.Raft ? balancer.State : null, WorldSize = world.WorldSize,
-                });
+                }, ModelFilesFrom);
                 log?.Invoke($"step {step + 1}: checkpoint {dir}");
                 world.Barrier();
             }
