@@ -31,7 +31,8 @@ internal static class CliErrors
             case NonFiniteLogitException nonFinite:
                 stderr.WriteLine($"error: {nonFinite.Message}");
                 return ExitCodes.Usage;
-            case Raft.Pipeline.Data.DataFormatException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException:
+            case Raft.Pipeline.Data.DataFormatException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException
+                or Raft.Model.Tokenization.ChatTemplateException:
                 stderr.WriteLine($"error: {e.Message}");
                 return ExitCodes.Usage;
             case Raft.Pipeline.Training.TrainingException training:

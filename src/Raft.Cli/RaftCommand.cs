@@ -20,6 +20,7 @@ internal static class RaftCommand
         root.Subcommands.Add(ExportOnnxCommand.Create());
         root.Subcommands.Add(ExportGgufCommand.Create());
         root.Subcommands.Add(KdCommand.Create());
+        root.Subcommands.Add(ChatTemplateCommand.Create());
         return root;
     }
 }

@@ -16,7 +16,9 @@ public readonly record struct GpuStepResult(double Loss, double GradNorm, double
 /// <summary>
 /// <see cref="LlamaModel"/>'s decoder on an ILGPU accelerator (CUDA for training; ILGPU's CPU accelerator runs the same
 /// kernels in tests), with the same math: token embedding; per layer x += o(attn(rope(q(n₁)), rope(k(n₁)), v(n₁))),
-/// x += down(silu(gate(n₂)) ⊙ up(n₂)); final RMSNorm; lm_head or the tied embedding. Parameters, gradients, AdamW
+/// x += down(silu(gate(n₂)) ⊙ up(n₂)); final RMSNorm; lm_head or the tied embedding; the layout's biases (q/k/v, o_proj,
+/// MLP), Qwen3's per-head q/k RMSNorm, sliding windows and RoPE variant (dynamic NTK's tables rebuilt for
+/// T &gt; max_position_embeddings). Parameters, gradients, AdamW
 /// moments and every activation stay in device memory across steps: one flat buffer each for parameters, gradients
 /// and moments (q/k/v and gate/up packed side by side, so each pair is one GEMM; weight-decayed tensors first), and
 /// one activation arena sized for the largest B·T seen. Inputs are uploaded once per call and a training step
@@ -36,7 +38,8 @@ public sealed class GpuLlamaModel : IDisposable
 
     private sealed class LayerViews
     {
-        public long Ln1, Ln2, Wqkv, Bqkv, Wo, Wgu, Wd;
+        public long Ln1, Ln2, Wqkv, Bqkv, Wo, Bo, Wgu, Bgu, Wd, Bd, Qn, Kn;
+        public int Window;
     }
 
     private readonly Accelerator _acc;
@@ -47,7 +50,9 @@ public sealed class GpuLlamaModel : IDisposable
     private readonly long _embed, _norm, _lmHead, _decayed, _total;
     private readonly int _d, _h, _kv, _hd, _f, _v, _q, _kvw, _w3;
     private readonly float _eps, _ropeScale;
-    private readonly float[] _invFreq;
+    private float[] _invFreq;
+    private readonly RotaryEmbedding _rope;
+    private int _ropeLength;
 
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _params, _grads;
     private MemoryBuffer1D<float, Stride1D.Dense>? _m, _vMoment;
@@ -74,7 +79,6 @@ public sealed class GpuLlamaModel : IDisposable
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(parameters);
         var layout = new LlamaModel(config, parameters).Layout; // the same checks (every tensor present with its shape, no unsupported bias)
-        RefuseUnsupported(layout);
         Config = config;
         _acc = accelerator;
         _k = ModelKernelSet.For(accelerator);
@@ -82,7 +86,9 @@ public sealed class GpuLlamaModel : IDisposable
         _f = config.IntermediateSize; _v = config.VocabSize; _eps = (float)config.RmsNormEps;
         _q = _h * _hd; _kvw = _kv * _hd; _w3 = _q + 2 * _kvw;
         // the rope variant's fp32 frequencies and cos/sin factor, as Raft.Model.Ops.RopeTable forms them
-        _invFreq = layout.Rope.InverseFrequenciesF32(layout.Rope.MaxPositionEmbeddings);
+        _rope = layout.Rope;
+        _ropeLength = _rope.MaxPositionEmbeddings;
+        _invFreq = _rope.InverseFrequenciesF32(_ropeLength);
         _ropeScale = (float)layout.Rope.AttentionScaling;
 
         // flat layout: the weight-decayed tensors first, then the rest, each group in the layout's order, which keeps each
@@ -125,6 +131,12 @@ public sealed class GpuLlamaModel : IDisposable
                 Wqkv = Packed(names.QkvProjections), Wo = O(names.OProj),
                 Wgu = Packed(names.GateUpProjections), Wd = O(names.DownProj),
                 Bqkv = names.QkvBiases is { } biases ? Packed(biases) : -1,
+                Bo = names.OBias is { } bo ? O(bo) : -1,
+                Bgu = names.GateUpBiases is { } gub ? Packed(gub) : -1,
+                Bd = names.DownBias is { } bd ? O(bd) : -1,
+                Qn = names.QNorm is { } qn ? O(qn) : -1,
+                Kn = names.KNorm is { } kn ? O(kn) : -1,
+                Window = names.Features.SlidingWindow ?? 0,
             };
         }
 
@@ -134,27 +146,6 @@ public sealed class GpuLlamaModel : IDisposable
         _scalars = accelerator.Allocate1D<double>(4);
         Upload(parameters);
         ZeroGradients();
-    }
-
-    /// <summary>
-    /// The features the device kernels do not compute yet, refused by name (key, value, file) rather than computed wrongly:
-    /// dynamic NTK RoPE, Qwen3's per-head q/k norm, sliding windows, o_proj and MLP biases.
-    /// </summary>
-    private static void RefuseUnsupported(DecoderLayout layout)
-    {
-        var c = layout.Config;
-        const string why = "not computed by the GPU model yet (GpuLlamaModel); the CPU model computes it.";
-        if (layout.Rope.Type == RopeType.Dynamic)
-            throw new UnsupportedConfigException(c.RopeScaling is not null ? "rope_scaling.rope_type" : "rope_parameters.rope_type", "\"dynamic\"", c.Source, why);
-        foreach (var l in layout.Layers)
-        {
-            var f = l.Features;
-            if (f.QkNorm) throw new UnsupportedConfigException("model_type", "\"qwen3\"", c.Source, "per-head q/k RMSNorm is " + why);
-            if (f.SlidingWindow is { } w)
-                throw new UnsupportedConfigException("sliding_window", w.ToString(System.Globalization.CultureInfo.InvariantCulture), c.Source, $"layer {l.Index}'s sliding window is " + why);
-            if (f.OutputBias) throw new UnsupportedConfigException("attention_bias", "true", c.Source, "the o_proj bias is " + why);
-            if (f.MlpBias) throw new UnsupportedConfigException("mlp_bias", "true", c.Source, why);
-        }
     }
 
     /// <summary>The architecture.</summary>
@@ -236,8 +227,8 @@ public sealed class GpuLlamaModel : IDisposable
 
     private sealed class Activations
     {
-        public required ArrayView<float>[] XIn, XMid, Rstd1, Rstd2, Xn1, Xn2, Qkv, Att, Lse, Gu, Hh;
-        public required ArrayView<float> RstdF, XnF, Logits, DX, DXn, DH, DGu, DAtt, DQkv, DSum, RowLoss;
+        public required ArrayView<float>[] XIn, XMid, Rstd1, Rstd2, Xn1, Xn2, Qkv, Att, Lse, Gu, Hh, QRaw, KRaw, QRstd, KRstd;
+        public required ArrayView<float> RstdF, XnF, Logits, DX, DXn, DH, DGu, DAtt, DQkv, DSum, RowLoss, QkA, QkB;
         public required ArrayView<int> Tokens, Targets;
     }
 
@@ -252,14 +243,19 @@ public sealed class GpuLlamaModel : IDisposable
         var plan = new List<(long Offset, long Length)>();
         long Take(long len) { plan.Add((used, len)); used += Math.Max(len, 1); return plan.Count - 1; }
         // per layer: XIn, XMid [N, D]; Rstd1, Rstd2 [N]; Xn1, Xn2 [N, D]; Qkv [N, W3]; Att [N, Q]; Lse [N·H]; Gu [N, 2F]; Hh [N, F]
-        var idx = new long[layers + 1, 11];
+        var idx = new long[layers + 1, 15];
+        bool qkNorm = _layers.Any(l => l.Qn >= 0);
         for (int l = 0; l <= layers; l++)
         {
             idx[l, 0] = Take(n * _d);
             if (l == layers) break;
             idx[l, 1] = Take(n * _d); idx[l, 2] = Take(n); idx[l, 3] = Take(n); idx[l, 4] = Take(n * _d); idx[l, 5] = Take(n * _d);
             idx[l, 6] = Take(n * _w3); idx[l, 7] = Take(n * _q); idx[l, 8] = Take(n * _h); idx[l, 9] = Take(n * 2 * _f); idx[l, 10] = Take(n * _f);
+            // Qwen3: q and k before their per-head norm, and the norms' inverse RMS
+            idx[l, 11] = Take(qkNorm ? n * _q : 0); idx[l, 12] = Take(qkNorm ? n * _kvw : 0);
+            idx[l, 13] = Take(qkNorm ? n * _h : 0); idx[l, 14] = Take(qkNorm ? n * _kv : 0);
         }
+        long iQkA = Take(qkNorm ? n * Math.Max(_q, _kvw) : 0), iQkB = Take(qkNorm ? n * Math.Max(_q, _kvw) : 0);
         long iRstdF = Take(n), iXnF = Take(n * _d), iLogits = Take(n * _v), iDX = Take(n * _d), iDXn = Take(n * _d), iDH = Take(n * _f),
             iDGu = Take(n * 2 * _f), iDAtt = Take(n * _q), iDQkv = Take(n * _w3), iDSum = Take(n * _h), iRowLoss = Take(n);
         _arena = _acc.Allocate1D<float>(used);
@@ -271,6 +267,7 @@ public sealed class GpuLlamaModel : IDisposable
         {
             XIn = Enumerable.Range(0, layers + 1).Select(l => V(idx[l, 0])).ToArray(),
             XMid = Per(1), Rstd1 = Per(2), Rstd2 = Per(3), Xn1 = Per(4), Xn2 = Per(5), Qkv = Per(6), Att = Per(7), Lse = Per(8), Gu = Per(9), Hh = Per(10),
+            QRaw = Per(11), KRaw = Per(12), QRstd = Per(13), KRstd = Per(14), QkA = V(iQkA), QkB = V(iQkB),
             RstdF = V(iRstdF), XnF = V(iXnF), Logits = V(iLogits), DX = V(iDX), DXn = V(iDXn), DH = V(iDH), DGu = V(iDGu), DAtt = V(iDAtt),
             DQkv = V(iDQkv), DSum = V(iDSum), RowLoss = V(iRowLoss),
             Tokens = _ints.View.BaseView.SubView(0, n), Targets = _ints.View.BaseView.SubView(n, n),
@@ -281,6 +278,13 @@ public sealed class GpuLlamaModel : IDisposable
 
     private void EnsureRope(int positions)
     {
+        if (_rope.DependsOnLength && _rope.TableLength(positions - 1) is var length && length != _ropeLength)
+        {
+            // dynamic NTK: the frequencies of a forward over positions 0..T−1 depend on T once T > max_position_embeddings
+            _ropeLength = length;
+            _invFreq = _rope.InverseFrequenciesF32(length);
+            _tablePositions = 0;
+        }
         if (positions <= _tablePositions) return;
         int cap = Math.Max(positions, Math.Max(64, _tablePositions * 2));
         int half = _hd / 2;
@@ -360,13 +364,23 @@ public sealed class GpuLlamaModel : IDisposable
             var w = _layers[l];
             _k.RmsNorm(a.XIn[l], P(w.Ln1, _d), a.Xn1[l], a.Rstd1[l], n, _d, _eps);
             _k.Linear(a.Xn1[l], P(w.Wqkv, (long)_w3 * _d), w.Bqkv >= 0 ? P(w.Bqkv, _w3) : default, a.Qkv[l], default, n, _d, _w3);
+            if (w.Qn >= 0)
+            {
+                // Qwen3: RMSNorm of every head of q and k (rows [n·heads, head_dim]) before RoPE, through a contiguous block
+                _k.CopyColumns(a.Qkv[l], _w3, 0, a.QRaw[l], _q, 0, n, _q);
+                _k.RmsNorm(a.QRaw[l], P(w.Qn, _hd), a.QkA, a.QRstd[l], n * _h, _hd, _eps);
+                _k.CopyColumns(a.QkA, _q, 0, a.Qkv[l], _w3, 0, n, _q);
+                _k.CopyColumns(a.Qkv[l], _w3, _q, a.KRaw[l], _kvw, 0, n, _kvw);
+                _k.RmsNorm(a.KRaw[l], P(w.Kn, _hd), a.QkA, a.KRstd[l], n * _kv, _hd, _eps);
+                _k.CopyColumns(a.QkA, _kvw, 0, a.Qkv[l], _w3, _q, n, _kvw);
+            }
             _k.Rope(a.Qkv[l], _cos!.View.BaseView, _sin!.View.BaseView, Rope(n, seqLen, 1f));
-            _k.AttentionForward(a.Qkv[l], a.Att[l], a.Lse[l], attn);
-            _k.Linear(a.Att[l], P(w.Wo, (long)_d * _q), default, a.XMid[l], a.XIn[l], n, _q, _d);
+            _k.AttentionForward(a.Qkv[l], a.Att[l], a.Lse[l], attn with { Window = w.Window });
+            _k.Linear(a.Att[l], P(w.Wo, (long)_d * _q), w.Bo >= 0 ? P(w.Bo, _d) : default, a.XMid[l], a.XIn[l], n, _q, _d);
             _k.RmsNorm(a.XMid[l], P(w.Ln2, _d), a.Xn2[l], a.Rstd2[l], n, _d, _eps);
-            _k.Linear(a.Xn2[l], P(w.Wgu, 2L * _f * _d), default, a.Gu[l], default, n, _d, 2 * _f);
+            _k.Linear(a.Xn2[l], P(w.Wgu, 2L * _f * _d), w.Bgu >= 0 ? P(w.Bgu, 2L * _f) : default, a.Gu[l], default, n, _d, 2 * _f);
             _k.SwiGlu(a.Gu[l], a.Hh[l], n, _f);
-            _k.Linear(a.Hh[l], P(w.Wd, (long)_d * _f), default, a.XIn[l + 1], a.XMid[l], n, _f, _d);
+            _k.Linear(a.Hh[l], P(w.Wd, (long)_d * _f), w.Bd >= 0 ? P(w.Bd, _d) : default, a.XIn[l + 1], a.XMid[l], n, _f, _d);
         }
         _k.RmsNorm(a.XIn[_layers.Length], P(_norm, _d), a.XnF, a.RstdF, n, _d, _eps);
         _k.Linear(a.XnF, P(_lmHead, (long)_v * _d), default, a.Logits, default, n, _d, _v);
@@ -420,15 +434,28 @@ public sealed class GpuLlamaModel : IDisposable
             // MLP: x_out = x_mid + down(h), h = silu(g) ⊙ u
             _k.LinearDx(a.DX, P(w.Wd, (long)_d * _f), a.DH, false, n, _f, _d);
             _k.LinearDw(a.DX, a.Hh[l], G(w.Wd, (long)_d * _f), n, _f, _d);
+            if (w.Bd >= 0) _k.ColumnSums(a.DX, default, default, G(w.Bd, _d), n, _d, normWeight: false);
             _k.SwiGluBackward(a.DH, a.Gu[l], a.DGu, n, _f);
             _k.LinearDx(a.DGu, P(w.Wgu, 2L * _f * _d), a.DXn, false, n, _d, 2 * _f);
             _k.LinearDw(a.DGu, a.Xn2[l], G(w.Wgu, 2L * _f * _d), n, _d, 2 * _f);
+            if (w.Bgu >= 0) _k.ColumnSums(a.DGu, default, default, G(w.Bgu, 2L * _f), n, 2 * _f, normWeight: false);
             _k.RmsNormBackward(a.DXn, a.XMid[l], P(w.Ln2, _d), a.Rstd2[l], a.DX, G(w.Ln2, _d), n, _d, accumulate: true);
             // attention: x_mid = x_in + o(att)
             _k.LinearDx(a.DX, P(w.Wo, (long)_d * _q), a.DAtt, false, n, _q, _d);
             _k.LinearDw(a.DX, a.Att[l], G(w.Wo, (long)_d * _q), n, _q, _d);
-            _k.AttentionBackward(a.DAtt, a.Qkv[l], a.Att[l], a.Lse[l], a.DQkv, a.DSum, attn);
+            if (w.Bo >= 0) _k.ColumnSums(a.DX, default, default, G(w.Bo, _d), n, _d, normWeight: false);
+            _k.AttentionBackward(a.DAtt, a.Qkv[l], a.Att[l], a.Lse[l], a.DQkv, a.DSum, attn with { Window = w.Window });
             _k.Rope(a.DQkv, _cos!.View.BaseView, _sin!.View.BaseView, Rope(n, _seqLen, -1f));
+            if (w.Qn >= 0)
+            {
+                // through the per-head norms: the q and k columns of dqkv become the raw projections' gradients
+                _k.CopyColumns(a.DQkv, _w3, 0, a.QkA, _q, 0, n, _q);
+                _k.RmsNormBackward(a.QkA, a.QRaw[l], P(w.Qn, _hd), a.QRstd[l], a.QkB, G(w.Qn, _hd), n * _h, _hd, accumulate: false);
+                _k.CopyColumns(a.QkB, _q, 0, a.DQkv, _w3, 0, n, _q);
+                _k.CopyColumns(a.DQkv, _w3, _q, a.QkA, _kvw, 0, n, _kvw);
+                _k.RmsNormBackward(a.QkA, a.KRaw[l], P(w.Kn, _hd), a.KRstd[l], a.QkB, G(w.Kn, _hd), n * _kv, _hd, accumulate: false);
+                _k.CopyColumns(a.QkB, _kvw, 0, a.DQkv, _w3, _q, n, _kvw);
+            }
             _k.LinearDx(a.DQkv, P(w.Wqkv, (long)_w3 * _d), a.DXn, false, n, _d, _w3);
             _k.LinearDw(a.DQkv, a.Xn1[l], G(w.Wqkv, (long)_w3 * _d), n, _d, _w3);
             if (w.Bqkv >= 0) _k.ColumnSums(a.DQkv, default, default, G(w.Bqkv, _w3), n, _w3, normWeight: false);

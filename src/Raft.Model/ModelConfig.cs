@@ -64,7 +64,7 @@ public sealed record ModelConfig
     [JsonPropertyName("attention_dropout")] public double? AttentionDropout { get; init; }
     /// <summary>Every other key of config.json: accepted only when <see cref="ModelConfigKeys.Inert"/> lists it.</summary>
     [JsonExtensionData] public Dictionary<string, JsonElement>? OtherKeys { get; set; }
-    /// <summary>Per-head width; defaults to hidden_size / num_attention_heads.</summary>
+    /// <summary>Per-head width; defaults to hidden_size / num_attention_heads (Qwen3: 128, Qwen3Config's default).</summary>
     [JsonPropertyName("head_dim")] public int? HeadDimOverride { get; init; }
     /// <summary>Token ids, when the config names them.</summary>
     [JsonPropertyName("bos_token_id")] public int? BosTokenId { get; init; }
@@ -78,7 +78,7 @@ public sealed record ModelConfig
     /// <summary>Key/value heads, resolved.</summary>
     [JsonIgnore] public int KvHeads => NumKeyValueHeads ?? NumAttentionHeads;
     /// <summary>Per-head width, resolved.</summary>
-    [JsonIgnore] public int HeadDim => HeadDimOverride ?? (NumAttentionHeads == 0 ? 0 : HiddenSize / NumAttentionHeads);
+    [JsonIgnore] public int HeadDim => HeadDimOverride ?? (ModelType == "qwen3" ? 128 : NumAttentionHeads == 0 ? 0 : HiddenSize / NumAttentionHeads);
     /// <summary>Whether q/k/v carry a bias (always for Qwen2; attention_bias for Llama, Qwen3 and raft; never for Mistral).</summary>
     [JsonIgnore] public bool QkvBias => ModelType == "qwen2" || (ModelType != "mistral" && AttentionBias == true);
     /// <summary>Whether o_proj carries a bias (attention_bias for Llama, Qwen3 and raft).</summary>
@@ -133,7 +133,7 @@ public sealed record ModelConfig
         Positive(MaxPositionEmbeddings, "max_position_embeddings");
         if (NumAttentionHeads % KvHeads != 0)
             throw new ArgumentException($"num_attention_heads ({NumAttentionHeads}) must be a multiple of num_key_value_heads ({KvHeads}){where}.", "num_key_value_heads");
-        if (HeadDimOverride is null && HiddenSize % NumAttentionHeads != 0)
+        if (HeadDimOverride is null && ModelType != "qwen3" && HiddenSize % NumAttentionHeads != 0)
             throw new ArgumentException($"hidden_size ({HiddenSize}) must be a multiple of num_attention_heads ({NumAttentionHeads}){where}.", "hidden_size");
         if (HeadDim % 2 != 0)
             throw new ArgumentException($"head_dim must be even for RoPE, got {HeadDim}{where}.", "head_dim");
@@ -211,7 +211,7 @@ public sealed record ModelConfig
 
     /// <summary>
     /// Reads and validates a config.json; errors name the file. Keys absent from the file take Hugging Face's defaults
-    /// where they differ by family: Mistral's sliding_window 4096, Qwen3's head_dim 128, max_position_embeddings (Mistral
+    /// where they differ by family: Mistral's sliding_window 4096, max_position_embeddings (Mistral
     /// 131072, Qwen2/Qwen3 32768).
     /// </summary>
     public static ModelConfig Load(string path)
@@ -226,7 +226,6 @@ public sealed record ModelConfig
                 using var doc = JsonDocument.Parse(text);
                 bool Has(string key) => doc.RootElement.ValueKind == JsonValueKind.Object && doc.RootElement.TryGetProperty(key, out _);
                 if (c.ModelType == "mistral" && !Has("sliding_window")) c = c with { SlidingWindow = 4096 };
-                if (c.ModelType == "qwen3" && !Has("head_dim")) c = c with { HeadDimOverride = 128 };
                 if (!Has("max_position_embeddings"))
                     c = c.ModelType switch
                     {

@@ -14,10 +14,12 @@ public static class ModelStore
 {
     /// <summary>
     /// Loads a checkpoint folder (config.json + model.safetensors) with its tokenizer (the byte tokenizer when model_type is
-    /// "raft", else the tokenizer files in the folder) and chat template (<paramref name="templateOverride"/> or the one the
-    /// tokenizer implies).
+    /// "raft", else the tokenizer files in the folder) and chat template: <paramref name="templateOverride"/> (a built-in
+    /// one) when given, else the folder's own (chat_template.jinja, chat_template.json or tokenizer_config.json's
+    /// chat_template, rendered as Hugging Face does), else the built-in fallback the tokenizer implies. <paramref name="log"/>
+    /// gets one line saying which ("chat template: tokenizer_config.json of DIR", "chat template: fallback ChatML").
     /// </summary>
-    public static LoadedModel LoadStudent(string directory, int threads = 0, string? templateOverride = null)
+    public static LoadedModel LoadStudent(string directory, int threads = 0, string? templateOverride = null, Action<string>? log = null)
     {
         ArgumentNullException.ThrowIfNull(directory);
         if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"model folder {directory} does not exist.");
@@ -25,7 +27,8 @@ public static class ModelStore
             throw new FileNotFoundException($"model folder {directory} has no {Checkpoint.ConfigFile}: not a checkpoint.", Path.Combine(directory, Checkpoint.ConfigFile));
         var (config, weights) = Checkpoint.Load(directory);
         var tokenizer = TokenizerLoader.ForModel(directory, config.ModelType);
-        var template = ChatTemplate.ForTokenizer(tokenizer, config.ModelType, templateOverride);
+        var template = ChatTemplate.ForModel(directory, tokenizer, config.ModelType, templateOverride);
+        log?.Invoke($"chat template: {template.Origin}");
         return new LoadedModel(new LlamaModel(config, weights) { Threads = threads }, tokenizer, template, directory);
     }
 

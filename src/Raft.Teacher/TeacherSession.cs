@@ -469,7 +469,7 @@ public sealed class TeacherSession : IDisposable
                 TeacherInputRole.PositionIds => OrtValue.CreateTensorValueFromMemory(call.Pos, [batch, seq]),
                 TeacherInputRole.UseCacheBranch => OrtValue.CreateTensorValueFromMemory(new[] { call.Past > 0 }, Signature.UseCacheBranchRank == 0 ? [] : [1]),
                 TeacherInputRole.SeqlensK => OrtValue.CreateTensorValueFromMemory(Enumerable.Repeat(call.Total - 1, batch).ToArray(), [batch]),
-                TeacherInputRole.TotalSequenceLength => OrtValue.CreateTensorValueFromMemory(new[] { call.Total }, TotalRank == 0 ? [] : [1]),
+                TeacherInputRole.TotalSequenceLength => OrtValue.CreateTensorValueFromMemory(new[] { call.Total }, Signature.TotalSequenceLengthRank == 0 ? [] : [1]),
                 _ => throw new InvalidOperationException($"input {_inputNames[i]}: no value for role {Signature.Inputs[i].Role}."),
             };
             owned.Add(v);
@@ -477,8 +477,6 @@ public sealed class TeacherSession : IDisposable
         }
         return values;
     }
-
-    private int TotalRank => _session.InputMetadata[Signature.Inputs.First(i => i.Role == TeacherInputRole.TotalSequenceLength).Name].Dimensions.Length;
 
     private void CheckLogitsShape(OrtValue logits, int batch, int seq)
     {

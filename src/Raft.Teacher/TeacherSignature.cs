@@ -55,6 +55,8 @@ public sealed record TeacherSignature
     public required TensorElementType LogitsType { get; init; }
     /// <summary>Rank of use_cache_branch (1: shape [1], 0: a scalar); meaningful when the graph has the input.</summary>
     public int UseCacheBranchRank { get; init; } = 1;
+    /// <summary>Rank of total_sequence_length (0: a scalar, as GroupQueryAttention documents it; 1: shape [1]); meaningful when the graph has the input.</summary>
+    public int TotalSequenceLengthRank { get; init; }
 
     /// <summary>Whether the graph has an input of this role.</summary>
     public bool Has(TeacherInputRole role) => Inputs.Any(i => i.Role == role);
@@ -186,6 +188,7 @@ public sealed record TeacherSignature
             Layers = layers, KvHeads = kvHeads, HeadDim = headDim, Vocab = vocab,
             KvType = kvType!.Value, LogitsType = logits.ElementDataType,
             UseCacheBranchRank = ins.TryGetValue(names.UseCacheBranch, out var u) ? u.Dimensions.Length : 1,
+            TotalSequenceLengthRank = ins.TryGetValue(names.TotalSequenceLength, out var t) ? t.Dimensions.Length : 0,
         };
     }
 

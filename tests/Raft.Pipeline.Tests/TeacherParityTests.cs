@@ -20,6 +20,29 @@ public class TeacherParityTests
     }
 
     [Fact]
+    public void ModelStore_opens_the_onnx_decoder_a_folder_holds_under_any_of_its_names()
+    {
+        using var tmp = new TempDir();
+        var model = PeakedModel(32);
+        OnnxExporter.Export(model.Config, model.Parameters, tmp.Path);
+        var options = new TeacherOptions { Provider = ComputeDevice.Cpu, IntraOpThreads = 1, Log = _ => { } };
+        var kernels = new CpuKernels(1);
+        // Optimum's legacy merged decoder file name, beside its config.json
+        File.Move(Path.Combine(tmp.Path, OnnxExporter.ModelFile), Path.Combine(tmp.Path, TeacherSession.MergedDecoderFile));
+        using (var teacher = ModelStore.OpenTeacher(tmp.Path, options, kernels, expectedVocab: model.Config.VocabSize))
+        {
+            var onnx = Assert.IsType<OnnxTeacher>(teacher);
+            Assert.EndsWith(TeacherSession.MergedDecoderFile, onnx.Session.ModelPath);
+        }
+        // neither an ONNX decoder nor a checkpoint: the message names every file looked for
+        File.Delete(Path.Combine(tmp.Path, TeacherSession.MergedDecoderFile));
+        File.Delete(Path.Combine(tmp.Path, Checkpoint.ConfigFile));
+        var e = Assert.Throws<FileNotFoundException>(() => ModelStore.OpenTeacher(tmp.Path, options, kernels));
+        foreach (string name in new[] { OnnxExporter.ModelFile, GenAiConfig.FileName, TeacherSession.MergedDecoderFile, Checkpoint.ConfigFile })
+            Assert.Contains(name, e.Message);
+    }
+
+    [Fact]
     public void Onnx_and_engine_teachers_agree_on_scores_and_greedy_generations()
     {
         using var tmp = new TempDir();

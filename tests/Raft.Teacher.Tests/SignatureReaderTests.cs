@@ -272,4 +272,46 @@ public class SignatureReaderTests
         Assert.Equal("source", Assert.Throws<ArgumentException>(() => ElementConvert.ToSingle(new byte[3], type, new float[1])).ParamName);
         Assert.Equal("type", Assert.Throws<ArgumentOutOfRangeException>(() => ElementConvert.ToSingle(new byte[4], TensorElementType.Float, new float[1])).ParamName);
     }
+
+    [Fact]
+    public void TheEnginesOwnExportIsFedExactlyAsBefore()
+    {
+        // the session's call on the engine's export equals, bit for bit, a plain Run with the inputs it always fed
+        // (input_ids, attention_mask of ones, position_ids 0..S−1, empty fp32 pasts, in the graph's order)
+        var c = Config();
+        using var dir = new TempDirectory();
+        OnnxExporter.Export(c, RandomParameters(c, seed: 21), dir.Path);
+        using var teacher = TeacherSession.Open(dir.Path, Cpu());
+        long[] ids = [4, 8, 15, 16, 0, 9];
+        float[] got = teacher.Forward(ids, 2, 3);
+
+        using var so = new Microsoft.ML.OnnxRuntime.SessionOptions
+        {
+            GraphOptimizationLevel = Microsoft.ML.OnnxRuntime.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            ExecutionMode = Microsoft.ML.OnnxRuntime.ExecutionMode.ORT_SEQUENTIAL,
+            InterOpNumThreads = 1,
+            IntraOpNumThreads = 2,
+        };
+        using var raw = new Microsoft.ML.OnnxRuntime.InferenceSession(Path.Combine(dir.Path, OnnxExporter.ModelFile), so);
+        var names = new List<string> { "input_ids", "attention_mask", "position_ids" };
+        var values = new List<Microsoft.ML.OnnxRuntime.OrtValue>
+        {
+            Microsoft.ML.OnnxRuntime.OrtValue.CreateTensorValueFromMemory(ids, [2, 3]),
+            Microsoft.ML.OnnxRuntime.OrtValue.CreateTensorValueFromMemory(new long[] { 1, 1, 1, 1, 1, 1 }, [2, 3]),
+            Microsoft.ML.OnnxRuntime.OrtValue.CreateTensorValueFromMemory(new long[] { 0, 1, 2, 0, 1, 2 }, [2, 3]),
+        };
+        for (int l = 0; l < c.NumHiddenLayers; l++)
+            foreach (string kind in new[] { "key", "value" })
+            {
+                names.Add($"past_key_values.{l}.{kind}");
+                values.Add(Microsoft.ML.OnnxRuntime.OrtValue.CreateAllocatedTensorValue(Microsoft.ML.OnnxRuntime.OrtAllocator.DefaultInstance, TensorElementType.Float, [2, c.KvHeads, 0, c.HeadDim]));
+            }
+        using var run = new Microsoft.ML.OnnxRuntime.RunOptions();
+        using var results = raw.Run(run, names, values, ["logits"]);
+        float[] want = results[0].GetTensorDataAsSpan<float>().ToArray();
+        foreach (var v in values) v.Dispose();
+        Assert.Equal(want.Length, got.Length);
+        for (int i = 0; i < want.Length; i++)
+            Assert.True(BitConverter.SingleToInt32Bits(want[i]) == BitConverter.SingleToInt32Bits(got[i]), $"logit {i}: {got[i]} vs {want[i]}");
+    }
 }

@@ -1,3 +1,4 @@
+using Xunit.Abstractions;
 using Microsoft.ML.OnnxRuntime.Tensors;
 using Onnx;
 using Raft.Kernels;
@@ -12,7 +13,7 @@ namespace Raft.Teacher.Tests;
 /// decode and generate as the engine does — to fp32 rounding for fp32 boundaries, to the stated half-precision
 /// tolerance for fp16/bf16 ones.
 /// </summary>
-public class SignatureVariantTests
+public class SignatureVariantTests(ITestOutputHelper output)
 {
     public enum Variant
     {
@@ -34,6 +35,8 @@ public class SignatureVariantTests
         GenAiFp16,
         /// <summary>GenAI with bf16 KV and logits.</summary>
         GenAiBf16,
+        /// <summary>GenAI on a Qwen3-style model (per-head q/k RMSNorm before the op's rotary) with yarn RoPE (scaled cos/sin caches).</summary>
+        GenAiQwen3Yarn,
     }
 
     /// <summary>The relative logit tolerance (max |Δ| / max |logit|) per variant's boundary precision.</summary>
@@ -44,7 +47,7 @@ public class SignatureVariantTests
         _ => 1e-5,
     };
 
-    private static bool IsGenAi(Variant v) => v is Variant.GenAiSeqlensInputs or Variant.GenAiFromMask or Variant.GenAiFp16 or Variant.GenAiBf16;
+    private static bool IsGenAi(Variant v) => v is Variant.GenAiSeqlensInputs or Variant.GenAiFromMask or Variant.GenAiFp16 or Variant.GenAiBf16 or Variant.GenAiQwen3Yarn;
 
     private static bool IsExact(Variant v) => Tolerance(v) < 1e-4;
 
@@ -66,6 +69,8 @@ public class SignatureVariantTests
             case Variant.Fp16KvAndLogits: SignatureVariants.HalfBoundary(m, TensorProto.Types.DataType.Float16, kv: true, logits: true); break;
             case Variant.Bf16KvAndLogits: SignatureVariants.HalfBoundary(m, TensorProto.Types.DataType.Bfloat16, kv: true, logits: true); break;
             default:
+                // the Qwen3 variant means something only if the exporter wrote its per-head norms
+                Assert.Equal(v == Variant.GenAiQwen3Yarn, m.Graph.Node.Any(n => n.Output.Contains("l0.q_norm")));
                 SignatureVariants.GroupQueryAttention(m, config, seqlensInputs: v != Variant.GenAiFromMask);
                 if (v == Variant.GenAiFp16) SignatureVariants.HalfBoundary(m, TensorProto.Types.DataType.Float16, kv: true, logits: true);
                 if (v == Variant.GenAiBf16) SignatureVariants.HalfBoundary(m, TensorProto.Types.DataType.Bfloat16, kv: true, logits: true);
@@ -99,9 +104,11 @@ public class SignatureVariantTests
         """;
 
     /// <summary>Tiny's shape with head_dim 16 (GroupQueryAttention's CPU kernel takes multiples of 16): hidden 64, 4 heads over 2 KV heads.</summary>
-    private static (ModelConfig Config, TensorSet Weights) Model(int seed)
+    private static (ModelConfig Config, TensorSet Weights) Model(int seed, Variant v)
     {
         var c = Tiny(tied: false, bias: true, vocab: 37) with { HiddenSize = 64, IntermediateSize = 48 };
+        if (v == Variant.GenAiQwen3Yarn)
+            c = c with { ModelType = "qwen3", RopeScaling = new() { RopeType = "yarn", Factor = 4, OriginalMaxPositionEmbeddings = 16 } };
         return (c, RandomParameters(c, seed));
     }
 
@@ -115,9 +122,10 @@ public class SignatureVariantTests
     [InlineData(Variant.GenAiFromMask)]
     [InlineData(Variant.GenAiFp16)]
     [InlineData(Variant.GenAiBf16)]
+    [InlineData(Variant.GenAiQwen3Yarn)]
     public void PrefillAndDecodeLogitsEqualTheEngine(Variant v)
     {
-        var (config, weights) = Model(seed: 61);
+        var (config, weights) = Model(seed: 61, v);
         using var dir = new TempDirectory();
         Write(v, config, weights, dir.Path);
         var log = new List<string>();
@@ -148,6 +156,7 @@ public class SignatureVariantTests
                 worst = Math.Max(worst, Tolerances.MaxRelErrorFp32(got.AsSpan(b * vocab, vocab), full.AsSpan((b * t + t - 1) * vocab, vocab)));
         }
         Assert.Equal(prompt + steps, cache.Length);
+        output.WriteLine($"{v}: max relative logit error {worst:E2} (tolerance {tol:E1})");
         Assert.True(worst <= tol, $"{v}: max relative logit error {worst:E2} > {tol:E1}");
         if (!IsExact(v)) Assert.True(worst > 0, $"{v}: a half-precision boundary that changes nothing is not one");
     }
@@ -162,9 +171,10 @@ public class SignatureVariantTests
     [InlineData(Variant.GenAiFromMask)]
     [InlineData(Variant.GenAiFp16)]
     [InlineData(Variant.GenAiBf16)]
+    [InlineData(Variant.GenAiQwen3Yarn)]
     public void ScoresEqualTheEngineTeacher(Variant v)
     {
-        var (config, weights) = Model(seed: 83);
+        var (config, weights) = Model(seed: 83, v);
         using var dir = new TempDirectory();
         Write(v, config, weights, dir.Path);
         using var session = TeacherSession.Open(dir.Path, Cpu());
@@ -223,9 +233,10 @@ public class SignatureVariantTests
     [InlineData(Variant.GenAiFromMask)]
     [InlineData(Variant.GenAiFp16)]
     [InlineData(Variant.GenAiBf16)]
+    [InlineData(Variant.GenAiQwen3Yarn)]
     public void GreedyGenerationsEqualTheEngine(Variant v)
     {
-        var (config, weights) = Model(seed: 97);
+        var (config, weights) = Model(seed: 97, v);
         using var dir = new TempDirectory();
         Write(v, config, weights, dir.Path);
         using var session = TeacherSession.Open(dir.Path, Cpu());
@@ -261,7 +272,36 @@ public class SignatureVariantTests
             }
             if (IsExact(v)) Assert.Equal(want[i].Reason, got[i].Reason);
         }
+        output.WriteLine($"{v}: {compared} of {total} greedy tokens equal to the engine's before any near-tie parted them");
         Assert.True(compared * 2 >= total, $"{v}: only {compared} of {total} tokens agreed before a near-tie parted them");
         Assert.True(want.Select(g => string.Join(",", g.Tokens)).Distinct().Count() > 1, "the continuations are not all the same");
+    }
+
+    [Theory]
+    [InlineData(Variant.OptimumShuffled)]
+    [InlineData(Variant.OptimumNoPositionIds)]
+    [InlineData(Variant.MergedDecoder)]
+    [InlineData(Variant.GenAiSeqlensInputs)]
+    [InlineData(Variant.GenAiFromMask)]
+    [InlineData(Variant.GenAiQwen3Yarn)]
+    public void SampledGenerationsWithASeedEqualTheEngine(Variant v)
+    {
+        var (config, weights) = Model(seed: 101, v);
+        using var dir = new TempDirectory();
+        Write(v, config, weights, dir.Path);
+        using var session = TeacherSession.Open(dir.Path, Cpu());
+        var model = new LlamaModel(config, weights);
+        var prompts = new[] { 3, 7, 3, 2, 7 }.Select((n, i) => RandomTokens(n, config.VocabSize, seed: 700 + i)).ToArray();
+        var options = new SamplingOptions { Temperature = 0.9f, TopK = 20, TopP = 0.95f, MaxNewTokens = 12, Seed = 4321, StopTokenIds = [5] };
+        var want = Generator.Generate(model, prompts, options, firstSequenceIndex: 17);
+        var got = TeacherGenerator.Generate(session, prompts, options, 17, 64, prefillBudgetBytes: 4L * config.VocabSize * 4);
+        for (int i = 0; i < prompts.Length; i++)
+        {
+            Assert.True(want[i].Tokens.SequenceEqual(got[i].Tokens), $"{v}, sequence {i}: [{string.Join(", ", got[i].Tokens)}] vs [{string.Join(", ", want[i].Tokens)}]");
+            Assert.Equal(want[i].Reason, got[i].Reason);
+            for (int j = 0; j < want[i].Tokens.Length; j++)
+                Assert.True(Math.Abs(want[i].LogProbs[j] - got[i].LogProbs[j]) <= 1e-4, $"{v}, sequence {i}, token {j}: log-prob {got[i].LogProbs[j]} vs {want[i].LogProbs[j]}");
+        }
+        Assert.True(want.Select(g => string.Join(",", g.Tokens)).Distinct().Count() > 1, "the samples are not all the same");
     }
 }

@@ -147,14 +147,19 @@ internal static class SignatureVariants
             pre.Add(Node("Gather", ["gqa.mask_shape", "gqa.i1"], "gqa.total64", Int("axis", 0)));
             pre.Add(Cast("gqa.total64", "total_sequence_length", I32));
         }
-        var cos = new float[maxPos * half];
-        var sin = new float[maxPos * half];
-        for (int i = 0; i < half; i++)
+        if (g.Node.Any(n => n.Output.Any(o => o.StartsWith("mask_window_", StringComparison.Ordinal))))
+            throw new NotSupportedException("the GroupQueryAttention rewrite does not carry a sliding window over (local_window_size).");
+        // GroupQueryAttention's caches [max_pos, head_dim/2]: the first half of the exporter's own tables (both halves
+        // are the same angles), so every RoPE variant the exporter writes carries over
+        float[] Half(string table)
         {
-            // the exporter's own RoPE angles: inv = 1 / θ^(2i/hd), angle = p·inv (fp32)
-            float inv = 1f / MathF.Pow((float)c.RopeTheta, (float)(2 * i) / hd);
-            for (int p = 0; p < maxPos; p++) { cos[p * half + i] = MathF.Cos(p * inv); sin[p * half + i] = MathF.Sin(p * inv); }
+            var t = g.Initializer.Single(i => i.Name == table);
+            var all = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.RawData.Span);
+            var h = new float[maxPos * half];
+            for (int p = 0; p < maxPos; p++) all.Slice(p * hd, half).CopyTo(h.AsSpan(p * half, half));
+            return h;
         }
+        float[] cos = Half("rope.cos_table"), sin = Half("rope.sin_table");
         FloatConst(g, "gqa.cos_cache", [maxPos, half], cos);
         FloatConst(g, "gqa.sin_cache", [maxPos, half], sin);
         Const(g, "gqa.q_width", I64, [1], [h * hd]);
@@ -179,8 +184,9 @@ internal static class SignatureVariants
             gqa.Attribute.AddRange([Int("num_heads", h), Int("kv_num_heads", kv), Int("do_rotary", 1), Int("rotary_interleaved", 0)]);
             NodeProto[] layer =
             [
-                Node("Reshape", [p + "q", "gqa.q_shape"], p + "gqa_q"),
-                Node("Reshape", [p + "k", "gqa.kv_shape"], p + "gqa_k"),
+                // Qwen3's per-head q/k norms come before RoPE: GroupQueryAttention's rotary reads their outputs
+                Node("Reshape", [Produced(g, p + "q_norm") ?? p + "q", "gqa.q_shape"], p + "gqa_q"),
+                Node("Reshape", [Produced(g, p + "k_norm") ?? p + "k", "gqa.kv_shape"], p + "gqa_k"),
                 Node("Reshape", [p + "v", "gqa.kv_shape"], p + "gqa_v"),
                 gqa,
                 Node("Reshape", [p + "gqa_out", "gqa.flat"], p + "att_flat"),
@@ -206,6 +212,8 @@ internal static class SignatureVariants
         var used = new HashSet<string>(g.Node.SelectMany(n => n.Input));
         foreach (var t in g.Initializer.Where(t => !used.Contains(t.Name)).ToList()) g.Initializer.Remove(t);
     }
+
+    private static string? Produced(GraphProto g, string output) => g.Node.Any(n => n.Output.Contains(output)) ? output : null;
 
     private static int IndexOfProducer(GraphProto g, string output)
     {

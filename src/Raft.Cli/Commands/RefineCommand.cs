@@ -56,7 +56,8 @@ internal static class RefineCommand
                 throw new UsageException($"--tokenizer-from {tokDir}: no {Checkpoint.ConfigFile} there to tell the tokenizer (give the checkpoint folder the ONNX model was exported from).");
             var modelConfig = ModelConfig.Load(Path.Combine(tokDir, Checkpoint.ConfigFile));
             var tokenizer = TokenizerLoader.ForModel(tokDir, modelConfig.ModelType);
-            var template = ChatTemplate.ForTokenizer(tokenizer, modelConfig.ModelType);
+            var template = ChatTemplate.ForModel(tokDir, tokenizer, modelConfig.ModelType);
+            stderr.WriteLine($"chat template: {template.Origin}");
             using var world = DistributedCli.Open(parse.GetValue(collective)!, stderr);
             return DistributedCli.Guard(world, () =>
             {

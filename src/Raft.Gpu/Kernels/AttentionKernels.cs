@@ -11,6 +11,8 @@ internal struct AttnParams
     public int Batch, SeqLen, Heads, KvHeads, GroupSize, HeadDim;
     public int W3, KCol, VCol, QWidth;
     public float Scale;
+    /// <summary>The sliding window (query i sees keys j with i − j &lt; Window); 0: none.</summary>
+    public int Window;
 }
 
 /// <summary>
@@ -18,7 +20,8 @@ internal struct AttnParams
 /// softmax in fp32, out = Σ p·v; the forward saves each row's log-sum-exp and the backward recomputes the
 /// probabilities from it. One group per (sequence, head, query) for the forward and dq (the scores of the row in
 /// dynamic shared memory [T]), one group per (sequence, kv head, key) for dk and dv (summing the group's query
-/// heads in head order: no atomics, deterministic). Every global access is bounds-guarded.
+/// heads in head order: no atomics, deterministic). With a sliding window (<see cref="AttnParams.Window"/> &gt; 0) query i
+/// reads keys max(0, i − Window + 1)..i only. Every global access is bounds-guarded.
 /// </summary>
 internal static class AttentionKernels
 {
@@ -40,7 +43,8 @@ internal static class AttentionKernels
         for (int d = t; d < hd; d += g) qs[d] = qkv[qOff + d];
         Group.Barrier();
         float mx = float.NegativeInfinity;
-        for (int j = t; j <= i; j += g)
+        int j0 = p.Window > 0 ? Math.Max(0, i - p.Window + 1) : 0;
+        for (int j = j0 + t; j <= i; j += g)
         {
             long kOff = (seq + j) * p.W3 + p.KCol + (long)kvh * hd;
             float s = 0f;
@@ -51,7 +55,7 @@ internal static class AttentionKernels
         }
         mx = LayerKernels.GroupMax(red, mx);
         float sum = 0f;
-        for (int j = t; j <= i; j += g)
+        for (int j = j0 + t; j <= i; j += g)
         {
             float e = MathF.Exp(sc[j] - mx);
             sc[j] = e;
@@ -59,14 +63,14 @@ internal static class AttentionKernels
         }
         sum = LayerKernels.GroupSum(red, sum);
         float inv = 1f / sum;
-        for (int j = t; j <= i; j += g) sc[j] *= inv;
+        for (int j = j0 + t; j <= i; j += g) sc[j] *= inv;
         Group.Barrier();
         long oOff = (seq + i) * p.QWidth + (long)h * hd;
         long vBase = seq * p.W3 + p.VCol + (long)kvh * hd;
         for (int d = t; d < hd; d += g)
         {
             float acc = 0f;
-            for (int j = 0; j <= i; j++) acc += sc[j] * qkv[vBase + (long)j * p.W3 + d];
+            for (int j = j0; j <= i; j++) acc += sc[j] * qkv[vBase + (long)j * p.W3 + d];
             att[oOff + d] = acc;
         }
         if (t == 0) lse[(long)bh * T + i] = mx + MathF.Log(sum);
@@ -106,7 +110,8 @@ internal static class AttentionKernels
         float l = lse[(long)bh * T + i];
         long kBase = seq * p.W3 + p.KCol + (long)kvh * hd;
         long vBase = seq * p.W3 + p.VCol + (long)kvh * hd;
-        for (int j = t; j <= i; j += g)
+        int j0 = p.Window > 0 ? Math.Max(0, i - p.Window + 1) : 0;
+        for (int j = j0 + t; j <= i; j += g)
         {
             long kOff = kBase + (long)j * p.W3, vOff = vBase + (long)j * p.W3;
             float s = 0f, dp = 0f;
@@ -122,7 +127,7 @@ internal static class AttentionKernels
         for (int d = t; d < hd; d += g)
         {
             float acc = 0f;
-            for (int j = 0; j <= i; j++) acc += sc[j] * qkv[kBase + (long)j * p.W3 + d];
+            for (int j = j0; j <= i; j++) acc += sc[j] * qkv[kBase + (long)j * p.W3 + d];
             dqkv[qOff + d] = acc;
         }
         if (t == 0) dsum[(long)bh * T + i] = dd;
@@ -154,12 +159,13 @@ internal static class AttentionKernels
             ks[d] = qkv[kOff + d];
             vs[d] = qkv[vOff + d];
         }
+        int iEnd = p.Window > 0 ? Math.Min(T, j + p.Window) : T;   // the queries that see key j
         for (int hh = 0; hh < p.GroupSize; hh++)
         {
             int h = kvh * p.GroupSize + hh;
             long bh = (long)b * p.Heads + h;
             Group.Barrier();
-            for (int i = j + t; i < T; i += g)
+            for (int i = j + t; i < iEnd; i += g)
             {
                 long qOff = (seq + i) * p.W3 + (long)h * hd;
                 long oOff = (seq + i) * p.QWidth + (long)h * hd;
@@ -177,7 +183,7 @@ internal static class AttentionKernels
             for (int d = t; d < hd; d += g)
             {
                 float ak = 0f, av = 0f;
-                for (int i = j; i < T; i++)
+                for (int i = j; i < iEnd; i++)
                 {
                     ak += dss[i] * qkv[(seq + i) * p.W3 + (long)h * hd + d];
                     av += ps[i] * dout[(seq + i) * p.QWidth + (long)h * hd + d];

@@ -4,6 +4,12 @@ using Raft.Kernels.Ilgpu;
 namespace Raft.Gpu.Kernels;
 
 /// <summary>Scalar arguments of the row and element-wise kernels.</summary>
+/// <summary>A block of columns copied between two row-major matrices: dst[r, DstCol + c] = src[r, SrcCol + c].</summary>
+internal struct ColumnCopyParams
+{
+    public int Rows, Cols, SrcStride, SrcCol, DstStride, DstCol;
+}
+
 internal struct RowParams
 {
     public int Rows;
@@ -226,6 +232,22 @@ internal static class LayerKernels
             float g = gu[gAt], u = gu[gAt + p.Cols];
             float s = 1f / (1f + MathF.Exp(-g));
             h[e] = s * g * u;
+        }
+    }
+
+    /// <summary>
+    /// dst[r, DstCol + c] = src[r, SrcCol + c] for r &lt; Rows, c &lt; Cols (row strides SrcStride, DstStride): moves q or k
+    /// between the packed qkv rows and a contiguous [rows·heads, head_dim] block (Qwen3's per-head norm).
+    /// </summary>
+    public static void CopyColumns(ArrayView<float> src, ArrayView<float> dst, ColumnCopyParams p)
+    {
+        long total = (long)p.Rows * p.Cols;
+        for (long e = GlobalId; e < total; e += GlobalStride)
+        {
+            long r = e / p.Cols, c = e % p.Cols;
+            long from = r * p.SrcStride + p.SrcCol + c, to = r * p.DstStride + p.DstCol + c;
+            if (from >= src.Length || to >= dst.Length) return;
+            dst[to] = src[from];
         }
     }
 

@@ -25,6 +25,7 @@ internal sealed class ModelKernelSet
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, RowParams> _swigluFwd;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, RowParams> _swigluBwd;
     private readonly Action<KernelConfig, ArrayView<float>, float> _scale;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ColumnCopyParams> _copyCols;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttnParams> _attFwd;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttnParams> _attBwdQ;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttnParams> _attBwdK;
@@ -68,6 +69,7 @@ internal sealed class ModelKernelSet
         _swigluFwd = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, RowParams>(LayerKernels.SwiGluForward);
         _swigluBwd = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, RowParams>(LayerKernels.SwiGluBackward);
         _scale = a.LoadStreamKernel<ArrayView<float>, float>(LayerKernels.Scale);
+        _copyCols = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ColumnCopyParams>(LayerKernels.CopyColumns);
         _attFwd = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, AttnParams>(AttentionKernels.Forward);
         _attBwdQ = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttnParams>(AttentionKernels.BackwardQueries);
         _attBwdK = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttnParams>(AttentionKernels.BackwardKeys);
@@ -163,6 +165,11 @@ internal sealed class ModelKernelSet
 
     public void Rope(ArrayView<float> x, ArrayView<float> cos, ArrayView<float> sin, RopeParams p) =>
         _rope(Elementwise((long)p.Rows * p.Heads * p.Half), x, cos, sin, p);
+
+    /// <summary>dst[r, dstCol + c] = src[r, srcCol + c] for r &lt; rows, c &lt; cols.</summary>
+    public void CopyColumns(ArrayView<float> src, int srcStride, int srcCol, ArrayView<float> dst, int dstStride, int dstCol, int rows, int cols) =>
+        _copyCols(Elementwise((long)rows * cols), src, dst,
+            new ColumnCopyParams { Rows = rows, Cols = cols, SrcStride = srcStride, SrcCol = srcCol, DstStride = dstStride, DstCol = dstCol });
 
     public void SwiGlu(ArrayView<float> gu, ArrayView<float> h, int rows, int f) =>
         _swigluFwd(Elementwise((long)rows * f), gu, h, new RowParams { Rows = rows, Cols = f });

@@ -31,7 +31,7 @@ public sealed record ChatEncoding(int[] Ids, bool[] AssistantMask);
 /// <c>&lt;|role|&gt;content&lt;|end|&gt;</c> per message (roles system, user, assistant); the generation prompt is <c>&lt;|assistant|&gt;</c>.</item>
 /// </list>
 /// </summary>
-public sealed class ChatTemplate
+public sealed partial class ChatTemplate
 {
     private readonly string _start;                         // once, before the first message
     private readonly Func<string, string> _header;          // role → text before the content
@@ -50,12 +50,16 @@ public sealed class ChatTemplate
         _endOfTurn = endOfTurn;
         _afterTurn = afterTurn;
         _roleAllowed = roleAllowed;
+        Origin = $"fallback {name switch { "chatml" => "ChatML", "llama3" => "Llama 3", _ => "built-in raft" }}";
     }
 
-    /// <summary>The template's name: "chatml", "llama3" or "raft".</summary>
+    /// <summary>Where the template comes from, for the log: "tokenizer_config.json of DIR", "chat_template.jinja of DIR", "fallback ChatML", ….</summary>
+    public string Origin { get; private set; }
+
+    /// <summary>The template's name: "chatml", "llama3" or "raft" for the built-in ones, "model" (or the named template's name) for a model's own.</summary>
     public string Name { get; }
 
-    /// <summary>The special token that ends a turn; generation stops on it.</summary>
+    /// <summary>The special token that ends a turn of a built-in template (empty for a model's own template: see <see cref="StopIds"/>).</summary>
     public string EndOfTurn => _endOfTurn;
 
     /// <summary>ChatML, as Qwen uses it.</summary>
@@ -117,6 +121,7 @@ public sealed class ChatTemplate
     /// <summary>The prompt text; with <paramref name="addGenerationPrompt"/> it ends with the header of a new assistant turn.</summary>
     public string Render(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
     {
+        if (_jinja is not null) return RenderJinja(messages, addGenerationPrompt);
         Check(messages);
         var sb = new StringBuilder(_start);
         foreach (var m in messages)
@@ -136,6 +141,7 @@ public sealed class ChatTemplate
     public ChatEncoding Encode(ITokenizer tokenizer, IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt = false)
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
+        if (_jinja is not null) return EncodeJinja(tokenizer, messages, addGenerationPrompt);
         Check(messages);
         if (!tokenizer.TryGetSpecialId(_endOfTurn, out int end))
             throw new ArgumentException($"The {tokenizer.Family} tokenizer has no \"{_endOfTurn}\" token, which the {Name} template needs.", nameof(tokenizer));
@@ -164,7 +170,8 @@ public sealed class ChatTemplate
     {
         ArgumentNullException.ThrowIfNull(tokenizer);
         var stops = new List<int>();
-        if (tokenizer.TryGetSpecialId(_endOfTurn, out int e)) stops.Add(e);
+        foreach (string end in _jinja is not null ? JinjaEndTokens(tokenizer) : [_endOfTurn])
+            if (tokenizer.TryGetSpecialId(end, out int e) && !stops.Contains(e)) stops.Add(e);
         if (tokenizer.EosId is int eos && !stops.Contains(eos)) stops.Add(eos);
         return stops.ToArray();
     }
