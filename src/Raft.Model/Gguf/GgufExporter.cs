@@ -43,6 +43,9 @@ public static class GgufExporter
     {
         ArgumentNullException.ThrowIfNull(modelDir);
         ArgumentNullException.ThrowIfNull(outFile);
+        // refuse what the file cannot carry before reading the weights
+        string configPath = Path.Combine(modelDir, Checkpoint.ConfigFile);
+        if (File.Exists(configPath)) CheckRepresentable(ModelConfig.Load(configPath));
         var (config, weights) = Checkpoint.Load(modelDir);
         string arch = ArchitectureOf(config);
         var vocab = GgufVocabulary.FromDirectory(modelDir, config.VocabSize);

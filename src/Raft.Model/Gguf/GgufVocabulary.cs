@@ -281,32 +281,42 @@ public sealed class GgufVocabulary
 
     // ---------------------------------------------------------------- chat template
 
+    /// <summary>
+    /// The folder's chat template in transformers' (and <see cref="ChatTemplate.FromModelDirectory"/>'s) order of precedence:
+    /// chat_template.jinja, chat_template.json's chat_template, tokenizer_config.json's chat_template; a list of named
+    /// templates gives the one named "default" and keeps the others as tokenizer.chat_template.NAME.
+    /// </summary>
     private static (string? Default, List<KeyValuePair<string, string>> Named) ReadChatTemplates(string dir)
     {
         var named = new List<KeyValuePair<string, string>>();
-        string? template = null;
         string jinja = Path.Combine(dir, "chat_template.jinja");
-        if (File.Exists(jinja)) template = File.ReadAllText(jinja);
-        string tc = Path.Combine(dir, "tokenizer_config.json");
-        if (template is null && File.Exists(tc))
+        if (File.Exists(jinja)) return (File.ReadAllText(jinja), named);
+        foreach (string file in new[] { "chat_template.json", "tokenizer_config.json" })
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(tc), new JsonDocumentOptions { AllowTrailingCommas = true });
-            if (doc.RootElement.TryGetProperty("chat_template", out var ct))
+            string path = Path.Combine(dir, file);
+            if (!File.Exists(path)) continue;
+            JsonDocument doc;
+            try { doc = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { AllowTrailingCommas = true }); }
+            catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message}).", e); }
+            using (doc)
             {
-                if (ct.ValueKind == JsonValueKind.String) template = ct.GetString();
-                else if (ct.ValueKind == JsonValueKind.Array)
-                    foreach (var e in ct.EnumerateArray())
-                    {
-                        if (!e.TryGetProperty("name", out var n) || n.ValueKind != JsonValueKind.String ||
-                            !e.TryGetProperty("template", out var t) || t.ValueKind != JsonValueKind.String)
-                            throw new InvalidDataException($"{tc}: chat_template entries must be {{\"name\": …, \"template\": …}}.");
-                        if (n.GetString() == "default") template = t.GetString();
-                        else named.Add(new(n.GetString()!, t.GetString()!));
-                    }
-                else if (ct.ValueKind != JsonValueKind.Null)
-                    throw new InvalidDataException($"{tc}: chat_template must be a string or a list of named templates, got {ct.ValueKind}.");
+                if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("chat_template", out var ct) || ct.ValueKind == JsonValueKind.Null)
+                    continue;
+                if (ct.ValueKind == JsonValueKind.String) return (ct.GetString(), named);
+                if (ct.ValueKind != JsonValueKind.Array)
+                    throw new InvalidDataException($"{path}: chat_template must be a string or a list of named templates, got {ct.ValueKind}.");
+                string? template = null;
+                foreach (var e in ct.EnumerateArray())
+                {
+                    if (e.ValueKind != JsonValueKind.Object || !e.TryGetProperty("name", out var n) || n.ValueKind != JsonValueKind.String ||
+                        !e.TryGetProperty("template", out var t) || t.ValueKind != JsonValueKind.String)
+                        throw new InvalidDataException($"{path}: chat_template entries must be {{\"name\": …, \"template\": …}}.");
+                    if (n.GetString() == "default") template = t.GetString();
+                    else named.Add(new(n.GetString()!, t.GetString()!));
+                }
+                return (template, named);
             }
         }
-        return (template, named);
+        return (null, named);
     }
 }
