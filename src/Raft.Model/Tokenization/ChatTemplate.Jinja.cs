@@ -338,10 +338,11 @@ public static class TokenSpans
         if (tokenizer.Decode(ids) != text) return Piecewise(tokenizer, text, spans);
         foreach (var (start, end) in spans)
         {
-            var (first, exactStart) = TokensBefore(tokenizer, text, ids, start);
+            // Tokens wholly before the span stay unmasked; one that straddles its start overlaps it and is masked, as is
+            // one that straddles its end.
+            var (from, _) = TokensBefore(tokenizer, text, ids, start);
             var (last, exactEnd) = TokensBefore(tokenizer, text, ids, end);
-            int from = first, to = exactEnd ? last : last + 1;
-            _ = exactStart;
+            int to = exactEnd ? last : last + 1;
             for (int t = from; t < Math.Min(to, ids.Length); t++) mask[t] = true;
         }
         return new ChatEncoding(ids, mask);
