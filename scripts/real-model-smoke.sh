@@ -2,7 +2,8 @@
 # README's "Bringing a real model" steps, run as a user would with the raft binary, on a random checkpoint with
 # Qwen2.5-0.5B-Instruct's config (2 of its 24 layers; vocab_size 151,936 with padding rows beyond the tokenizer),
 # bf16 weights and the real Qwen tokenizer: export-onnx -> refine (sampled, T=1) -> sft -> train (RAFT, ONNX teacher)
-# -> eval -> export-gguf (bf16), at a real learning rate (1e-5). Checks every step's outputs. Called by .ci/run after the tests.
+# -> export-gguf (bf16, read back) -> eval, at a real learning rate (1e-5); chat-template shows what the model is trained on.
+# Checks every step's outputs. Called by .ci/run after the tests.
 #
 #   bash scripts/real-model-smoke.sh            # builds raft; RAFT=path/to/raft uses that binary instead
 #
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tok="${RAFT_TOKENIZER_FILES:-$HOME/.cache/raft-tokenizers}"
 py=/usr/bin/python3
-[ -f "$tok/qwen3/tokenizer.json" ] || { echo "real-model-smoke: no Qwen tokenizer in $tok (run tests/Raft.Model.Tests/fetch-tokenizers.sh)" >&2; exit 1; }
+[ -f "$tok/qwen2_5/tokenizer_config.json" ] || { echo "real-model-smoke: no Qwen2.5 tokenizer in $tok (run tests/Raft.Model.Tests/fetch-tokenizers.sh)" >&2; exit 1; }
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 if [ -z "${RAFT:-}" ]; then
@@ -23,9 +24,8 @@ step() { local name="$1"; shift; local t0=$SECONDS
   "$RAFT" "$@" >"$work/$name.json" 2>"$work/$name.log" || { cat "$work/$name.log" >&2; echo "real-model-smoke: $name failed" >&2; exit 1; }
   echo "real-model-smoke: $name: $((SECONDS - t0)) s: $(tail -c 400 "$work/$name.json")" >&2; }
 
-template_args=()
-[ -f "$tok/qwen2.5/chat_template.jinja" ] && template_args=(--chat-template "$tok/qwen2.5/chat_template.jinja")
-"$py" scripts/random_checkpoint.py --out "$work/base" --tokenizer "$tok/qwen3" --layers 2 "${template_args[@]}" >&2
+# Qwen2.5's own tokenizer files: tokenizer.json and tokenizer_config.json with its Jinja chat_template.
+"$py" scripts/random_checkpoint.py --out "$work/base" --tokenizer "$tok/qwen2_5" --layers 2 >&2
 
 cat >"$work/data.jsonl" <<'JSONL'
 {"prompt": "What is 17 + 25?", "answer": "17 + 25 = 42. The answer is 42."}
@@ -39,6 +39,8 @@ cat >"$work/eval.jsonl" <<'JSONL'
 JSONL
 
 common=(--threads 2)
+printf '%s' '[{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "2 + 2 = 4."}]' >"$work/messages.json"
+step template chat-template --model "$work/base" --messages "$work/messages.json"
 step export export-onnx --model "$work/base" --out "$work/base-onnx"
 step refine refine --teacher "$work/base-onnx" --tokenizer-from "$work/base" --data "$work/data.jsonl" --out "$work/refined.jsonl" \
   --candidates 2 --temperature 1.0 --max-new-tokens 24 --teacher-provider cpu "${common[@]}"
@@ -46,8 +48,8 @@ step sft sft --model "$work/base" --data "$work/refined.jsonl" --out "$work/sft"
   --warmup-steps 1 --device cpu "${common[@]}"
 step train train --model "$work/base" --teacher "$work/base-onnx" --teacher-provider cpu --data "$work/refined.jsonl" --out "$work/raft" \
   --steps 4 --batch-size 2 --learning-rate 1e-5 --warmup-steps 1 --rollout-max-tokens 16 --device cpu "${common[@]}"
-step eval eval --model "$work/raft/final" --set "$work/eval.jsonl" --out "$work/eval" --max-new-tokens 16 "${common[@]}"
 step gguf export-gguf --model "$work/raft/final" --out "$work/raft.gguf" --dtype bf16
+step eval eval --model "$work/raft/final" --set "$work/eval.jsonl" --out "$work/eval" --max-new-tokens 16 "${common[@]}"
 
 "$py" - "$work" <<'PY'
 import json, math, os, sys
@@ -74,6 +76,13 @@ for run, method in (("sft", "sft"), ("raft", "raft")):
             fail(f"{run}: non-finite or missing loss {m}")
         if run == "raft" and m.get("kd_loss") is None: fail(f"raft: no kd_loss in {m}")
     if json.load(open(os.path.join(w, run, "config.json"))).get("learning_rate") != 1e-5: fail(f"{run}: learning rate not 1e-5")
+# The model's own template: Qwen2.5's default system prompt, and the mask covers the assistant turn only.
+t = out("template")
+if not t["text"].startswith("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud."): fail(f"chat-template did not render Qwen2.5's template: {t['text']!r}")
+if len(t["ids"]) != len(t["assistant_mask"]) or not 0 < sum(t["assistant_mask"]) < len(t["ids"]): fail(f"chat-template mask {t}")
+for log in ("refine", "sft", "train", "eval"):
+    text = open(os.path.join(w, log + ".log")).read()
+    if "chat template: tokenizer_config.json of" not in text: fail(f"{log} did not use the model's own chat template:\n{text}")
 # the fine-tuned model as GGUF, read back by a reader written here from the spec (little-endian v3)
 import struct
 g = open(os.path.join(w, "raft.gguf"), "rb").read()

@@ -443,10 +443,10 @@ public sealed class TeacherSession : IDisposable
             for (int i = 0; i < mask.Length; i++)
                 if (mask[i] != 1)
                     throw new ArgumentException($"attentionMask[{i / total}, {i % total}] = {mask[i]}: {ModelPath} has no attention_mask input, so only an all-ones mask can be asked for.", nameof(attentionMask));
-        if (Signature.Has(TeacherInputRole.SeqlensK) && !attentionMask.IsEmpty)
+        if (ChunksNeedBatchOne && !attentionMask.IsEmpty)
             for (int i = 0; i < mask.Length; i++)
                 if (mask[i] != 1)
-                    throw new ArgumentException($"attentionMask[{i / total}, {i % total}] = {mask[i]}: {ModelPath} attends through GroupQueryAttention (seqlens_k), which takes only whole rows: the mask must be all ones.", nameof(attentionMask));
+                    throw new ArgumentException($"attentionMask[{i / total}, {i % total}] = {mask[i]}: {ModelPath} attends through GroupQueryAttention (seqlens_k: one length per row), which cannot honour holes or left padding: the mask must be all ones.", nameof(attentionMask));
 
         if (MaxPositions is { } maxPos)
             for (int i = 0; i < pos.Length; i++)

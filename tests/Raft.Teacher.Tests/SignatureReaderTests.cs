@@ -157,6 +157,13 @@ public class SignatureReaderTests
         var b = Assert.Throws<ArgumentException>(() => g.Forward([1, 2, 3, 4], 2, 2, cache));
         Assert.Equal("batch", b.ParamName);
         Assert.Contains("GroupQueryAttention", b.Message);
+        // the model builder's graph takes attention_mask but turns it into seqlens_k: a left-padded mask is refused too
+        using var fdir = new TempDirectory();
+        Write(fdir, Variant.GenAiFromMask);
+        using var f = TeacherSession.Open(fdir.Path, Cpu());
+        Assert.True(f.Signature.Has(TeacherInputRole.AttentionMask));
+        Assert.Contains("all ones", Assert.Throws<ArgumentException>(() => f.Forward([1, 2, 3], 1, 3, attentionMask: [0, 1, 1])).Message);
+        Assert.Equal(3 * 23, f.Forward([1, 2, 3], 1, 3, attentionMask: [1, 1, 1]).Length);
     }
 
     [Fact]

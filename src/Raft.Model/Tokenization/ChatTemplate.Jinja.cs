@@ -149,13 +149,16 @@ public sealed partial class ChatTemplate
         return vars;
     }
 
-    /// <summary>The variables a model's template renders <paramref name="messages"/> with (the special tokens, <c>messages</c>, <c>add_generation_prompt</c>).</summary>
+    /// <summary>The variables a model's template renders <paramref name="messages"/> with: the special tokens, <c>messages</c>, <c>add_generation_prompt</c>, and <c>tools</c> / <c>documents</c> as none.</summary>
     public IReadOnlyDictionary<string, object?> Variables(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
     {
         var vars = new Dictionary<string, object?>(_specialTokens, StringComparer.Ordinal)
         {
             ["messages"] = messages.ToList(),
             ["add_generation_prompt"] = addGenerationPrompt,
+            // transformers renders with tools=None and documents=None when none are given: defined, and none.
+            ["tools"] = null,
+            ["documents"] = null,
         };
         return vars;
     }
