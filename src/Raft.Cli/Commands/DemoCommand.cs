@@ -37,8 +37,9 @@ internal static class DemoCommand
             int th = parse.GetValue(threads);
             if (th < 0) throw new UsageException($"--threads must be ≥ 0, got {th}.");
             string? outDir = parse.GetValue(output);
-            if (outDir is not null) CliChecks.CheckOutputDirectory("--out", outDir);
             string basePath = parse.GetValue(baseModel) ?? FindBase();
+            CliChecks.CheckOutputsApart([new("--base", basePath)], [new("--out", outDir)]);
+            if (outDir is not null) CliChecks.CheckOutputDirectory("--out", outDir);
             var defaults = new DemoOptions();
             var sft = defaults.Sft;
             if (parse.GetValue(steps) is int n)

@@ -28,9 +28,7 @@ internal static class ExportGgufCommand
             };
             CliChecks.CheckInputDirectory("--model", dir);
             CliChecks.CheckOutputFile("--out", outFile);
-            string modelFull = Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)) + Path.DirectorySeparatorChar;
-            if (Path.GetFullPath(outFile).StartsWith(modelFull, StringComparison.Ordinal))
-                throw new UsageException($"--out {outFile}: is inside the --model folder {dir}; write the GGUF file elsewhere.");
+            CliChecks.CheckOutputsApart([new("--model", dir)], [new("--out", outFile)]);
             GgufExportResult result;
             try
             {

@@ -133,6 +133,9 @@ internal static class KdCommand
         if (gradOut is not null) CliChecks.CheckOutputFile("--grad-out", gradOut);
         string? weightsPath = parse.GetValue(o.Weights);
         if (weightsPath is not null) CliChecks.CheckInputFile("--weights", weightsPath);
+        CliChecks.CheckOutputsApart(
+            [new("--student", parse.GetValue(o.Student)), new("--teacher", parse.GetValue(o.Teacher)), new("--weights", weightsPath)],
+            [new("--grad-out", gradOut), new("--write-example", parse.GetValue(o.WriteExample))]);
 
         float[] student, teacher;
         int rows, vocab;

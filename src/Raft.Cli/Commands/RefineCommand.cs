@@ -52,6 +52,10 @@ internal static class RefineCommand
             CliChecks.CheckInputDirectory("--tokenizer-from", tokDir);
             CliChecks.CheckInputFile("--data", dataPath);
             CliChecks.CheckOutputFile("--out", outPath);
+            CliChecks.CheckOutputsApart(
+                [new("--teacher", teacherDir), new("--tokenizer-from", tokDir), new("--data", dataPath), new("--config", parse.GetValue(config)),
+                 new("--embedding-model", options.EmbeddingModel)],
+                [new("--out", outPath), new("--out (its summary)", outPath + ".summary.json")]);
             if (!File.Exists(Path.Combine(tokDir, Checkpoint.ConfigFile)))
                 throw new UsageException($"--tokenizer-from {tokDir}: no {Checkpoint.ConfigFile} there to tell the tokenizer (give the checkpoint folder the ONNX model was exported from).");
             var modelConfig = ModelConfig.Load(Path.Combine(tokDir, Checkpoint.ConfigFile));

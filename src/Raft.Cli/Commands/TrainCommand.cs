@@ -57,7 +57,8 @@ internal static class TrainCommand
         var data = new Option<string>("--data") { Description = raft ? "Training data: refined JSONL from raft refine (prompt + fused answer), or any prompt/answer JSONL." : "Training data: JSONL, {\"prompt\",\"answer\"} or {\"messages\": [...]} per line (refined.jsonl works too).", Required = true, HelpName = "FILE" };
         var output = new Option<string>("--out") { Description = "The run directory: config.json, metrics.jsonl, checkpoints/, final/.", Required = true, HelpName = "DIR" };
         var config = new Option<string?>("--config") { Description = "A JSON file of options (the keys of the run directory's config.json); flags override it.", HelpName = "FILE" };
-        var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in --out (same result as an uninterrupted run)." };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in --out (same result as an uninterrupted run); exit 2 when there is none." };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Start afresh in a non-empty --out: the old run's config.json, metrics.jsonl, checkpoints/ and final/ are removed first (other files are left alone)." };
         var skipBad = new Option<bool>("--skip-bad-lines") { Description = "Skip malformed data lines (each is reported and counted) instead of stopping." };
         var teacher = new Option<string?>("--teacher") { Description = "RAFT: the teacher folder (the original model): model.onnx served by ONNX Runtime, or a checkpoint. Default: --model.", HelpName = "DIR" };
         var collective = DistributedCli.CollectiveOption();
@@ -67,7 +68,7 @@ internal static class TrainCommand
         var command = new Command(raft ? "train" : "sft", raft
             ? "RAFT stage 2: on-policy rollouts of the student, scored by the answer-conditioned teacher (top-K at τ), distillation + SFT on the fused answer with EMA balancing, AdamW."
             : "The SFT baseline: cross-entropy on the answers with the same optimizer and budget options as raft train.");
-        foreach (Option o in (Option[])[model, data, output, config, resume, skipBad, collective]) command.Options.Add(o);
+        foreach (Option o in (Option[])[model, data, output, config, resume, overwrite, skipBad, collective]) command.Options.Add(o);
         if (raft) { command.Options.Add(teacher); command.Options.Add(provider); }
         foreach (var o in binder.Options) command.Options.Add(o);
         command.SetAction(parse =>
@@ -81,16 +82,20 @@ internal static class TrainCommand
             CliChecks.CheckInputFile("--data", dataPath);
             string? teacherDir = raft ? parse.GetValue(teacher) ?? modelDir : null;
             if (teacherDir is not null) CliChecks.CheckInputDirectory("--teacher", teacherDir);
+            CliChecks.CheckOutputsApart(
+                [new("--model", modelDir), new("--data", dataPath), new("--teacher", raft ? parse.GetValue(teacher) : null), new("--config", parse.GetValue(config))],
+                [new("--out", outDir)]);
+            bool fresh = CheckRunFolder(outDir, parse.GetValue(resume), parse.GetValue(overwrite));
 
             using var world = DistributedCli.Open(parse.GetValue(collective)!, stderr);
             return DistributedCli.Guard(world, () => Train(parse, world, method, options, modelDir, dataPath, outDir, teacherDir, parse.GetValue(provider)!,
-                parse.GetValue(skipBad), parse.GetValue(resume)));
+                parse.GetValue(skipBad), parse.GetValue(resume), clear: fresh && parse.GetValue(overwrite)));
         });
         return command;
     }
 
     private static int Train(ParseResult parse, Raft.Distributed.ICollective world, TrainMethod method, TrainOptions options, string modelDir, string dataPath,
-        string outDir, string? teacherDir, string provider, bool skipBad, bool resume)
+        string outDir, string? teacherDir, string provider, bool skipBad, bool resume, bool clear)
     {
         var stderr = parse.InvocationConfiguration.Error;
         // Rank 0 alone reports warnings, the teacher and progress; the others stay quiet.
@@ -115,6 +120,7 @@ internal static class TrainCommand
             StudentAccelerator = studentAccelerator,
             ModelFilesFrom = modelDir,
         };
+        if (clear && world.Rank == 0) ClearRun(outDir, info);
         CliChecks.CheckOutputDirectory("--out", outDir);
         info.WriteLine($"chat template: {student.Template.Origin}");   // said once the inputs passed, as the device is
         DeviceOption.Announce(device, backend, info);
@@ -129,6 +135,40 @@ internal static class TrainCommand
             student = studentAccelerator is null ? "cpu" : $"cuda: {studentAccelerator.Name} ({studentAccelerator.NumMultiprocessors} SMs)",
         }));
         return ExitCodes.Success;
+    }
+
+    /// <summary>
+    /// The run-folder rule, checked before any work (and, under mpirun, by every rank before they connect, so before rank 0
+    /// writes anything): a non-empty <paramref name="outDir"/> needs <c>--resume</c> (and then a checkpoint in it) or
+    /// <c>--overwrite</c>; <c>--resume</c> needs a checkpoint. Returns whether the run starts afresh in a non-empty folder.
+    /// </summary>
+    internal static bool CheckRunFolder(string outDir, bool resume, bool overwrite)
+    {
+        if (resume && overwrite) throw new UsageException("--resume and --overwrite exclude each other: continue the run in --out, or start it afresh.");
+        bool nonEmpty = Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any();
+        if (resume)
+        {
+            if (Trainer.LatestCheckpoint(outDir) is null)
+                throw new UsageException($"--resume: the run folder {outDir} holds no checkpoint ({Trainer.FinalDir}/ or {Trainer.CheckpointsDir}/step-*/ with {Trainer.StateFile}); " +
+                                         "drop --resume to start a run (--overwrite in a non-empty folder).");
+            return false;
+        }
+        if (nonEmpty && !overwrite)
+            throw new UsageException($"--out {outDir}: the run folder is not empty; give --resume to continue its run or --overwrite to start afresh " +
+                                     $"(which removes its {string.Join(", ", Trainer.RunEntries)}).");
+        return nonEmpty;
+    }
+
+    /// <summary>Removes the old run's entries (<see cref="Trainer.RunEntries"/>) from <paramref name="outDir"/>; other files stay.</summary>
+    private static void ClearRun(string outDir, TextWriter info)
+    {
+        foreach (string entry in Trainer.RunEntries)
+        {
+            string path = Path.Combine(outDir, entry);
+            if (Directory.Exists(path)) Directory.Delete(path, recursive: true);
+            else if (File.Exists(path)) File.Delete(path);
+        }
+        info.WriteLine($"raft: --overwrite: removed the previous run's files from {outDir}");
     }
 
     /// <summary>

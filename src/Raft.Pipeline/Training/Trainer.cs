@@ -53,6 +53,8 @@ public sealed class Trainer
     public const string CheckpointsDir = RunDirectory.CheckpointsDir;
     /// <summary>The sub-directory of the final model.</summary>
     public const string FinalDir = RunDirectory.FinalDir;
+    /// <summary>The entries a run writes in its run directory (what <c>--overwrite</c> removes; nothing else is touched).</summary>
+    public static IReadOnlyList<string> RunEntries { get; } = [ConfigFile, MetricsFile, CheckpointsDir, FinalDir];
 
     private readonly LlamaModel _student;
     private readonly TrainOptions _o;
