@@ -1,3 +1,5 @@
+using System.Text.Json;
+using Raft.Model;
 using Raft.Pipeline.Training;
 
 namespace Raft.Cli.Tests;
@@ -17,6 +19,17 @@ public class DataSafetyTests : CliHarness
         Assert.StartsWith("error: ", r.Stderr);
         foreach (var m in mentions) Assert.Contains(m, r.Stderr);
         Assert.Equal("", r.Stdout);
+    }
+
+    /// <summary>As <see cref="AssertUsage"/>, for a refusal after the inputs were opened (the teacher line precedes the error).</summary>
+    private static void AssertUsageLast(CliResult r, params string[] mentions)
+    {
+        Assert.True(r.Code == 2, r.ToString());
+        string last = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1];
+        Assert.StartsWith("error: ", last);
+        foreach (var m in mentions) Assert.Contains(m, last);
+        Assert.Equal("", r.Stdout);
+        Assert.DoesNotContain("rollout", r.Stderr.Replace(last, ""));
     }
 
     /// <summary>Every file under <paramref name="dir"/> with its bytes, to show nothing changed.</summary>
@@ -123,5 +136,108 @@ public class DataSafetyTests : CliHarness
         Directory.CreateDirectory(Path.Combine(run, Trainer.CheckpointsDir, "step-0000001")); // a checkpoint that never got its state
         AssertUsage(Raft(["sft", "--model", ckpt, "--data", data, "--out", run, "--resume", .. Tiny]), "--resume", run, "no checkpoint");
         Assert.False(File.Exists(Path.Combine(run, Trainer.ConfigFile)));
+    }
+
+    [Fact]
+    public void Outputs_are_checked_before_any_work_a_file_as_pretrains_out_and_an_unwritable_folder()
+    {
+        string file = PathOf("not-a-folder");
+        File.WriteAllText(file, "mine");
+        var r = Raft("pretrain", "--out", file, "--steps", "1", "--copy-steps", "1", "--threads", "1");
+        AssertUsage(r, "--out", file, "is a file");
+        Assert.Equal("mine", File.ReadAllText(file));
+        Assert.False(Directory.Exists(file + ".run"), "the run directory was created for a run that never started");
+        AssertUsage(Raft("pretrain", "--out", PathOf("base"), "--run-dir", file, "--steps", "1", "--copy-steps", "1", "--threads", "1"), "--run-dir", file);
+        Assert.False(Directory.Exists(PathOf("base")));
+
+        // /proc takes no new files, even for root: refused before the teacher or the data are read.
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("ckpt"));
+        string data = PipelineFixtures.Data(PathOf("data.jsonl"));
+        AssertUsage(Raft("refine", "--teacher", ckpt, "--data", data, "--out", "/proc/raft-refined.jsonl", "--candidates", "1", "--threads", "1"),
+            "--out", "/proc/raft-refined.jsonl", "cannot write in /proc");
+        var (student, teacher, _, _) = WriteLogits(2, 4);
+        AssertUsage(Raft("kd", "--student", student, "--teacher", teacher, "--grad-out", "/proc/raft-grad.npy"), "--grad-out", "/proc/raft-grad.npy");
+    }
+
+    public static TheoryData<string, string[]> NonFiniteFlags => new()
+    {
+        { "sft", ["--learning-rate", "NaN"] },
+        { "sft", ["--learning-rate", "Infinity"] },
+        { "sft", ["--clip-norm", "NaN"] },
+        { "sft", ["--weight-decay", "-Infinity"] },
+        { "train", ["--learning-rate", "NaN"] },
+        { "train", ["--temperature", "NaN"] },
+        { "train", ["--target-ratio", "NaN,1"] },
+        { "train", ["--fixed-weights", "1,Infinity"] },
+        { "refine", ["--temperature", "NaN"] },
+        { "refine", ["--similarity-threshold", "NaN"] },
+    };
+
+    [Theory]
+    [MemberData(nameof(NonFiniteFlags))]
+    public void A_non_finite_number_is_refused_naming_the_flag(string command, string[] flag)
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"));
+        string data = PipelineFixtures.Data(PathOf("data.jsonl"));
+        string run = PathOf("run");
+        var r = command == "refine"
+            ? Raft(["refine", "--teacher", ckpt, "--data", data, "--out", PathOf("r.jsonl"), "--candidates", "1", "--threads", "1", .. flag])
+            : Raft([command, "--model", ckpt, "--data", data, "--out", run, .. Tiny, .. flag]);
+        AssertUsage(r, flag[0], "finite");
+        Assert.DoesNotContain("JSON", r.Stderr);
+        Assert.DoesNotContain("(Parameter", r.Stderr);
+        Assert.False(Directory.Exists(run));
+        Assert.False(File.Exists(PathOf("r.jsonl")));
+    }
+
+    [Fact]
+    public void A_run_whose_last_step_is_non_finite_writes_json_that_strict_readers_accept()
+    {
+        // A student with a NaN in its final norm: every loss is NaN, each step skipped (2 < max_nonfinite_steps 5).
+        var model = LlamaModel.CreateRandom(PipelineFixtures.Config(), 3);
+        model.Parameters.Tensors.First(t => t.Name == "model.norm.weight").Data[0] = float.NaN;
+        string ckpt = PathOf("nan-base");
+        Checkpoint.Save(ckpt, model.Config, model.Parameters);
+        string data = PipelineFixtures.Data(PathOf("data.jsonl"));
+        string run = PathOf("run");
+        var r = Raft(["sft", "--model", ckpt, "--data", data, "--out", run, .. Tiny]);
+        Assert.True(r.Code == 0, r.ToString());
+        Assert.Equal(JsonValueKind.Null, r.Json.GetProperty("final_loss").ValueKind);
+        Assert.True(r.Json.GetProperty("final_loss_nonfinite").GetBoolean());
+        Assert.Equal(2, r.Json.GetProperty("skipped_steps").GetInt32());
+        var lines = File.ReadAllLines(Path.Combine(run, Trainer.MetricsFile));
+        Assert.Equal(2, lines.Length);
+        foreach (var line in lines)
+        {
+            // Strict JSON (no NaN literal): the non-finite numbers are the strings "NaN", "Infinity" or "-Infinity".
+            var loss = JsonDocument.Parse(line).RootElement.GetProperty("loss");
+            Assert.Equal(JsonValueKind.String, loss.ValueKind);
+            Assert.Equal("NaN", loss.GetString());
+        }
+        // A finite run says so too.
+        string ok = PipelineFixtures.Checkpoint(PathOf("base"));
+        var fine = Raft(["sft", "--model", ok, "--data", data, "--out", PathOf("run2"), .. Tiny]);
+        Assert.True(fine.Code == 0, fine.ToString());
+        Assert.False(fine.Json.GetProperty("final_loss_nonfinite").GetBoolean());
+        Assert.True(double.IsFinite(fine.Json.GetProperty("final_loss").GetDouble()));
+    }
+
+    [Fact]
+    public void Too_many_rollouts_are_refused_before_any_rollout_with_the_bound()
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"));
+        string data = PipelineFixtures.Data(PathOf("data.jsonl"));
+        string run = PathOf("run");
+        var r = Raft(["train", "--model", ckpt, "--data", data, "--out", run, .. Tiny, "--rollouts-per-prompt", "100000"]);
+        AssertUsage(r, "--rollouts-per-prompt", "100000", $"[1, {TrainOptions.MaxRolloutsPerPrompt}]");
+        Assert.DoesNotContain("(Parameter", r.Stderr);
+        Assert.False(Directory.Exists(run));
+        // Within the bound, but a step's logits would not fit one array: refused with how many fit.
+        var big = Raft(["train", "--model", ckpt, "--data", data, "--out", run, "--threads", "1", "--steps", "1", "--batch-size", "4000", "--rollouts-per-prompt", "1000"]);
+        AssertUsageLast(big, "--rollouts-per-prompt", "rollouts_per_prompt = 1000", "more than one array holds", "at most");
+        Assert.False(Directory.Exists(run));
+        var sft = Raft(["sft", "--model", ckpt, "--data", data, "--out", run, "--threads", "1", "--steps", "1", "--batch-size", "200000000"]);
+        AssertUsageLast(sft, "--batch-size", "more than one array holds");
+        Assert.False(Directory.Exists(run));
     }
 }

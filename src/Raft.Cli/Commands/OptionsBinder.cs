@@ -87,13 +87,14 @@ internal sealed class OptionsBinder<T> where T : class
         {
             if (type == typeof(int)) return int.Parse(text, ci);
             if (type == typeof(long)) return long.Parse(text, ci);
-            if (type == typeof(double)) return double.Parse(text, NumberStyles.Float, ci);
-            if (type == typeof(float)) return float.Parse(text, NumberStyles.Float, ci);
+            // NaN and ±Infinity parse, but no option takes them (and JSON cannot hold them): named here, with the flag.
+            if (type == typeof(double)) return Finite(flag, text, double.Parse(text, NumberStyles.Float, ci));
+            if (type == typeof(float)) return (float)Finite(flag, text, float.Parse(text, NumberStyles.Float, ci));
             if (type == typeof(bool)) return text.Length == 0 || bool.Parse(text);
             if (type == typeof(string)) return text.Length == 0 || text == "none" ? null : text;
             if (type == typeof(ComputeDevice)) return text; // checked, with the other sources, in Bind
             if (type == typeof(double[]))
-                return text is "" or "none" ? null : new JsonArray(text.Split(',').Select(s => (JsonNode)double.Parse(s.Trim(), NumberStyles.Float, ci)).ToArray());
+                return text is "" or "none" ? null : new JsonArray(text.Split(',').Select(s => (JsonNode)Finite(flag, text, double.Parse(s.Trim(), NumberStyles.Float, ci))).ToArray());
             if (type.IsEnum)
             {
                 var name = Enum.GetNames(type).FirstOrDefault(n => string.Equals(n, text.Replace("-", ""), StringComparison.OrdinalIgnoreCase))
@@ -106,5 +107,21 @@ internal sealed class OptionsBinder<T> where T : class
             throw new UsageException($"{flag} '{text}': {e.Message}");
         }
         throw new UsageException($"{flag}: options of type {type.Name} are not supported.");
+    }
+
+    private static double Finite(string flag, string text, double value) =>
+        double.IsFinite(value) ? value : throw new UsageException($"{flag} '{text}': must be a finite number.");
+
+    /// <summary>
+    /// An options record's <see cref="ArgumentException"/> as a usage error that names the flag of its key (the record
+    /// names the JSON key, e.g. <c>rollouts_per_prompt</c>) without .NET's "(Parameter '…')" suffix.
+    /// </summary>
+    public UsageException Usage(ArgumentException e)
+    {
+        string message = e.Message;
+        string suffix = $" (Parameter '{e.ParamName}')";
+        if (e.ParamName is not null && message.EndsWith(suffix, StringComparison.Ordinal)) message = message[..^suffix.Length];
+        var flag = _flags.FirstOrDefault(f => f.Key == e.ParamName).Option;
+        return new UsageException(flag is null ? message : $"{flag.Name}: {message}");
     }
 }

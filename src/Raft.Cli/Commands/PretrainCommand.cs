@@ -29,6 +29,9 @@ internal static class PretrainCommand
             var copy = DemoBase.CopyPhaseOptions with { Steps = parse.GetValue(copySteps), Threads = options.Threads, CheckpointEvery = options.CheckpointEvery };
             try { options.Validate(); copy.Validate(); }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
+            if (File.Exists(outDir)) throw new UsageException($"--out {outDir}: is a file, not a directory (the base checkpoint is a folder).");
+            if (File.Exists(run)) throw new UsageException($"--run-dir {run}: is a file, not a directory.");
+            CliChecks.CheckOutputsApart([new("--run-dir", run)], [new("--out", outDir)]);
             string? parent = Path.GetDirectoryName(Path.GetFullPath(outDir));
             if (parent is not null) CliChecks.CheckOutputDirectory("--out (its parent)", parent);
             CliChecks.CheckOutputDirectory("--run-dir", run);

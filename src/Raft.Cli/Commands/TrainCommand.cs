@@ -76,7 +76,7 @@ internal static class TrainCommand
             var stderr = parse.InvocationConfiguration.Error;
             var options = binder.Bind(parse, new TrainOptions { Method = method }, parse.GetValue(config)) with { Method = method };
             try { options.Validate(); }
-            catch (ArgumentException e) { throw new UsageException(e.Message); }
+            catch (ArgumentException e) { throw binder.Usage(e); }
             string modelDir = parse.GetValue(model)!, dataPath = parse.GetValue(data)!, outDir = parse.GetValue(output)!;
             CliChecks.CheckInputDirectory("--model", modelDir);
             CliChecks.CheckInputFile("--data", dataPath);
@@ -88,13 +88,13 @@ internal static class TrainCommand
             bool fresh = CheckRunFolder(outDir, parse.GetValue(resume), parse.GetValue(overwrite));
 
             using var world = DistributedCli.Open(parse.GetValue(collective)!, stderr);
-            return DistributedCli.Guard(world, () => Train(parse, world, method, options, modelDir, dataPath, outDir, teacherDir, parse.GetValue(provider)!,
+            return DistributedCli.Guard(world, () => Train(parse, world, binder, method, options, modelDir, dataPath, outDir, teacherDir, parse.GetValue(provider)!,
                 parse.GetValue(skipBad), parse.GetValue(resume), clear: fresh && parse.GetValue(overwrite)));
         });
         return command;
     }
 
-    private static int Train(ParseResult parse, Raft.Distributed.ICollective world, TrainMethod method, TrainOptions options, string modelDir, string dataPath,
+    private static int Train(ParseResult parse, Raft.Distributed.ICollective world, OptionsBinder<TrainOptions> binder, TrainMethod method, TrainOptions options, string modelDir, string dataPath,
         string outDir, string? teacherDir, string provider, bool skipBad, bool resume, bool clear)
     {
         var stderr = parse.InvocationConfiguration.Error;
@@ -110,26 +110,34 @@ internal static class TrainCommand
             vocabLimit: student.Tokenizer.VocabSize);
         var progress = new ProgressReporter(stderr, ProgressReporter.IsTerminal(stderr));
         var studentAccelerator = StudentAccelerator(device, backend, world, info);
-        var trainer = new Trainer(student.Model, student.Tokenizer, student.Template,
-            examples.Select(e => new TrainExample(e.Prompt, e.Answer)).ToArray(), options, teacherModel, kernels)
+        Trainer trainer;
+        try
         {
-            Log = line => stderr.WriteLine(line),
-            Progress = progress.Report,
-            Collective = world,
-            AfterStep = FaultInjection.AfterStep(world.Rank, stderr),
-            StudentAccelerator = studentAccelerator,
-            ModelFilesFrom = modelDir,
-        };
+            trainer = new Trainer(student.Model, student.Tokenizer, student.Template,
+                examples.Select(e => new TrainExample(e.Prompt, e.Answer)).ToArray(), options, teacherModel, kernels)
+            {
+                Log = line => stderr.WriteLine(line),
+                Progress = progress.Report,
+                Collective = world,
+                AfterStep = FaultInjection.AfterStep(world.Rank, stderr),
+                StudentAccelerator = studentAccelerator,
+                ModelFilesFrom = modelDir,
+            };
+        }
+        catch (ArgumentException e) { throw binder.Usage(e); }
         if (clear && world.Rank == 0) ClearRun(outDir, info);
         CliChecks.CheckOutputDirectory("--out", outDir);
         info.WriteLine($"chat template: {student.Template.Origin}");   // said once the inputs passed, as the device is
         DeviceOption.Announce(device, backend, info);
         var result = trainer.Run(outDir, resume);
         if (world.Rank != 0) return ExitCodes.Success;
+        // A non-finite last loss (a skipped step) is null here, with final_loss_nonfinite: true (JSON has no NaN).
+        double? finalLoss = result.Metrics.Count > 0 ? result.Metrics[^1].Loss : null;
+        bool nonFinite = finalLoss is double l && !double.IsFinite(l);
         parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(new
         {
             method = method.ToString().ToLowerInvariant(), steps = result.Steps, skipped_steps = result.SkippedSteps,
-            final_loss = result.Metrics.Count > 0 ? result.Metrics[^1].Loss : (double?)null,
+            final_loss = nonFinite ? null : finalLoss, final_loss_nonfinite = nonFinite,
             seconds = Math.Round(result.Seconds, 2), model = Path.Combine(outDir, Trainer.FinalDir),
             device = ComputeDevices.Name(options.Device), kernels = backend.Description,
             student = studentAccelerator is null ? "cpu" : $"cuda: {studentAccelerator.Name} ({studentAccelerator.NumMultiprocessors} SMs)",

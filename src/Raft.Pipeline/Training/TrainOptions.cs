@@ -108,6 +108,8 @@ public sealed record TrainOptions
     [JsonPropertyName("rollout_temperature")] public float RolloutTemperature { get; init; } = 1.0f;
     /// <summary>Most new tokens per rollout (RAFT).</summary>
     [JsonPropertyName("rollout_max_tokens")] public int RolloutMaxTokens { get; init; } = 32;
+    /// <summary>The most rollouts per prompt a run accepts (a step also needs its logits to fit one array: see <see cref="Trainer"/>).</summary>
+    public const int MaxRolloutsPerPrompt = 1024;
     /// <summary>Rollouts per prompt (RAFT).</summary>
     [JsonPropertyName("rollouts_per_prompt")] public int RolloutsPerPrompt { get; init; } = 1;
 
@@ -145,7 +147,8 @@ public sealed record TrainOptions
             Fail("fixed_weights", FixedWeights, "must be two finite values ≥ 0, not both 0 ([distillation, sft])");
         if (!(RolloutTemperature >= 0) || !float.IsFinite(RolloutTemperature)) Fail("rollout_temperature", RolloutTemperature, "must be finite and ≥ 0 (0: greedy)");
         if (RolloutMaxTokens < 1) Fail("rollout_max_tokens", RolloutMaxTokens, "must be ≥ 1");
-        if (RolloutsPerPrompt < 1) Fail("rollouts_per_prompt", RolloutsPerPrompt, "must be ≥ 1");
+        if (RolloutsPerPrompt < 1 || RolloutsPerPrompt > MaxRolloutsPerPrompt)
+            Fail("rollouts_per_prompt", RolloutsPerPrompt, $"must be in [1, {MaxRolloutsPerPrompt}]");
     }
 
     /// <summary>

@@ -150,9 +150,34 @@ public sealed class Trainer
             throw new ArgumentException($"device = {ComputeDevices.Name(options.Device)}: pass the loss kernels for it; without kernels the Trainer runs the CPU kernels only.", nameof(kernels));
         _kernels = kernels ?? new CpuKernels(options.Threads);
         _data = TrainData.Encode(data, tokenizer, template, options, student.Config.MaxPositionEmbeddings);
+        CheckStepSize(_data, options, student.Config.VocabSize);
         _distill = options.Distill;
         _padId = tokenizer.PadId ?? 0;
         Schedule = new BatchSchedule(_data.Count, options.Seed);
+    }
+
+    /// <summary>
+    /// A step's student logits are one array of [(batch_size × rollouts_per_prompt + batch_size) × T, vocab] floats (SFT:
+    /// [batch_size × T, vocab]), T the longest sequence the data and rollouts can make: refused here, before any rollout,
+    /// when that cannot be allocated, naming the option to lower.
+    /// </summary>
+    private static void CheckStepSize(TrainData data, TrainOptions options, int vocab)
+    {
+        bool raft = options.Method == TrainMethod.Raft;
+        long t = 1;
+        foreach (var e in data.Examples)
+        {
+            t = Math.Max(t, e.Full.Length - 1);
+            if (raft) t = Math.Max(t, e.Prompt.Length + options.RolloutMaxTokens - 1L);
+        }
+        long sequences = raft ? (long)options.BatchSize * (options.RolloutsPerPrompt + 1L) : options.BatchSize;
+        double floats = (double)sequences * t * vocab;
+        if (floats <= Array.MaxLength) return;
+        string what = raft ? "rollouts_per_prompt" : "batch_size";
+        long most = raft ? Math.Max(0, Array.MaxLength / (t * vocab) / options.BatchSize - 1) : Math.Max(0, Array.MaxLength / (t * vocab));
+        throw new ArgumentException(
+            $"{what} = {(raft ? options.RolloutsPerPrompt : options.BatchSize)} (batch_size {options.BatchSize}): a step would hold {sequences} sequences × {t} positions × " +
+            $"{vocab} logits = {floats:0} floats, more than one array holds ({Array.MaxLength}); at most {most} fit{(raft ? " with this batch_size" : "")}.", what);
     }
 
     /// <summary>The data order of this run.</summary>
