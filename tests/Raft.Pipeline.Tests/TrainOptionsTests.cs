@@ -37,6 +37,7 @@ public class TrainOptionsTests
         { "rollout_temperature", o => o with { RolloutTemperature = -1 } },
         { "rollout_max_tokens", o => o with { RolloutMaxTokens = 0 } },
         { "rollouts_per_prompt", o => o with { RolloutsPerPrompt = 0 } },
+        { "rollouts_per_prompt", o => o with { RolloutsPerPrompt = TrainOptions.MaxRolloutsPerPrompt + 1 } },
     };
 
     [Theory]
