@@ -15,10 +15,10 @@ public class HalfMatmulTests
         foreach (var level in HalfMatmul.Levels)
             foreach (var dtype in new[] { SafeTensorDType.BF16, SafeTensorDType.F16 })
             {
-                foreach (int n in new[] { 1, 3, 4, 5, 8, 9 })
+                foreach (int n in new[] { 1, 3, 4, 5, 8, 9, 15, 16, 17 })
                     foreach (int k in new[] { 1, 15, 33, 100 })
                         foreach (int m in new[] { 1, 7, 65 })
-                            if ((n + k + m) % 2 == 0 || n == 1 || n == 8)
+                            if ((n + k + m) % 2 == 0 || n == 1 || n == 8 || n == 16)
                                 yield return [n, k, m, level, dtype];
                 yield return [70, 129, 130, level, dtype];   // two row blocks of the packed path, partial tiles, depth tail
                 yield return [2, 1100, 97, level, dtype];    // long rows: many vector steps and a tail

@@ -62,7 +62,7 @@ public class HalfModelTests
         Assert.True(half.IsInferenceOnly);
         Assert.False(full.IsInferenceOnly);
         Assert.Equal(dtype == SafeTensorDType.BF16 ? "bf16" : "fp16", half.WeightsDescription);
-        int batch = 3, t = 9;   // 27 rows: the packed (N ≥ 8) path; decoding below runs the streaming (N < 8) path
+        int batch = 3, t = 9;   // 27 rows: the packed (N ≥ 16) path; decoding below runs the streaming (N < 16) path
         var rng = new Random(name.Length);
         var tokens = Enumerable.Range(0, batch * t).Select(_ => rng.Next(c.VocabSize)).ToArray();
         var a = half.Forward(tokens, batch, t);
@@ -91,7 +91,7 @@ public class HalfModelTests
     [Fact]
     public void BatchOf8DecodeMatchesFp32()
     {
-        // batch 8 decoding takes the packed path (N = 8) on 16-bit weights
+        // batch 8 decoding: the streaming path, two groups of 4 rows per W row
         var c = Wide();
         var (half, full) = Pair(c, SafeTensorDType.BF16, seed: 5);
         var ch = half.CreateKvCache(8, 8);

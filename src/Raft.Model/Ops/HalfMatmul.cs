@@ -6,9 +6,9 @@ namespace Raft.Model.Ops;
 
 /// <summary>
 /// The linear layer with 16-bit weights (BF16 or F16 as stored): y[N, out] = x[N, in] · W[out, in]ᵀ (+ b[out]), x and
-/// y in fp32, W widened to fp32 in registers, fp32 FMA accumulation. Decoding (N &lt; 8) streams each W row once
-/// (32 BF16 values per Vector512 load pair, 16 per Vector256 pair) against up to 4 rows of x at a time, threaded over
-/// 64-column blocks; with N ≥ 8 a tile widens its W block into the fp32 [depth, 64] panel that <see cref="Gemm"/>'s
+/// y in fp32, W widened to fp32 in registers, fp32 FMA accumulation. Decoding (N &lt; 16: batched decode up to 15
+/// sequences) streams each W row once from memory (32 BF16 values per Vector512 load pair, 16 per Vector256 pair) against
+/// the rows of x, 4 at a time (the W row stays in L1 for the next 4), threaded over 64-column blocks; with N ≥ 16 a tile widens its W block into the fp32 [depth, 64] panel that <see cref="Gemm"/>'s
 /// outer-product micro-kernel reads (the widening is the packing <see cref="Matmul"/> does anyway), so W is read from
 /// memory once per step for the whole batch. Every output element is summed by one task in a fixed order: the result
 /// does not depend on the thread count. <see cref="ReferenceOps.Linear"/> over the widened weights is the specification.
@@ -18,7 +18,7 @@ internal static unsafe class HalfMatmul
     private const int ColBlock = 64;
     private const int RowBlock = 64;
     private const int PackDepth = 128;
-    private const int PackedMinRows = 8;
+    private const int PackedMinRows = 16;   // below this (decoding, up to batch 15) each W row is streamed once from memory and dotted with the rows of x from L1/L2
 
     /// <summary>Every SIMD level this process runs, widest first, then scalar (the variants the tests iterate).</summary>
     public static IReadOnlyList<SimdLevel> Levels
