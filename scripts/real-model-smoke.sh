@@ -2,7 +2,8 @@
 # README's "Bringing a real model" steps, run as a user would with the raft binary, on a random checkpoint with
 # Qwen2.5-0.5B-Instruct's config (2 of its 24 layers; vocab_size 151,936 with padding rows beyond the tokenizer),
 # bf16 weights and the real Qwen tokenizer: export-onnx -> refine (sampled, T=1) -> sft -> train (RAFT, ONNX teacher)
-# -> export-gguf -> eval, at a real learning rate (1e-5); chat-template shows what the model is trained on. Checks every step's outputs. Called by .ci/run after the tests.
+# -> export-gguf (bf16, read back) -> eval, at a real learning rate (1e-5); chat-template shows what the model is trained on.
+# Checks every step's outputs. Called by .ci/run after the tests.
 #
 #   bash scripts/real-model-smoke.sh            # builds raft; RAFT=path/to/raft uses that binary instead
 #
@@ -82,11 +83,40 @@ if len(t["ids"]) != len(t["assistant_mask"]) or not 0 < sum(t["assistant_mask"])
 for log in ("refine", "sft", "train", "eval"):
     text = open(os.path.join(w, log + ".log")).read()
     if "chat template: tokenizer_config.json of" not in text: fail(f"{log} did not use the model's own chat template:\n{text}")
-if open(os.path.join(w, "raft.gguf"), "rb").read(4) != b"GGUF": fail("export-gguf did not write a GGUF file")
+# the fine-tuned model as GGUF, read back by a reader written here from the spec (little-endian v3)
+import struct
+g = open(os.path.join(w, "raft.gguf"), "rb").read()
+if g[:4] != b"GGUF" or struct.unpack_from("<I", g, 4)[0] != 3: fail("raft.gguf: not GGUF v3")
+n_tensors, n_kv = struct.unpack_from("<QQ", g, 8)
+pos = 24
+def rd(fmt):
+    global pos
+    v = struct.unpack_from("<" + fmt, g, pos); pos += struct.calcsize("<" + fmt); return v[0]
+def rstr():
+    global pos
+    n = rd("Q"); s = g[pos:pos + n].decode("utf-8"); pos += n; return s
+scalar = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+def rval(t):
+    if t == 8: return rstr()
+    if t == 9:
+        et, n = rd("I"), rd("Q"); return [rval(et) for _ in range(n)]
+    return rd(scalar[t])
+kv = {}
+for _ in range(n_kv):
+    k = rstr(); kv[k] = rval(rd("I"))
+names = []
+for _ in range(n_tensors):
+    name = rstr(); dims = [rd("Q") for _ in range(rd("I"))]; typ = rd("I"); off = rd("Q"); names.append((name, dims, typ, off))
+if kv["general.architecture"] != "qwen2" or len(kv["tokenizer.ggml.tokens"]) != cfg["vocab_size"]: fail(f"raft.gguf: {kv['general.architecture']}, {len(kv['tokenizer.ggml.tokens'])} tokens")
+if kv["qwen2.block_count"] != cfg["num_hidden_layers"] or kv["qwen2.embedding_length"] != cfg["hidden_size"]: fail("raft.gguf: hyper-parameters")
+emb = [t for t in names if t[0] == "token_embd.weight"]
+if not emb or emb[0][1] != [cfg["hidden_size"], cfg["vocab_size"]] or emb[0][2] != 30: fail(f"raft.gguf: token_embd {emb}")
+data = (pos + 31) // 32 * 32
+if data + max(o + (4 if t == 0 else 2) * math.prod(d) for _, d, t, o in names) > len(g): fail("raft.gguf: truncated")
 report = json.load(open(os.path.join(w, "eval", "report.json")))
 s = report["sets"][0]
 if s["n"] != 2: fail(f"eval: {s}")
-print(json.dumps({"vocab_size": cfg["vocab_size"], "refine": {k: summary[k] for k in summary if isinstance(summary[k], (int, float))},
+print(json.dumps({"vocab_size": cfg["vocab_size"], "gguf_tensors": len(names), "refine": {k: summary[k] for k in summary if isinstance(summary[k], (int, float))},
                   "sft_loss": [out("sft")["final_loss"]], "raft_loss": [out("train")["final_loss"]], "eval": s}))
 PY
 echo "real-model-smoke: passed" >&2

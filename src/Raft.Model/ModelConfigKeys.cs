@@ -50,12 +50,21 @@ public static class ModelConfigKeys
         "output_attentions", "output_hidden_states", "return_dict", "torchscript", "id2label", "label2id", "problem_type",
         "tokenizer_class", "prefix", "task_specific_params", "finetuning_task", "is_llama_config", "unsloth_version",
         "bos_token", "eos_token", "pad_token",
+        // which attention kernel transformers runs (eager, sdpa, flash): the same math
+        "attn_implementation", "_attn_implementation", "_attn_implementation_autoset",
+        // PretrainedConfig's generic attributes that full config dumps carry: generation defaults and bookkeeping
+        "max_length", "min_length", "do_sample", "early_stopping", "num_beams", "num_beam_groups", "diversity_penalty",
+        "temperature", "top_k", "top_p", "typical_p", "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
+        "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences", "output_scores", "return_dict_in_generate",
+        "forced_bos_token_id", "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty",
+        "suppress_tokens", "begin_suppress_tokens", "chunk_size_feed_forward", "tf_legacy_loss", "use_bfloat16",
+        "is_decoder", "cross_attention_hidden_size", "tie_encoder_decoder",
     };
 
     /// <summary>Keys accepted when false or null (true would change the math, or needs code the engine does not run).</summary>
     public static IReadOnlySet<string> InertWhenFalse { get; } = new HashSet<string>(StringComparer.Ordinal)
     {
-        "rope_interleaved", "use_mrope", "tie_encoder_decoder", "is_encoder_decoder", "add_cross_attention",
+        "rope_interleaved", "use_mrope", "is_encoder_decoder", "add_cross_attention",
     };
 
     /// <summary>Keys known to change the math that the engine does not compute, with the reason given when refusing them.</summary>

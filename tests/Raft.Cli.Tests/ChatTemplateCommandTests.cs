@@ -49,6 +49,21 @@ public class ChatTemplateCommandTests : CliHarness
     private static int CountRuns(int[] mask) => mask.Where((m, i) => m == 1 && (i == 0 || mask[i - 1] == 0)).Count();
 
     [Fact]
+    public void Sft_TrainsThroughTheFoldersTemplateAndSaysSo()
+    {
+        string model = PipelineFixtures.Checkpoint(PathOf("model"));
+        File.WriteAllText(Path.Combine(model, "chat_template.jinja"), RaftJinja);
+        string data = PipelineFixtures.Data(PathOf("data.jsonl"));
+        var r = Raft("sft", "--model", model, "--data", data, "--out", PathOf("run"), "--threads", "1", "--steps", "1", "--batch-size", "2", "--warmup-steps", "1");
+        Assert.True(r.Code == 0, r.Stderr);
+        Assert.Contains($"chat template: chat_template.jinja of {model}", r.Stderr, StringComparison.Ordinal);
+        File.WriteAllText(Path.Combine(model, "chat_template.jinja"), "{{ raise_exception('no system turns here') }}");
+        r = Raft("sft", "--model", model, "--data", data, "--out", PathOf("run2"), "--threads", "1", "--steps", "1", "--batch-size", "2", "--warmup-steps", "1");
+        Assert.Equal(2, r.Code);
+        Assert.Contains("the chat template raised: no system turns here", r.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void FolderWithoutTemplate_UsesTheFallback()
     {
         string model = PipelineFixtures.Checkpoint(PathOf("model"));

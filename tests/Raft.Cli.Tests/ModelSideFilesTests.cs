@@ -14,7 +14,10 @@ public class ModelSideFilesTests : CliHarness
     [
         ("generation_config.json", "{\"do_sample\": true, \"temperature\": 0.7, \"top_p\": 0.8}\n"),
         ("special_tokens_map.json", "{\"eos_token\": \"<|im_end|>\"}\n"),
-        ("chat_template.jinja", "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}ü\n"),
+        // A real template (it is read and used by sft): assistant turns marked with generation blocks; a non-ASCII byte to
+        // catch a re-encoding copy.
+        ("chat_template.jinja", "{# ü #}{% for m in messages %}<|{{ m.role }}|>{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}"
+            + "{% else %}{{ m.content }}{% endif %}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"),
     ];
 
     [Theory]

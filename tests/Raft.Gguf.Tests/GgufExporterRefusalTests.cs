@@ -76,3 +76,71 @@ public class GgufExporterRefusalTests
         Assert.True(one && factor && between, "the case does not cover all three bands");
     }
 }
+
+/// <summary>The exporter's file read back with <see cref="GgufReader"/>: every checkpoint tensor is there, bit for bit in F32.</summary>
+public class GgufExportRoundTripTests
+{
+    [Theory]
+    [InlineData("llama")]
+    [InlineData("qwen3")]
+    public void Every_tensor_reads_back_exactly_with_q_k_permuted_only_for_llama(string type)
+    {
+        var config = new ModelConfig
+        {
+            ModelType = type, HiddenSize = 24, IntermediateSize = 40, NumHiddenLayers = 2, NumAttentionHeads = 3,
+            NumKeyValueHeads = 1, HeadDimOverride = 10, VocabSize = 50, MaxPositionEmbeddings = 64,
+            AttentionBias = type == "llama" ? true : null, MlpBias = type == "llama" ? true : null,
+        };
+        var weights = RandomData.RandomParameters(config, 17);
+        var vocab = new GgufVocabulary { Model = "gpt2", Pre = "gpt2", Tokens = Enumerable.Range(0, 50).Select(i => $"t{i}").ToArray(), TokenTypes = Enumerable.Repeat(1, 50).ToArray(), Merges = [] };
+        var (md, tensors) = GgufExporter.Build(config, weights, vocab, GgmlType.F32);
+        using var dir = new TempDirectory();
+        string path = dir.File("x.gguf");
+        GgufWriter.Write(path, md, tensors);
+        var r = GgufReader.Open(path);
+        Assert.Equal(10, r[$"{type}.attention.key_length"].AsInteger());
+        Assert.Equal(md.Count, r.Metadata.Count);
+
+        var layout = DecoderLayout.For(config);
+        // llama.cpp name of every Hugging Face tensor; the checkpoint's values, q/k rows un-permuted for llama
+        var map = new Dictionary<string, string> { [layout.Embedding.Name] = "token_embd.weight", [layout.FinalNorm.Name] = "output_norm.weight" };
+        if (layout.LmHead is { } h) map[h.Name] = "output.weight";
+        foreach (var l in layout.Layers)
+        {
+            string p = $"blk.{l.Index}.";
+            map[l.InputNorm] = p + "attn_norm.weight"; map[l.QProj] = p + "attn_q.weight"; map[l.KProj] = p + "attn_k.weight";
+            map[l.VProj] = p + "attn_v.weight"; map[l.OProj] = p + "attn_output.weight"; map[l.PostAttentionNorm] = p + "ffn_norm.weight";
+            map[l.GateProj] = p + "ffn_gate.weight"; map[l.UpProj] = p + "ffn_up.weight"; map[l.DownProj] = p + "ffn_down.weight";
+            if (l.QBias is not null) { map[l.QBias] = p + "attn_q.bias"; map[l.KBias!] = p + "attn_k.bias"; map[l.VBias!] = p + "attn_v.bias"; }
+            if (l.OBias is not null) map[l.OBias] = p + "attn_output.bias";
+            if (l.GateBias is not null) { map[l.GateBias] = p + "ffn_gate.bias"; map[l.UpBias!] = p + "ffn_up.bias"; map[l.DownBias!] = p + "ffn_down.bias"; }
+            if (l.QNorm is not null) { map[l.QNorm] = p + "attn_q_norm.weight"; map[l.KNorm!] = p + "attn_k_norm.weight"; }
+        }
+        Assert.Equal(layout.Tensors.Count, map.Count);
+        Assert.Equal(map.Count, r.Tensors.Count);
+        foreach (var spec in layout.Tensors)
+        {
+            Assert.True(r.TryGetTensor(map[spec.Name], out var info), $"{map[spec.Name]} missing");
+            Assert.Equal(spec.Shape.Reverse().Select(d => (long)d), info.Dims);
+            float[] got = r.ReadTensor(info.Name);
+            bool permuted = type == "llama" && (info.Name.Contains("attn_q.", StringComparison.Ordinal) || info.Name.Contains("attn_k.", StringComparison.Ordinal));
+            if (permuted) got = UndoPermutation(got, info.Name.Contains("attn_q.", StringComparison.Ordinal) ? 3 : 1, 10, spec.Shape.Length == 2 ? 24 : 1);
+            float[] want = weights[spec.Name].Data;
+            for (int i = 0; i < want.Length; i++)
+                Assert.True(BitConverter.SingleToInt32Bits(want[i]) == BitConverter.SingleToInt32Bits(got[i]), $"{spec.Name}[{i}]: {want[i]} vs {got[i]}");
+        }
+    }
+
+    /// <summary>The inverse of <see cref="GgufExporter.PermuteHalvesToPairs"/>, written independently: old row j·d/2 + i ← new row 2i + j.</summary>
+    private static float[] UndoPermutation(float[] data, int heads, int hd, int cols)
+    {
+        var r = new float[data.Length];
+        for (int h = 0; h < heads; h++)
+            for (int row = 0; row < hd; row++)
+            {
+                int i = row / 2, j = row % 2;
+                Array.Copy(data, (h * hd + row) * cols, r, (h * hd + j * (hd / 2) + i) * cols, cols);
+            }
+        return r;
+    }
+}

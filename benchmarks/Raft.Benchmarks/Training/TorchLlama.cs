@@ -50,6 +50,9 @@ public sealed class TorchLlama : IDisposable
         _c = p.Case;
         var cfg = _c.Config;
         if (cfg.QkvBias) throw new NotSupportedException("the torch mirror has no q/k/v bias.");
+        var layout = DecoderLayout.For(cfg);
+        if (layout.Rope.Type != RopeType.Default || layout.Layers.Any(l => l.Features != new DecoderLayerFeatures(QkvBias: false)))
+            throw new NotSupportedException("the torch mirror computes the plain Llama decoder only (default RoPE, no biases, q/k norm or window).");
         _eps = cfg.RmsNormEps;
         Parameter P(string name)
         {

@@ -38,9 +38,11 @@ internal static class EvalCommand
                 try { loaded.Add(EvalSet.Load(f, skipBadLines: parse.GetValue(skipBad), log: l => stderr.WriteLine($"warning: {l}"))); }
                 catch (DataFormatException e) { throw new UsageException(e.Message + " (--skip-bad-lines skips such lines)"); }
             }
-            var student = ModelStore.LoadStudent(modelDir, weights, parse.GetValue(threads), log: stderr.WriteLine);
+            var student = ModelStore.LoadStudent(modelDir, weights, parse.GetValue(threads));
             // Checked (and created) once the inputs are known good, so that a wrong input leaves no output directory behind.
             CliChecks.CheckOutputDirectory("--out", outDir);
+            stderr.WriteLine($"chat template: {student.Template.Origin}");
+            if (student.Model.IsInferenceOnly) stderr.WriteLine($"weights: {student.Model.WeightsDescription} (inference only)");
             var results = new List<EvalSetResult>();
             foreach (var set in loaded)
             {

@@ -58,7 +58,6 @@ internal static class RefineCommand
             var modelConfig = ModelConfig.Load(Path.Combine(tokDir, Checkpoint.ConfigFile));
             var tokenizer = TokenizerLoader.ForModel(tokDir, modelConfig.ModelType);
             var template = ChatTemplate.ForModel(tokDir, tokenizer, modelConfig.ModelType);
-            stderr.WriteLine($"chat template: {template.Origin}");
             using var world = DistributedCli.Open(parse.GetValue(collective)!, stderr);
             return DistributedCli.Guard(world, () =>
             {
@@ -71,6 +70,7 @@ internal static class RefineCommand
                 Refiner refiner;
                 try { refiner = new Refiner(t, tokenizer, template, options); }
                 catch (ArgumentException e) { throw new UsageException(e.Message); }
+                info.WriteLine($"chat template: {template.Origin}");
                 string who = world.WorldSize > 1 ? $"rank {world.Rank}: " : "";
                 var summary = ShardedRefine.Run(refiner, world, examples, outPath, (done, total) => stderr.WriteLine($"{who}refined {done}/{total}"));
                 if (world.Rank != 0) return ExitCodes.Success;

@@ -99,7 +99,7 @@ internal static class TrainCommand
         var info = world.Rank == 0 ? stderr : TextWriter.Null;
         // Every input is read and checked (down to the Trainer's checks) before --out is created, so that a wrong input leaves no run directory behind.
         var examples = Load(dataPath, skipBad, info);
-        var student = ModelStore.LoadStudent(modelDir, options.Threads, log: info.WriteLine);
+        var student = ModelStore.LoadStudent(modelDir, options.Threads);
         var device = options.Device;
         using var backend = DeviceOption.Create(device, options.Threads == 0 ? null : options.Threads); // said below, once the inputs passed
         var kernels = backend.Kernels;
@@ -118,6 +118,7 @@ internal static class TrainCommand
             ModelFilesFrom = modelDir,
         };
         CliChecks.CheckOutputDirectory("--out", outDir);
+        info.WriteLine($"chat template: {student.Template.Origin}");   // said once the inputs passed, as the device is
         DeviceOption.Announce(device, backend, info);
         var result = trainer.Run(outDir, resume);
         if (world.Rank != 0) return ExitCodes.Success;

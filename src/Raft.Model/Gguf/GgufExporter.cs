@@ -4,7 +4,7 @@ namespace Raft.Model.Gguf;
 
 /// <summary>What <see cref="GgufExporter.Export"/> wrote.</summary>
 /// <param name="Path">The GGUF file.</param>
-/// <param name="Architecture">general.architecture ("llama", "qwen2").</param>
+/// <param name="Architecture">general.architecture ("llama", "qwen2", "qwen3").</param>
 /// <param name="TensorCount">Tensors written.</param>
 /// <param name="Type">The type of the matrices (vectors are always F32).</param>
 /// <param name="TokenizerModel">tokenizer.ggml.model ("gpt2" or "llama").</param>
@@ -43,6 +43,9 @@ public static class GgufExporter
     {
         ArgumentNullException.ThrowIfNull(modelDir);
         ArgumentNullException.ThrowIfNull(outFile);
+        // refuse what the file cannot carry before reading the weights
+        string configPath = Path.Combine(modelDir, Checkpoint.ConfigFile);
+        if (File.Exists(configPath)) CheckRepresentable(ModelConfig.Load(configPath));
         var (config, weights) = Checkpoint.Load(modelDir);
         string arch = ArchitectureOf(config);
         var vocab = GgufVocabulary.FromDirectory(modelDir, config.VocabSize);

@@ -205,7 +205,7 @@ public sealed class GgufVocabulary
     private static string PreTokenizerName(string path, JsonElement root)
     {
         root.TryGetProperty("pre_tokenizer", out var pre);
-        string? regex = FindSplitRegex(pre);
+        string? regex = TokenizerLoader.FindSplitRegex(pre);
         if (regex == PreTokenizerPatterns.Llama3) return "llama-bpe";
         if (regex == PreTokenizerPatterns.Qwen2) return "qwen2";
         if (regex is null && pre.ValueKind == JsonValueKind.Object && pre.TryGetProperty("type", out var t) && t.GetString() == "ByteLevel"
@@ -214,18 +214,6 @@ public sealed class GgufVocabulary
         string what = regex is null ? $"pre_tokenizer {(pre.ValueKind == JsonValueKind.Undefined ? "(none)" : pre.GetRawText())}" : $"pre_tokenizer Split regex {regex}";
         throw new NotSupportedException(
             $"{path}: {what} is not one GGUF export knows a llama.cpp pre-tokenizer for (Llama 3's → llama-bpe, Qwen2's → qwen2, GPT-2's ByteLevel → gpt2); llama.cpp would split text differently.");
-    }
-
-    private static string? FindSplitRegex(JsonElement pre)
-    {
-        if (pre.ValueKind != JsonValueKind.Object) return null;
-        if (pre.TryGetProperty("type", out var t) && t.GetString() == "Split" &&
-            pre.TryGetProperty("pattern", out var p) && p.ValueKind == JsonValueKind.Object && p.TryGetProperty("Regex", out var r))
-            return r.GetString();
-        if (pre.TryGetProperty("pretokenizers", out var list) && list.ValueKind == JsonValueKind.Array)
-            foreach (var e in list.EnumerateArray())
-                if (FindSplitRegex(e) is { } found) return found;
-        return null;
     }
 
     // ---------------------------------------------------------------- SentencePiece (tokenizer.model)
@@ -281,32 +269,42 @@ public sealed class GgufVocabulary
 
     // ---------------------------------------------------------------- chat template
 
+    /// <summary>
+    /// The folder's chat template in transformers' (and <see cref="ChatTemplate.FromModelDirectory"/>'s) order of precedence:
+    /// chat_template.jinja, chat_template.json's chat_template, tokenizer_config.json's chat_template; a list of named
+    /// templates gives the one named "default" and keeps the others as tokenizer.chat_template.NAME.
+    /// </summary>
     private static (string? Default, List<KeyValuePair<string, string>> Named) ReadChatTemplates(string dir)
     {
         var named = new List<KeyValuePair<string, string>>();
-        string? template = null;
         string jinja = Path.Combine(dir, "chat_template.jinja");
-        if (File.Exists(jinja)) template = File.ReadAllText(jinja);
-        string tc = Path.Combine(dir, "tokenizer_config.json");
-        if (template is null && File.Exists(tc))
+        if (File.Exists(jinja)) return (File.ReadAllText(jinja), named);
+        foreach (string file in new[] { "chat_template.json", "tokenizer_config.json" })
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(tc), new JsonDocumentOptions { AllowTrailingCommas = true });
-            if (doc.RootElement.TryGetProperty("chat_template", out var ct))
+            string path = Path.Combine(dir, file);
+            if (!File.Exists(path)) continue;
+            JsonDocument doc;
+            try { doc = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { AllowTrailingCommas = true }); }
+            catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON ({e.Message}).", e); }
+            using (doc)
             {
-                if (ct.ValueKind == JsonValueKind.String) template = ct.GetString();
-                else if (ct.ValueKind == JsonValueKind.Array)
-                    foreach (var e in ct.EnumerateArray())
-                    {
-                        if (!e.TryGetProperty("name", out var n) || n.ValueKind != JsonValueKind.String ||
-                            !e.TryGetProperty("template", out var t) || t.ValueKind != JsonValueKind.String)
-                            throw new InvalidDataException($"{tc}: chat_template entries must be {{\"name\": …, \"template\": …}}.");
-                        if (n.GetString() == "default") template = t.GetString();
-                        else named.Add(new(n.GetString()!, t.GetString()!));
-                    }
-                else if (ct.ValueKind != JsonValueKind.Null)
-                    throw new InvalidDataException($"{tc}: chat_template must be a string or a list of named templates, got {ct.ValueKind}.");
+                if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("chat_template", out var ct) || ct.ValueKind == JsonValueKind.Null)
+                    continue;
+                if (ct.ValueKind == JsonValueKind.String) return (ct.GetString(), named);
+                if (ct.ValueKind != JsonValueKind.Array)
+                    throw new InvalidDataException($"{path}: chat_template must be a string or a list of named templates, got {ct.ValueKind}.");
+                string? template = null;
+                foreach (var e in ct.EnumerateArray())
+                {
+                    if (e.ValueKind != JsonValueKind.Object || !e.TryGetProperty("name", out var n) || n.ValueKind != JsonValueKind.String ||
+                        !e.TryGetProperty("template", out var t) || t.ValueKind != JsonValueKind.String)
+                        throw new InvalidDataException($"{path}: chat_template entries must be {{\"name\": …, \"template\": …}}.");
+                    if (n.GetString() == "default") template = t.GetString();
+                    else named.Add(new(n.GetString()!, t.GetString()!));
+                }
+                return (template, named);
             }
         }
-        return (template, named);
+        return (null, named);
     }
 }

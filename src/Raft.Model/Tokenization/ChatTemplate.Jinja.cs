@@ -149,13 +149,16 @@ public sealed partial class ChatTemplate
         return vars;
     }
 
-    /// <summary>The variables a model's template renders <paramref name="messages"/> with (the special tokens, <c>messages</c>, <c>add_generation_prompt</c>).</summary>
+    /// <summary>The variables a model's template renders <paramref name="messages"/> with: the special tokens, <c>messages</c>, <c>add_generation_prompt</c>, and <c>tools</c> / <c>documents</c> as none.</summary>
     public IReadOnlyDictionary<string, object?> Variables(IReadOnlyList<ChatMessage> messages, bool addGenerationPrompt)
     {
         var vars = new Dictionary<string, object?>(_specialTokens, StringComparer.Ordinal)
         {
             ["messages"] = messages.ToList(),
             ["add_generation_prompt"] = addGenerationPrompt,
+            // transformers renders with tools=None and documents=None when none are given: defined, and none.
+            ["tools"] = null,
+            ["documents"] = null,
         };
         return vars;
     }
@@ -335,10 +338,11 @@ public static class TokenSpans
         if (tokenizer.Decode(ids) != text) return Piecewise(tokenizer, text, spans);
         foreach (var (start, end) in spans)
         {
-            var (first, exactStart) = TokensBefore(tokenizer, text, ids, start);
+            // Tokens wholly before the span stay unmasked; one that straddles its start overlaps it and is masked, as is
+            // one that straddles its end.
+            var (from, _) = TokensBefore(tokenizer, text, ids, start);
             var (last, exactEnd) = TokensBefore(tokenizer, text, ids, end);
-            int from = first, to = exactEnd ? last : last + 1;
-            _ = exactStart;
+            int to = exactEnd ? last : last + 1;
             for (int t = from; t < Math.Min(to, ids.Length); t++) mask[t] = true;
         }
         return new ChatEncoding(ids, mask);

@@ -219,8 +219,7 @@ internal static class JsNumber
     // The shortest round-trip decimal digits of d > 0 and n such that d = 0.DIGITS × 10^n.
     private static (string Digits, int N) Digits(double d)
     {
-        string r = d.ToString("E16", CultureInfo.InvariantCulture);
-        // Prefer the shortest representation that round-trips, as JavaScript does.
+        // .NET's "R" gives the shortest digits that round-trip, as JavaScript's algorithm does.
         string shortest = d.ToString("R", CultureInfo.InvariantCulture);
         string mant = shortest, expPart = "0";
         int ei = shortest.IndexOfAny(['E', 'e']);
@@ -236,7 +235,6 @@ internal static class JsNumber
         n -= lead;
         all = all.TrimEnd('0');
         if (all.Length == 0) all = "0";
-        _ = r;
         return (all, n);
     }
 
