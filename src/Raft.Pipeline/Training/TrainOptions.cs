@@ -112,6 +112,11 @@ public sealed record TrainOptions
     public const int MaxRolloutsPerPrompt = 1024;
     /// <summary>Rollouts per prompt (RAFT).</summary>
     [JsonPropertyName("rollouts_per_prompt")] public int RolloutsPerPrompt { get; init; } = 1;
+    /// <summary>
+    /// How a checkpoint teacher (frozen) holds its matrices: fp32 (widened, the default), bf16 or fp16 (as stored, widened
+    /// in the matmul kernels with fp32 accumulation). The student always trains on fp32 weights.
+    /// </summary>
+    [JsonPropertyName("teacher_weights_dtype")] public string TeacherWeightsDType { get; init; } = "fp32";
 
     /// <summary>The distillation settings (K, τ, loss kind, β) the teacher scores with and the loss uses.</summary>
     [JsonIgnore] public DistillSettings Distill => new(TopK, Temperature, LossKind, JsdBeta);
@@ -136,6 +141,7 @@ public sealed record TrainOptions
         if (MaxNonFiniteSteps < 1) Fail("max_nonfinite_steps", MaxNonFiniteSteps, "must be ≥ 1");
         if (!Enum.IsDefined(Device)) Fail("device", (int)Device, $"must be {ComputeDevices.Choices}");
         if (Trainable is not null) _ = TrainablePattern();
+        _ = Raft.Model.SafeTensorDTypes.ParseWeightsDType(TeacherWeightsDType, "teacher_weights_dtype");
         if (Method != TrainMethod.Raft) return;
         if (TopK < 1) Fail("top_k", TopK, "must be ≥ 1");
         if (!(Temperature > 0) || !float.IsFinite(Temperature)) Fail("temperature", Temperature, "must be finite and > 0");
