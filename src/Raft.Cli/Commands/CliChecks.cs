@@ -56,9 +56,11 @@ internal static class CliChecks
     /// <summary>
     /// The data-safety rule, in one place: no output of a command may be, lie inside, or contain any of its inputs
     /// (compared as full paths with every symbolic link resolved). Every command that writes calls this before any work;
-    /// a conflict names both options and the path.
+    /// a conflict names both options and the path. With <paramref name="mayContainInputs"/>, an output folder may hold an
+    /// input (eval's, demo's and export-onnx's --out, which only add their own named files at the top: <c>raft eval
+    /// --model runs/a/final --out runs/a</c>); a run folder, whose old files --overwrite removes, may not.
     /// </summary>
-    public static void CheckOutputsApart(IEnumerable<PathArgument> inputs, IEnumerable<PathArgument> outputs)
+    public static void CheckOutputsApart(IEnumerable<PathArgument> inputs, IEnumerable<PathArgument> outputs, bool mayContainInputs = false)
     {
         var ins = inputs.Where(i => !string.IsNullOrEmpty(i.Path)).Select(i => (i, Real: RealPath(i.Path!))).ToList();
         foreach (var output in outputs)
@@ -69,7 +71,7 @@ internal static class CliChecks
             {
                 string? how = o == i ? "is the same path as"
                     : IsInside(o, i) ? "is inside the"
-                    : IsInside(i, o) ? "contains the"
+                    : !mayContainInputs && IsInside(i, o) ? "contains the"
                     : null;
                 if (how is null) continue;
                 string where = o == i ? o : $"{o} vs {i}";

@@ -38,7 +38,7 @@ internal static class DemoCommand
             if (th < 0) throw new UsageException($"--threads must be ≥ 0, got {th}.");
             string? outDir = parse.GetValue(output);
             string basePath = parse.GetValue(baseModel) ?? FindBase();
-            CliChecks.CheckOutputsApart([new("--base", basePath)], [new("--out", outDir)]);
+            CliChecks.CheckOutputsApart([new("--base", basePath)], [new("--out", outDir)], mayContainInputs: true);
             if (outDir is not null) CliChecks.CheckOutputDirectory("--out", outDir);
             var defaults = new DemoOptions();
             var sft = defaults.Sft;

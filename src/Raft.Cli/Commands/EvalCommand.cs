@@ -32,7 +32,7 @@ internal static class EvalCommand
             CliChecks.CheckInputDirectory("--model", modelDir);
             var files = parse.GetValue(sets) ?? [];
             foreach (var f in files) CliChecks.CheckInputFile("--set", f);
-            CliChecks.CheckOutputsApart([new("--model", modelDir), .. files.Select(f => new CliChecks.PathArgument("--set", f))], [new("--out", outDir)]);
+            CliChecks.CheckOutputsApart([new("--model", modelDir), .. files.Select(f => new CliChecks.PathArgument("--set", f))], [new("--out", outDir)], mayContainInputs: true);
             var loaded = new List<EvalSet>();
             foreach (var f in files)
             {

@@ -20,7 +20,7 @@ internal static class ExportOnnxCommand
         {
             string dir = parse.GetValue(model)!, outDir = parse.GetValue(output)!;
             CliChecks.CheckInputDirectory("--model", dir);
-            CliChecks.CheckOutputsApart([new("--model", dir)], [new("--out", outDir)]);
+            CliChecks.CheckOutputsApart([new("--model", dir)], [new("--out", outDir)], mayContainInputs: true);
             CliChecks.CheckOutputDirectory("--out", outDir);
             var (config, weights) = Checkpoint.Load(dir);
             OnnxExporter.Export(config, weights, outDir);
