@@ -230,6 +230,10 @@ public sealed class LoraAdapters
     /// <summary>The adapted projections, layer by layer in <see cref="LoraTarget"/> order.</summary>
     public IEnumerable<LoraModule> Modules => _modules.SelectMany(m => m).OfType<LoraModule>();
 
+    /// <summary>The names of layer <paramref name="layer"/>'s adapter tensors (A, B per module, in <see cref="LoraTarget"/> order).</summary>
+    public IReadOnlyList<string> LayerTensorNames(int layer) =>
+        _modules[layer].OfType<LoraModule>().SelectMany(m => new[] { m.A.Name, m.B.Name }).ToList();
+
     /// <summary>The module of (layer, target), or null when that projection is not wrapped.</summary>
     public LoraModule? Module(int layer, LoraTarget target) => _modules[layer][(int)target];
 
