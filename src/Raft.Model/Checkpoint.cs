@@ -26,6 +26,29 @@ public static class Checkpoint
     /// <returns>The config and the weights, in <see cref="ModelConfig.TensorShapes"/> order.</returns>
     public static (ModelConfig Config, TensorSet Weights) Load(string directory)
     {
+        var (config, weights, _) = LoadCore(directory, SafeTensorDType.F32);
+        return (config, weights);
+    }
+
+    /// <summary>
+    /// Loads a checkpoint for inference only (a frozen teacher, rollouts, refinement, evaluation) with its matrices
+    /// (embedding, projections, lm_head) kept in <paramref name="matrices"/>: BF16 or F16 tensors of that dtype are kept
+    /// as stored (not widened), F32 ones are rounded to it (nearest even); norms and biases are read as fp32. A matrix
+    /// stored in the other 16-bit dtype is an error naming the tensor, its dtype and the file (converting between BF16 and
+    /// F16 would lose bits or range). With F32 this is <see cref="Load"/>. The same checks as <see cref="Load"/> apply.
+    /// </summary>
+    public static (ModelConfig Config, TensorSet Weights, IReadOnlyList<HalfMatrix> Matrices) LoadForInference(string directory, SafeTensorDType matrices)
+        => LoadCore(directory, matrices);
+
+    /// <summary>Loads a checkpoint as a model: <see cref="Load"/> for F32, else <see cref="LoadForInference"/> (an inference-only model).</summary>
+    public static LlamaModel LoadModel(string directory, SafeTensorDType matrices = SafeTensorDType.F32)
+    {
+        var (config, weights, halves) = LoadCore(directory, matrices);
+        return new LlamaModel(config, weights, halves);
+    }
+
+    private static (ModelConfig Config, TensorSet Weights, IReadOnlyList<HalfMatrix> Matrices) LoadCore(string directory, SafeTensorDType matrices)
+    {
         ArgumentNullException.ThrowIfNull(directory);
         string configPath = Path.Combine(directory, ConfigFile);
         if (!File.Exists(configPath)) throw new FileNotFoundException($"{directory}: no {ConfigFile}.", configPath);
@@ -74,6 +97,9 @@ public static class Checkpoint
             }
 
             var weights = new TensorSet();
+            var halves = new List<HalfMatrix>();
+            var matrixNames = matrices == SafeTensorDType.F32 ? [] :
+                layout.Tensors.Where(t => t.Role == TensorRole.Matrix).Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
             foreach (var (name, shape) in expected)
             {
                 if (!source.TryGetValue(name, out var f))
@@ -82,11 +108,24 @@ public static class Checkpoint
                 if (!info.Shape.SequenceEqual(shape.Select(d => (long)d)))
                     throw new InvalidDataException(
                         $"tensor {name} in {f.Path} has shape {info.ShapeText}, {ConfigFile} needs [{string.Join(", ", shape)}].");
+                if (matrixNames.Contains(name) && SafeTensorDTypes.TryParse(info.DType, out var stored) && stored != SafeTensorDType.F32)
+                {
+                    if (stored != matrices)
+                        throw new InvalidDataException($"tensor {name} in {f.Path} is stored as {info.DType}; it cannot be kept as " +
+                            $"{matrices.HeaderName()} without losing {(matrices == SafeTensorDType.BF16 ? "mantissa bits" : "range")} " +
+                            $"(ask for {(stored == SafeTensorDType.BF16 ? "bf16" : "fp16")} or fp32 weights).");
+                    var bits = new ushort[info.ElementCount];
+                    System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(f.RawBytes(name)).CopyTo(bits);
+                    halves.Add(new HalfMatrix(name, shape, bits, stored));
+                    continue;
+                }
                 var data = new float[info.ElementCount];
                 f.ReadInto(name, data);
-                weights.Add(new Tensor(name, shape, data));
+                var tensor = new Tensor(name, shape, data);
+                if (matrixNames.Contains(name)) halves.Add(HalfMatrix.FromSingle(tensor, matrices));
+                else weights.Add(tensor);
             }
-            return (config, weights);
+            return (config, weights, halves);
         }
         finally
         {

@@ -18,6 +18,8 @@ public sealed class LlamaModel
     {
         public required float[] Ln1, Wq, Wk, Wv, Wo, Ln2, Wg, Wu, Wd;
         public float[]? Bq, Bk, Bv, Bo, Bg, Bu, Bd, Qn, Kn;
+        /// <summary>The projections kept in 16 bits (inference-only models); null where the fp32 array is used.</summary>
+        public HalfMatrix? Hq, Hk, Hv, Ho, Hg, Hu, Hd;
         /// <summary>The layer's tensor names and features (the gradient set is looked up by the names).</summary>
         public required DecoderLayerLayout Names;
     }
@@ -25,6 +27,8 @@ public sealed class LlamaModel
     private readonly DecoderLayout _layout;
     private readonly LayerWeights[] _layers;
     private readonly float[] _embed, _norm, _lmHead;
+    private readonly HalfMatrix? _embedH, _lmHeadH;
+    private readonly Dictionary<string, HalfMatrix> _half = new(StringComparer.Ordinal);
     private readonly RopeTable _rope;
     private readonly int _d, _h, _kv, _hd, _f, _v;
     private readonly float _eps;
@@ -39,13 +43,42 @@ public sealed class LlamaModel
     /// Wraps existing parameters (Hugging Face names, see <see cref="DecoderLayout"/>); every expected
     /// tensor must be present with its shape, or the error names the tensor. The arrays are used in place (not copied).
     /// </summary>
-    public LlamaModel(ModelConfig config, TensorSet parameters)
+    public LlamaModel(ModelConfig config, TensorSet parameters) : this(config, parameters, []) { }
+
+    /// <summary>
+    /// An inference-only model whose matrices (embedding, projections, lm_head: any of them) are given as 16-bit
+    /// <paramref name="halfMatrices"/> (BF16 or F16 as stored), the other tensors (norms, biases) in
+    /// <paramref name="parameters"/> as fp32. The matmuls widen the 16-bit weights in registers and accumulate in fp32
+    /// (<see cref="Ops.HalfMatmul"/>); the forward is that of the fp32 model over the exactly widened weights, up to
+    /// fp32 summation order. Such a model runs <see cref="Forward(ReadOnlySpan{int}, int, int, ModelActivations?, ReadOnlySpan{int})"/>
+    /// without activations, <see cref="Prefill"/> and <see cref="DecodeStep"/>; recording activations or a backward is an
+    /// error (training keeps fp32 weights). With no half matrices this is the fp32 model.
+    /// </summary>
+    public LlamaModel(ModelConfig config, TensorSet parameters, IEnumerable<HalfMatrix> halfMatrices)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(halfMatrices);
         var layout = DecoderLayout.For(config);
+        foreach (var h in halfMatrices)
+        {
+            if (!layout.Contains(h.Name))
+                throw new ArgumentException($"16-bit matrix {h.Name} is not part of this {config.ModelType} architecture.", nameof(halfMatrices));
+            if (!_half.TryAdd(h.Name, h))
+                throw new ArgumentException($"16-bit matrix {h.Name} is given twice.", nameof(halfMatrices));
+            if (parameters.TryGet(h.Name, out _))
+                throw new ArgumentException($"tensor {h.Name} is given both as fp32 and as a 16-bit matrix.", nameof(halfMatrices));
+        }
         foreach (var spec in layout.Tensors)
         {
+            if (_half.TryGetValue(spec.Name, out var hm))
+            {
+                if (spec.Role != TensorRole.Matrix)
+                    throw new ArgumentException($"tensor {spec.Name} is a {spec.Role}, only matrices can be kept in 16 bits.", nameof(halfMatrices));
+                if (!hm.Shape.AsSpan().SequenceEqual(spec.Shape.AsSpan()))
+                    throw new ArgumentException($"16-bit matrix {spec.Name} has shape {hm.ShapeText}, expected {spec.ShapeText}.", nameof(halfMatrices));
+                continue;
+            }
             if (!parameters.TryGet(spec.Name, out var t))
                 throw new ArgumentException($"parameter tensor {spec.Name} is missing (expected shape {spec.ShapeText}).", nameof(parameters));
             if (!t.Shape.AsSpan().SequenceEqual(spec.Shape.AsSpan()))
@@ -61,15 +94,19 @@ public sealed class LlamaModel
         _layout = layout;
         _d = config.HiddenSize; _h = config.NumAttentionHeads; _kv = config.KvHeads; _hd = layout.HeadDim;
         _f = config.IntermediateSize; _v = config.VocabSize; _eps = (float)config.RmsNormEps;
-        _embed = parameters[layout.Embedding.Name].Data;
+        float[] F32(string n) => parameters.TryGet(n, out var t) ? t.Data : [];
+        HalfMatrix? H16(string? n) => n is not null && _half.TryGetValue(n, out var h) ? h : null;
+        _embed = F32(layout.Embedding.Name);
         _norm = parameters[layout.FinalNorm.Name].Data;
-        _lmHead = parameters[layout.OutputProjection].Data;
+        _lmHead = F32(layout.OutputProjection);
+        _embedH = H16(layout.Embedding.Name);
+        _lmHeadH = H16(layout.OutputProjection);
         _rope = new RopeTable(layout.Rope, layout.Rope.MaxPositionEmbeddings);
         _layers = new LayerWeights[layout.Layers.Count];
         for (int i = 0; i < _layers.Length; i++)
         {
             var names = layout.Layers[i];
-            float[] W(string n) => parameters[n].Data;
+            float[] W(string n) => F32(n);
             float[]? Optional(string? n) => n is null ? null : parameters[n].Data;
             _layers[i] = new LayerWeights
             {
@@ -79,6 +116,8 @@ public sealed class LlamaModel
                 Bq = Optional(names.QBias), Bk = Optional(names.KBias), Bv = Optional(names.VBias),
                 Bo = Optional(names.OBias), Bg = Optional(names.GateBias), Bu = Optional(names.UpBias), Bd = Optional(names.DownBias),
                 Qn = Optional(names.QNorm), Kn = Optional(names.KNorm),
+                Hq = H16(names.QProj), Hk = H16(names.KProj), Hv = H16(names.VProj), Ho = H16(names.OProj),
+                Hg = H16(names.GateProj), Hu = H16(names.UpProj), Hd = H16(names.DownProj),
                 Names = names,
             };
         }
@@ -117,6 +156,21 @@ public sealed class LlamaModel
     public DecoderLayout Layout => _layout;
     /// <summary>The parameters (Hugging Face names), used in place: an optimizer may update them between calls.</summary>
     public TensorSet Parameters { get; }
+    /// <summary>The matrices kept in 16 bits (empty for an fp32 model); <see cref="Parameters"/> holds the other tensors.</summary>
+    public IReadOnlyDictionary<string, HalfMatrix> HalfMatrices => _half;
+    /// <summary>True when some weights are 16-bit: the model runs forwards and decoding only, no backward.</summary>
+    public bool IsInferenceOnly => _half.Count > 0;
+    /// <summary>How the matrices are held, for logs: "fp32", "bf16", "fp16" or a mix ("bf16+fp32").</summary>
+    public string WeightsDescription
+    {
+        get
+        {
+            var kinds = new SortedSet<string>(StringComparer.Ordinal);
+            foreach (var h in _half.Values) kinds.Add(h.DType == SafeTensorDType.BF16 ? "bf16" : "fp16");
+            if (_layout.Tensors.Any(t => t.Role == TensorRole.Matrix && !_half.ContainsKey(t.Name))) kinds.Add("fp32");
+            return string.Join("+", kinds);
+        }
+    }
     /// <summary>Threads for the ops; 0 (the default) uses every core.</summary>
     public int Threads { get; set; }
 
@@ -135,9 +189,9 @@ public sealed class LlamaModel
             if (value is not null)
                 foreach (var m in value.Modules)
                 {
-                    var t = Parameters[m.BaseName];
-                    if (t.Shape.Length != 2 || t.Shape[0] != m.Out || t.Shape[1] != m.In || m.Layer >= _layers.Length)
-                        throw new ArgumentException($"the adapter for {m.BaseName} expects [{m.Out}, {m.In}], the model has {t.ShapeText}.", nameof(value));
+                    // by the layout, so that a model with 16-bit matrices (not in Parameters) takes adapters too
+                    if (!_layout.TryGet(m.BaseName, out var spec) || spec.Shape.Length != 2 || spec.Shape[0] != m.Out || spec.Shape[1] != m.In || m.Layer >= _layers.Length)
+                        throw new ArgumentException($"the adapter for {m.BaseName} expects [{m.Out}, {m.In}], the model has {(spec is null ? "no such tensor" : spec.ShapeText)}.", nameof(value));
                 }
             if (value is not null && value.Layout.Layers.Count != _layers.Length)
                 throw new ArgumentException($"the adapters were made for {value.Layout.Layers.Count} layers, the model has {_layers.Length}.", nameof(value));
@@ -184,6 +238,8 @@ public sealed class LlamaModel
         if (logits.Length < (long)n * _v) throw new ArgumentException($"logits has {logits.Length} values, needs [{n}, {_v}].", nameof(logits));
         if (!positions.IsEmpty && positions.Length != n)
             throw new ArgumentException($"positions has {positions.Length} values, needs [B·T] = {n}.", nameof(positions));
+        if (activations != null && IsInferenceOnly)
+            throw new InvalidOperationException($"this model holds {WeightsDescription} weights and is inference-only: it records no activations for a backward (train on fp32 weights).");
         if (activations != null)
         {
             activations.Ensure(Config, n, batch, seqLen, this);
@@ -259,7 +315,8 @@ public sealed class LlamaModel
         Buf.Ensure(ref _tmp, nd);
         var x = _x.AsSpan(0, (int)nd);
         var tmp = _tmp.AsSpan(0, (int)nd);
-        Embedding.Forward(tokens, _embed, x, _v, _d);
+        if (_embedH != null) Embedding.Forward(tokens, _embedH, x, _v, _d);
+        else Embedding.Forward(tokens, _embed, x, _v, _d);
         int qw = _h * _hd, kw = _kv * _hd;
         if (rec == null) _scratch.Ensure(Config, n, n, false);
         var rope = RopeFor(pos);
@@ -272,9 +329,9 @@ public sealed class LlamaModel
             if (rec != null) x.CopyTo(a.XIn);
             // attention block: [B, T, C] → q [B, T, H·hd], k, v [B, T, KV·hd]
             RmsNorm.Forward(x, w.Ln1, a.Xn1, a.Rstd1, n, _d, _eps, th);
-            Matmul.Forward(a.Xn1, w.Wq, w.Bq, a.Q, n, _d, qw, th);
-            Matmul.Forward(a.Xn1, w.Wk, w.Bk, a.K, n, _d, kw, th);
-            Matmul.Forward(a.Xn1, w.Wv, w.Bv, a.V, n, _d, kw, th);
+            Linear(a.Xn1, w.Wq, w.Hq, w.Bq, a.Q, n, _d, qw, th);
+            Linear(a.Xn1, w.Wk, w.Hk, w.Bk, a.K, n, _d, kw, th);
+            Linear(a.Xn1, w.Wv, w.Hv, w.Bv, a.V, n, _d, kw, th);
             if (lora != null)
             {
                 lora.Forward(l, LoraTarget.QProj, a.Xn1, a.Q, n, lrec, th);
@@ -303,21 +360,21 @@ public sealed class LlamaModel
                 Attention.Forward(a.Q, a.K, a.V, KvLayout.Rows(t, _kv, _hd), a.Att, rec != null ? a.Lse : default,
                     batch, t, _h, _kv, _hd, 0, th, window);
             }
-            Matmul.Forward(a.Att, w.Wo, w.Bo, tmp, n, qw, _d, th);
+            Linear(a.Att, w.Wo, w.Ho, w.Bo, tmp, n, qw, _d, th);
             lora?.Forward(l, LoraTarget.OProj, a.Att, tmp, n, lrec, th);
             Residual.Forward(x, tmp);
             if (rec != null) x.CopyTo(a.XMid);
             // MLP block: [B, T, C] → [B, T, F] → [B, T, C]
             RmsNorm.Forward(x, w.Ln2, a.Xn2, a.Rstd2, n, _d, _eps, th);
-            Matmul.Forward(a.Xn2, w.Wg, w.Bg, a.G, n, _d, _f, th);
-            Matmul.Forward(a.Xn2, w.Wu, w.Bu, a.U, n, _d, _f, th);
+            Linear(a.Xn2, w.Wg, w.Hg, w.Bg, a.G, n, _d, _f, th);
+            Linear(a.Xn2, w.Wu, w.Hu, w.Bu, a.U, n, _d, _f, th);
             if (lora != null)
             {
                 lora.Forward(l, LoraTarget.GateProj, a.Xn2, a.G, n, lrec, th);
                 lora.Forward(l, LoraTarget.UpProj, a.Xn2, a.U, n, lrec, th);
             }
             SwiGlu.Forward(a.G.AsSpan(0, n * _f), a.U.AsSpan(0, n * _f), a.Hh.AsSpan(0, n * _f), th);
-            Matmul.Forward(a.Hh, w.Wd, w.Bd, tmp, n, _f, _d, th);
+            Linear(a.Hh, w.Wd, w.Hd, w.Bd, tmp, n, _f, _d, th);
             lora?.Forward(l, LoraTarget.DownProj, a.Hh, tmp, n, lrec, th);
             Residual.Forward(x, tmp);
         }
@@ -341,8 +398,15 @@ public sealed class LlamaModel
             Buf.Ensure(ref _xnf, (long)rows * _d);
             Buf.Ensure(ref _rf, rows);
             RmsNorm.Forward(final, _norm, _xnf, _rf, rows, _d, _eps, th);
-            Matmul.Forward(_xnf, _lmHead, default, logits, rows, _d, _v, th);
+            Linear(_xnf, _lmHead, _lmHeadH, default, logits, rows, _d, _v, th);
         }
+    }
+
+    /// <summary>The linear layer on the fp32 weights, or on the 16-bit ones when the model holds them.</summary>
+    private static void Linear(ReadOnlySpan<float> x, float[] w, HalfMatrix? h, ReadOnlySpan<float> bias, Span<float> y, int n, int k, int m, int threads)
+    {
+        if (h != null) HalfMatmul.Forward(x, h, bias, y, n, k, m, threads);
+        else Matmul.Forward(x, w, bias, y, n, k, m, threads);
     }
 
     /// <summary>

@@ -53,6 +53,31 @@ public static class SafeTensorDTypes
         _ => 0,
     };
 
+    /// <summary>The names of the in-memory weight dtypes an option takes (<c>weights_dtype</c>): fp32, bf16, fp16.</summary>
+    public const string WeightsDTypeChoices = "fp32, bf16 or fp16";
+
+    /// <summary>
+    /// Parses an in-memory weights dtype option: <c>fp32</c> (widen everything, the default), <c>bf16</c> or <c>fp16</c>
+    /// (keep the matrices in 16 bits, inference only), case-insensitive; anything else is an <see cref="ArgumentException"/>
+    /// naming <paramref name="key"/> and the value.
+    /// </summary>
+    public static SafeTensorDType ParseWeightsDType(string? text, string key) => text?.ToLowerInvariant() switch
+    {
+        "fp32" or "f32" or "float32" => SafeTensorDType.F32,
+        "bf16" or "bfloat16" => SafeTensorDType.BF16,
+        "fp16" or "f16" or "float16" => SafeTensorDType.F16,
+        _ => throw new ArgumentException($"{key} = {(text is null ? "null" : $"\"{text}\"")}: must be {WeightsDTypeChoices}.", key),
+    };
+
+    /// <summary>The option name of a weights dtype: fp32, bf16, fp16.</summary>
+    public static string WeightsDTypeName(this SafeTensorDType dtype) => dtype switch
+    {
+        SafeTensorDType.F32 => "fp32",
+        SafeTensorDType.BF16 => "bf16",
+        SafeTensorDType.F16 => "fp16",
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown dtype"),
+    };
+
     /// <summary>bfloat16 bits → fp32: the 16 bits become the upper half of the binary32 (exact).</summary>
     public static float BFloat16ToSingle(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
 

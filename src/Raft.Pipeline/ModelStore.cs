@@ -20,16 +20,27 @@ public static class ModelStore
     /// gets one line saying which ("chat template: tokenizer_config.json of DIR", "chat template: fallback ChatML").
     /// </summary>
     public static LoadedModel LoadStudent(string directory, int threads = 0, string? templateOverride = null, Action<string>? log = null)
+        => LoadStudent(directory, SafeTensorDType.F32, threads, templateOverride, log);
+
+    /// <summary>
+    /// As <see cref="LoadStudent(string, int, string?, Action{string}?)"/>, with the matrices held as <paramref name="weights"/>:
+    /// F32 (trainable) or BF16 / F16 (as stored, an inference-only model for generation and evaluation; see
+    /// <see cref="Checkpoint.LoadForInference"/>). A 16-bit choice is logged ("weights: bf16 (inference only)").
+    /// </summary>
+    public static LoadedModel LoadStudent(string directory, SafeTensorDType weights, int threads = 0, string? templateOverride = null, Action<string>? log = null)
     {
         ArgumentNullException.ThrowIfNull(directory);
         if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"model folder {directory} does not exist.");
         if (!File.Exists(Path.Combine(directory, Checkpoint.ConfigFile)))
             throw new FileNotFoundException($"model folder {directory} has no {Checkpoint.ConfigFile}: not a checkpoint.", Path.Combine(directory, Checkpoint.ConfigFile));
-        var (config, weights) = Checkpoint.Load(directory);
+        var model = Checkpoint.LoadModel(directory, weights);
+        model.Threads = threads;
+        var config = model.Config;
+        if (model.IsInferenceOnly) log?.Invoke($"weights: {model.WeightsDescription} (inference only)");
         var tokenizer = TokenizerLoader.ForModel(directory, config.ModelType);
         var template = ChatTemplate.ForModel(directory, tokenizer, config.ModelType, templateOverride);
         log?.Invoke($"chat template: {template.Origin}");
-        return new LoadedModel(new LlamaModel(config, weights) { Threads = threads }, tokenizer, template, directory);
+        return new LoadedModel(model, tokenizer, template, directory);
     }
 
     /// <summary>
@@ -40,20 +51,24 @@ public static class ModelStore
     /// the teacher's top-K never holds those ids (0: no limit).
     /// </summary>
     public static ITeacher OpenTeacher(string directory, TeacherOptions options, ILossKernels kernels, int? expectedVocab = null, int threads = 0,
-        int vocabLimit = 0)
+        int vocabLimit = 0, SafeTensorDType weights = SafeTensorDType.F32)
     {
         ArgumentNullException.ThrowIfNull(directory);
         ArgumentNullException.ThrowIfNull(options);
         if (!System.IO.Directory.Exists(directory)) throw new DirectoryNotFoundException($"teacher folder {directory} does not exist.");
         ITeacher teacher;
+        if (TeacherSession.FindModelFile(directory) is not null && weights != SafeTensorDType.F32)
+            throw new ArgumentException($"weights dtype {weights.WeightsDTypeName()} applies to a checkpoint teacher; {directory} holds an ONNX decoder, " +
+                "whose weights are in the dtype the ONNX file stores (use fp32 here, or give the checkpoint folder).", nameof(weights));
         if (TeacherSession.FindModelFile(directory) is not null)
             teacher = OnnxTeacher.Open(directory, options with { ExpectedVocabSize = expectedVocab ?? options.ExpectedVocabSize }, kernels,
                 vocabLimit: LimitFor(vocabLimit, expectedVocab));
         else if (File.Exists(Path.Combine(directory, Checkpoint.ConfigFile)))
         {
-            var (config, weights) = Checkpoint.Load(directory);
-            teacher = new EngineTeacher(new LlamaModel(config, weights) { Threads = threads }, kernels, $"engine {directory}",
-                vocabLimit: LimitFor(vocabLimit, config.VocabSize));
+            var model = Checkpoint.LoadModel(directory, weights);
+            model.Threads = threads;
+            teacher = new EngineTeacher(model, kernels, model.IsInferenceOnly ? $"engine {directory} ({model.WeightsDescription} weights)" : $"engine {directory}",
+                vocabLimit: LimitFor(vocabLimit, model.Config.VocabSize));
         }
         else throw new FileNotFoundException($"teacher folder {directory} holds neither an ONNX decoder ({OnnxExporter.ModelFile}, {GenAiConfig.FileName}'s file, {TeacherSession.MergedDecoderFile}) nor {Checkpoint.ConfigFile}.", directory);
         if (expectedVocab is int v && teacher.VocabSize != v)

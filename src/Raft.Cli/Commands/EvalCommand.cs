@@ -16,16 +16,20 @@ internal static class EvalCommand
         var output = new Option<string>("--out") { Description = "Directory for report.json and report.md.", Required = true, HelpName = "DIR" };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "Most tokens per answer (default 64).", DefaultValueFactory = _ => 64, HelpName = "N" };
         var threads = new Option<int>("--threads") { Description = "CPU threads, 0 = all cores.", DefaultValueFactory = _ => 0, HelpName = "N" };
+        var weightsDType = new Option<string>("--weights-dtype") { Description = "How the model holds its matrices: fp32 (widened), bf16 or fp16 (as stored, widened inside the matmul kernels, fp32 accumulation) (default fp32).", DefaultValueFactory = _ => "fp32", HelpName = "fp32|bf16|fp16" };
         var skipBad = new Option<bool>("--skip-bad-lines") { Description = "Skip malformed lines (reported and counted)." };
         var adapter = new Option<string?>("--adapter") { Description = "A LoRA adapter (PEFT's adapter_config.json + adapter_model.safetensors, e.g. a LoRA run's final/) applied to --model, its base.", HelpName = "DIR" };
         var command = new Command("eval", "Scores a checkpoint on evaluation sets: accuracy by answer extractors, compliance with verifiable format instructions (IFEval-like); writes report.json and report.md.");
-        foreach (Option o in (Option[])[model, adapter, sets, output, maxNew, threads, skipBad]) command.Options.Add(o);
+        foreach (Option o in (Option[])[model, adapter, sets, output, maxNew, threads, weightsDType, skipBad]) command.Options.Add(o);
         command.SetAction(parse =>
         {
             var stderr = parse.InvocationConfiguration.Error;
             string modelDir = parse.GetValue(model)!, outDir = parse.GetValue(output)!;
             int max = parse.GetValue(maxNew);
             if (max < 1) throw new UsageException($"--max-new-tokens must be ≥ 1, got {max}.");
+            Raft.Model.SafeTensorDType weights;
+            try { weights = Raft.Model.SafeTensorDTypes.ParseWeightsDType(parse.GetValue(weightsDType), "--weights-dtype"); }
+            catch (ArgumentException e) { throw new UsageException(e.Message); }
             CliChecks.CheckInputDirectory("--model", modelDir);
             var files = parse.GetValue(sets) ?? [];
             foreach (var f in files) CliChecks.CheckInputFile("--set", f);
@@ -37,7 +41,7 @@ internal static class EvalCommand
             }
             string? adapterDir = parse.GetValue(adapter);
             if (adapterDir is not null) CliChecks.CheckInputDirectory("--adapter", adapterDir);
-            var student = ModelStore.LoadStudent(modelDir, parse.GetValue(threads));
+            var student = ModelStore.LoadStudent(modelDir, weights, parse.GetValue(threads));
             if (adapterDir is not null)
             {
                 try { student.Model.Lora = Raft.Model.LoraFiles.Load(adapterDir, student.Model.Layout); }
@@ -47,6 +51,7 @@ internal static class EvalCommand
             // Checked (and created) once the inputs are known good, so that a wrong input leaves no output directory behind.
             CliChecks.CheckOutputDirectory("--out", outDir);
             stderr.WriteLine($"chat template: {student.Template.Origin}");
+            if (student.Model.IsInferenceOnly) stderr.WriteLine($"weights: {student.Model.WeightsDescription} (inference only)");
             var results = new List<EvalSetResult>();
             foreach (var set in loaded)
             {

@@ -22,6 +22,7 @@ internal static class RefineCommand
         "extractor" => "Final-answer extractor of the answer-match rule: last_number, boxed, exact, marker:TEXT, regex:PATTERN, or none (default last_number).",
         "similarity_threshold" => "Similarity a rewrite needs against its reference, 0 = rule off (default 0.2).",
         "embedding_model" => "Sentence-embedding ONNX folder (model.onnx + vocab.txt) for the similarity rule (default: character 3-gram cosine).",
+        "weights_dtype" => "How a checkpoint teacher holds its matrices: fp32 (widened), bf16 or fp16 (as stored, widened inside the matmul kernels, fp32 accumulation) (default fp32).",
         _ => key,
     };
 
@@ -64,7 +65,8 @@ internal static class RefineCommand
                 var info = world.Rank == 0 ? stderr : TextWriter.Null;
                 var examples = TrainCommand.Load(dataPath, parse.GetValue(skipBad), info);
                 int th = parse.GetValue(threads);
-                using var t = TrainCommand.OpenTeacher(teacherDir, parse.GetValue(provider)!, new CpuKernels(th), modelConfig.VocabSize, th, info);
+                using var t = TrainCommand.OpenTeacher(teacherDir, parse.GetValue(provider)!, new CpuKernels(th), modelConfig.VocabSize, th, info,
+                    weights: SafeTensorDTypes.ParseWeightsDType(options.WeightsDType, "weights_dtype"));
                 Refiner refiner;
                 try { refiner = new Refiner(t, tokenizer, template, options); }
                 catch (ArgumentException e) { throw new UsageException(e.Message); }

@@ -3,6 +3,7 @@ using ILGPU.Runtime;
 using System.CommandLine;
 using System.Text.Json;
 using Raft.Kernels;
+using Raft.Model;
 using Raft.Pipeline;
 using Raft.Pipeline.Data;
 using Raft.Pipeline.Training;
@@ -35,6 +36,7 @@ internal static class TrainCommand
         "shard_optimizer" => "ZeRO-1 under mpirun: each rank keeps AdamW's moments for its 1/N of the parameters (reduce-scatter, update, all-gather); checkpoints are the same files (default false).",
         "overlap_allreduce" => "Under mpirun: sum each gradient bucket on a communication thread while the backward goes on; false (default): after the backward. Same sums either way; it was slower with one core per rank (benchmarks/results/allreduce-cpu.md).",
         "trainable" => "Which parameters are trained: a regular expression over tensor names, e.g. mlp (the MLP blocks only; attention, norms and embeddings frozen). Frozen tensors get no update, decay or share of the clip norm (default: all).",
+        "teacher_weights_dtype" => "How a checkpoint teacher holds its matrices: fp32 (widened), bf16 or fp16 (as stored, widened inside the matmul kernels, fp32 accumulation; a checkpoint in the other 16-bit dtype is refused) (default fp32).",
         "device" => DeviceOption.Help + " With cuda or cuda-c (or auto on a GPU) the student's forward, backward, clipping and AdamW run on the GPU too (ILGPU, one process); rollouts stay on the CPU model (default auto).",
         "lora_rank" => "Train LoRA adapters of rank r instead of the weights (frozen); checkpoints are PEFT adapters (adapter_config.json, adapter_model.safetensors). RAFT without --teacher: the teacher is the base (adapters off). Default: full fine-tuning.",
         "lora_alpha" => "LoRA α; the update is scaled by α/r (default 8, PEFT's).",
@@ -107,7 +109,7 @@ internal static class TrainCommand
         using var backend = DeviceOption.Create(device, options.Threads == 0 ? null : options.Threads); // said below, once the inputs passed
         var kernels = backend.Kernels;
         using var teacherModel = teacherDir is null ? null : OpenTeacher(teacherDir, provider, kernels, student.Model.Config.VocabSize, options.Threads, info,
-            vocabLimit: student.Tokenizer.VocabSize);
+            vocabLimit: student.Tokenizer.VocabSize, weights: SafeTensorDTypes.ParseWeightsDType(options.TeacherWeightsDType, "teacher_weights_dtype"));
         var progress = new ProgressReporter(stderr, ProgressReporter.IsTerminal(stderr));
         var studentAccelerator = StudentAccelerator(device, backend, world, info);
         var trainer = new Trainer(student.Model, student.Tokenizer, student.Template,
@@ -171,14 +173,15 @@ internal static class TrainCommand
         return read.Examples;
     }
 
-    internal static ITeacher OpenTeacher(string dir, string providerText, ILossKernels kernels, int vocab, int threads, TextWriter stderr, int vocabLimit = 0)
+    internal static ITeacher OpenTeacher(string dir, string providerText, ILossKernels kernels, int vocab, int threads, TextWriter stderr, int vocabLimit = 0,
+        SafeTensorDType weights = SafeTensorDType.F32)
     {
         // ONNX Runtime's providers: CUDA or the CPU; cuda-c names loss kernels, not a provider.
         if (!ComputeDevices.TryParse(providerText, out var provider) || provider == ComputeDevice.CudaC)
             throw new UsageException($"--teacher-provider must be auto, cpu or cuda, got '{providerText}'.");
         try
         {
-            var t = ModelStore.OpenTeacher(dir, new TeacherOptions { Provider = provider, IntraOpThreads = threads, Log = l => stderr.WriteLine(l) }, kernels, vocab, threads, vocabLimit);
+            var t = ModelStore.OpenTeacher(dir, new TeacherOptions { Provider = provider, IntraOpThreads = threads, Log = l => stderr.WriteLine(l) }, kernels, vocab, threads, vocabLimit, weights);
             stderr.WriteLine($"teacher: {t.Description}");
             return t;
         }

@@ -4,7 +4,7 @@ namespace Raft.Model.Gguf;
 
 /// <summary>What <see cref="GgufExporter.Export"/> wrote.</summary>
 /// <param name="Path">The GGUF file.</param>
-/// <param name="Architecture">general.architecture ("llama", "qwen2").</param>
+/// <param name="Architecture">general.architecture ("llama", "qwen2", "qwen3").</param>
 /// <param name="TensorCount">Tensors written.</param>
 /// <param name="Type">The type of the matrices (vectors are always F32).</param>
 /// <param name="TokenizerModel">tokenizer.ggml.model ("gpt2" or "llama").</param>

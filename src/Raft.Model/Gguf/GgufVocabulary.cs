@@ -205,7 +205,7 @@ public sealed class GgufVocabulary
     private static string PreTokenizerName(string path, JsonElement root)
     {
         root.TryGetProperty("pre_tokenizer", out var pre);
-        string? regex = FindSplitRegex(pre);
+        string? regex = TokenizerLoader.FindSplitRegex(pre);
         if (regex == PreTokenizerPatterns.Llama3) return "llama-bpe";
         if (regex == PreTokenizerPatterns.Qwen2) return "qwen2";
         if (regex is null && pre.ValueKind == JsonValueKind.Object && pre.TryGetProperty("type", out var t) && t.GetString() == "ByteLevel"
@@ -214,18 +214,6 @@ public sealed class GgufVocabulary
         string what = regex is null ? $"pre_tokenizer {(pre.ValueKind == JsonValueKind.Undefined ? "(none)" : pre.GetRawText())}" : $"pre_tokenizer Split regex {regex}";
         throw new NotSupportedException(
             $"{path}: {what} is not one GGUF export knows a llama.cpp pre-tokenizer for (Llama 3's → llama-bpe, Qwen2's → qwen2, GPT-2's ByteLevel → gpt2); llama.cpp would split text differently.");
-    }
-
-    private static string? FindSplitRegex(JsonElement pre)
-    {
-        if (pre.ValueKind != JsonValueKind.Object) return null;
-        if (pre.TryGetProperty("type", out var t) && t.GetString() == "Split" &&
-            pre.TryGetProperty("pattern", out var p) && p.ValueKind == JsonValueKind.Object && p.TryGetProperty("Regex", out var r))
-            return r.GetString();
-        if (pre.TryGetProperty("pretokenizers", out var list) && list.ValueKind == JsonValueKind.Array)
-            foreach (var e in list.EnumerateArray())
-                if (FindSplitRegex(e) is { } found) return found;
-        return null;
     }
 
     // ---------------------------------------------------------------- SentencePiece (tokenizer.model)

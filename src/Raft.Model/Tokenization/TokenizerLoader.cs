@@ -179,8 +179,8 @@ public static class TokenizerLoader
         return Build(inner, family, added, maxId + 1, config, defaultAddBos: templateBos || family == "llama3");
     }
 
-    /// <summary>The Split pre-tokenizer's regex, looked for at the top level or inside a Sequence.</summary>
-    private static string? FindSplitRegex(JsonElement pre)
+    /// <summary>The Split pre-tokenizer's regex, looked for at the top level or inside a Sequence (also read by the GGUF export).</summary>
+    internal static string? FindSplitRegex(JsonElement pre)
     {
         if (pre.ValueKind != JsonValueKind.Object) return null;
         if (pre.TryGetProperty("type", out var t) && t.GetString() == "Split" &&

@@ -23,6 +23,8 @@ public sealed record RefineOptions
     [JsonPropertyName("similarity_threshold")] public double SimilarityThreshold { get; init; } = 0.2;
     /// <summary>A sentence-embedding ONNX model folder (model.onnx + vocab.txt) for the similarity rule; null: character 3-gram cosine.</summary>
     [JsonPropertyName("embedding_model")] public string? EmbeddingModel { get; init; }
+    /// <summary>How a checkpoint teacher holds its matrices: fp32 (widened, the default), bf16 or fp16 (as stored, widened in the matmul kernels).</summary>
+    [JsonPropertyName("weights_dtype")] public string WeightsDType { get; init; } = "fp32";
 
     /// <summary>Checks every option; throws <see cref="ArgumentException"/> naming the option and its value.</summary>
     public void Validate()
@@ -32,6 +34,7 @@ public sealed record RefineOptions
         if (TopK < 0) throw new ArgumentException($"top_k = {TopK}: must be ≥ 0.", "top_k");
         if (!(TopP > 0 && TopP <= 1)) throw new ArgumentException($"top_p = {TopP}: must be in (0, 1].", "top_p");
         if (MaxNewTokens < 1) throw new ArgumentException($"max_new_tokens = {MaxNewTokens}: must be ≥ 1.", "max_new_tokens");
+        _ = Raft.Model.SafeTensorDTypes.ParseWeightsDType(WeightsDType, "weights_dtype");
         if (!(SimilarityThreshold >= 0 && SimilarityThreshold <= 1)) throw new ArgumentException($"similarity_threshold = {SimilarityThreshold}: must be in [0, 1].", "similarity_threshold");
     }
 }

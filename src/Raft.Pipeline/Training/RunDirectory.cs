@@ -164,7 +164,8 @@ internal sealed class RunDirectory
             // moments live during the run, not the checkpoint's files or the result.
             if (p.Name is "threads" or "checkpoint_every" or "device" or "batch_size" or "shard_optimizer" or "overlap_allreduce") continue;
             // Compared without whitespace: the saved config is nested (and indented) inside the state file.
-            string was = a.RootElement.TryGetProperty(p.Name, out var v) ? Compact(v) : "(absent)";
+            // a run saved before teacher_weights_dtype existed had the fp32 teacher
+            string was = a.RootElement.TryGetProperty(p.Name, out var v) ? Compact(v) : p.Name == "teacher_weights_dtype" ? "\"fp32\"" : "(absent)";
             string now = Compact(p.Value);
             // the LoRA keys came later: a checkpoint without them was trained without LoRA
             if (was == "(absent)" && now == "null" && p.Name.StartsWith("lora_", StringComparison.Ordinal)) continue;

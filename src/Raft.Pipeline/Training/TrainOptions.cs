@@ -131,6 +131,11 @@ public sealed record TrainOptions
     [JsonPropertyName("rollout_max_tokens")] public int RolloutMaxTokens { get; init; } = 32;
     /// <summary>Rollouts per prompt (RAFT).</summary>
     [JsonPropertyName("rollouts_per_prompt")] public int RolloutsPerPrompt { get; init; } = 1;
+    /// <summary>
+    /// How a checkpoint teacher (frozen) holds its matrices: fp32 (widened, the default), bf16 or fp16 (as stored, widened
+    /// in the matmul kernels with fp32 accumulation). The student always trains on fp32 weights.
+    /// </summary>
+    [JsonPropertyName("teacher_weights_dtype")] public string TeacherWeightsDType { get; init; } = "fp32";
 
     /// <summary>The distillation settings (K, τ, loss kind, β) the teacher scores with and the loss uses.</summary>
     [JsonIgnore] public DistillSettings Distill => new(TopK, Temperature, LossKind, JsdBeta);
@@ -175,6 +180,7 @@ public sealed record TrainOptions
                 Fail(key, value, e.Message);
             }
         }
+        _ = Raft.Model.SafeTensorDTypes.ParseWeightsDType(TeacherWeightsDType, "teacher_weights_dtype");
         if (Method != TrainMethod.Raft) return;
         if (TopK < 1) Fail("top_k", TopK, "must be ≥ 1");
         if (!(Temperature > 0) || !float.IsFinite(Temperature)) Fail("temperature", Temperature, "must be finite and > 0");

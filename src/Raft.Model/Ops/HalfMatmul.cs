@@ -1,0 +1,251 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using Raft.Kernels;
+
+namespace Raft.Model.Ops;
+
+/// <summary>
+/// The linear layer with 16-bit weights (BF16 or F16 as stored): y[N, out] = x[N, in] · W[out, in]ᵀ (+ b[out]), x and
+/// y in fp32, W widened to fp32 in registers, fp32 FMA accumulation. Decoding (N &lt; 16: batched decode up to 15
+/// sequences) streams each W row once from memory (32 BF16 values per Vector512 load pair, 16 per Vector256 pair) against
+/// the rows of x, 4 at a time (the W row stays in L1 for the next 4), threaded over 64-column blocks; with N ≥ 16 a tile widens its W block into the fp32 [depth, 64] panel that <see cref="Gemm"/>'s
+/// outer-product micro-kernel reads (the widening is the packing <see cref="Matmul"/> does anyway), so W is read from
+/// memory once per step for the whole batch. Every output element is summed by one task in a fixed order: the result
+/// does not depend on the thread count. <see cref="ReferenceOps.Linear"/> over the widened weights is the specification.
+/// </summary>
+internal static unsafe class HalfMatmul
+{
+    private const int ColBlock = 64;
+    private const int RowBlock = 64;
+    private const int PackDepth = 128;
+    private const int PackedMinRows = 16;   // below this (decoding, up to batch 15) each W row is streamed once from memory and dotted with the rows of x from L1/L2
+
+    /// <summary>Every SIMD level this process runs, widest first, then scalar (the variants the tests iterate).</summary>
+    public static IReadOnlyList<SimdLevel> Levels
+    {
+        get
+        {
+            var list = new List<SimdLevel>();
+            if (Vector512.IsHardwareAccelerated) list.Add(SimdLevel.Vector512);
+            if (Vector256.IsHardwareAccelerated) list.Add(SimdLevel.Vector256);
+            list.Add(SimdLevel.Scalar);
+            return list;
+        }
+    }
+
+    /// <summary>y[n, m] = x[n, k] · w[m, k]ᵀ + bias[m] (bias may be empty); with <paramref name="accumulate"/>, y += instead.</summary>
+    public static void Forward(ReadOnlySpan<float> x, HalfMatrix w, ReadOnlySpan<float> bias, Span<float> y,
+        int n, int k, int m, int threads, bool accumulate = false, SimdLevel? simd = null)
+    {
+        // x: [n, k]   w: [m, k] (16-bit)   bias: [m] or empty   y: [n, m]
+        ArgumentNullException.ThrowIfNull(w);
+        if (x.Length < (long)n * k) throw new ArgumentException($"x has {x.Length} values, needs [{n}, {k}].", nameof(x));
+        if (w.Length < (long)m * k) throw new ArgumentException($"w ({w.Name}) has {w.Length} values, needs [{m}, {k}].", nameof(w));
+        if (y.Length < (long)n * m) throw new ArgumentException($"y has {y.Length} values, needs [{n}, {m}].", nameof(y));
+        if (!bias.IsEmpty && bias.Length < m) throw new ArgumentException($"bias has {bias.Length} values, needs [{m}].", nameof(bias));
+        if (n == 0 || m == 0) return;
+        var level = simd ?? Matmul.Best;
+        if (level == SimdLevel.Vector512 && !Vector512.IsHardwareAccelerated || level == SimdLevel.Vector256 && !Vector256.IsHardwareAccelerated)
+            throw new ArgumentException($"SIMD level {level} is not supported by this CPU.", nameof(simd));
+        bool bf16 = w.DType == SafeTensorDType.BF16;
+        fixed (float* px = x, pb = bias, py = y)
+        fixed (ushort* pw = w.Bits)
+        {
+            nint ax = (nint)px, aw = (nint)pw, ab = bias.IsEmpty ? 0 : (nint)pb, ay = (nint)py;
+            int colBlocks = (m + ColBlock - 1) / ColBlock;
+            if (n >= PackedMinRows && level != SimdLevel.Scalar)
+            {
+                int rowBlocks = (n + RowBlock - 1) / RowBlock;
+                // W-major order: consecutive tiles share a W block (read from memory once for the batch)
+                Par.For(rowBlocks * colBlocks, threads, tile =>
+                {
+                    int rb = tile % rowBlocks, cb = tile / rowBlocks;
+                    int r0 = rb * RowBlock, r1 = Math.Min(n, r0 + RowBlock);
+                    int c0 = cb * ColBlock, c1 = Math.Min(m, c0 + ColBlock);
+                    PackedTile((float*)ax, (ushort*)aw, (float*)ab, (float*)ay, k, m, r0, r1, c0, c1, accumulate, level, bf16);
+                });
+            }
+            else
+            {
+                Par.For(colBlocks, threads, cb =>
+                {
+                    int c0 = cb * ColBlock, c1 = Math.Min(m, c0 + ColBlock);
+                    Columns((float*)ax, (ushort*)aw, (float*)ab, (float*)ay, n, k, m, c0, c1, accumulate, level, bf16);
+                });
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void PackedTile(float* x, ushort* w, float* bias, float* yOut, int k, int m,
+        int r0, int r1, int c0, int c1, bool accumulate, SimdLevel level, bool bf16)
+    {
+        const int ld = ColBlock;
+        int nc = c1 - c0;
+        float* y = stackalloc float[RowBlock * ColBlock];
+        float* panel = stackalloc float[PackDepth * ColBlock];
+        float* row = stackalloc float[PackDepth];
+        var dtype = bf16 ? SafeTensorDType.BF16 : SafeTensorDType.F16;
+        for (int r = r0; r < r1; r++)
+        {
+            var dst = new Span<float>(y + (r - r0) * ld, nc);
+            if (accumulate) new ReadOnlySpan<float>(yOut + (long)r * m + c0, nc).CopyTo(dst);
+            else if (bias != null) new ReadOnlySpan<float>(bias + c0, nc).CopyTo(dst);
+            else dst.Clear();
+        }
+        float* xt = x + (long)r0 * k;
+        int rows = r1 - r0;
+        for (int p0 = 0; p0 < k; p0 += PackDepth)
+        {
+            int p1 = Math.Min(k, p0 + PackDepth), len = p1 - p0;
+            for (int j = 0; j < nc; j++)
+            {
+                ushort* wr = w + (long)(c0 + j) * k + p0;
+                WidenRow(wr, row, len, level, bf16, dtype);
+                for (int p = 0; p < len; p++) panel[p * ld + j] = row[p];
+            }
+            float* b = panel - p0 * ld;   // b[p·ld + j] is W[c0 + j, p] widened
+            int r = 0;
+            for (; r + 4 <= rows; r += 4) Gemm.Rows(xt, k, 1, b, ld, y, ld, r, 4, 0, nc, p0, p1, level);
+            for (; r < rows; r++) Gemm.Rows(xt, k, 1, b, ld, y, ld, r, 1, 0, nc, p0, p1, level);
+        }
+        for (int r = r0; r < r1; r++)
+            new ReadOnlySpan<float>(y + (r - r0) * ld, nc).CopyTo(new Span<float>(yOut + (long)r * m + c0, nc));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void WidenRow(ushort* src, float* dst, int len, SimdLevel level, bool bf16, SafeTensorDType dtype)
+    {
+        int p = 0;
+        if (level == SimdLevel.Vector512)
+            for (; p + 32 <= len; p += 32)
+            {
+                var (lo, hi) = HalfBits.Load32(src + p, bf16);
+                lo.Store(dst + p); hi.Store(dst + p + 16);
+            }
+        else if (level == SimdLevel.Vector256)
+            for (; p + 16 <= len; p += 16)
+            {
+                var (lo, hi) = HalfBits.Load16(src + p, bf16);
+                lo.Store(dst + p); hi.Store(dst + p + 8);
+            }
+        for (; p < len; p++) dst[p] = HalfBits.ToSingle(src[p], dtype);
+    }
+
+    /// <summary>Columns c0..c1-1 of every row: each W row is loaded once and dotted with the rows of x, 4 at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
+    private static void Columns(float* x, ushort* w, float* bias, float* y, int n, int k, int m,
+        int c0, int c1, bool accumulate, SimdLevel level, bool bf16)
+    {
+        var dtype = bf16 ? SafeTensorDType.BF16 : SafeTensorDType.F16;
+        float* s = stackalloc float[4];
+        for (int c = c0; c < c1; c++)
+        {
+            ushort* wr = w + (long)c * k;
+            float b0 = bias != null ? bias[c] : 0f;
+            int r = 0;
+            for (; r + 4 <= n; r += 4)
+            {
+                float* a = x + (long)r * k;
+                if (level == SimdLevel.Vector512) Dot4V512(a, k, wr, s, bf16, dtype);
+                else if (level == SimdLevel.Vector256) Dot4V256(a, k, wr, s, bf16, dtype);
+                else Dot4Scalar(a, k, wr, 0, s, dtype, zero: true);
+                for (int i = 0; i < 4; i++)
+                {
+                    float* yi = y + (long)(r + i) * m + c;
+                    *yi = (accumulate ? *yi : b0) + s[i];
+                }
+            }
+            for (; r < n; r++)
+            {
+                float* a = x + (long)r * k;
+                float d = level == SimdLevel.Vector512 ? Dot1V512(a, wr, k, bf16, dtype)
+                    : level == SimdLevel.Vector256 ? Dot1V256(a, wr, k, bf16, dtype) : Dot1Scalar(a, wr, 0, k, 0f, dtype);
+                float* yr = y + (long)r * m + c;
+                *yr = (accumulate ? *yr : b0) + d;
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Dot1Scalar(float* a, ushort* w, int p, int len, float s, SafeTensorDType dtype)
+    {
+        for (; p < len; p++) s = MathF.FusedMultiplyAdd(a[p], HalfBits.ToSingle(w[p], dtype), s);
+        return s;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Dot4Scalar(float* a, int k, ushort* w, int p, float* s, SafeTensorDType dtype, bool zero)
+    {
+        if (zero) { s[0] = 0; s[1] = 0; s[2] = 0; s[3] = 0; }
+        for (int i = 0; i < 4; i++) s[i] = Dot1Scalar(a + (long)i * k, w, p, k, s[i], dtype);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Dot1V512(float* a, ushort* w, int k, bool bf16, SafeTensorDType dtype)
+    {
+        Vector512<float> s0 = default, s1 = default;
+        int p = 0;
+        for (; p + 32 <= k; p += 32)
+        {
+            var (lo, hi) = HalfBits.Load32(w + p, bf16);
+            s0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p), lo, s0);
+            s1 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p + 16), hi, s1);
+        }
+        return Dot1Scalar(a, w, p, k, Vector512.Sum(s0 + s1), dtype);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Dot1V256(float* a, ushort* w, int k, bool bf16, SafeTensorDType dtype)
+    {
+        Vector256<float> s0 = default, s1 = default;
+        int p = 0;
+        for (; p + 16 <= k; p += 16)
+        {
+            var (lo, hi) = HalfBits.Load16(w + p, bf16);
+            s0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + p), lo, s0);
+            s1 = Vector256.FusedMultiplyAdd(Vector256.Load(a + p + 8), hi, s1);
+        }
+        return Dot1Scalar(a, w, p, k, Vector256.Sum(s0 + s1), dtype);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dot4V512(float* a, int k, ushort* w, float* s, bool bf16, SafeTensorDType dtype)
+    {
+        Vector512<float> s00 = default, s01 = default, s10 = default, s11 = default;
+        Vector512<float> s20 = default, s21 = default, s30 = default, s31 = default;
+        float* a0 = a, a1 = a + k, a2 = a + 2L * k, a3 = a + 3L * k;
+        int p = 0;
+        for (; p + 32 <= k; p += 32)
+        {
+            var (lo, hi) = HalfBits.Load32(w + p, bf16);
+            s00 = Vector512.FusedMultiplyAdd(Vector512.Load(a0 + p), lo, s00); s01 = Vector512.FusedMultiplyAdd(Vector512.Load(a0 + p + 16), hi, s01);
+            s10 = Vector512.FusedMultiplyAdd(Vector512.Load(a1 + p), lo, s10); s11 = Vector512.FusedMultiplyAdd(Vector512.Load(a1 + p + 16), hi, s11);
+            s20 = Vector512.FusedMultiplyAdd(Vector512.Load(a2 + p), lo, s20); s21 = Vector512.FusedMultiplyAdd(Vector512.Load(a2 + p + 16), hi, s21);
+            s30 = Vector512.FusedMultiplyAdd(Vector512.Load(a3 + p), lo, s30); s31 = Vector512.FusedMultiplyAdd(Vector512.Load(a3 + p + 16), hi, s31);
+        }
+        s[0] = Vector512.Sum(s00 + s01); s[1] = Vector512.Sum(s10 + s11);
+        s[2] = Vector512.Sum(s20 + s21); s[3] = Vector512.Sum(s30 + s31);
+        if (p < k) Dot4Scalar(a, k, w, p, s, dtype, zero: false);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dot4V256(float* a, int k, ushort* w, float* s, bool bf16, SafeTensorDType dtype)
+    {
+        Vector256<float> s00 = default, s01 = default, s10 = default, s11 = default;
+        Vector256<float> s20 = default, s21 = default, s30 = default, s31 = default;
+        float* a0 = a, a1 = a + k, a2 = a + 2L * k, a3 = a + 3L * k;
+        int p = 0;
+        for (; p + 16 <= k; p += 16)
+        {
+            var (lo, hi) = HalfBits.Load16(w + p, bf16);
+            s00 = Vector256.FusedMultiplyAdd(Vector256.Load(a0 + p), lo, s00); s01 = Vector256.FusedMultiplyAdd(Vector256.Load(a0 + p + 8), hi, s01);
+            s10 = Vector256.FusedMultiplyAdd(Vector256.Load(a1 + p), lo, s10); s11 = Vector256.FusedMultiplyAdd(Vector256.Load(a1 + p + 8), hi, s11);
+            s20 = Vector256.FusedMultiplyAdd(Vector256.Load(a2 + p), lo, s20); s21 = Vector256.FusedMultiplyAdd(Vector256.Load(a2 + p + 8), hi, s21);
+            s30 = Vector256.FusedMultiplyAdd(Vector256.Load(a3 + p), lo, s30); s31 = Vector256.FusedMultiplyAdd(Vector256.Load(a3 + p + 8), hi, s31);
+        }
+        s[0] = Vector256.Sum(s00 + s01); s[1] = Vector256.Sum(s10 + s11);
+        s[2] = Vector256.Sum(s20 + s21); s[3] = Vector256.Sum(s30 + s31);
+        if (p < k) Dot4Scalar(a, k, w, p, s, dtype, zero: false);
+    }
+}
