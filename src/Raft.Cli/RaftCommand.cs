@@ -19,6 +19,7 @@ internal static class RaftCommand
         root.Subcommands.Add(PretrainCommand.Create());
         root.Subcommands.Add(ExportOnnxCommand.Create());
         root.Subcommands.Add(ExportGgufCommand.Create());
+        root.Subcommands.Add(MergeLoraCommand.Create());
         root.Subcommands.Add(KdCommand.Create());
         root.Subcommands.Add(ChatTemplateCommand.Create());
         return root;

@@ -174,6 +174,48 @@ public sealed class LlamaModel
     /// <summary>Threads for the ops; 0 (the default) uses every core.</summary>
     public int Threads { get; set; }
 
+    private LoraAdapters? _lora;
+
+    /// <summary>
+    /// LoRA adapters applied after the base projections they wrap (null: none, the default). With adapters attached a
+    /// backward may be given gradients for the adapter tensors only: base tensors absent from the gradient set are frozen
+    /// and get no gradient computed. The adapters must have been made for this model's layout.
+    /// </summary>
+    public LoraAdapters? Lora
+    {
+        get => _lora;
+        set
+        {
+            if (value is not null)
+                foreach (var m in value.Modules)
+                {
+                    // by the layout, so that a model with 16-bit matrices (not in Parameters) takes adapters too
+                    if (!_layout.TryGet(m.BaseName, out var spec) || spec.Shape.Length != 2 || spec.Shape[0] != m.Out || spec.Shape[1] != m.In || m.Layer >= _layers.Length)
+                        throw new ArgumentException($"the adapter for {m.BaseName} expects [{m.Out}, {m.In}], the model has {(spec is null ? "no such tensor" : spec.ShapeText)}.", nameof(value));
+                }
+            if (value is not null && value.Layout.Layers.Count != _layers.Length)
+                throw new ArgumentException($"the adapters were made for {value.Layout.Layers.Count} layers, the model has {_layers.Length}.", nameof(value));
+            _lora = value;
+        }
+    }
+
+    /// <summary>The adapter record of this forward (null when no adapter runs); marks the activations' record.</summary>
+    private LoraRecord? LoraRecordFor(ModelActivations? rec)
+    {
+        bool on = _lora is { Enabled: true };
+        if (rec == null) return null;
+        if (!on)
+        {
+            if (rec.Lora != null) rec.Lora.Enabled = false;
+            return null;
+        }
+        if (rec.Lora == null || !ReferenceEquals(rec.Lora.Owner, _lora)) rec.Lora = new LoraRecord(_lora!, _layers.Length);
+        rec.Lora.Enabled = true;
+        rec.Lora.Dropout = _lora!.DropoutActive(recording: true);
+        rec.Lora.KeepStep = _lora.DropoutStep;
+        return rec.Lora;
+    }
+
     /// <summary>
     /// Full forward of B sequences of length T: tokens [B·T] → logits [B·T, V] (a new array). When
     /// <paramref name="activations"/> is given it records what <see cref="Backward(ModelActivations, ReadOnlySpan{float}, TensorSet)"/> needs. Positions default
@@ -278,6 +320,8 @@ public sealed class LlamaModel
         int qw = _h * _hd, kw = _kv * _hd;
         if (rec == null) _scratch.Ensure(Config, n, n, false);
         var rope = RopeFor(pos);
+        var lrec = LoraRecordFor(rec);
+        var lora = _lora is { Enabled: true } ? _lora : null;
         for (int l = 0; l < _layers.Length; l++)
         {
             var w = _layers[l];
@@ -288,6 +332,12 @@ public sealed class LlamaModel
             Linear(a.Xn1, w.Wq, w.Hq, w.Bq, a.Q, n, _d, qw, th);
             Linear(a.Xn1, w.Wk, w.Hk, w.Bk, a.K, n, _d, kw, th);
             Linear(a.Xn1, w.Wv, w.Hv, w.Bv, a.V, n, _d, kw, th);
+            if (lora != null)
+            {
+                lora.Forward(l, LoraTarget.QProj, a.Xn1, a.Q, n, lrec, th);
+                lora.Forward(l, LoraTarget.KProj, a.Xn1, a.K, n, lrec, th);
+                lora.Forward(l, LoraTarget.VProj, a.Xn1, a.V, n, lrec, th);
+            }
             if (w.Qn != null)
             {
                 // Qwen3: RMSNorm of every head (width head_dim) of q and k before RoPE; the raw projections kept for the backward
@@ -311,14 +361,21 @@ public sealed class LlamaModel
                     batch, t, _h, _kv, _hd, 0, th, window);
             }
             Linear(a.Att, w.Wo, w.Ho, w.Bo, tmp, n, qw, _d, th);
+            lora?.Forward(l, LoraTarget.OProj, a.Att, tmp, n, lrec, th);
             Residual.Forward(x, tmp);
             if (rec != null) x.CopyTo(a.XMid);
             // MLP block: [B, T, C] → [B, T, F] → [B, T, C]
             RmsNorm.Forward(x, w.Ln2, a.Xn2, a.Rstd2, n, _d, _eps, th);
             Linear(a.Xn2, w.Wg, w.Hg, w.Bg, a.G, n, _d, _f, th);
             Linear(a.Xn2, w.Wu, w.Hu, w.Bu, a.U, n, _d, _f, th);
+            if (lora != null)
+            {
+                lora.Forward(l, LoraTarget.GateProj, a.Xn2, a.G, n, lrec, th);
+                lora.Forward(l, LoraTarget.UpProj, a.Xn2, a.U, n, lrec, th);
+            }
             SwiGlu.Forward(a.G.AsSpan(0, n * _f), a.U.AsSpan(0, n * _f), a.Hh.AsSpan(0, n * _f), th);
             Linear(a.Hh, w.Wd, w.Hd, w.Bd, tmp, n, _f, _d, th);
+            lora?.Forward(l, LoraTarget.DownProj, a.Hh, tmp, n, lrec, th);
             Residual.Forward(x, tmp);
         }
         int rows = n;
@@ -379,15 +436,26 @@ public sealed class LlamaModel
             for (int i = 0; i < dLogits.Length; i++)
                 if (!float.IsFinite(dLogits[i]))
                     throw new ArgumentException($"dLogits[{i / _v}, {i % _v}] is {dLogits[i]}.", nameof(dLogits));
+        var lrec = activations.Lora is { Enabled: true } lr ? lr : null;
+        if (lrec != null && !ReferenceEquals(lrec.Owner, _lora))
+            throw new ArgumentException("activations were recorded with other LoRA adapters than the model's.", nameof(activations));
+        if (lrec != null)
+            foreach (var p in lrec.Owner.Parameters.Tensors)
+                if (grads.TryGet(p.Name, out var g) && !g.Shape.AsSpan().SequenceEqual(p.Shape))
+                    throw new ArgumentException($"gradient tensor {p.Name} has shape {g.ShapeText}, expected {p.ShapeText}.", nameof(grads));
+        var lora = lrec?.Owner;
         foreach (var p in Parameters.Tensors)
         {
             if (!grads.TryGet(p.Name, out var g))
+            {
+                if (_lora != null) continue;   // frozen under LoRA: no gradient computed
                 throw new ArgumentException($"gradient tensor {p.Name} is missing.", nameof(grads));
+            }
             if (!g.Shape.AsSpan().SequenceEqual(p.Shape))
                 throw new ArgumentException($"gradient tensor {p.Name} has shape {g.ShapeText}, expected {p.ShapeText}.", nameof(grads));
         }
-        float[] G(string name) => grads[name].Data;
-        Span<float> Gb(string? name) => name is null ? default : grads[name].Data;
+        Span<float> G(string name) => grads.TryGet(name, out var t) ? t.Data : default;
+        Span<float> Gb(string? name) => name is null ? default : G(name);
         int qw = _h * _hd, kw = _kv * _hd;
         var rope = RopeFor(activations.Positions);
         long nd = (long)n * _d;
@@ -399,7 +467,7 @@ public sealed class LlamaModel
         var dXn = _dXn.AsSpan(0, (int)nd);
 
         // lm_head and final norm
-        float[] dLm = G(_layout.OutputProjection);
+        var dLm = G(_layout.OutputProjection);
         Matmul.Backward(dLogits, activations.XnF, _lmHead, dXn, dLm, default, n, _d, _v, th);
         RmsNorm.Backward(dXn, activations.XFinal, _norm, activations.RstdF, dX, G(_layout.FinalNorm.Name), n, _d, th, accumulateDx: false);
 
@@ -413,9 +481,15 @@ public sealed class LlamaModel
             var dG = _dF2.AsSpan(0, n * _f);
             var dU = _dF3.AsSpan(0, n * _f);
             Matmul.Backward(dX, a.Hh, w.Wd, dH, G(names.DownProj), Gb(names.DownBias), n, _f, _d, th);
+            lora?.Backward(l, LoraTarget.DownProj, a.Hh, dX, dH, n, lrec!, grads, th);
             SwiGlu.Backward(dH, a.G.AsSpan(0, n * _f), a.U.AsSpan(0, n * _f), dG, dU, th);
             Matmul.Backward(dG, a.Xn2, w.Wg, dXn, G(names.GateProj), Gb(names.GateBias), n, _d, _f, th);
             Matmul.Backward(dU, a.Xn2, w.Wu, dXn, G(names.UpProj), Gb(names.UpBias), n, _d, _f, th, accumulateDx: true);
+            if (lora != null)
+            {
+                lora.Backward(l, LoraTarget.GateProj, a.Xn2, dG, dXn, n, lrec!, grads, th);
+                lora.Backward(l, LoraTarget.UpProj, a.Xn2, dU, dXn, n, lrec!, grads, th);
+            }
             RmsNorm.Backward(dXn, a.XMid, w.Ln2, a.Rstd2, dX, G(names.PostAttentionNorm), n, _d, th, accumulateDx: true);
             // attention: x_mid = x_in + o(att)
             var dAtt = _dF1.AsSpan(0, n * qw);
@@ -423,6 +497,7 @@ public sealed class LlamaModel
             var dK = _dK.AsSpan(0, n * kw);
             var dV = _dV.AsSpan(0, n * kw);
             Matmul.Backward(dX, a.Att, w.Wo, dAtt, G(names.OProj), Gb(names.OBias), n, qw, _d, th);
+            lora?.Backward(l, LoraTarget.OProj, a.Att, dX, dAtt, n, lrec!, grads, th);
             Attention.Backward(dAtt, a.Q, a.K, a.V, a.Att, a.Lse, dQ, dK, dV, batch, t, _h, _kv, _hd, th,
                 names.Features.SlidingWindow ?? 0);
             rope.Apply(dQ, activations.Positions, n, _h, inverse: true, th);
@@ -442,10 +517,17 @@ public sealed class LlamaModel
             Matmul.Backward(dQ, a.Xn1, w.Wq, dXn, G(names.QProj), bias ? G(names.QBias!) : default, n, _d, qw, th);
             Matmul.Backward(dK, a.Xn1, w.Wk, dXn, G(names.KProj), bias ? G(names.KBias!) : default, n, _d, kw, th, accumulateDx: true);
             Matmul.Backward(dV, a.Xn1, w.Wv, dXn, G(names.VProj), bias ? G(names.VBias!) : default, n, _d, kw, th, accumulateDx: true);
+            if (lora != null)
+            {
+                lora.Backward(l, LoraTarget.QProj, a.Xn1, dQ, dXn, n, lrec!, grads, th);
+                lora.Backward(l, LoraTarget.KProj, a.Xn1, dK, dXn, n, lrec!, grads, th);
+                lora.Backward(l, LoraTarget.VProj, a.Xn1, dV, dXn, n, lrec!, grads, th);
+            }
             RmsNorm.Backward(dXn, a.XIn, w.Ln1, a.Rstd1, dX, G(names.InputNorm), n, _d, th, accumulateDx: true);
             layerDone?.Invoke(l);
         }
-        Embedding.Backward(activations.Tokens, dX, G(_layout.Embedding.Name), _d);
+        var dEmbed = G(_layout.Embedding.Name);
+        if (!dEmbed.IsEmpty) Embedding.Backward(activations.Tokens, dX, dEmbed, _d);
     }
 
     // dynamic NTK: the tables of a call whose largest position + 1 exceeds max_position_embeddings (the last one kept)

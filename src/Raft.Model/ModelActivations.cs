@@ -21,6 +21,7 @@ public sealed class ModelActivations
     internal float[] RstdF = [];    // [N]
     internal float[] XnF = [];      // [N, C] input of lm_head
     internal object? Owner;
+    internal LoraRecord? Lora;       // the adapter paths of the recorded forward (null or not Enabled: none ran)
 
     internal void Ensure(ModelConfig c, int n, int batch, int t, object owner)
     {

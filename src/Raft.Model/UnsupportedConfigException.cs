@@ -10,7 +10,13 @@ public sealed class UnsupportedConfigException : ArgumentException
 {
     /// <summary>A refusal of <paramref name="key"/> = <paramref name="value"/> (JSON text) read from <paramref name="source"/>.</summary>
     public UnsupportedConfigException(string key, string value, string? source, string reason)
-        : base($"config.json key {key} = {value}{(source is null ? "" : $" in {source}")}: {reason}")
+        : this(key, value, source, reason, "config.json")
+    {
+    }
+
+    /// <summary>As the other constructor, for a key of another JSON file (e.g. <c>adapter_config.json</c>).</summary>
+    public UnsupportedConfigException(string key, string value, string? source, string reason, string fileKind)
+        : base($"{fileKind} key {key} = {value}{(source is null ? "" : $" in {source}")}: {reason}")
     {
         Key = key;
         Value = value;

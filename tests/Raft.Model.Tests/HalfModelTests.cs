@@ -53,6 +53,26 @@ public class HalfModelTests
         return (new LlamaModel(c, small, halves) { Threads = 2 }, new LlamaModel(c, widened) { Threads = 2 });
     }
 
+    [Fact]
+    public void LoraAdaptersOverA16BitBaseMatchTheFp32ModelOfTheWidenedWeights()
+    {
+        var c = Wide();
+        var (half, full) = Pair(c, SafeTensorDType.BF16, seed: 5);
+        var adapters = LoraAdapters.Create(DecoderLayout.For(c), new LoraConfig { Rank = 4, Alpha = 8, TargetModules = LoraConfig.ModuleNames }, 6);
+        var rng = new Random(7);
+        foreach (var t in adapters.Parameters.Tensors)
+            for (int i = 0; i < t.Length; i++) t.Data[i] = (float)(0.3 * (rng.NextDouble() * 2 - 1));
+        half.Lora = adapters;
+        full.Lora = adapters;
+        var tokens = Enumerable.Range(0, 18).Select(_ => rng.Next(c.VocabSize)).ToArray();
+        var a = half.Forward(tokens, 2, 9);
+        var b = full.Forward(tokens, 2, 9);
+        double err = Tolerances.MaxRelError(a, b);
+        Assert.True(err < Tolerance, $"forward with adapters: {err}");
+        adapters.Enabled = false;
+        Assert.True(Tolerances.MaxRelError(half.Forward(tokens, 2, 9), a) > 1e-3, "the adapters change the logits");
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void ForwardAndDecodeMatchTheFp32ModelOfTheWidenedWeights(string name, SafeTensorDType dtype)

@@ -34,6 +34,7 @@ int failures = scenario switch
     "zero-raft" => host.Zero(raft: true),
     "overlap" => host.Overlap(),
     "frozen" => host.Frozen(),
+    "lora" => host.Lora(),
     _ => throw new ArgumentException($"unknown scenario '{scenario}'"),
 };
 mpi.Barrier();

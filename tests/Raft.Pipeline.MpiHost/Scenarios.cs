@@ -187,6 +187,41 @@ internal sealed class Scenarios(ICollective mpi, string directory)
         }
     }
 
+    /// <summary>
+    /// LoRA under data parallelism: only the adapters' gradients are all-reduced (and, with shard_optimizer, their AdamW
+    /// state sharded); N ranks × batch b give 1 process × batch N·b's adapters, the base keeps its bits, with the
+    /// all-reduce after the backward and overlapped with it.
+    /// </summary>
+    public int Lora()
+    {
+        foreach (bool raft in new[] { false, true }) Lora(raft);
+        return _failures;
+    }
+
+    private void Lora(bool raft)
+    {
+        const int perRank = 2;
+        string name = "lora-" + (raft ? "raft" : "sft");
+        var initial = LlamaModel.CreateRandom(Config(), 17);
+        static TrainOptions WithLora(TrainOptions o) => o with { LoraRank = 4, LoraAlpha = 8, LoraTargets = "all-linear" };
+        var reference = Copy(initial);
+        Train(reference, initial, raft, perRank * mpi.WorldSize, new SingleProcessCollective(), null, WithLora);
+        foreach (var (kind, change) in new (string, Func<TrainOptions, TrainOptions>)[]
+        {
+            ("unsharded", o => WithLora(o)),
+            ("sharded", o => WithLora(o) with { ShardOptimizer = true }),
+            ("overlapped", o => WithLora(o) with { OverlapAllReduce = true }),
+        })
+        {
+            var student = Copy(initial);
+            Train(student, initial, raft, perRank, mpi, null, change, bucketElements: kind == "overlapped" ? 200 : GradientBucketer.DefaultBucketElements);
+            Report($"{name} {kind} base keeps its bits", SameBits(initial.Parameters, student.Parameters));
+            double rel = RelativeDifference(reference.Lora!.Parameters, student.Lora!.Parameters);
+            Report($"{name} {kind} adapters match 1 process", rel < 1e-5, $"relative difference {rel:E2}");
+            Report($"{name} {kind} adapters trained", student.Lora.Parameters.Tensors.Any(t => t.Name.EndsWith("lora_B.weight", StringComparison.Ordinal) && t.Data.Any(v => v != 0)));
+        }
+    }
+
     private static double RelativeDifference(TensorSet a, TensorSet b)
     {
         double diff = 0, norm = 0;

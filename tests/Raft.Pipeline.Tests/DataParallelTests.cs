@@ -68,6 +68,20 @@ public class DataParallelTests
     }
 
     [MpiFact]
+    public void Lora_adapters_under_data_parallelism_zero1_and_overlap_match_1_process_and_the_base_keeps_its_bits()
+    {
+        var output = Run("lora");
+        for (int rank = 0; rank < Ranks; rank++)
+            foreach (var method in new[] { "sft", "raft" })
+                foreach (var kind in new[] { "unsharded", "sharded", "overlapped" })
+                {
+                    Assert.Contains($"PASS rank {rank} lora-{method} {kind} base keeps its bits", output);
+                    Assert.Contains($"PASS rank {rank} lora-{method} {kind} adapters match 1 process", output);
+                    Assert.Contains($"PASS rank {rank} lora-{method} {kind} adapters trained", output);
+                }
+    }
+
+    [MpiFact]
     public void Frozen_tensors_keep_their_bits_under_data_parallelism_and_zero1()
     {
         var output = Run("frozen");

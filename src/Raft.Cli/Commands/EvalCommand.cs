@@ -18,8 +18,9 @@ internal static class EvalCommand
         var threads = new Option<int>("--threads") { Description = "CPU threads, 0 = all cores.", DefaultValueFactory = _ => 0, HelpName = "N" };
         var weightsDType = new Option<string>("--weights-dtype") { Description = "How the model holds its matrices: fp32 (widened), bf16 or fp16 (as stored, widened inside the matmul kernels, fp32 accumulation) (default fp32).", DefaultValueFactory = _ => "fp32", HelpName = "fp32|bf16|fp16" };
         var skipBad = new Option<bool>("--skip-bad-lines") { Description = "Skip malformed lines (reported and counted)." };
+        var adapter = new Option<string?>("--adapter") { Description = "A LoRA adapter (PEFT's adapter_config.json + adapter_model.safetensors, e.g. a LoRA run's final/) applied to --model, its base.", HelpName = "DIR" };
         var command = new Command("eval", "Scores a checkpoint on evaluation sets: accuracy by answer extractors, compliance with verifiable format instructions (IFEval-like); writes report.json and report.md.");
-        foreach (Option o in (Option[])[model, sets, output, maxNew, threads, weightsDType, skipBad]) command.Options.Add(o);
+        foreach (Option o in (Option[])[model, adapter, sets, output, maxNew, threads, weightsDType, skipBad]) command.Options.Add(o);
         command.SetAction(parse =>
         {
             var stderr = parse.InvocationConfiguration.Error;
@@ -39,7 +40,15 @@ internal static class EvalCommand
                 try { loaded.Add(EvalSet.Load(f, skipBadLines: parse.GetValue(skipBad), log: l => stderr.WriteLine($"warning: {l}"))); }
                 catch (DataFormatException e) { throw new UsageException(e.Message + " (--skip-bad-lines skips such lines)"); }
             }
+            string? adapterDir = parse.GetValue(adapter);
+            if (adapterDir is not null) CliChecks.CheckInputDirectory("--adapter", adapterDir);
             var student = ModelStore.LoadStudent(modelDir, weights, parse.GetValue(threads));
+            if (adapterDir is not null)
+            {
+                try { student.Model.Lora = Raft.Model.LoraFiles.Load(adapterDir, student.Model.Layout); }
+                catch (FileNotFoundException e) { throw new UsageException($"--adapter {adapterDir}: {e.Message}"); }
+                catch (ArgumentException e) when (e is not Raft.Model.UnsupportedConfigException) { throw new UsageException($"--adapter {adapterDir}: {e.Message}"); }
+            }
             // Checked (and created) once the inputs are known good, so that a wrong input leaves no output directory behind.
             CliChecks.CheckOutputDirectory("--out", outDir);
             stderr.WriteLine($"chat template: {student.Template.Origin}");
@@ -52,7 +61,9 @@ internal static class EvalCommand
                 stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{set.Name}: {r.N} items, accuracy {(r.Accuracy is double a ? a.ToString("P1", CultureInfo.InvariantCulture) : "-")}, format compliance {(r.FormatCompliance is double c ? c.ToString("P1", CultureInfo.InvariantCulture) : "-")}"));
             }
-            var report = EvalReport.From(results, new Dictionary<string, string> { ["model"] = Path.GetFullPath(modelDir) });
+            var report = EvalReport.From(results, adapterDir is null
+                ? new Dictionary<string, string> { ["model"] = Path.GetFullPath(modelDir) }
+                : new Dictionary<string, string> { ["model"] = Path.GetFullPath(modelDir), ["adapter"] = Path.GetFullPath(adapterDir) });
             report.Write(outDir);
             parse.InvocationConfiguration.Output.WriteLine(report.ToJson().ReplaceLineEndings(" "));
             return ExitCodes.Success;

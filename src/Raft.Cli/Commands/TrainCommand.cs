@@ -38,6 +38,10 @@ internal static class TrainCommand
         "trainable" => "Which parameters are trained: a regular expression over tensor names, e.g. mlp (the MLP blocks only; attention, norms and embeddings frozen). Frozen tensors get no update, decay or share of the clip norm (default: all).",
         "teacher_weights_dtype" => "How a checkpoint teacher holds its matrices: fp32 (widened), bf16 or fp16 (as stored, widened inside the matmul kernels, fp32 accumulation; a checkpoint in the other 16-bit dtype is refused) (default fp32).",
         "device" => DeviceOption.Help + " With cuda or cuda-c (or auto on a GPU) the student's forward, backward, clipping and AdamW run on the GPU too (ILGPU, one process); rollouts stay on the CPU model (default auto).",
+        "lora_rank" => "Train LoRA adapters of rank r instead of the weights (frozen); checkpoints are PEFT adapters (adapter_config.json, adapter_model.safetensors). RAFT without --teacher: the teacher is the base (adapters off). Default: full fine-tuning.",
+        "lora_alpha" => "LoRA α; the update is scaled by α/r (default 8, PEFT's).",
+        "lora_dropout" => "LoRA dropout on the adapter input while training (default 0).",
+        "lora_targets" => "LoRA target modules, comma-separated: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all-linear (default q_proj,v_proj).",
         "top_k" => "RAFT: teacher entries kept per position (default 16).",
         "temperature" => "RAFT: distillation temperature τ; the loss is scaled by τ² (default 1).",
         "loss_kind" => "RAFT: divergence (default ForwardKL).",
@@ -62,7 +66,7 @@ internal static class TrainCommand
         var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in --out (same result as an uninterrupted run); exit 2 when there is none." };
         var overwrite = new Option<bool>("--overwrite") { Description = "Start afresh in a non-empty --out: the old run's config.json, metrics.jsonl, checkpoints/ and final/ are removed first (other files are left alone)." };
         var skipBad = new Option<bool>("--skip-bad-lines") { Description = "Skip malformed data lines (each is reported and counted) instead of stopping." };
-        var teacher = new Option<string?>("--teacher") { Description = "RAFT: the teacher folder (the original model): model.onnx served by ONNX Runtime, or a checkpoint. Default: --model.", HelpName = "DIR" };
+        var teacher = new Option<string?>("--teacher") { Description = "RAFT: the teacher folder (the original model): model.onnx served by ONNX Runtime, or a checkpoint. Default: --model (with --lora-rank: the student's own frozen base, adapters off, no second copy).", HelpName = "DIR" };
         var collective = DistributedCli.CollectiveOption();
         var provider = new Option<string>("--teacher-provider") { Description = "RAFT: ONNX Runtime provider for the teacher: auto (CUDA when it starts, else CPU), cpu or cuda.", DefaultValueFactory = _ => "auto", HelpName = "auto|cpu|cuda" };
         var binder = new OptionsBinder<TrainOptions>(TrainOptions.Json, Describe, raft ? ["method"] :
@@ -82,7 +86,8 @@ internal static class TrainCommand
             string modelDir = parse.GetValue(model)!, dataPath = parse.GetValue(data)!, outDir = parse.GetValue(output)!;
             CliChecks.CheckInputDirectory("--model", modelDir);
             CliChecks.CheckInputFile("--data", dataPath);
-            string? teacherDir = raft ? parse.GetValue(teacher) ?? modelDir : null;
+            // RAFT with LoRA and no --teacher: the teacher is the student's own base (adapters off), not a second copy of --model
+            string? teacherDir = raft ? parse.GetValue(teacher) ?? (options.LoraRank is null ? modelDir : null) : null;
             if (teacherDir is not null) CliChecks.CheckInputDirectory("--teacher", teacherDir);
             CliChecks.CheckOutputsApart(
                 [new("--model", modelDir), new("--data", dataPath), new("--teacher", raft ? parse.GetValue(teacher) : null), new("--config", parse.GetValue(config))],

@@ -69,6 +69,7 @@ internal static unsafe class RmsNorm
                 }
             });
         }
+        if (dw.IsEmpty) return;   // a frozen weight: no gradient
         Span<float> xhat = c <= 4096 ? stackalloc float[c] : new float[c];
         for (int row = 0; row < n; row++)
         {

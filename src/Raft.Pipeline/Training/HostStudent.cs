@@ -11,7 +11,8 @@ namespace Raft.Pipeline.Training;
 internal abstract class HostStudent(StudentSetup setup) : IStudentBackend
 {
     protected readonly StudentSetup Setup = setup;
-    protected readonly TensorSet Grads = setup.Model.Parameters.ZerosLike();
+    // Under LoRA the adapters' gradients only: the base gets none computed (frozen), and only these are reduced and clipped.
+    protected readonly TensorSet Grads = (setup.Model.Lora?.Parameters ?? setup.Model.Parameters).ZerosLike();
     private readonly ModelActivations _acts = new();
     private float[] _logits = [];
 
@@ -66,7 +67,7 @@ internal sealed class CpuStudent : HostStudent
         _bucketer = new GradientBucketer(setup.World, Grads.Tensors.Reverse().Select(g => g.Data).ToArray(), setup.BucketElements);
         var bufferIndex = Grads.Tensors.Reverse().Select((g, i) => (g.Name, i)).ToDictionary(x => x.Name, x => x.i);
         _layerBuffers = Enumerable.Range(0, Model.Config.NumHiddenLayers)
-            .Select(l => Model.LayerTensorNames(l).Select(name => bufferIndex[name]).ToArray()).ToArray();
+            .Select(l => (Model.Lora?.LayerTensorNames(l) ?? Model.LayerTensorNames(l)).Select(name => bufferIndex[name]).ToArray()).ToArray();
     }
 
     public override double CurrentLearningRate => _optimizer.CurrentLearningRate;
@@ -116,7 +117,7 @@ internal sealed class ZeroStudent : HostStudent
 
     public ZeroStudent(StudentSetup setup) : base(setup)
     {
-        _zero = new ZeroOptimizer(setup.World, Model.Parameters, Grads, setup.Adam, setup.Schedule, setup.Loaded);
+        _zero = new ZeroOptimizer(setup.World, Model.Lora?.Parameters ?? Model.Parameters, Grads, setup.Adam, setup.Schedule, setup.Loaded);
         if (setup.Frozen is not null) _zero.SetTrainable(setup.IsTrainable);
     }
 

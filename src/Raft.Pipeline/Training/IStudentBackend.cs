@@ -50,7 +50,7 @@ internal sealed record StudentSetup(LlamaModel Model, ICollective World, TrainOp
     /// <summary>The host optimizer: the resumed one, or fresh moments; frozen tensors get no update.</summary>
     public AdamW HostOptimizer()
     {
-        var optimizer = Loaded ?? new AdamW(Model.Parameters, Adam, Schedule);
+        var optimizer = Loaded ?? new AdamW(Model.Lora?.Parameters ?? Model.Parameters, Adam, Schedule);
         if (Frozen is not null) optimizer.SetTrainable(IsTrainable);
         return optimizer;
     }
@@ -63,6 +63,8 @@ internal static class StudentBackends
     {
         if (s.Accelerator is not null)
         {
+            if (s.Model.Lora is not null)
+                throw new TrainingException($"lora_rank = {s.Options.LoraRank}: the GPU student ({s.Accelerator.Name}) does not train LoRA adapters yet; run with device = cpu.");
             if (s.World.WorldSize > 1)
                 throw new TrainingException($"the student on {s.Accelerator.Name} runs in one process for now ({s.World.WorldSize} ranks here): " +
                                             "its gradients are not all-reduced on the device; run the ranks with device = cpu.");

@@ -71,9 +71,19 @@ internal sealed class RunDirectory
             if (!SameConfig(state.Config.GetRawText(), configJson, out string diff))
                 throw new TrainingException($"cannot resume from {ckpt}: it was trained with a different configuration ({diff}).");
             CheckGlobalBatch(ckpt, state, options.BatchSize, worldSize);
-            var (_, weights) = Checkpoint.Load(ckpt);
-            foreach (var p in student.Parameters.Tensors) weights[p.Name].Data.AsSpan().CopyTo(p.Data);
-            point = new ResumePoint(ckpt, state, AdamW.LoadState(ckpt, student.Parameters));
+            if (student.Lora is { } lora)
+            {
+                // a LoRA run's checkpoint holds the adapters (PEFT's files) and their optimizer state; the base is the student's
+                var saved = LoraFiles.Load(ckpt, student.Layout);
+                foreach (var p in lora.Parameters.Tensors) saved.Parameters[p.Name].Data.AsSpan().CopyTo(p.Data);
+                point = new ResumePoint(ckpt, state, AdamW.LoadState(ckpt, lora.Parameters));
+            }
+            else
+            {
+                var (_, weights) = Checkpoint.Load(ckpt);
+                foreach (var p in student.Parameters.Tensors) weights[p.Name].Data.AsSpan().CopyTo(p.Data);
+                point = new ResumePoint(ckpt, state, AdamW.LoadState(ckpt, student.Parameters));
+            }
             if (root) TruncateMetrics(run._metricsPath, state.Step);
         }
         else if (root && File.Exists(run._metricsPath)) File.Delete(run._metricsPath);
@@ -100,6 +110,18 @@ internal sealed class RunDirectory
     {
         if (!_root) return;
         state = state with { Config = JsonDocument.Parse(_configJson).RootElement.Clone() };
+        if (student.Lora is { } lora)
+        {
+            // PEFT's adapter layout (no base weights: they are the base model's, unchanged), the adapters' optimizer state
+            AtomicFile.WriteDirectory(dir, staging =>
+            {
+                LoraFiles.Save(staging, lora, modelFilesFrom is null ? null : Path.GetFullPath(modelFilesFrom));
+                optimizer?.SaveState(staging);
+                AtomicFile.WriteText(Path.Combine(staging, StateFile), JsonSerializer.Serialize(state, StateJson));
+                if (modelFilesFrom is not null) ModelSideFiles.Copy(modelFilesFrom, staging);
+            });
+            return;
+        }
         Checkpoint.Save(dir, student.Config, student.Parameters, optimizer,
             staging =>
             {
@@ -145,6 +167,8 @@ internal sealed class RunDirectory
             // a run saved before teacher_weights_dtype existed had the fp32 teacher
             string was = a.RootElement.TryGetProperty(p.Name, out var v) ? Compact(v) : p.Name == "teacher_weights_dtype" ? "\"fp32\"" : "(absent)";
             string now = Compact(p.Value);
+            // the LoRA keys came later: a checkpoint without them was trained without LoRA
+            if (was == "(absent)" && now == "null" && p.Name.StartsWith("lora_", StringComparison.Ordinal)) continue;
             if (was != now) { diff = $"{p.Name}: checkpoint {was}, now {now}"; return false; }
         }
         return true;

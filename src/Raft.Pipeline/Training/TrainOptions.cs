@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Raft.Model;
 using Raft.Kernels;
 
 namespace Raft.Pipeline.Training;
@@ -88,6 +89,26 @@ public sealed record TrainOptions
     /// </summary>
     [JsonPropertyName("trainable")] public string? Trainable { get; init; }
 
+    /// <summary>
+    /// LoRA rank r: train adapters y = W·x + (α/r)·B·A·x on <see cref="LoraTargets"/> instead of the weights, which stay
+    /// frozen (PEFT's layout in every checkpoint: adapter_config.json, adapter_model.safetensors); null (the default): full
+    /// fine-tuning. For RAFT without a separate teacher, the teacher is the same weights with the adapters off.
+    /// </summary>
+    [JsonPropertyName("lora_rank")] public int? LoraRank { get; init; }
+    /// <summary>LoRA α (PEFT's lora_alpha; null: 8, PEFT's default); the update is scaled by α/r.</summary>
+    [JsonPropertyName("lora_alpha")] public double? LoraAlpha { get; init; }
+    /// <summary>LoRA dropout on the adapter input in training (PEFT's lora_dropout; null: 0).</summary>
+    [JsonPropertyName("lora_dropout")] public double? LoraDropout { get; init; }
+    /// <summary>The wrapped projections, comma-separated (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj or all-linear; null: q_proj,v_proj, PEFT's default for these models).</summary>
+    [JsonPropertyName("lora_targets")] public string? LoraTargets { get; init; }
+
+    /// <summary>The LoRA hyper-parameters, or null without <see cref="LoraRank"/>.</summary>
+    public LoraConfig? Lora() => LoraRank is not int r ? null : new LoraConfig
+    {
+        Rank = r, Alpha = LoraAlpha ?? 8, Dropout = LoraDropout ?? 0,
+        TargetModules = LoraConfig.ParseTargets(LoraTargets ?? "q_proj,v_proj", "lora_targets"),
+    };
+
     /// <summary>Teacher top-K per position (RAFT).</summary>
     [JsonPropertyName("top_k")] public int TopK { get; init; } = 16;
     /// <summary>Distillation temperature τ (RAFT).</summary>
@@ -141,6 +162,26 @@ public sealed record TrainOptions
         if (MaxNonFiniteSteps < 1) Fail("max_nonfinite_steps", MaxNonFiniteSteps, "must be ≥ 1");
         if (!Enum.IsDefined(Device)) Fail("device", (int)Device, $"must be {ComputeDevices.Choices}");
         if (Trainable is not null) _ = TrainablePattern();
+        if (LoraRank is null)
+        {
+            if (LoraAlpha is not null) Fail("lora_alpha", LoraAlpha, "needs lora_rank");
+            if (LoraDropout is not null) Fail("lora_dropout", LoraDropout, "needs lora_rank");
+            if (LoraTargets is not null) Fail("lora_targets", LoraTargets, "needs lora_rank");
+        }
+        else
+        {
+            if (Trainable is not null) Fail("trainable", Trainable, "cannot be combined with lora_rank (LoRA trains the adapters only)");
+            try { Lora()!.Validate(); }
+            catch (ArgumentException e)
+            {
+                (string key, object? value) = e.ParamName switch
+                {
+                    "r" => ("lora_rank", (object?)LoraRank), "lora_alpha" => ("lora_alpha", LoraAlpha), "lora_dropout" => ("lora_dropout", LoraDropout),
+                    _ => ("lora_targets", LoraTargets),
+                };
+                Fail(key, value, e.Message);
+            }
+        }
         _ = Raft.Model.SafeTensorDTypes.ParseWeightsDType(TeacherWeightsDType, "teacher_weights_dtype");
         if (Method != TrainMethod.Raft) return;
         if (TopK < 1) Fail("top_k", TopK, "must be ≥ 1");

@@ -121,6 +121,20 @@ public sealed class Trainer
         if (data.Count == 0) throw new ArgumentException("the training data is empty.", nameof(data));
         if (tokenizer.VocabSize > student.Config.VocabSize)
             throw new ArgumentException($"the tokenizer has {tokenizer.VocabSize} tokens, the student's vocab_size is {student.Config.VocabSize}.", nameof(tokenizer));
+        if (options.Lora() is { } lora)
+        {
+            // the adapters PEFT would make (Kaiming-uniform A, zero B; seeded by the run's seed), unless the caller attached some
+            if (student.Lora is null) student.Lora = LoraAdapters.Create(student.Layout, lora, (ulong)options.Seed);
+            else if (student.Lora.Config.Rank != lora.Rank || student.Lora.Config.Alpha != lora.Alpha || !student.Lora.Config.TargetModules.SequenceEqual(lora.TargetModules))
+                throw new ArgumentException($"the student's attached adapters (r = {student.Lora.Config.Rank}) differ from lora_rank / lora_alpha / lora_targets.", nameof(options));
+            student.Lora.Training = true;   // dropout in recorded (training) forwards only; rollouts and teacher scoring never record
+            student.Lora.DropoutSeed = (ulong)options.Seed;
+            // RAFT without a separate teacher: the frozen base is the teacher, the same weights with the adapters off
+            if (options.Method == TrainMethod.Raft && teacher is null)
+                teacher = new LoraBaseTeacher(student, kernels ?? new CpuKernels(options.Threads), vocabLimit: tokenizer.VocabSize);
+        }
+        else if (student.Lora is not null)
+            throw new ArgumentException("the student carries LoRA adapters but lora_rank is not set.", nameof(options));
         if (options.Method == TrainMethod.Raft)
         {
             if (teacher is null) throw new ArgumentException("RAFT needs a teacher (the original model); none was given.", nameof(teacher));
@@ -231,6 +245,7 @@ public sealed class Trainer
                     (world.WorldSize > 1 ? $" per rank × {world.WorldSize} ranks ({world.Backend})" : "") +
                     (_teacher is null ? "" : $", teacher {_teacher.Description}") + $", loss kernels {_kernels.Name}" +
                     (_frozen is null ? "" : $", training {_student.Parameters.Count - _frozen.Count} of {_student.Parameters.Count} tensors (trainable \"{_o.Trainable}\")") +
+                    (_student.Lora is not { } lo ? "" : $", LoRA r = {lo.Config.Rank}, α = {lo.Config.Alpha}, dropout {lo.Config.Dropout} on {string.Join(",", lo.Config.TargetModules)} ({lo.Parameters.ValueCount} trained values; base frozen)") +
                     student.Describe());
         var all = new List<StepMetrics>();
         for (int step = startStep; step < _o.Steps; step++)
@@ -287,6 +302,7 @@ public sealed class Trainer
             throw new TrainingException($"rank {world.Rank} on {world.HostName} would start at step {startStep}, but the ranks disagree " +
                                         $"(steps {-at[1]}..{at[0]}): every rank must see the same run directory to resume.");
         foreach (var p in _student.Parameters.Tensors) world.Broadcast(p.Data.AsSpan(), 0);
+        if (_student.Lora is { } lora) foreach (var p in lora.Parameters.Tensors) world.Broadcast(p.Data.AsSpan(), 0);
     }
 
     /// <summary>One step: the batch of this rank's slice, the forward and losses, the global reductions and weights, the update.</summary>
@@ -301,6 +317,8 @@ public sealed class Trainer
         int sequences = b * _o.RolloutsPerPrompt;
         ulong first = (ulong)step * (ulong)(sequences * ranks) + (ulong)(world.Rank * sequences);
         var batch = builder.Build(examples, _student, first);
+        // LoRA dropout masks: a function of (seed, step, rank), fresh every step
+        if (_student.Lora is { } lora) lora.DropoutStep = (ulong)step * (ulong)ranks + (ulong)world.Rank;
 
         // The loss normalizers: 0 lets the kernels count this rank's rows in a single process; the global counts over the
         // ranks otherwise, so that the sum of the ranks' gradients is the global-batch mean's gradient.
