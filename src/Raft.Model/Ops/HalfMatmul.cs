@@ -86,13 +86,7 @@ internal static unsafe class HalfMatmul
         float* panel = stackalloc float[PackDepth * ColBlock];
         float* row = stackalloc float[PackDepth];
         var dtype = bf16 ? SafeTensorDType.BF16 : SafeTensorDType.F16;
-        for (int r = r0; r < r1; r++)
-        {
-            var dst = new Span<float>(y + (r - r0) * ld, nc);
-            if (accumulate) new ReadOnlySpan<float>(yOut + (long)r * m + c0, nc).CopyTo(dst);
-            else if (bias != null) new ReadOnlySpan<float>(bias + c0, nc).CopyTo(dst);
-            else dst.Clear();
-        }
+        Matmul.StartTile(y, ld, yOut, bias, m, r0, r1, c0, nc, accumulate);
         float* xt = x + (long)r0 * k;
         int rows = r1 - r0;
         for (int p0 = 0; p0 < k; p0 += PackDepth)

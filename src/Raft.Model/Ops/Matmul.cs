@@ -79,13 +79,7 @@ internal static unsafe class Matmul
         int nc = c1 - c0;
         float* y = stackalloc float[PackedRowBlock * ColBlock];
         float* panel = stackalloc float[PackDepth * ColBlock];
-        for (int r = r0; r < r1; r++)
-        {
-            var dst = new Span<float>(y + (r - r0) * ld, nc);
-            if (accumulate) new ReadOnlySpan<float>(yOut + (long)r * m + c0, nc).CopyTo(dst);
-            else if (bias != null) new ReadOnlySpan<float>(bias + c0, nc).CopyTo(dst);
-            else dst.Clear();
-        }
+        StartTile(y, ld, yOut, bias, m, r0, r1, c0, nc, accumulate);
         float* xt = x + (long)r0 * k;
         int rows = r1 - r0;
         for (int p0 = 0; p0 < k; p0 += PackDepth)
@@ -105,6 +99,22 @@ internal static unsafe class Matmul
             new ReadOnlySpan<float>(y + (r - r0) * ld, nc).CopyTo(new Span<float>(yOut + (long)r * m + c0, nc));
     }
 
+    /// <summary>
+    /// Fills a tile's accumulator rows r0..r1 (stride <paramref name="ld"/>, <paramref name="nc"/> columns from c0) with
+    /// what the products add to: the output as it is (accumulate), the bias, or zero. Shared by both tile kernels here
+    /// and <see cref="HalfMatmul"/>'s.
+    /// </summary>
+    internal static void StartTile(float* y, int ld, float* yOut, float* bias, int m, int r0, int r1, int c0, int nc, bool accumulate)
+    {
+        for (int r = r0; r < r1; r++)
+        {
+            var dst = new Span<float>(y + (r - r0) * ld, nc);
+            if (accumulate) new ReadOnlySpan<float>(yOut + (long)r * m + c0, nc).CopyTo(dst);
+            else if (bias != null) new ReadOnlySpan<float>(bias + c0, nc).CopyTo(dst);
+            else dst.Clear();
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void Tile(float* x, float* w, float* bias, float* yOut, int k, int m,
         int r0, int r1, int c0, int c1, bool accumulate, SimdLevel level)
@@ -114,13 +124,7 @@ internal static unsafe class Matmul
         const int ld = ColBlock;
         int nc = c1 - c0;
         float* y = stackalloc float[RowBlock * ColBlock];
-        for (int r = r0; r < r1; r++)
-        {
-            var dst = new Span<float>(y + (r - r0) * ld, nc);
-            if (accumulate) new ReadOnlySpan<float>(yOut + (long)r * m + c0, nc).CopyTo(dst);
-            else if (bias != null) new ReadOnlySpan<float>(bias + c0, nc).CopyTo(dst);
-            else dst.Clear();
-        }
+        StartTile(y, ld, yOut, bias, m, r0, r1, c0, nc, accumulate);
         for (int p0 = 0; p0 < k; p0 += KBlock)
         {
             int len = Math.Min(KBlock, k - p0);
