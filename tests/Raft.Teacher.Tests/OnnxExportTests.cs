@@ -51,36 +51,7 @@ public class OnnxExportTests
     public void PrefillThenDecodeEqualsTheFullSequence(bool tied, bool bias)
     {
         var config = Tiny(tied, bias);
-        var weights = RandomParameters(config, seed: 21);
-        const int batch = 2, seq = 9, prompt = 4;
-        int[] tokens = RandomTokens(batch * seq, config.VocabSize, seed: 8);
-        float[] full = new LlamaModel(config, weights).Forward(tokens, batch, seq);
-        int v = config.VocabSize;
-
-        using var dir = new TempDirectory();
-        OnnxExporter.Export(config, weights, dir.Path);
-        using var teacher = TeacherSession.Open(dir.Path, Cpu());
-        using var cache = teacher.CreateCache(batch);
-        long[] Slice(int from, int count)
-        {
-            var a = new long[batch * count];
-            for (int b = 0; b < batch; b++)
-                for (int i = 0; i < count; i++) a[b * count + i] = tokens[b * seq + from + i];
-            return a;
-        }
-        float[] pre = teacher.Forward(Slice(0, prompt), batch, prompt, cache);
-        Assert.Equal(prompt, cache.Length);
-        var got = new float[full.Length];
-        for (int b = 0; b < batch; b++)
-            for (int i = 0; i < prompt; i++)
-                pre.AsSpan((b * prompt + i) * v, v).CopyTo(got.AsSpan((b * seq + i) * v, v));
-        for (int step = prompt; step < seq; step++)
-        {
-            float[] one = teacher.Forward(Slice(step, 1), batch, 1, cache);
-            Assert.Equal(step + 1, cache.Length);
-            for (int b = 0; b < batch; b++) one.AsSpan(b * v, v).CopyTo(got.AsSpan((b * seq + step) * v, v));
-        }
-        Assert.True(Tolerances.MaxRelErrorFp32(got, full) < 1e-4, $"relative error {Tolerances.MaxRelErrorFp32(got, full)}");
+        AssertKvDecodeEqualsFullForward(config, RandomParameters(config, seed: 21), batch: 2, seq: 9, prompt: 4, $"tied {tied}, bias {bias}");
     }
 
     [Fact]

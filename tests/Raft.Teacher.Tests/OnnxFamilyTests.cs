@@ -62,29 +62,7 @@ public class OnnxFamilyTests
     public void PrefillThenDecodeEqualsTheFullSequenceWithAWindow(string name)
     {
         var config = Feature(name);
-        var weights = RandomParameters(config, seed: 3);
-        const int batch = 2, seq = 9, prompt = 3;
-        int[] tokens = RandomTokens(batch * seq, config.VocabSize, seed: 8);
-        float[] full = new LlamaModel(config, weights).Forward(tokens, batch, seq);
-        int v = config.VocabSize;
-        using var dir = new TempDirectory();
-        OnnxExporter.Export(config, weights, dir.Path);
-        using var teacher = TeacherSession.Open(dir.Path, Cpu());
-        using var cache = teacher.CreateCache(batch);
-        long[] Slice(int from, int count) =>
-            Enumerable.Range(0, batch).SelectMany(b => tokens.Skip(b * seq + from).Take(count)).Select(t => (long)t).ToArray();
-        float[] pre = teacher.Forward(Slice(0, prompt), batch, prompt, cache);
-        for (int b = 0; b < batch; b++)
-            Assert.True(Tolerances.MaxRelErrorFp32(pre.AsSpan((b * prompt + prompt - 1) * v, v), full.AsSpan((b * seq + prompt - 1) * v, v)) < 1e-4);
-        for (int step = prompt; step < seq; step++)
-        {
-            float[] one = teacher.Forward(Slice(step, 1), batch, 1, cache);
-            for (int b = 0; b < batch; b++)
-            {
-                double e = Tolerances.MaxRelErrorFp32(one.AsSpan(b * v, v), full.AsSpan((b * seq + step) * v, v));
-                Assert.True(e < 1e-4, $"{name}: sequence {b}, position {step}: relative error {e}");
-            }
-        }
+        AssertKvDecodeEqualsFullForward(config, RandomParameters(config, seed: 3), batch: 2, seq: 9, prompt: 3, name);
     }
 
     [Fact]

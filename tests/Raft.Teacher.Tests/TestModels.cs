@@ -15,4 +15,38 @@ internal static class TestModels
     };
 
     public static TeacherOptions Cpu(List<string>? log = null) => new() { Provider = ComputeDevice.Cpu, IntraOpThreads = 2, Log = l => log?.Add(l) };
+
+    /// <summary>
+    /// Exports <paramref name="config"/> with <paramref name="weights"/>, prefills <paramref name="prompt"/> tokens of
+    /// <paramref name="batch"/> random sequences of <paramref name="seq"/> through the KV cache, then decodes the rest one
+    /// position at a time, and asserts that every position's logits equal the engine's full forward (relative error
+    /// &lt; 1e-4) and that the cache holds the positions fed.
+    /// </summary>
+    public static void AssertKvDecodeEqualsFullForward(ModelConfig config, TensorSet weights, int batch, int seq, int prompt, string label)
+    {
+        int[] tokens = RandomTokens(batch * seq, config.VocabSize, seed: 8);
+        float[] full = new LlamaModel(config, weights).Forward(tokens, batch, seq);
+        int v = config.VocabSize;
+        using var dir = new TempDirectory();
+        OnnxExporter.Export(config, weights, dir.Path);
+        using var teacher = TeacherSession.Open(dir.Path, Cpu());
+        using var cache = teacher.CreateCache(batch);
+        long[] Slice(int from, int count) =>
+            Enumerable.Range(0, batch).SelectMany(b => tokens.Skip(b * seq + from).Take(count)).Select(t => (long)t).ToArray();
+        void Check(ReadOnlySpan<float> got, int b, int position)
+        {
+            double e = Tolerances.MaxRelErrorFp32(got, full.AsSpan((b * seq + position) * v, v));
+            Assert.True(e < 1e-4, $"{label}: sequence {b}, position {position}: relative error {e}");
+        }
+        float[] pre = teacher.Forward(Slice(0, prompt), batch, prompt, cache);
+        Assert.Equal(prompt, cache.Length);
+        for (int b = 0; b < batch; b++)
+            for (int i = 0; i < prompt; i++) Check(pre.AsSpan((b * prompt + i) * v, v), b, i);
+        for (int step = prompt; step < seq; step++)
+        {
+            float[] one = teacher.Forward(Slice(step, 1), batch, 1, cache);
+            Assert.Equal(step + 1, cache.Length);
+            for (int b = 0; b < batch; b++) Check(one.AsSpan(b * v, v), b, step);
+        }
+    }
 }
