@@ -47,7 +47,13 @@ internal static unsafe class HalfMatmul
         var level = simd ?? Matmul.Best;
         if (level == SimdLevel.Vector512 && !Vector512.IsHardwareAccelerated || level == SimdLevel.Vector256 && !Vector256.IsHardwareAccelerated)
             throw new ArgumentException($"SIMD level {level} is not supported by this CPU.", nameof(simd));
-        bool bf16 = w.DType == SafeTensorDType.BF16;
+        if (w.DType == SafeTensorDType.BF16) Run<Bf16Format>(x, w, bias, y, n, k, m, threads, accumulate, level);
+        else Run<F16Format>(x, w, bias, y, n, k, m, threads, accumulate, level);
+    }
+
+    private static void Run<TF>(ReadOnlySpan<float> x, HalfMatrix w, ReadOnlySpan<float> bias, Span<float> y,
+        int n, int k, int m, int threads, bool accumulate, SimdLevel level) where TF : struct, IHalfFormat
+    {
         fixed (float* px = x, pb = bias, py = y)
         fixed (ushort* pw = w.Bits)
         {
@@ -62,7 +68,7 @@ internal static unsafe class HalfMatmul
                     int rb = tile % rowBlocks, cb = tile / rowBlocks;
                     int r0 = rb * RowBlock, r1 = Math.Min(n, r0 + RowBlock);
                     int c0 = cb * ColBlock, c1 = Math.Min(m, c0 + ColBlock);
-                    PackedTile((float*)ax, (ushort*)aw, (float*)ab, (float*)ay, k, m, r0, r1, c0, c1, accumulate, level, bf16);
+                    PackedTile<TF>((float*)ax, (ushort*)aw, (float*)ab, (float*)ay, k, m, r0, r1, c0, c1, accumulate, level);
                 });
             }
             else
@@ -70,22 +76,21 @@ internal static unsafe class HalfMatmul
                 Par.For(colBlocks, threads, cb =>
                 {
                     int c0 = cb * ColBlock, c1 = Math.Min(m, c0 + ColBlock);
-                    Columns((float*)ax, (ushort*)aw, (float*)ab, (float*)ay, n, k, m, c0, c1, accumulate, level, bf16);
+                    Columns<TF>((float*)ax, (ushort*)aw, (float*)ab, (float*)ay, n, k, m, c0, c1, accumulate, level);
                 });
             }
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void PackedTile(float* x, ushort* w, float* bias, float* yOut, int k, int m,
-        int r0, int r1, int c0, int c1, bool accumulate, SimdLevel level, bool bf16)
+    private static void PackedTile<TF>(float* x, ushort* w, float* bias, float* yOut, int k, int m,
+        int r0, int r1, int c0, int c1, bool accumulate, SimdLevel level) where TF : struct, IHalfFormat
     {
         const int ld = ColBlock;
         int nc = c1 - c0;
         float* y = stackalloc float[RowBlock * ColBlock];
         float* panel = stackalloc float[PackDepth * ColBlock];
         float* row = stackalloc float[PackDepth];
-        var dtype = bf16 ? SafeTensorDType.BF16 : SafeTensorDType.F16;
         Matmul.StartTile(y, ld, yOut, bias, m, r0, r1, c0, nc, accumulate);
         float* xt = x + (long)r0 * k;
         int rows = r1 - r0;
@@ -95,7 +100,7 @@ internal static unsafe class HalfMatmul
             for (int j = 0; j < nc; j++)
             {
                 ushort* wr = w + (long)(c0 + j) * k + p0;
-                WidenRow(wr, row, len, level, bf16, dtype);
+                WidenRow<TF>(wr, row, len, level);
                 for (int p = 0; p < len; p++) panel[p * ld + j] = row[p];
             }
             float* b = panel - p0 * ld;   // b[p·ld + j] is W[c0 + j, p] widened
@@ -108,30 +113,29 @@ internal static unsafe class HalfMatmul
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void WidenRow(ushort* src, float* dst, int len, SimdLevel level, bool bf16, SafeTensorDType dtype)
+    private static void WidenRow<TF>(ushort* src, float* dst, int len, SimdLevel level) where TF : struct, IHalfFormat
     {
         int p = 0;
         if (level == SimdLevel.Vector512)
             for (; p + 32 <= len; p += 32)
             {
-                var (lo, hi) = HalfBits.Load32(src + p, bf16);
+                var (lo, hi) = TF.Load32(src + p);
                 lo.Store(dst + p); hi.Store(dst + p + 16);
             }
         else if (level == SimdLevel.Vector256)
             for (; p + 16 <= len; p += 16)
             {
-                var (lo, hi) = HalfBits.Load16(src + p, bf16);
+                var (lo, hi) = TF.Load16(src + p);
                 lo.Store(dst + p); hi.Store(dst + p + 8);
             }
-        for (; p < len; p++) dst[p] = HalfBits.ToSingle(src[p], dtype);
+        for (; p < len; p++) dst[p] = TF.ToSingle(src[p]);
     }
 
     /// <summary>Columns c0..c1-1 of every row: each W row is loaded once and dotted with the rows of x, 4 at a time.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
-    private static void Columns(float* x, ushort* w, float* bias, float* y, int n, int k, int m,
-        int c0, int c1, bool accumulate, SimdLevel level, bool bf16)
+    private static void Columns<TF>(float* x, ushort* w, float* bias, float* y, int n, int k, int m,
+        int c0, int c1, bool accumulate, SimdLevel level) where TF : struct, IHalfFormat
     {
-        var dtype = bf16 ? SafeTensorDType.BF16 : SafeTensorDType.F16;
         float* s = stackalloc float[4];
         for (int c = c0; c < c1; c++)
         {
@@ -141,9 +145,9 @@ internal static unsafe class HalfMatmul
             for (; r + 4 <= n; r += 4)
             {
                 float* a = x + (long)r * k;
-                if (level == SimdLevel.Vector512) Dot4V512(a, k, wr, s, bf16, dtype);
-                else if (level == SimdLevel.Vector256) Dot4V256(a, k, wr, s, bf16, dtype);
-                else Dot4Scalar(a, k, wr, 0, s, dtype, zero: true);
+                if (level == SimdLevel.Vector512) Dot4V512<TF>(a, k, wr, s);
+                else if (level == SimdLevel.Vector256) Dot4V256<TF>(a, k, wr, s);
+                else Dot4Scalar<TF>(a, k, wr, 0, s, zero: true);
                 for (int i = 0; i < 4; i++)
                 {
                     float* yi = y + (long)(r + i) * m + c;
@@ -153,8 +157,8 @@ internal static unsafe class HalfMatmul
             for (; r < n; r++)
             {
                 float* a = x + (long)r * k;
-                float d = level == SimdLevel.Vector512 ? Dot1V512(a, wr, k, bf16, dtype)
-                    : level == SimdLevel.Vector256 ? Dot1V256(a, wr, k, bf16, dtype) : Dot1Scalar(a, wr, 0, k, 0f, dtype);
+                float d = level == SimdLevel.Vector512 ? Dot1V512<TF>(a, wr, k)
+                    : level == SimdLevel.Vector256 ? Dot1V256<TF>(a, wr, k) : Dot1Scalar<TF>(a, wr, 0, k, 0f);
                 float* yr = y + (long)r * m + c;
                 *yr = (accumulate ? *yr : b0) + d;
             }
@@ -162,49 +166,49 @@ internal static unsafe class HalfMatmul
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Dot1Scalar(float* a, ushort* w, int p, int len, float s, SafeTensorDType dtype)
+    private static float Dot1Scalar<TF>(float* a, ushort* w, int p, int len, float s) where TF : struct, IHalfFormat
     {
-        for (; p < len; p++) s = MathF.FusedMultiplyAdd(a[p], HalfBits.ToSingle(w[p], dtype), s);
+        for (; p < len; p++) s = MathF.FusedMultiplyAdd(a[p], TF.ToSingle(w[p]), s);
         return s;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Dot4Scalar(float* a, int k, ushort* w, int p, float* s, SafeTensorDType dtype, bool zero)
+    private static void Dot4Scalar<TF>(float* a, int k, ushort* w, int p, float* s, bool zero) where TF : struct, IHalfFormat
     {
         if (zero) { s[0] = 0; s[1] = 0; s[2] = 0; s[3] = 0; }
-        for (int i = 0; i < 4; i++) s[i] = Dot1Scalar(a + (long)i * k, w, p, k, s[i], dtype);
+        for (int i = 0; i < 4; i++) s[i] = Dot1Scalar<TF>(a + (long)i * k, w, p, k, s[i]);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Dot1V512(float* a, ushort* w, int k, bool bf16, SafeTensorDType dtype)
+    private static float Dot1V512<TF>(float* a, ushort* w, int k) where TF : struct, IHalfFormat
     {
         Vector512<float> s0 = default, s1 = default;
         int p = 0;
         for (; p + 32 <= k; p += 32)
         {
-            var (lo, hi) = HalfBits.Load32(w + p, bf16);
+            var (lo, hi) = TF.Load32(w + p);
             s0 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p), lo, s0);
             s1 = Vector512.FusedMultiplyAdd(Vector512.Load(a + p + 16), hi, s1);
         }
-        return Dot1Scalar(a, w, p, k, Vector512.Sum(s0 + s1), dtype);
+        return Dot1Scalar<TF>(a, w, p, k, Vector512.Sum(s0 + s1));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Dot1V256(float* a, ushort* w, int k, bool bf16, SafeTensorDType dtype)
+    private static float Dot1V256<TF>(float* a, ushort* w, int k) where TF : struct, IHalfFormat
     {
         Vector256<float> s0 = default, s1 = default;
         int p = 0;
         for (; p + 16 <= k; p += 16)
         {
-            var (lo, hi) = HalfBits.Load16(w + p, bf16);
+            var (lo, hi) = TF.Load16(w + p);
             s0 = Vector256.FusedMultiplyAdd(Vector256.Load(a + p), lo, s0);
             s1 = Vector256.FusedMultiplyAdd(Vector256.Load(a + p + 8), hi, s1);
         }
-        return Dot1Scalar(a, w, p, k, Vector256.Sum(s0 + s1), dtype);
+        return Dot1Scalar<TF>(a, w, p, k, Vector256.Sum(s0 + s1));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot4V512(float* a, int k, ushort* w, float* s, bool bf16, SafeTensorDType dtype)
+    private static void Dot4V512<TF>(float* a, int k, ushort* w, float* s) where TF : struct, IHalfFormat
     {
         Vector512<float> s00 = default, s01 = default, s10 = default, s11 = default;
         Vector512<float> s20 = default, s21 = default, s30 = default, s31 = default;
@@ -212,7 +216,7 @@ internal static unsafe class HalfMatmul
         int p = 0;
         for (; p + 32 <= k; p += 32)
         {
-            var (lo, hi) = HalfBits.Load32(w + p, bf16);
+            var (lo, hi) = TF.Load32(w + p);
             s00 = Vector512.FusedMultiplyAdd(Vector512.Load(a0 + p), lo, s00); s01 = Vector512.FusedMultiplyAdd(Vector512.Load(a0 + p + 16), hi, s01);
             s10 = Vector512.FusedMultiplyAdd(Vector512.Load(a1 + p), lo, s10); s11 = Vector512.FusedMultiplyAdd(Vector512.Load(a1 + p + 16), hi, s11);
             s20 = Vector512.FusedMultiplyAdd(Vector512.Load(a2 + p), lo, s20); s21 = Vector512.FusedMultiplyAdd(Vector512.Load(a2 + p + 16), hi, s21);
@@ -220,11 +224,11 @@ internal static unsafe class HalfMatmul
         }
         s[0] = Vector512.Sum(s00 + s01); s[1] = Vector512.Sum(s10 + s11);
         s[2] = Vector512.Sum(s20 + s21); s[3] = Vector512.Sum(s30 + s31);
-        if (p < k) Dot4Scalar(a, k, w, p, s, dtype, zero: false);
+        if (p < k) Dot4Scalar<TF>(a, k, w, p, s, zero: false);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Dot4V256(float* a, int k, ushort* w, float* s, bool bf16, SafeTensorDType dtype)
+    private static void Dot4V256<TF>(float* a, int k, ushort* w, float* s) where TF : struct, IHalfFormat
     {
         Vector256<float> s00 = default, s01 = default, s10 = default, s11 = default;
         Vector256<float> s20 = default, s21 = default, s30 = default, s31 = default;
@@ -232,7 +236,7 @@ internal static unsafe class HalfMatmul
         int p = 0;
         for (; p + 16 <= k; p += 16)
         {
-            var (lo, hi) = HalfBits.Load16(w + p, bf16);
+            var (lo, hi) = TF.Load16(w + p);
             s00 = Vector256.FusedMultiplyAdd(Vector256.Load(a0 + p), lo, s00); s01 = Vector256.FusedMultiplyAdd(Vector256.Load(a0 + p + 8), hi, s01);
             s10 = Vector256.FusedMultiplyAdd(Vector256.Load(a1 + p), lo, s10); s11 = Vector256.FusedMultiplyAdd(Vector256.Load(a1 + p + 8), hi, s11);
             s20 = Vector256.FusedMultiplyAdd(Vector256.Load(a2 + p), lo, s20); s21 = Vector256.FusedMultiplyAdd(Vector256.Load(a2 + p + 8), hi, s21);
@@ -240,6 +244,6 @@ internal static unsafe class HalfMatmul
         }
         s[0] = Vector256.Sum(s00 + s01); s[1] = Vector256.Sum(s10 + s11);
         s[2] = Vector256.Sum(s20 + s21); s[3] = Vector256.Sum(s30 + s31);
-        if (p < k) Dot4Scalar(a, k, w, p, s, dtype, zero: false);
+        if (p < k) Dot4Scalar<TF>(a, k, w, p, s, zero: false);
     }
 }
