@@ -47,6 +47,66 @@ public static class Checkpoint
         return new LlamaModel(config, weights, halves);
     }
 
+    /// <summary>
+    /// The dtype a checkpoint stores its matrices (embedding, projections, lm_head) in: BF16 or F16 when every one is
+    /// stored so, else F32 (fp32 or mixed). Reads the headers only; what <c>auto</c> weights options resolve to.
+    /// </summary>
+    public static SafeTensorDType StoredMatrixDType(string directory)
+    {
+        ArgumentNullException.ThrowIfNull(directory);
+        string configPath = Path.Combine(directory, ConfigFile);
+        if (!File.Exists(configPath)) throw new FileNotFoundException($"{directory}: no {ConfigFile}.", configPath);
+        var layout = DecoderLayout.For(ModelConfig.Load(configPath));
+        var files = new Dictionary<string, SafeTensorsFile>(StringComparer.Ordinal);
+        try
+        {
+            var (source, _) = OpenSources(directory, files);
+            var kinds = new HashSet<SafeTensorDType>();
+            foreach (var spec in layout.Tensors.Where(t => t.Role == TensorRole.Matrix))
+                if (source.TryGetValue(spec.Name, out var f))
+                    kinds.Add(SafeTensorDTypes.TryParse(f[spec.Name].DType, out var d) ? d : SafeTensorDType.F32);
+            return kinds.Count == 1 ? kinds.Single() : SafeTensorDType.F32;
+        }
+        finally
+        {
+            foreach (var f in files.Values) f.Dispose();
+        }
+    }
+
+    // name → the file that holds it (the index's word for sharded checkpoints), the files opened into `files`
+    private static (Dictionary<string, SafeTensorsFile> Source, string Described) OpenSources(string directory, Dictionary<string, SafeTensorsFile> files)
+    {
+        var source = new Dictionary<string, SafeTensorsFile>(StringComparer.Ordinal);
+        string single = Path.Combine(directory, WeightsFile), index = Path.Combine(directory, IndexFile);
+        string described;
+        if (File.Exists(single))
+        {
+            var f = SafeTensorsFile.Open(single);
+            files[single] = f;
+            foreach (var t in f.Tensors) source[t.Name] = f;
+            described = f.Path;
+        }
+        else if (File.Exists(index))
+        {
+            described = Path.GetFullPath(index);
+            foreach (var (name, shard) in ReadIndex(index))
+            {
+                string shardPath = Path.Combine(directory, shard);
+                if (!files.TryGetValue(shardPath, out var f))
+                {
+                    if (!File.Exists(shardPath))
+                        throw new InvalidDataException($"{described}: tensor {name} is mapped to {shard}, which does not exist.");
+                    files[shardPath] = f = SafeTensorsFile.Open(shardPath);
+                }
+                if (!f.Contains(name))
+                    throw new InvalidDataException($"tensor {name} is missing from {f.Path} (where {described} maps it).");
+                source[name] = f;
+            }
+        }
+        else throw new FileNotFoundException($"{directory}: neither {WeightsFile} nor {IndexFile} is there.", single);
+        return (source, described);
+    }
+
     private static (ModelConfig Config, TensorSet Weights, IReadOnlyList<HalfMatrix> Matrices) LoadCore(string directory, SafeTensorDType matrices)
     {
         ArgumentNullException.ThrowIfNull(directory);
@@ -59,35 +119,7 @@ public static class Checkpoint
         var files = new Dictionary<string, SafeTensorsFile>(StringComparer.Ordinal);
         try
         {
-            // name → the file that holds it (the index's word for sharded checkpoints)
-            var source = new Dictionary<string, SafeTensorsFile>(StringComparer.Ordinal);
-            string single = Path.Combine(directory, WeightsFile), index = Path.Combine(directory, IndexFile);
-            string described;
-            if (File.Exists(single))
-            {
-                var f = SafeTensorsFile.Open(single);
-                files[single] = f;
-                foreach (var t in f.Tensors) source[t.Name] = f;
-                described = f.Path;
-            }
-            else if (File.Exists(index))
-            {
-                described = Path.GetFullPath(index);
-                foreach (var (name, shard) in ReadIndex(index))
-                {
-                    string shardPath = Path.Combine(directory, shard);
-                    if (!files.TryGetValue(shardPath, out var f))
-                    {
-                        if (!File.Exists(shardPath))
-                            throw new InvalidDataException($"{described}: tensor {name} is mapped to {shard}, which does not exist.");
-                        files[shardPath] = f = SafeTensorsFile.Open(shardPath);
-                    }
-                    if (!f.Contains(name))
-                        throw new InvalidDataException($"tensor {name} is missing from {f.Path} (where {described} maps it).");
-                    source[name] = f;
-                }
-            }
-            else throw new FileNotFoundException($"{directory}: neither {WeightsFile} nor {IndexFile} is there.", single);
+            var (source, described) = OpenSources(directory, files);
 
             foreach (var (name, f) in source)
             {

@@ -36,7 +36,7 @@ public sealed class LlamaModel
     // inference scratch (one layer's buffers reused by every layer) and backward scratch
     private readonly LayerBuffers _scratch = new();
     private float[] _x = [], _tmp = [], _xf = [], _rf = [], _xnf = [];
-    private float[] _dQn = [], _dX = [], _dXn = [], _dF1 = [], _dF2 = [], _dF3 = [], _dQ = [], _dK = [], _dV = [];
+    private float[] _dQn = [], _dHidden = [], _dX = [], _dXn = [], _dF1 = [], _dF2 = [], _dF3 = [], _dQ = [], _dK = [], _dV = [];
     private int[] _pos = [];
 
     /// <summary>
@@ -46,13 +46,13 @@ public sealed class LlamaModel
     public LlamaModel(ModelConfig config, TensorSet parameters) : this(config, parameters, []) { }
 
     /// <summary>
-    /// An inference-only model whose matrices (embedding, projections, lm_head: any of them) are given as 16-bit
+    /// A model whose matrices (embedding, projections, lm_head: any of them) are given as 16-bit
     /// <paramref name="halfMatrices"/> (BF16 or F16 as stored), the other tensors (norms, biases) in
     /// <paramref name="parameters"/> as fp32. The matmuls widen the 16-bit weights in registers and accumulate in fp32
     /// (<see cref="Ops.HalfMatmul"/>); the forward is that of the fp32 model over the exactly widened weights, up to
-    /// fp32 summation order. Such a model runs <see cref="Forward(ReadOnlySpan{int}, int, int, ModelActivations?, ReadOnlySpan{int})"/>
-    /// without activations, <see cref="Prefill"/> and <see cref="DecodeStep"/>; recording activations or a backward is an
-    /// error (training keeps fp32 weights). With no half matrices this is the fp32 model.
+    /// fp32 summation order. The 16-bit matrices are frozen: a backward runs through them (dx = dy·W, W widened inside
+    /// the kernel) and gives gradients for the fp32 tensors and LoRA adapters only (a frozen LoRA base kept as stored).
+    /// With no half matrices this is the fp32 model.
     /// </summary>
     public LlamaModel(ModelConfig config, TensorSet parameters, IEnumerable<HalfMatrix> halfMatrices)
     {
@@ -158,7 +158,10 @@ public sealed class LlamaModel
     public TensorSet Parameters { get; }
     /// <summary>The matrices kept in 16 bits (empty for an fp32 model); <see cref="Parameters"/> holds the other tensors.</summary>
     public IReadOnlyDictionary<string, HalfMatrix> HalfMatrices => _half;
-    /// <summary>True when some weights are 16-bit: the model runs forwards and decoding only, no backward.</summary>
+    /// <summary>
+    /// True when some weights are 16-bit. Those are frozen: a backward computes the input gradients through them (widened
+    /// inside the kernel) but never their own gradient, so only the fp32 tensors (and LoRA adapters) can be trained.
+    /// </summary>
     public bool IsInferenceOnly => _half.Count > 0;
     /// <summary>How the matrices are held, for logs: "fp32", "bf16", "fp16" or a mix ("bf16+fp32").</summary>
     public string WeightsDescription
@@ -233,13 +236,20 @@ public sealed class LlamaModel
     public void Forward(ReadOnlySpan<int> tokens, int batch, int seqLen, Span<float> logits, ModelActivations? activations = null,
         ReadOnlySpan<int> positions = default)
     {
-        CheckBatch(tokens, batch, seqLen);
         int n = batch * seqLen;
         if (logits.Length < (long)n * _v) throw new ArgumentException($"logits has {logits.Length} values, needs [{n}, {_v}].", nameof(logits));
+        var pos = PrepareForward(tokens, batch, seqLen, activations, positions);
+        Run(tokens, batch, seqLen, pos, null, activations, logits, lastOnly: false);
+        FinishForward(tokens, activations);
+    }
+
+    /// <summary>Checks a full forward's arguments, readies the record and returns the positions.</summary>
+    private int[] PrepareForward(ReadOnlySpan<int> tokens, int batch, int seqLen, ModelActivations? activations, ReadOnlySpan<int> positions)
+    {
+        CheckBatch(tokens, batch, seqLen);
+        int n = batch * seqLen;
         if (!positions.IsEmpty && positions.Length != n)
             throw new ArgumentException($"positions has {positions.Length} values, needs [B·T] = {n}.", nameof(positions));
-        if (activations != null && IsInferenceOnly)
-            throw new InvalidOperationException($"this model holds {WeightsDescription} weights and is inference-only: it records no activations for a backward (train on fp32 weights).");
         if (activations != null)
         {
             activations.Ensure(Config, n, batch, seqLen, this);
@@ -247,13 +257,14 @@ public sealed class LlamaModel
             if (activations.Tokens.Length != n) activations.Tokens = new int[n];
             if (activations.Positions.Length != n) activations.Positions = new int[n];
         }
-        var pos = PositionsFor(positions, batch, seqLen, 0, activations?.Positions);
-        Run(tokens, batch, seqLen, pos, null, activations, logits, lastOnly: false);
-        if (activations != null)
-        {
-            tokens.CopyTo(activations.Tokens);
-            activations.IsFilled = true;
-        }
+        return PositionsFor(positions, batch, seqLen, 0, activations?.Positions);
+    }
+
+    private static void FinishForward(ReadOnlySpan<int> tokens, ModelActivations? activations)
+    {
+        if (activations == null) return;
+        tokens.CopyTo(activations.Tokens);
+        activations.IsFilled = true;
     }
 
     private void CheckBatch(ReadOnlySpan<int> tokens, int batch, int seqLen)
@@ -309,6 +320,17 @@ public sealed class LlamaModel
     private void Run(ReadOnlySpan<int> tokens, int batch, int t, int[] pos, KvCache? cache, ModelActivations? rec,
         Span<float> logits, bool lastOnly)
     {
+        var hidden = RunBody(tokens, batch, t, pos, cache, rec, lastOnly, out int rows);
+        Linear(hidden, _lmHead, _lmHeadH, default, logits, rows, _d, _v, Threads);
+    }
+
+    /// <summary>
+    /// Embedding, the layers and the final norm: returns the normalized final hidden rows [rows, C] (the activations'
+    /// record, or this instance's buffer), the input of lm_head.
+    /// </summary>
+    private Span<float> RunBody(ReadOnlySpan<int> tokens, int batch, int t, int[] pos, KvCache? cache, ModelActivations? rec,
+        bool lastOnly, out int rows)
+    {
         int n = batch * t, th = Threads;
         long nd = (long)n * _d;
         Buf.Ensure(ref _x, nd);
@@ -317,68 +339,24 @@ public sealed class LlamaModel
         var tmp = _tmp.AsSpan(0, (int)nd);
         if (_embedH != null) Embedding.Forward(tokens, _embedH, x, _v, _d);
         else Embedding.Forward(tokens, _embed, x, _v, _d);
-        int qw = _h * _hd, kw = _kv * _hd;
         if (rec == null) _scratch.Ensure(Config, n, n, false);
         var rope = RopeFor(pos);
         var lrec = LoraRecordFor(rec);
         var lora = _lora is { Enabled: true } ? _lora : null;
         for (int l = 0; l < _layers.Length; l++)
         {
-            var w = _layers[l];
-            var a = rec != null ? rec.Layers[l] : _scratch;
-            if (rec != null) x.CopyTo(a.XIn);
-            // attention block: [B, T, C] → q [B, T, H·hd], k, v [B, T, KV·hd]
-            RmsNorm.Forward(x, w.Ln1, a.Xn1, a.Rstd1, n, _d, _eps, th);
-            Linear(a.Xn1, w.Wq, w.Hq, w.Bq, a.Q, n, _d, qw, th);
-            Linear(a.Xn1, w.Wk, w.Hk, w.Bk, a.K, n, _d, kw, th);
-            Linear(a.Xn1, w.Wv, w.Hv, w.Bv, a.V, n, _d, kw, th);
-            if (lora != null)
+            LayerBuffers a;
+            if (rec == null) a = _scratch;
+            else if (rec.Checkpointed)
             {
-                lora.Forward(l, LoraTarget.QProj, a.Xn1, a.Q, n, lrec, th);
-                lora.Forward(l, LoraTarget.KProj, a.Xn1, a.K, n, lrec, th);
-                lora.Forward(l, LoraTarget.VProj, a.Xn1, a.V, n, lrec, th);
+                // gradient checkpointing: only the layer's input is kept; the backward recomputes the rest
+                x.CopyTo(rec.Layers[l].XIn);
+                a = rec.Work;
             }
-            if (w.Qn != null)
-            {
-                // Qwen3: RMSNorm of every head (width head_dim) of q and k before RoPE; the raw projections kept for the backward
-                a.Q.AsSpan(0, n * qw).CopyTo(a.QRaw);
-                a.K.AsSpan(0, n * kw).CopyTo(a.KRaw);
-                RmsNorm.Forward(a.QRaw.AsSpan(0, n * qw), w.Qn, a.Q, a.QRstd, n * _h, _hd, _eps, th);
-                RmsNorm.Forward(a.KRaw.AsSpan(0, n * kw), w.Kn!, a.K, a.KRstd, n * _kv, _hd, _eps, th);
-            }
-            rope.Apply(a.Q.AsSpan(0, n * qw), pos, n, _h, inverse: false, th);
-            rope.Apply(a.K.AsSpan(0, n * kw), pos, n, _kv, inverse: false, th);
-            int window = w.Names.Features.SlidingWindow ?? 0;
-            if (cache != null)
-            {
-                cache.Write(l, a.K, a.V, t);
-                Attention.Forward(a.Q, cache.Keys[l], cache.Values[l], cache.Layout, a.Att, default,
-                    batch, t, _h, _kv, _hd, cache.Length, th, window);
-            }
-            else
-            {
-                Attention.Forward(a.Q, a.K, a.V, KvLayout.Rows(t, _kv, _hd), a.Att, rec != null ? a.Lse : default,
-                    batch, t, _h, _kv, _hd, 0, th, window);
-            }
-            Linear(a.Att, w.Wo, w.Ho, w.Bo, tmp, n, qw, _d, th);
-            lora?.Forward(l, LoraTarget.OProj, a.Att, tmp, n, lrec, th);
-            Residual.Forward(x, tmp);
-            if (rec != null) x.CopyTo(a.XMid);
-            // MLP block: [B, T, C] → [B, T, F] → [B, T, C]
-            RmsNorm.Forward(x, w.Ln2, a.Xn2, a.Rstd2, n, _d, _eps, th);
-            Linear(a.Xn2, w.Wg, w.Hg, w.Bg, a.G, n, _d, _f, th);
-            Linear(a.Xn2, w.Wu, w.Hu, w.Bu, a.U, n, _d, _f, th);
-            if (lora != null)
-            {
-                lora.Forward(l, LoraTarget.GateProj, a.Xn2, a.G, n, lrec, th);
-                lora.Forward(l, LoraTarget.UpProj, a.Xn2, a.U, n, lrec, th);
-            }
-            SwiGlu.Forward(a.G.AsSpan(0, n * _f), a.U.AsSpan(0, n * _f), a.Hh.AsSpan(0, n * _f), th);
-            Linear(a.Hh, w.Wd, w.Hd, w.Bd, tmp, n, _f, _d, th);
-            lora?.Forward(l, LoraTarget.DownProj, a.Hh, tmp, n, lrec, th);
-            Residual.Forward(x, tmp);
+            else a = rec.Layers[l];
+            LayerForward(l, x, tmp, a, batch, t, pos, rope, cache, rec != null, lora, lrec);
         }
-        int rows = n;
+        rows = n;
         Span<float> final = x;
         if (lastOnly)
         {
@@ -391,15 +369,71 @@ public sealed class LlamaModel
         {
             final.CopyTo(rec.XFinal);
             RmsNorm.Forward(final, _norm, rec.XnF, rec.RstdF, rows, _d, _eps, th);
-            Matmul.Forward(rec.XnF, _lmHead, default, logits, rows, _d, _v, th);
+            return rec.XnF.AsSpan(0, rows * _d);
+        }
+        Buf.Ensure(ref _xnf, (long)rows * _d);
+        Buf.Ensure(ref _rf, rows);
+        RmsNorm.Forward(final, _norm, _xnf, _rf, rows, _d, _eps, th);
+        return _xnf.AsSpan(0, rows * _d);
+    }
+
+    /// <summary>Layer l on x [N, C] in place (x += attention, x += MLP), its intermediates in <paramref name="a"/>.</summary>
+    private void LayerForward(int l, Span<float> x, Span<float> tmp, LayerBuffers a, int batch, int t, int[] pos, RopeTable rope,
+        KvCache? cache, bool recording, LoraAdapters? lora, LoraRecord? lrec)
+    {
+        int n = batch * t, th = Threads, qw = _h * _hd, kw = _kv * _hd;
+        var w = _layers[l];
+        if (recording) x.CopyTo(a.XIn);
+        // attention block: [B, T, C] → q [B, T, H·hd], k, v [B, T, KV·hd]
+        RmsNorm.Forward(x, w.Ln1, a.Xn1, a.Rstd1, n, _d, _eps, th);
+        Linear(a.Xn1, w.Wq, w.Hq, w.Bq, a.Q, n, _d, qw, th);
+        Linear(a.Xn1, w.Wk, w.Hk, w.Bk, a.K, n, _d, kw, th);
+        Linear(a.Xn1, w.Wv, w.Hv, w.Bv, a.V, n, _d, kw, th);
+        if (lora != null)
+        {
+            lora.Forward(l, LoraTarget.QProj, a.Xn1, a.Q, n, lrec, th);
+            lora.Forward(l, LoraTarget.KProj, a.Xn1, a.K, n, lrec, th);
+            lora.Forward(l, LoraTarget.VProj, a.Xn1, a.V, n, lrec, th);
+        }
+        if (w.Qn != null)
+        {
+            // Qwen3: RMSNorm of every head (width head_dim) of q and k before RoPE; the raw projections kept for the backward
+            a.Q.AsSpan(0, n * qw).CopyTo(a.QRaw);
+            a.K.AsSpan(0, n * kw).CopyTo(a.KRaw);
+            RmsNorm.Forward(a.QRaw.AsSpan(0, n * qw), w.Qn, a.Q, a.QRstd, n * _h, _hd, _eps, th);
+            RmsNorm.Forward(a.KRaw.AsSpan(0, n * kw), w.Kn!, a.K, a.KRstd, n * _kv, _hd, _eps, th);
+        }
+        rope.Apply(a.Q.AsSpan(0, n * qw), pos, n, _h, inverse: false, th);
+        rope.Apply(a.K.AsSpan(0, n * kw), pos, n, _kv, inverse: false, th);
+        int window = w.Names.Features.SlidingWindow ?? 0;
+        if (cache != null)
+        {
+            cache.Write(l, a.K, a.V, t);
+            Attention.Forward(a.Q, cache.Keys[l], cache.Values[l], cache.Layout, a.Att, default,
+                batch, t, _h, _kv, _hd, cache.Length, th, window);
         }
         else
         {
-            Buf.Ensure(ref _xnf, (long)rows * _d);
-            Buf.Ensure(ref _rf, rows);
-            RmsNorm.Forward(final, _norm, _xnf, _rf, rows, _d, _eps, th);
-            Linear(_xnf, _lmHead, _lmHeadH, default, logits, rows, _d, _v, th);
+            Attention.Forward(a.Q, a.K, a.V, KvLayout.Rows(t, _kv, _hd), a.Att, recording ? a.Lse : default,
+                batch, t, _h, _kv, _hd, 0, th, window);
         }
+        Linear(a.Att, w.Wo, w.Ho, w.Bo, tmp, n, qw, _d, th);
+        lora?.Forward(l, LoraTarget.OProj, a.Att, tmp, n, lrec, th);
+        Residual.Forward(x, tmp);
+        if (recording) x.CopyTo(a.XMid);
+        // MLP block: [B, T, C] → [B, T, F] → [B, T, C]
+        RmsNorm.Forward(x, w.Ln2, a.Xn2, a.Rstd2, n, _d, _eps, th);
+        Linear(a.Xn2, w.Wg, w.Hg, w.Bg, a.G, n, _d, _f, th);
+        Linear(a.Xn2, w.Wu, w.Hu, w.Bu, a.U, n, _d, _f, th);
+        if (lora != null)
+        {
+            lora.Forward(l, LoraTarget.GateProj, a.Xn2, a.G, n, lrec, th);
+            lora.Forward(l, LoraTarget.UpProj, a.Xn2, a.U, n, lrec, th);
+        }
+        SwiGlu.Forward(a.G.AsSpan(0, n * _f), a.U.AsSpan(0, n * _f), a.Hh.AsSpan(0, n * _f), th);
+        Linear(a.Hh, w.Wd, w.Hd, w.Bd, tmp, n, _f, _d, th);
+        lora?.Forward(l, LoraTarget.DownProj, a.Hh, tmp, n, lrec, th);
+        Residual.Forward(x, tmp);
     }
 
     /// <summary>The linear layer on the fp32 weights, or on the 16-bit ones when the model holds them.</summary>
@@ -407,6 +441,71 @@ public sealed class LlamaModel
     {
         if (h != null) HalfMatmul.Forward(x, h, bias, y, n, k, m, threads);
         else Matmul.Forward(x, w, bias, y, n, k, m, threads);
+    }
+
+    /// <summary>
+    /// Backward of <see cref="Linear"/>: dx (=, or += with <paramref name="accumulateDx"/>), dW += and db +=; a 16-bit
+    /// (frozen) weight gives dx only, widened inside the kernel (<see cref="HalfMatmul.BackwardInput"/>).
+    /// </summary>
+    private static void LinearBackward(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, float[] w, HalfMatrix? h, Span<float> dx, Span<float> dw,
+        Span<float> db, int n, int k, int m, int threads, bool accumulateDx = false)
+    {
+        if (h == null) { Matmul.Backward(dy, x, w, dx, dw, db, n, k, m, threads, accumulateDx); return; }
+        if (!dw.IsEmpty) throw new InvalidOperationException($"{h.Name} is held in 16 bits (frozen): it gets no gradient.");
+        if (!dx.IsEmpty) HalfMatmul.BackwardInput(dy, h, dx, n, k, m, threads, accumulateDx);
+        if (!db.IsEmpty)
+            for (int r = 0; r < n; r++) Vec.AddInPlace(db[..m], dy.Slice(r * m, m));
+    }
+
+    /// <summary>
+    /// lm_head (or the tied embedding) on normalized final hidden rows: logits [rows, V] = hidden [rows, C] · Wᵀ. With
+    /// <see cref="ForwardHidden"/> this is the full forward a chunk of rows at a time, so [rows, V] logits need never exist
+    /// for a whole batch.
+    /// </summary>
+    public void LmHead(ReadOnlySpan<float> hidden, int rows, Span<float> logits)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        if (hidden.Length < (long)rows * _d) throw new ArgumentException($"hidden has {hidden.Length} values, needs [{rows}, {_d}].", nameof(hidden));
+        if (logits.Length < (long)rows * _v) throw new ArgumentException($"logits has {logits.Length} values, needs [{rows}, {_v}].", nameof(logits));
+        Linear(hidden, _lmHead, _lmHeadH, default, logits, rows, _d, _v, Threads);
+    }
+
+    /// <summary>
+    /// Backward of <see cref="LmHead"/> for a chunk of rows: dHidden [rows, C] = dLogits · W (overwritten) and, when
+    /// <paramref name="grads"/> holds lm_head's tensor (a tied model: the embedding), dW += dLogitsᵀ · hidden. Chunks
+    /// processed in row order accumulate dW in the order one call over all rows would (the same sums, bit for bit).
+    /// </summary>
+    public void LmHeadBackward(ReadOnlySpan<float> dLogits, ReadOnlySpan<float> hidden, int rows, Span<float> dHidden, TensorSet grads)
+    {
+        ArgumentNullException.ThrowIfNull(grads);
+        ArgumentOutOfRangeException.ThrowIfNegative(rows);
+        if (dLogits.Length != (long)rows * _v)
+            throw new ArgumentException($"dLogits has {dLogits.Length} values, needs [rows, V] = [{rows}, {_v}].", nameof(dLogits));
+        if (hidden.Length < (long)rows * _d) throw new ArgumentException($"hidden has {hidden.Length} values, needs [{rows}, {_d}].", nameof(hidden));
+        if (dHidden.Length < (long)rows * _d) throw new ArgumentException($"dHidden has {dHidden.Length} values, needs [{rows}, {_d}].", nameof(dHidden));
+        if (!float.IsFinite(TensorPrimitives.Sum(dLogits)))
+            for (int i = 0; i < dLogits.Length; i++)
+                if (!float.IsFinite(dLogits[i]))
+                    throw new ArgumentException($"dLogits[{i / _v}, {i % _v}] is {dLogits[i]}.", nameof(dLogits));
+        Span<float> dW = grads.TryGet(_layout.OutputProjection, out var g) ? g.Data : default;
+        if (!dW.IsEmpty && g!.Length != (long)_v * _d)
+            throw new ArgumentException($"gradient tensor {g.Name} has shape {g.ShapeText}, expected [{_v}, {_d}].", nameof(grads));
+        LinearBackward(dLogits, hidden, _lmHead, _lmHeadH, dHidden, dW, default, rows, _d, _v, Threads);
+    }
+
+    /// <summary>
+    /// The forward of <see cref="Forward(ReadOnlySpan{int}, int, int, Span{float}, ModelActivations?, ReadOnlySpan{int})"/>
+    /// up to lm_head's input: the normalized final hidden rows [B·T, C]. Recorded (<paramref name="activations"/> given),
+    /// they are the record's <see cref="ModelActivations.Hidden"/> and the backward starts from their gradient
+    /// (<see cref="BackwardFromHidden"/>); else the returned span is this instance's buffer, valid until its next call.
+    /// </summary>
+    public ReadOnlySpan<float> ForwardHidden(ReadOnlySpan<int> tokens, int batch, int seqLen, ModelActivations? activations = null,
+        ReadOnlySpan<int> positions = default)
+    {
+        var pos = PrepareForward(tokens, batch, seqLen, activations, positions);
+        var hidden = RunBody(tokens, batch, seqLen, pos, null, activations, lastOnly: false, out _);
+        FinishForward(tokens, activations);
+        return hidden;
     }
 
     /// <summary>
@@ -425,17 +524,36 @@ public sealed class LlamaModel
     /// </summary>
     public void Backward(ModelActivations activations, ReadOnlySpan<float> dLogits, TensorSet grads, Action<int>? layerDone)
     {
+        CheckBackward(activations, grads);
+        int n = activations.Batch * activations.SeqLen;
+        if (dLogits.Length != (long)n * _v)
+            throw new ArgumentException($"dLogits has {dLogits.Length} values, needs [B·T, V] = [{n}, {_v}].", nameof(dLogits));
+        Buf.Ensure(ref _dHidden, (long)n * _d);
+        var dHidden = _dHidden.AsSpan(0, n * _d);
+        LmHeadBackward(dLogits, activations.Hidden, n, dHidden, grads);
+        BackwardBody(activations, dHidden, grads, layerDone);
+    }
+
+    /// <summary>
+    /// Backward of the recorded forward from dL/d(<see cref="ModelActivations.Hidden"/>) [B·T, C] (what
+    /// <see cref="LmHeadBackward"/> gives, chunk by chunk): ACCUMULATES dL/dθ of every tensor but lm_head's into
+    /// <paramref name="grads"/>, as <see cref="Backward(ModelActivations, ReadOnlySpan{float}, TensorSet, Action{int}?)"/> does.
+    /// </summary>
+    public void BackwardFromHidden(ModelActivations activations, ReadOnlySpan<float> dHidden, TensorSet grads, Action<int>? layerDone = null)
+    {
+        CheckBackward(activations, grads);
+        int n = activations.Batch * activations.SeqLen;
+        if (dHidden.Length != (long)n * _d)
+            throw new ArgumentException($"dHidden has {dHidden.Length} values, needs [B·T, C] = [{n}, {_d}].", nameof(dHidden));
+        BackwardBody(activations, dHidden, grads, layerDone);
+    }
+
+    private void CheckBackward(ModelActivations activations, TensorSet grads)
+    {
         ArgumentNullException.ThrowIfNull(activations);
         ArgumentNullException.ThrowIfNull(grads);
         if (!activations.IsFilled || !ReferenceEquals(activations.Owner, this))
             throw new ArgumentException("activations were not recorded by a forward of this model.", nameof(activations));
-        int batch = activations.Batch, t = activations.SeqLen, n = batch * t, th = Threads;
-        if (dLogits.Length != (long)n * _v)
-            throw new ArgumentException($"dLogits has {dLogits.Length} values, needs [B·T, V] = [{n}, {_v}].", nameof(dLogits));
-        if (!float.IsFinite(TensorPrimitives.Sum(dLogits)))
-            for (int i = 0; i < dLogits.Length; i++)
-                if (!float.IsFinite(dLogits[i]))
-                    throw new ArgumentException($"dLogits[{i / _v}, {i % _v}] is {dLogits[i]}.", nameof(dLogits));
         var lrec = activations.Lora is { Enabled: true } lr ? lr : null;
         if (lrec != null && !ReferenceEquals(lrec.Owner, _lora))
             throw new ArgumentException("activations were recorded with other LoRA adapters than the model's.", nameof(activations));
@@ -443,7 +561,6 @@ public sealed class LlamaModel
             foreach (var p in lrec.Owner.Parameters.Tensors)
                 if (grads.TryGet(p.Name, out var g) && !g.Shape.AsSpan().SequenceEqual(p.Shape))
                     throw new ArgumentException($"gradient tensor {p.Name} has shape {g.ShapeText}, expected {p.ShapeText}.", nameof(grads));
-        var lora = lrec?.Owner;
         foreach (var p in Parameters.Tensors)
         {
             if (!grads.TryGet(p.Name, out var g))
@@ -454,80 +571,104 @@ public sealed class LlamaModel
             if (!g.Shape.AsSpan().SequenceEqual(p.Shape))
                 throw new ArgumentException($"gradient tensor {p.Name} has shape {g.ShapeText}, expected {p.ShapeText}.", nameof(grads));
         }
+        foreach (var name in _half.Keys)
+            if (grads.TryGet(name, out _))
+                throw new ArgumentException($"gradient tensor {name} is given, but the model holds {name} in 16 bits (frozen): it gets no gradient.", nameof(grads));
+    }
+
+    private void BackwardBody(ModelActivations activations, ReadOnlySpan<float> dHidden, TensorSet grads, Action<int>? layerDone)
+    {
+        int batch = activations.Batch, t = activations.SeqLen, n = batch * t, th = Threads;
+        var lrec = activations.Lora is { Enabled: true } lr ? lr : null;
+        var lora = lrec?.Owner;
         Span<float> G(string name) => grads.TryGet(name, out var t) ? t.Data : default;
-        Span<float> Gb(string? name) => name is null ? default : G(name);
-        int qw = _h * _hd, kw = _kv * _hd;
+        int qw = _h * _hd;
         var rope = RopeFor(activations.Positions);
         long nd = (long)n * _d;
         Buf.Ensure(ref _dX, nd); Buf.Ensure(ref _dXn, nd);
         // _dF1 holds dH [N, F] and then dAtt [N, H·hd] (wider when intermediate_size < H·head_dim)
         Buf.Ensure(ref _dF1, (long)n * Math.Max(_f, qw)); Buf.Ensure(ref _dF2, (long)n * _f); Buf.Ensure(ref _dF3, (long)n * _f);
-        Buf.Ensure(ref _dQ, (long)n * qw); Buf.Ensure(ref _dK, (long)n * kw); Buf.Ensure(ref _dV, (long)n * kw);
+        Buf.Ensure(ref _dQ, (long)n * qw); Buf.Ensure(ref _dK, (long)n * _kv * _hd); Buf.Ensure(ref _dV, (long)n * _kv * _hd);
         var dX = _dX.AsSpan(0, (int)nd);
-        var dXn = _dXn.AsSpan(0, (int)nd);
-
-        // lm_head and final norm
-        var dLm = G(_layout.OutputProjection);
-        Matmul.Backward(dLogits, activations.XnF, _lmHead, dXn, dLm, default, n, _d, _v, th);
-        RmsNorm.Backward(dXn, activations.XFinal, _norm, activations.RstdF, dX, G(_layout.FinalNorm.Name), n, _d, th, accumulateDx: false);
-
+        // the final norm
+        RmsNorm.Backward(dHidden, activations.XFinal, _norm, activations.RstdF, dX, G(_layout.FinalNorm.Name), n, _d, th, accumulateDx: false);
+        if (activations.Checkpointed) { Buf.Ensure(ref _x, nd); Buf.Ensure(ref _tmp, nd); }
         for (int l = _layers.Length - 1; l >= 0; l--)
         {
-            var w = _layers[l];
-            var names = w.Names;
-            var a = activations.Layers[l];
-            // MLP: x_out = x_mid + down(h), h = silu(g) ⊙ u
-            var dH = _dF1.AsSpan(0, n * _f);
-            var dG = _dF2.AsSpan(0, n * _f);
-            var dU = _dF3.AsSpan(0, n * _f);
-            Matmul.Backward(dX, a.Hh, w.Wd, dH, G(names.DownProj), Gb(names.DownBias), n, _f, _d, th);
-            lora?.Backward(l, LoraTarget.DownProj, a.Hh, dX, dH, n, lrec!, grads, th);
-            SwiGlu.Backward(dH, a.G.AsSpan(0, n * _f), a.U.AsSpan(0, n * _f), dG, dU, th);
-            Matmul.Backward(dG, a.Xn2, w.Wg, dXn, G(names.GateProj), Gb(names.GateBias), n, _d, _f, th);
-            Matmul.Backward(dU, a.Xn2, w.Wu, dXn, G(names.UpProj), Gb(names.UpBias), n, _d, _f, th, accumulateDx: true);
-            if (lora != null)
+            LayerBuffers a = activations.Layers[l];
+            if (activations.Checkpointed)
             {
-                lora.Backward(l, LoraTarget.GateProj, a.Xn2, dG, dXn, n, lrec!, grads, th);
-                lora.Backward(l, LoraTarget.UpProj, a.Xn2, dU, dXn, n, lrec!, grads, th);
+                // recompute the layer's forward from its kept input (the same ops on the same values: the same activations)
+                var x = _x.AsSpan(0, (int)nd);
+                a.XIn.AsSpan(0, (int)nd).CopyTo(x);
+                a = activations.Work;
+                LayerForward(l, x, _tmp.AsSpan(0, (int)nd), a, batch, t, activations.Positions, rope, null, true, lora, lrec);
             }
-            RmsNorm.Backward(dXn, a.XMid, w.Ln2, a.Rstd2, dX, G(names.PostAttentionNorm), n, _d, th, accumulateDx: true);
-            // attention: x_mid = x_in + o(att)
-            var dAtt = _dF1.AsSpan(0, n * qw);
-            var dQ = _dQ.AsSpan(0, n * qw);
-            var dK = _dK.AsSpan(0, n * kw);
-            var dV = _dV.AsSpan(0, n * kw);
-            Matmul.Backward(dX, a.Att, w.Wo, dAtt, G(names.OProj), Gb(names.OBias), n, qw, _d, th);
-            lora?.Backward(l, LoraTarget.OProj, a.Att, dX, dAtt, n, lrec!, grads, th);
-            Attention.Backward(dAtt, a.Q, a.K, a.V, a.Att, a.Lse, dQ, dK, dV, batch, t, _h, _kv, _hd, th,
-                names.Features.SlidingWindow ?? 0);
-            rope.Apply(dQ, activations.Positions, n, _h, inverse: true, th);
-            rope.Apply(dK, activations.Positions, n, _kv, inverse: true, th);
-            if (w.Qn != null)
-            {
-                // through the per-head norms: dQ, dK become the gradients of the raw projections
-                Buf.Ensure(ref _dQn, (long)n * Math.Max(qw, kw));
-                var dQn = _dQn.AsSpan(0, n * qw);
-                RmsNorm.Backward(dQ, a.QRaw, w.Qn, a.QRstd, dQn, G(names.QNorm!), n * _h, _hd, th, accumulateDx: false);
-                dQn.CopyTo(dQ);
-                var dKn = _dQn.AsSpan(0, n * kw);
-                RmsNorm.Backward(dK, a.KRaw, w.Kn!, a.KRstd, dKn, G(names.KNorm!), n * _kv, _hd, th, accumulateDx: false);
-                dKn.CopyTo(dK);
-            }
-            bool bias = names.Features.QkvBias;
-            Matmul.Backward(dQ, a.Xn1, w.Wq, dXn, G(names.QProj), bias ? G(names.QBias!) : default, n, _d, qw, th);
-            Matmul.Backward(dK, a.Xn1, w.Wk, dXn, G(names.KProj), bias ? G(names.KBias!) : default, n, _d, kw, th, accumulateDx: true);
-            Matmul.Backward(dV, a.Xn1, w.Wv, dXn, G(names.VProj), bias ? G(names.VBias!) : default, n, _d, kw, th, accumulateDx: true);
-            if (lora != null)
-            {
-                lora.Backward(l, LoraTarget.QProj, a.Xn1, dQ, dXn, n, lrec!, grads, th);
-                lora.Backward(l, LoraTarget.KProj, a.Xn1, dK, dXn, n, lrec!, grads, th);
-                lora.Backward(l, LoraTarget.VProj, a.Xn1, dV, dXn, n, lrec!, grads, th);
-            }
-            RmsNorm.Backward(dXn, a.XIn, w.Ln1, a.Rstd1, dX, G(names.InputNorm), n, _d, th, accumulateDx: true);
+            LayerBackward(l, a, dX, batch, t, activations.Positions, rope, grads, lora, lrec);
             layerDone?.Invoke(l);
         }
         var dEmbed = G(_layout.Embedding.Name);
         if (!dEmbed.IsEmpty) Embedding.Backward(activations.Tokens, dX, dEmbed, _d);
+    }
+
+    /// <summary>Backward of layer l from dX (the gradient of its output, replaced by that of its input), accumulating its tensors' gradients.</summary>
+    private void LayerBackward(int l, LayerBuffers a, Span<float> dX, int batch, int t, int[] positions, RopeTable rope, TensorSet grads,
+        LoraAdapters? lora, LoraRecord? lrec)
+    {
+        int n = batch * t, th = Threads, qw = _h * _hd, kw = _kv * _hd;
+        Span<float> G(string name) => grads.TryGet(name, out var t) ? t.Data : default;
+        Span<float> Gb(string? name) => name is null ? default : G(name);
+        var w = _layers[l];
+        var names = w.Names;
+        var dXn = _dXn.AsSpan(0, n * _d);
+        // MLP: x_out = x_mid + down(h), h = silu(g) ⊙ u
+        var dH = _dF1.AsSpan(0, n * _f);
+        var dG = _dF2.AsSpan(0, n * _f);
+        var dU = _dF3.AsSpan(0, n * _f);
+        LinearBackward(dX, a.Hh, w.Wd, w.Hd, dH, G(names.DownProj), Gb(names.DownBias), n, _f, _d, th);
+        lora?.Backward(l, LoraTarget.DownProj, a.Hh, dX, dH, n, lrec!, grads, th);
+        SwiGlu.Backward(dH, a.G.AsSpan(0, n * _f), a.U.AsSpan(0, n * _f), dG, dU, th);
+        LinearBackward(dG, a.Xn2, w.Wg, w.Hg, dXn, G(names.GateProj), Gb(names.GateBias), n, _d, _f, th);
+        LinearBackward(dU, a.Xn2, w.Wu, w.Hu, dXn, G(names.UpProj), Gb(names.UpBias), n, _d, _f, th, accumulateDx: true);
+        if (lora != null)
+        {
+            lora.Backward(l, LoraTarget.GateProj, a.Xn2, dG, dXn, n, lrec!, grads, th);
+            lora.Backward(l, LoraTarget.UpProj, a.Xn2, dU, dXn, n, lrec!, grads, th);
+        }
+        RmsNorm.Backward(dXn, a.XMid, w.Ln2, a.Rstd2, dX, G(names.PostAttentionNorm), n, _d, th, accumulateDx: true);
+        // attention: x_mid = x_in + o(att)
+        var dAtt = _dF1.AsSpan(0, n * qw);
+        var dQ = _dQ.AsSpan(0, n * qw);
+        var dK = _dK.AsSpan(0, n * kw);
+        var dV = _dV.AsSpan(0, n * kw);
+        LinearBackward(dX, a.Att, w.Wo, w.Ho, dAtt, G(names.OProj), Gb(names.OBias), n, qw, _d, th);
+        lora?.Backward(l, LoraTarget.OProj, a.Att, dX, dAtt, n, lrec!, grads, th);
+        Attention.Backward(dAtt, a.Q, a.K, a.V, a.Att, a.Lse, dQ, dK, dV, batch, t, _h, _kv, _hd, th,
+            names.Features.SlidingWindow ?? 0);
+        rope.Apply(dQ, positions, n, _h, inverse: true, th);
+        rope.Apply(dK, positions, n, _kv, inverse: true, th);
+        if (w.Qn != null)
+        {
+            // through the per-head norms: dQ, dK become the gradients of the raw projections
+            Buf.Ensure(ref _dQn, (long)n * Math.Max(qw, kw));
+            var dQn = _dQn.AsSpan(0, n * qw);
+            RmsNorm.Backward(dQ, a.QRaw, w.Qn, a.QRstd, dQn, G(names.QNorm!), n * _h, _hd, th, accumulateDx: false);
+            dQn.CopyTo(dQ);
+            var dKn = _dQn.AsSpan(0, n * kw);
+            RmsNorm.Backward(dK, a.KRaw, w.Kn!, a.KRstd, dKn, G(names.KNorm!), n * _kv, _hd, th, accumulateDx: false);
+            dKn.CopyTo(dK);
+        }
+        bool bias = names.Features.QkvBias;
+        LinearBackward(dQ, a.Xn1, w.Wq, w.Hq, dXn, G(names.QProj), bias ? G(names.QBias!) : default, n, _d, qw, th);
+        LinearBackward(dK, a.Xn1, w.Wk, w.Hk, dXn, G(names.KProj), bias ? G(names.KBias!) : default, n, _d, kw, th, accumulateDx: true);
+        LinearBackward(dV, a.Xn1, w.Wv, w.Hv, dXn, G(names.VProj), bias ? G(names.VBias!) : default, n, _d, kw, th, accumulateDx: true);
+        if (lora != null)
+        {
+            lora.Backward(l, LoraTarget.QProj, a.Xn1, dQ, dXn, n, lrec!, grads, th);
+            lora.Backward(l, LoraTarget.KProj, a.Xn1, dK, dXn, n, lrec!, grads, th);
+            lora.Backward(l, LoraTarget.VProj, a.Xn1, dV, dXn, n, lrec!, grads, th);
+        }
+        RmsNorm.Backward(dXn, a.XIn, w.Ln1, a.Rstd1, dX, G(names.InputNorm), n, _d, th, accumulateDx: true);
     }
 
     // dynamic NTK: the tables of a call whose largest position + 1 exceeds max_position_embeddings (the last one kept)

@@ -293,7 +293,7 @@ public sealed class LoraAdapters
                 Buf.Ensure(ref slot.Xd, (long)n * m.In);
                 float keepScale = (float)(1.0 / (1.0 - Config.Dropout));
                 var xd = slot.Xd.AsSpan(0, n * m.In);
-                for (int i = 0; i < xd.Length; i++) xd[i] = Keeps(layer, target, i) ? xin[i] * keepScale : 0f;
+                for (int i = 0; i < xd.Length; i++) xd[i] = KeepsAt(rec.KeepStep, layer, target, i) ? xin[i] * keepScale : 0f;
                 xin = xd;
             }
             Buf.Ensure(ref slot.Su, (long)n * r);

@@ -48,10 +48,11 @@ public static class ModelStore
     /// <c>decoder_model_merged.onnx</c>: <see cref="TeacherSession.FindModelFile"/>; served by ONNX Runtime with <paramref name="options"/>) or, when there is
     /// none, a checkpoint (served by the engine's own forward). Checks its vocabulary against <paramref name="expectedVocab"/>
     /// when given. <paramref name="vocabLimit"/> is the student tokenizer's size when the embedding has padding rows beyond it:
-    /// the teacher's top-K never holds those ids (0: no limit).
+    /// the teacher's top-K never holds those ids (0: no limit). A checkpoint teacher computes its logits
+    /// <paramref name="logitsChunkRows"/> rows at a time (0: <see cref="LogitsChunk.Rows"/>'s default).
     /// </summary>
     public static ITeacher OpenTeacher(string directory, TeacherOptions options, ILossKernels kernels, int? expectedVocab = null, int threads = 0,
-        int vocabLimit = 0, SafeTensorDType weights = SafeTensorDType.F32)
+        int vocabLimit = 0, SafeTensorDType weights = SafeTensorDType.F32, int logitsChunkRows = 0)
     {
         ArgumentNullException.ThrowIfNull(directory);
         ArgumentNullException.ThrowIfNull(options);
@@ -68,7 +69,7 @@ public static class ModelStore
             var model = Checkpoint.LoadModel(directory, weights);
             model.Threads = threads;
             teacher = new EngineTeacher(model, kernels, model.IsInferenceOnly ? $"engine {directory} ({model.WeightsDescription} weights)" : $"engine {directory}",
-                vocabLimit: LimitFor(vocabLimit, model.Config.VocabSize));
+                vocabLimit: LimitFor(vocabLimit, model.Config.VocabSize), logitsChunkRows: logitsChunkRows);
         }
         else throw new FileNotFoundException($"teacher folder {directory} holds neither an ONNX decoder ({OnnxExporter.ModelFile}, {GenAiConfig.FileName}'s file, {TeacherSession.MergedDecoderFile}) nor {Checkpoint.ConfigFile}.", directory);
         if (expectedVocab is int v && teacher.VocabSize != v)

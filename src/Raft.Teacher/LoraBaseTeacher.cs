@@ -16,13 +16,18 @@ public sealed class LoraBaseTeacher : ITeacher
     private readonly LoraAdapters _adapters;
     private readonly EngineTeacher _engine;
 
-    /// <summary>Wraps <paramref name="student"/>, which must carry adapters (<see cref="LlamaModel.Lora"/>).</summary>
-    public LoraBaseTeacher(LlamaModel student, ILossKernels kernels, int maxBatch = 64, int vocabLimit = 0)
+    /// <summary>
+    /// Wraps <paramref name="student"/>, which must carry adapters (<see cref="LlamaModel.Lora"/>); its base matrices may be
+    /// 16-bit (frozen, as stored), which the teacher then reads as they are. <paramref name="logitsChunkRows"/> as
+    /// <see cref="EngineTeacher"/>'s.
+    /// </summary>
+    public LoraBaseTeacher(LlamaModel student, ILossKernels kernels, int maxBatch = 64, int vocabLimit = 0, int logitsChunkRows = 0)
     {
         ArgumentNullException.ThrowIfNull(student);
         _model = student;
         _adapters = student.Lora ?? throw new ArgumentException("the student has no LoRA adapters: its base is not a separate teacher.", nameof(student));
-        _engine = new EngineTeacher(student, kernels, "the student's base (LoRA adapters off)", maxBatch, vocabLimit);
+        _engine = new EngineTeacher(student, kernels, student.IsInferenceOnly ? $"the student's base (LoRA adapters off, {student.WeightsDescription} weights)" : "the student's base (LoRA adapters off)",
+            maxBatch, vocabLimit, logitsChunkRows);
     }
 
     /// <inheritdoc/>

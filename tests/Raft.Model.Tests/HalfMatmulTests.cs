@@ -122,6 +122,44 @@ public class HalfMatmulTests
             $"F16 0x{bits:X4}: expected {expected}, got {got}");
     }
 
+    public static IEnumerable<object[]> BackwardCases()
+    {
+        foreach (var level in HalfMatmul.Levels)
+            foreach (var dtype in new[] { SafeTensorDType.BF16, SafeTensorDType.F16 })
+            {
+                foreach (var (n, k, m) in new[] { (1, 1, 1), (3, 15, 7), (4, 16, 17), (5, 33, 65), (9, 100, 3), (17, 129, 40) })
+                    yield return [n, k, m, level, dtype];
+                yield return [70, 131, 300, level, dtype];   // two row blocks, two column tiles with a tail, two depth blocks with a tail
+            }
+    }
+
+    [Theory]
+    [MemberData(nameof(BackwardCases))]
+    public void BackwardInputMatchesDoubleReferenceAndTheFp32KernelOverTheWidenedWeights(int n, int k, int m, SimdLevel level, SafeTensorDType dtype)
+    {
+        // dx[n, k] = dy[n, m] · W[m, k], W 16-bit
+        var dy = TestUtil.RandomFloats(n * m, n * 13 + m + 4000);
+        var w = RandomMatrix(m, k, dtype, m * 7 + k + 5000);
+        var wd = Widened(w);
+        var dx = new float[n * k];
+        HalfMatmul.BackwardInput(dy, w, dx, n, k, m, threads: 2, simd: level);
+        var dxr = new double[n * k];
+        ReferenceOps.LinearBackward(Array.ConvertAll(dy, v => (double)v), new double[n * k], wd, dxr, null, null, n, k, m);
+        Assert.True(Tolerances.MaxRelError(dx, dxr) < 1e-5, $"dx: {Tolerances.MaxRelError(dx, dxr)}");
+
+        // the same sums as the fp32 kernel on the widened weights, bit for bit
+        var dxf = new float[n * k];
+        Matmul.Backward(dy, new float[n * k], Array.ConvertAll(wd, v => (float)v), dxf, default, default, n, k, m, threads: 2, simd: level);
+        Assert.Equal(dxf, dx);
+
+        // accumulate: dx += dy · W
+        var acc = TestUtil.RandomFloats(n * k, 6000 + n);
+        var expected = new double[n * k];
+        for (int i = 0; i < expected.Length; i++) expected[i] = acc[i] + dxr[i];
+        HalfMatmul.BackwardInput(dy, w, acc, n, k, m, threads: 1, accumulate: true, simd: level);
+        Assert.True(Tolerances.MaxRelError(acc, expected) < 1e-5, $"dx (accumulate): {Tolerances.MaxRelError(acc, expected)}");
+    }
+
     [Fact]
     public void WrongShapeIsAnErrorNamingTheArgument()
     {
@@ -129,6 +167,10 @@ public class HalfMatmulTests
         var e = Assert.Throws<ArgumentException>(() => HalfMatmul.Forward(new float[6], w, default, new float[4], 2, 3, 3, 1));
         Assert.Equal("w", e.ParamName);
         Assert.Contains("layer.w", e.Message);
+        e = Assert.Throws<ArgumentException>(() => HalfMatmul.BackwardInput(new float[6], w, new float[6], 2, 3, 3, 1));
+        Assert.Equal("w", e.ParamName);
+        e = Assert.Throws<ArgumentException>(() => HalfMatmul.BackwardInput(new float[3], w, new float[6], 2, 3, 2, 1));
+        Assert.Equal("dy", e.ParamName);
         Assert.Throws<ArgumentException>(() => new HalfMatrix("m", [2, 2], new ushort[4], SafeTensorDType.F32));
     }
 }

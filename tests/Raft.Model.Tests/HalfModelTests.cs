@@ -128,12 +128,48 @@ public class HalfModelTests
         }
     }
 
-    [Fact]
-    public void RecordingActivationsIsRefused()
+    [Theory]
+    [InlineData(SafeTensorDType.BF16, false)]
+    [InlineData(SafeTensorDType.F16, false)]
+    [InlineData(SafeTensorDType.BF16, true)]
+    public void BackwardThroughFrozen16BitMatricesMatchesTheFp32ModelOfTheWidenedWeights(SafeTensorDType dtype, bool checkpointing)
     {
-        var (half, _) = Pair(Wide(), SafeTensorDType.BF16, seed: 1);
-        var e = Assert.Throws<InvalidOperationException>(() => half.Forward([1, 2], 1, 2, new ModelActivations()));
-        Assert.Contains("inference-only", e.Message);
+        // LoRA over a 16-bit base: the adapters' and the fp32 tensors' (norms, biases) gradients flow through dx = dy·W
+        // with W widened inside the kernel; they equal the fp32 model's over the widened weights up to summation order
+        var c = Wide();
+        var (half, full) = Pair(c, dtype, seed: 11);
+        var adapters = LoraAdapters.Create(DecoderLayout.For(c), new LoraConfig { Rank = 4, Alpha = 8, TargetModules = LoraConfig.ModuleNames }, 12);
+        var rng = new Random(13);
+        foreach (var t in adapters.Parameters.Tensors)
+            for (int i = 0; i < t.Length; i++) t.Data[i] = (float)(0.3 * (rng.NextDouble() * 2 - 1));
+        half.Lora = adapters;
+        full.Lora = adapters;
+        int batch = 2, seq = 9, n = batch * seq;
+        var tokens = Enumerable.Range(0, n).Select(_ => rng.Next(c.VocabSize)).ToArray();
+        var dLogits = Enumerable.Range(0, n * c.VocabSize).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var grads = new TensorSet();
+        foreach (var t in adapters.Parameters.Tensors) grads.Add(Tensor.Zeros(t.Name, t.Shape));
+        foreach (var t in half.Parameters.Tensors) grads.Add(Tensor.Zeros(t.Name, t.Shape));   // norms and biases: fp32, trainable
+        var expected = grads.ZerosLike();
+        var ha = new ModelActivations { GradientCheckpointing = checkpointing };
+        var fa = new ModelActivations();
+        half.Forward(tokens, batch, seq, ha);
+        full.Forward(tokens, batch, seq, fa);
+        half.Backward(ha, dLogits, grads);
+        full.Backward(fa, dLogits, expected);
+        foreach (var g in grads.Tensors)
+        {
+            double err = Tolerances.MaxRelError(g.Data, expected[g.Name].Data);
+            Assert.True(err < 1e-4, $"{g.Name}: {err}");
+        }
+        Assert.Contains(grads.Tensors, g => g.Name.Contains("lora_B") && g.Data.Any(v => v != 0));
+
+        // a gradient asked of a 16-bit (frozen) matrix is an error naming it
+        var q = half.HalfMatrices.Keys.First(k => k.EndsWith("q_proj.weight", StringComparison.Ordinal));
+        var withQ = grads.ZerosLike();
+        withQ.Add(Tensor.Zeros(q, half.HalfMatrices[q].Shape));
+        var e = Assert.Throws<ArgumentException>(() => half.Backward(ha, dLogits, withQ));
+        Assert.Contains(q, e.Message);
     }
 
     [Fact]

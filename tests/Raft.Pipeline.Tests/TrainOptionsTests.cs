@@ -162,4 +162,20 @@ public class TrainOptionsTests
         var missing = Assert.Throws<FileNotFoundException>(() => TrainOptions.Load(tmp.File("none.json")));
         Assert.Contains("none.json", missing.Message);
     }
+    [Fact]
+    public void Base_weights_dtype_keeps_a_lora_base_as_stored_and_is_refused_without_lora()
+    {
+        var lora = new TrainOptions { LoraRank = 8 };
+        Assert.Equal(Raft.Model.SafeTensorDType.BF16, lora.StudentMatrices(Raft.Model.SafeTensorDType.BF16));   // auto
+        Assert.Equal(Raft.Model.SafeTensorDType.F32, lora.StudentMatrices(Raft.Model.SafeTensorDType.F32));
+        Assert.Equal(Raft.Model.SafeTensorDType.F32, (lora with { BaseWeightsDType = "fp32" }).StudentMatrices(Raft.Model.SafeTensorDType.BF16));
+        Assert.Equal(Raft.Model.SafeTensorDType.F32, new TrainOptions().StudentMatrices(Raft.Model.SafeTensorDType.BF16));   // full fine-tuning
+        (lora with { BaseWeightsDType = "bf16" }).Validate();
+        var e = Assert.Throws<ArgumentException>(() => new TrainOptions { BaseWeightsDType = "bf16" }.Validate());
+        Assert.Equal("base_weights_dtype", e.ParamName);
+        e = Assert.Throws<ArgumentException>(() => (lora with { BaseWeightsDType = "int8" }).Validate());
+        Assert.Contains("auto, fp32", e.Message);
+        e = Assert.Throws<ArgumentException>(() => new TrainOptions { LogitsChunkRows = -1 }.Validate());
+        Assert.Equal("logits_chunk_rows", e.ParamName);
+    }
 }

@@ -37,6 +37,9 @@ internal static class TrainCommand
         "overlap_allreduce" => "Under mpirun: sum each gradient bucket on a communication thread while the backward goes on; false (default): after the backward. Same sums either way; it was slower with one core per rank (benchmarks/results/allreduce-cpu.md).",
         "trainable" => "Which parameters are trained: a regular expression over tensor names, e.g. mlp (the MLP blocks only; attention, norms and embeddings frozen). Frozen tensors get no update, decay or share of the clip norm (default: all).",
         "teacher_weights_dtype" => "How a checkpoint teacher holds its matrices: fp32 (widened), bf16 or fp16 (as stored, widened inside the matmul kernels, fp32 accumulation; a checkpoint in the other 16-bit dtype is refused) (default fp32).",
+        "logits_chunk_rows" => "Rows of logits the CPU student's lm_head + loss and a checkpoint teacher's top-K compute at a time; [rows, vocab] never exists for the whole batch (default 0: as many rows as fit 64 MiB of fp32 logits).",
+        "gradient_checkpointing" => "Keep only each layer's input in the student's forward and recompute the layer in the backward: the same gradients, much less activation memory, one more forward of the layers (CPU student; default false).",
+        "base_weights_dtype" => "With lora_rank: how the frozen base holds its matrices: auto (as the checkpoint stores them), fp32 (widened), bf16 or fp16 (as stored, widened inside the forward and backward kernels, fp32 accumulation); with the base as teacher the teacher reads the same copy. Without LoRA: auto or fp32 (default auto).",
         "device" => DeviceOption.Help + " With cuda or cuda-c (or auto on a GPU) the student's forward, backward, clipping and AdamW run on the GPU too (ILGPU, one process); rollouts stay on the CPU model (default auto).",
         "lora_rank" => "Train LoRA adapters of rank r instead of the weights (frozen); checkpoints are PEFT adapters (adapter_config.json, adapter_model.safetensors). RAFT without --teacher: the teacher is the base (adapters off). Default: full fine-tuning.",
         "lora_alpha" => "LoRA α; the update is scaled by α/r (default 8, PEFT's).",
@@ -109,12 +112,18 @@ internal static class TrainCommand
         var info = world.Rank == 0 ? stderr : TextWriter.Null;
         // Every input is read and checked (down to the Trainer's checks) before --out is created, so that a wrong input leaves no run directory behind.
         var examples = Load(dataPath, skipBad, info);
-        var student = ModelStore.LoadStudent(modelDir, options.Threads);
+        // a LoRA base is kept as stored (bf16 / fp16, frozen) unless base_weights_dtype says otherwise
+        var matrices = options.StudentMatrices(Checkpoint.StoredMatrixDType(modelDir));
+        LoadedModel student;
+        try { student = ModelStore.LoadStudent(modelDir, matrices, options.Threads); }
+        catch (InvalidDataException e) when (matrices != SafeTensorDType.F32) { throw new UsageException($"--model {modelDir}: base_weights_dtype = {options.BaseWeightsDType}: {e.Message}"); }
+        if (student.Model.IsInferenceOnly) info.WriteLine($"raft: the LoRA base holds {student.Model.WeightsDescription} weights (frozen, as stored)");
         var device = options.Device;
         using var backend = DeviceOption.Create(device, options.Threads == 0 ? null : options.Threads); // said below, once the inputs passed
         var kernels = backend.Kernels;
         using var teacherModel = teacherDir is null ? null : OpenTeacher(teacherDir, provider, kernels, student.Model.Config.VocabSize, options.Threads, info,
-            vocabLimit: student.Tokenizer.VocabSize, weights: SafeTensorDTypes.ParseWeightsDType(options.TeacherWeightsDType, "teacher_weights_dtype"));
+            vocabLimit: student.Tokenizer.VocabSize, weights: SafeTensorDTypes.ParseWeightsDType(options.TeacherWeightsDType, "teacher_weights_dtype"),
+            logitsChunkRows: options.LogitsChunkRows);
         var progress = new ProgressReporter(stderr, ProgressReporter.IsTerminal(stderr));
         var studentAccelerator = StudentAccelerator(device, backend, world, info);
         Trainer trainer;
@@ -222,14 +231,14 @@ internal static class TrainCommand
     }
 
     internal static ITeacher OpenTeacher(string dir, string providerText, ILossKernels kernels, int vocab, int threads, TextWriter stderr, int vocabLimit = 0,
-        SafeTensorDType weights = SafeTensorDType.F32)
+        SafeTensorDType weights = SafeTensorDType.F32, int logitsChunkRows = 0)
     {
         // ONNX Runtime's providers: CUDA or the CPU; cuda-c names loss kernels, not a provider.
         if (!ComputeDevices.TryParse(providerText, out var provider) || provider == ComputeDevice.CudaC)
             throw new UsageException($"--teacher-provider must be auto, cpu or cuda, got '{providerText}'.");
         try
         {
-            var t = ModelStore.OpenTeacher(dir, new TeacherOptions { Provider = provider, IntraOpThreads = threads, Log = l => stderr.WriteLine(l) }, kernels, vocab, threads, vocabLimit, weights);
+            var t = ModelStore.OpenTeacher(dir, new TeacherOptions { Provider = provider, IntraOpThreads = threads, Log = l => stderr.WriteLine(l) }, kernels, vocab, threads, vocabLimit, weights, logitsChunkRows);
             stderr.WriteLine($"teacher: {t.Description}");
             return t;
         }

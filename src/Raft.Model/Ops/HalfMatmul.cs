@@ -82,6 +82,66 @@ internal static unsafe class HalfMatmul
         }
     }
 
+    private const int BackRowBlock = 64, BackColBlock = 128, BackDepthBlock = 256;   // Gemm's tiles, so the sums are Gemm's
+    [ThreadStatic] private static float[]? t_panel;
+
+    /// <summary>
+    /// The input gradient of <see cref="Forward"/> for frozen 16-bit weights: dx[n, k] = dy[n, m] · W[m, k] (or += with
+    /// <paramref name="accumulate"/>), W widened to fp32 inside the kernel a [256, 128] block at a time and fed to
+    /// <see cref="Gemm"/>'s micro-kernel with Gemm's tiles and depth blocks, so the result is bit for bit
+    /// <see cref="Matmul.Backward"/>'s dx over the widened weights. There is no weight gradient: 16-bit weights are frozen.
+    /// </summary>
+    public static void BackwardInput(ReadOnlySpan<float> dy, HalfMatrix w, Span<float> dx, int n, int k, int m, int threads,
+        bool accumulate = false, SimdLevel? simd = null)
+    {
+        // dy: [n, m]   w: [m, k] (16-bit)   dx: [n, k]
+        ArgumentNullException.ThrowIfNull(w);
+        if (dy.Length < (long)n * m) throw new ArgumentException($"dy has {dy.Length} values, needs [{n}, {m}].", nameof(dy));
+        if (w.Length < (long)m * k) throw new ArgumentException($"w ({w.Name}) has {w.Length} values, needs [{m}, {k}].", nameof(w));
+        if (dx.Length < (long)n * k) throw new ArgumentException($"dx has {dx.Length} values, needs [{n}, {k}].", nameof(dx));
+        if (n == 0 || k == 0) return;
+        var level = simd ?? Matmul.Best;
+        if (level == SimdLevel.Vector512 && !Vector512.IsHardwareAccelerated || level == SimdLevel.Vector256 && !Vector256.IsHardwareAccelerated)
+            throw new ArgumentException($"SIMD level {level} is not supported by this CPU.", nameof(simd));
+        bool bf16 = w.DType == SafeTensorDType.BF16;
+        fixed (float* pdy = dy, pdx = dx)
+        fixed (ushort* pw = w.Bits)
+        {
+            nint ady = (nint)pdy, adx = (nint)pdx, aw = (nint)pw;
+            int rowBlocks = (n + BackRowBlock - 1) / BackRowBlock, colBlocks = (k + BackColBlock - 1) / BackColBlock;
+            Par.For(rowBlocks * colBlocks, (long)n * k * m > 1 << 16 ? threads : 1, tile =>
+            {
+                int r0 = tile / colBlocks * BackRowBlock, r1 = Math.Min(n, r0 + BackRowBlock);
+                int c0 = tile % colBlocks * BackColBlock, c1 = Math.Min(k, c0 + BackColBlock);
+                BackwardTile((float*)ady, (ushort*)aw, (float*)adx, k, m, r0, r1, c0, c1, accumulate, level, bf16);
+            });
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void BackwardTile(float* dy, ushort* w, float* dx, int k, int m, int r0, int r1, int c0, int c1,
+        bool accumulate, SimdLevel level, bool bf16)
+    {
+        const int ld = BackColBlock;
+        var dtype = bf16 ? SafeTensorDType.BF16 : SafeTensorDType.F16;
+        var buffer = t_panel ??= new float[BackDepthBlock * BackColBlock];
+        if (!accumulate)
+            for (int r = r0; r < r1; r++) new Span<float>(dx + (long)r * k + c0, c1 - c0).Clear();
+        fixed (float* panel = buffer)
+        {
+            for (int p0 = 0; p0 < m; p0 += BackDepthBlock)
+            {
+                int p1 = Math.Min(m, p0 + BackDepthBlock);
+                // panel[(p − p0)·ld + (j − c0)] = W[p, j] widened
+                for (int p = p0; p < p1; p++) WidenRow(w + (long)p * k + c0, panel + (p - p0) * ld, c1 - c0, level, bf16, dtype);
+                float* b = panel - (long)p0 * ld - c0;   // b[p·ld + j] is W[p, j], j in c0..c1-1
+                int r = r0;
+                for (; r + 4 <= r1; r += 4) Gemm.Rows(dy, m, 1, b, ld, dx, k, r, 4, c0, c1, p0, p1, level);
+                for (; r < r1; r++) Gemm.Rows(dy, m, 1, b, ld, dx, k, r, 1, c0, c1, p0, p1, level);
+            }
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit]
     private static void PackedTile<TF>(float* x, ushort* w, float* bias, float* yOut, int k, int m,
         int r0, int r1, int c0, int c1, bool accumulate, SimdLevel level) where TF : struct, IHalfFormat

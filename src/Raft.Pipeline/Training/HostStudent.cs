@@ -4,17 +4,19 @@ using Raft.Model;
 namespace Raft.Pipeline.Training;
 
 /// <summary>
-/// The student on the host: <see cref="LlamaModel"/>'s forward into host logits, the loss kernels on them in place, the
-/// backward into host gradients; frozen tensors' gradients are zeroed after the backward, so they take no part in the
-/// clipping norm nor the update. Subclasses reduce and update.
+/// The student on the host: <see cref="LlamaModel"/>'s forward up to lm_head's input, lm_head and the loss kernels a
+/// chunk of rows at a time (<see cref="ChunkedLossHead"/>, <see cref="TrainOptions.LogitsChunkRows"/>), the backward into
+/// host gradients (with <see cref="TrainOptions.GradientCheckpointing"/>, the layers recomputed from their inputs);
+/// frozen tensors' gradients are zeroed after the backward, so they take no part in the clipping norm nor the update.
+/// Subclasses reduce and update.
 /// </summary>
 internal abstract class HostStudent(StudentSetup setup) : IStudentBackend
 {
     protected readonly StudentSetup Setup = setup;
     // Under LoRA the adapters' gradients only: the base gets none computed (frozen), and only these are reduced and clipped.
     protected readonly TensorSet Grads = (setup.Model.Lora?.Parameters ?? setup.Model.Parameters).ZerosLike();
-    private readonly ModelActivations _acts = new();
-    private float[] _logits = [];
+    private readonly ModelActivations _acts = new() { GradientCheckpointing = setup.Options.GradientCheckpointing };
+    private readonly ChunkedLossHead _head = new(LogitsChunk.Rows(setup.Options.LogitsChunkRows, setup.Model.Config.VocabSize));
 
     protected LlamaModel Model => Setup.Model;
 
@@ -25,17 +27,18 @@ internal abstract class HostStudent(StudentSetup setup) : IStudentBackend
 
     public StepLosses ForwardAndLoss(PackedBatch batch, StepLoss loss, float kdNormalizer, float ceNormalizer)
     {
-        _logits = Model.Forward(batch.Inputs, batch.Sequences, batch.SeqLen, _acts);
-        return loss.Compute(Setup.Kernels, batch, _logits, Model.Config.VocabSize, kdNormalizer, ceNormalizer);
+        Model.ForwardHidden(batch.Inputs, batch.Sequences, batch.SeqLen, _acts);
+        return _head.Forward(Model, _acts, batch, loss, Setup.Kernels, kdNormalizer, ceNormalizer);
     }
 
-    public void Weigh(PackedBatch batch, double wKd, double wSft) => StepLoss.Weigh(_logits, batch, Model.Config.VocabSize, wKd, wSft);
+    public void Weigh(PackedBatch batch, double wKd, double wSft) => _head.Weigh(Model, wKd, wSft);
 
-    /// <summary>Zeroes the gradients and runs the backward from the (weighted) logits' gradient.</summary>
+    /// <summary>Zeroes the gradients and runs the backward from the (weighted) loss: lm_head by chunks, then the layers.</summary>
     protected void Backward(Action<int>? layerDone = null)
     {
         foreach (var g in Grads.Tensors) Array.Clear(g.Data);
-        Model.Backward(_acts, _logits, Grads, layerDone);
+        var dHidden = _head.Backward(Model, _acts, Grads);
+        Model.BackwardFromHidden(_acts, dHidden, Grads, layerDone);
     }
 
     protected void ZeroFrozenGradients()

@@ -61,8 +61,12 @@ internal static class StudentBackends
 {
     public static IStudentBackend Create(StudentSetup s)
     {
+        if (s.Model.IsInferenceOnly && s.Model.Lora is null)
+            throw new TrainingException($"the student holds {s.Model.WeightsDescription} weights: 16-bit matrices are frozen (a LoRA base); full fine-tuning trains fp32 weights (base_weights_dtype = fp32).");
         if (s.Accelerator is not null)
         {
+            if (s.Options.GradientCheckpointing)
+                throw new TrainingException($"gradient_checkpointing = true: the GPU student ({s.Accelerator.Name}) does not recompute layers yet; run with device = cpu or without it.");
             if (s.Model.Lora is not null)
                 throw new TrainingException($"lora_rank = {s.Options.LoraRank}: the GPU student ({s.Accelerator.Name}) does not train LoRA adapters yet; run with device = cpu.");
             if (s.World.WorldSize > 1)

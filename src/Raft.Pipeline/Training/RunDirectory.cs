@@ -162,10 +162,14 @@ internal sealed class RunDirectory
         {
             // batch_size is per rank: CheckGlobalBatch compares batch_size × ranks. shard_optimizer changes where the
             // moments live during the run, not the checkpoint's files or the result.
-            if (p.Name is "threads" or "checkpoint_every" or "device" or "batch_size" or "shard_optimizer" or "overlap_allreduce") continue;
+            // logits_chunk_rows and gradient_checkpointing change the memory a step takes, not what it computes (up to fp32 summation order).
+            if (p.Name is "threads" or "checkpoint_every" or "device" or "batch_size" or "shard_optimizer" or "overlap_allreduce"
+                or "logits_chunk_rows" or "gradient_checkpointing") continue;
             // Compared without whitespace: the saved config is nested (and indented) inside the state file.
             // a run saved before teacher_weights_dtype existed had the fp32 teacher
-            string was = a.RootElement.TryGetProperty(p.Name, out var v) ? Compact(v) : p.Name == "teacher_weights_dtype" ? "\"fp32\"" : "(absent)";
+            string was = a.RootElement.TryGetProperty(p.Name, out var v) ? Compact(v) : p.Name == "teacher_weights_dtype" ? "\"fp32\"" :
+                // before base_weights_dtype a LoRA base was widened to fp32: the same values as a 16-bit base widened in the kernels
+                p.Name == "base_weights_dtype" ? "\"auto\"" : "(absent)";
             string now = Compact(p.Value);
             // the LoRA keys came later: a checkpoint without them was trained without LoRA
             if (was == "(absent)" && now == "null" && p.Name.StartsWith("lora_", StringComparison.Ordinal)) continue;

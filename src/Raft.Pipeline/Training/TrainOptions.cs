@@ -139,6 +139,36 @@ public sealed record TrainOptions
     /// </summary>
     [JsonPropertyName("teacher_weights_dtype")] public string TeacherWeightsDType { get; init; } = "fp32";
 
+    /// <summary>
+    /// Rows of logits the CPU student's lm_head + loss and an engine teacher's top-K compute at a time (0, the default: as
+    /// many as fit 64 MiB of fp32 logits, <see cref="Raft.Model.LogitsChunk"/>); the whole [rows, V] never exists.
+    /// </summary>
+    [JsonPropertyName("logits_chunk_rows")] public int LogitsChunkRows { get; init; }
+    /// <summary>
+    /// Keep only each layer's input in the student's forward and recompute the layer in the backward (the same gradients,
+    /// for one more forward of the layers; CPU student only).
+    /// </summary>
+    [JsonPropertyName("gradient_checkpointing")] public bool GradientCheckpointing { get; init; }
+    /// <summary>
+    /// How a LoRA student holds its frozen base matrices: auto (the default: as the checkpoint stores them, so a bf16
+    /// checkpoint stays bf16), fp32 (widened), bf16 or fp16 (as stored; the other 16-bit dtype is refused). 16-bit base
+    /// weights are widened inside the forward and backward kernels (fp32 accumulation) and, with the base as teacher,
+    /// serve the teacher too (one copy). Without LoRA every matrix trains in fp32: only auto and fp32 apply.
+    /// </summary>
+    [JsonPropertyName("base_weights_dtype")] public string BaseWeightsDType { get; init; } = "auto";
+
+    /// <summary>
+    /// The dtype the student's matrices are loaded in for <paramref name="storedMatrices"/> (the checkpoint's: F32, BF16
+    /// or F16): F32 unless LoRA freezes the base and <see cref="BaseWeightsDType"/> asks for (or, auto, finds) 16 bits.
+    /// </summary>
+    public Raft.Model.SafeTensorDType StudentMatrices(Raft.Model.SafeTensorDType storedMatrices)
+    {
+        if (LoraRank is null) return Raft.Model.SafeTensorDType.F32;
+        return BaseWeightsDType.Equals("auto", StringComparison.OrdinalIgnoreCase)
+            ? storedMatrices
+            : Raft.Model.SafeTensorDTypes.ParseWeightsDType(BaseWeightsDType, "base_weights_dtype");
+    }
+
     /// <summary>The distillation settings (K, τ, loss kind, β) the teacher scores with and the loss uses.</summary>
     [JsonIgnore] public DistillSettings Distill => new(TopK, Temperature, LossKind, JsdBeta);
 
@@ -183,6 +213,15 @@ public sealed record TrainOptions
             }
         }
         _ = Raft.Model.SafeTensorDTypes.ParseWeightsDType(TeacherWeightsDType, "teacher_weights_dtype");
+        if (LogitsChunkRows < 0) Fail("logits_chunk_rows", LogitsChunkRows, "must be ≥ 0 (0: as many rows as fit 64 MiB of logits)");
+        if (BaseWeightsDType is null || !BaseWeightsDType.Equals("auto", StringComparison.OrdinalIgnoreCase))
+        {
+            Raft.Model.SafeTensorDType dtype = default;
+            try { dtype = Raft.Model.SafeTensorDTypes.ParseWeightsDType(BaseWeightsDType, "base_weights_dtype"); }
+            catch (ArgumentException) { Fail("base_weights_dtype", BaseWeightsDType, $"must be auto, {Raft.Model.SafeTensorDTypes.WeightsDTypeChoices}"); }
+            if (LoraRank is null && dtype != Raft.Model.SafeTensorDType.F32)
+                Fail("base_weights_dtype", BaseWeightsDType, "keeps a LoRA student's frozen base in 16 bits and needs lora_rank (full fine-tuning trains every matrix in fp32: auto or fp32)");
+        }
         if (Method != TrainMethod.Raft) return;
         if (TopK < 1) Fail("top_k", TopK, "must be ≥ 1");
         if (!(Temperature > 0) || !float.IsFinite(Temperature)) Fail("temperature", Temperature, "must be finite and > 0");

@@ -131,7 +131,7 @@ public sealed class Trainer
             student.Lora.DropoutSeed = (ulong)options.Seed;
             // RAFT without a separate teacher: the frozen base is the teacher, the same weights with the adapters off
             if (options.Method == TrainMethod.Raft && teacher is null)
-                teacher = new LoraBaseTeacher(student, kernels ?? new CpuKernels(options.Threads), vocabLimit: tokenizer.VocabSize);
+                teacher = new LoraBaseTeacher(student, kernels ?? new CpuKernels(options.Threads), vocabLimit: tokenizer.VocabSize, logitsChunkRows: options.LogitsChunkRows);
         }
         else if (student.Lora is not null)
             throw new ArgumentException("the student carries LoRA adapters but lora_rank is not set.", nameof(options));
