@@ -11,6 +11,8 @@ internal static class ExitCodes
     public const int Failure = 1;
     /// <summary>The user's options or input files are wrong; the message says which and why.</summary>
     public const int Usage = 2;
+    /// <summary>Stopped by a signal (SIGHUP 1, SIGINT 2, SIGTERM 15): 128 + the signal's number, as a shell reports it.</summary>
+    public static int Signalled(int signal) => 128 + signal;
 }
 
 /// <summary>A problem with the options or input the user gave: reported on stderr, exit code 2.</summary>
@@ -25,25 +27,34 @@ internal static class CliErrors
         while (e is AggregateException { InnerExceptions.Count: 1 } aggregate) e = aggregate.InnerExceptions[0];
         switch (e)
         {
-            case UsageException or NpyFormatException or Raft.Model.UnsupportedConfigException:
+            case UsageException or NpyFormatException or Raft.Model.UnsupportedConfigException or Raft.Pipeline.Training.RunMismatchException:
                 stderr.WriteLine($"error: {e.Message}");
                 return ExitCodes.Usage;
             case NonFiniteLogitException nonFinite:
                 stderr.WriteLine($"error: {nonFinite.Message}");
                 return ExitCodes.Usage;
             case Raft.Pipeline.Data.DataFormatException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException
-                or Raft.Model.Tokenization.ChatTemplateException:
+                or Raft.Model.Tokenization.ChatTemplateException
+                // an unsupported tokenizer.json, a GGUF vocabulary llama.cpp would read differently: the input, not a bug (the message names the file)
+                or NotSupportedException:
                 stderr.WriteLine($"error: {e.Message}");
                 return ExitCodes.Usage;
             case Raft.Pipeline.Training.TrainingException training:
                 stderr.WriteLine($"error: {training.Message}");
                 return ExitCodes.Failure;
             case ArgumentException argument:
-                stderr.WriteLine($"error: invalid argument: {argument.Message}");
+                stderr.WriteLine($"error: invalid argument: {WithoutParameter(argument)}");
                 return ExitCodes.Usage;
             default:
                 stderr.WriteLine($"error: unexpected failure ({e.GetType().FullName}): {e.Message}");
                 return ExitCodes.Failure;
         }
+    }
+
+    /// <summary>An <see cref="ArgumentException"/>'s message without .NET's <c>(Parameter 'x')</c> suffix.</summary>
+    public static string WithoutParameter(ArgumentException e)
+    {
+        string suffix = $" (Parameter '{e.ParamName}')";
+        return e.ParamName is not null && e.Message.EndsWith(suffix, StringComparison.Ordinal) ? e.Message[..^suffix.Length] : e.Message;
     }
 }

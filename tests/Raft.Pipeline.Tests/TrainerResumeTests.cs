@@ -75,11 +75,11 @@ public class TrainerResumeTests
         using var tmp = new TempDir();
         var options = TinyModels.Sft(4) with { CheckpointEvery = 2 };
         TinyModels.Trainer(TinyModels.Model(seed: 3), options).Run(tmp.Path);
-        var e = Assert.Throws<TrainingException>(() =>
+        var e = Assert.Throws<RunMismatchException>(() =>
             TinyModels.Trainer(TinyModels.Model(seed: 3), options with { LearningRate = 5e-3 }).Run(tmp.Path, resume: true));
         Assert.Contains("learning_rate", e.Message);
         Assert.Contains(tmp.Path, e.Message);
-        var frozen = Assert.Throws<TrainingException>(() =>
+        var frozen = Assert.Throws<RunMismatchException>(() =>
             TinyModels.Trainer(TinyModels.Model(seed: 3), options with { Trainable = "mlp" }).Run(tmp.Path, resume: true));
         Assert.Contains("trainable", frozen.Message);
         // threads and checkpoint_every may change on resume (the final checkpoint resumes to nothing left to do).

@@ -9,7 +9,8 @@ namespace Raft.Cli.Commands;
 /// Test-only fault injection for the distributed tests, off unless <see cref="Variable"/> is set:
 /// <c>kill:RANK:STEP</c> makes rank RANK kill itself with SIGKILL right after training step STEP (a crashed or
 /// OOM-killed process: no exception, no MPI_Abort, no MPI_Finalize); <c>hang:RANK:STEP</c> makes it stop there
-/// without exiting (a stuck process, which only the collective timeout ends). The other ranks run normally.
+/// without exiting (a stuck process, which only the collective timeout ends); <c>sleep:RANK:MS</c> makes it sleep MS
+/// milliseconds after every step (a slow run, for the tests that signal or race a run in progress). The other ranks run normally.
 /// </summary>
 internal static class FaultInjection
 {
@@ -23,11 +24,12 @@ internal static class FaultInjection
         string? text = Environment.GetEnvironmentVariable(Variable);
         if (string.IsNullOrWhiteSpace(text)) return null;
         var parts = text.Split(':');
-        if (parts.Length != 3 || parts[0] is not ("kill" or "hang")
+        if (parts.Length != 3 || parts[0] is not ("kill" or "hang" or "sleep")
             || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out int faultRank)
             || !int.TryParse(parts[2], NumberStyles.None, CultureInfo.InvariantCulture, out int step) || step < 1)
-            throw new UsageException($"{Variable}={text}: expected kill:RANK:STEP or hang:RANK:STEP with RANK ≥ 0 and STEP ≥ 1 (test-only fault injection).");
+            throw new UsageException($"{Variable}={text}: expected kill:RANK:STEP, hang:RANK:STEP or sleep:RANK:MS with RANK ≥ 0 and STEP, MS ≥ 1 (test-only fault injection).");
         if (faultRank != rank) return null;
+        if (parts[0] == "sleep") return (_, _) => Thread.Sleep(step);
         bool kill = parts[0] == "kill";
         return (metrics, _) =>
         {

@@ -118,9 +118,7 @@ internal sealed class OptionsBinder<T> where T : class
     /// </summary>
     public UsageException Usage(ArgumentException e)
     {
-        string message = e.Message;
-        string suffix = $" (Parameter '{e.ParamName}')";
-        if (e.ParamName is not null && message.EndsWith(suffix, StringComparison.Ordinal)) message = message[..^suffix.Length];
+        string message = CliErrors.WithoutParameter(e);
         var flag = _flags.FirstOrDefault(f => f.Key == e.ParamName).Option;
         return new UsageException(flag is null ? message : $"{flag.Name}: {message}");
     }

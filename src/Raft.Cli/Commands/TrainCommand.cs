@@ -68,6 +68,7 @@ internal static class TrainCommand
         var config = new Option<string?>("--config") { Description = "A JSON file of options (the keys of the run directory's config.json); flags override it.", HelpName = "FILE" };
         var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in --out (same result as an uninterrupted run); exit 2 when there is none." };
         var overwrite = new Option<bool>("--overwrite") { Description = "Start afresh in a non-empty --out: the old run's config.json, metrics.jsonl, checkpoints/ and final/ are removed first (other files are left alone)." };
+        var allowChange = new Option<bool>("--allow-data-change") { Description = $"With --resume: continue although --model, --teacher or --data differ from what the run was made from (its {RunRecord.FileName} records their paths and SHA-256); the change is recorded. Without it such a resume exits 2 naming the input." };
         var skipBad = new Option<bool>("--skip-bad-lines") { Description = "Skip malformed data lines (each is reported and counted) instead of stopping." };
         var teacher = new Option<string?>("--teacher") { Description = "RAFT: the teacher folder (the original model): model.onnx served by ONNX Runtime, or a checkpoint. Default: --model (with --lora-rank: the student's own frozen base, adapters off, no second copy).", HelpName = "DIR" };
         var collective = DistributedCli.CollectiveOption();
@@ -77,7 +78,7 @@ internal static class TrainCommand
         var command = new Command(raft ? "train" : "sft", raft
             ? "RAFT stage 2: on-policy rollouts of the student, scored by the answer-conditioned teacher (top-K at τ), distillation + SFT on the fused answer with EMA balancing, AdamW."
             : "The SFT baseline: cross-entropy on the answers with the same optimizer and budget options as raft train.");
-        foreach (Option o in (Option[])[model, data, output, config, resume, overwrite, skipBad, collective]) command.Options.Add(o);
+        foreach (Option o in (Option[])[model, data, output, config, resume, overwrite, allowChange, skipBad, collective]) command.Options.Add(o);
         if (raft) { command.Options.Add(teacher); command.Options.Add(provider); }
         foreach (var o in binder.Options) command.Options.Add(o);
         command.SetAction(parse =>
@@ -96,20 +97,31 @@ internal static class TrainCommand
                 [new("--model", modelDir), new("--data", dataPath), new("--teacher", raft ? parse.GetValue(teacher) : null), new("--config", parse.GetValue(config))],
                 [new("--out", outDir)]);
             bool fresh = CheckRunFolder(outDir, parse.GetValue(resume), parse.GetValue(overwrite));
+            if (parse.GetValue(allowChange) && !parse.GetValue(resume)) throw new UsageException("--allow-data-change goes with --resume (a fresh run records its inputs anyway).");
 
             using var world = DistributedCli.Open(parse.GetValue(collective)!, stderr);
+            var run = new RunFlags(parse.GetValue(resume), Clear: fresh && parse.GetValue(overwrite), parse.GetValue(overwrite), parse.GetValue(allowChange));
             return DistributedCli.Guard(world, () => Train(parse, world, binder, method, options, modelDir, dataPath, outDir, teacherDir, parse.GetValue(provider)!,
-                parse.GetValue(skipBad), parse.GetValue(resume), clear: fresh && parse.GetValue(overwrite)));
+                parse.GetValue(skipBad), run));
         });
         return command;
     }
 
+    /// <summary>How the run folder is used: resumed, cleared first (--overwrite of a non-empty one), and whether changed inputs are allowed on resume.</summary>
+    private readonly record struct RunFlags(bool Resume, bool Clear, bool Overwrite, bool AllowDataChange);
+
+    /// <summary>The entries of a run folder that --overwrite removes: the trainer's and the input record.</summary>
+    internal static IReadOnlyList<string> RunEntries { get; } = [.. Trainer.RunEntries, RunRecord.FileName];
+
     private static int Train(ParseResult parse, Raft.Distributed.ICollective world, OptionsBinder<TrainOptions> binder, TrainMethod method, TrainOptions options, string modelDir, string dataPath,
-        string outDir, string? teacherDir, string provider, bool skipBad, bool resume, bool clear)
+        string outDir, string? teacherDir, string provider, bool skipBad, RunFlags run)
     {
         var stderr = parse.InvocationConfiguration.Error;
         // Rank 0 alone reports warnings, the teacher and progress; the others stay quiet.
         var info = world.Rank == 0 ? stderr : TextWriter.Null;
+        bool resume = run.Resume;
+        // What the run is made from (rank 0 keeps the run folder): a resume with other inputs is refused before any loading.
+        RunRecord? record = world.Rank != 0 ? null : Inputs(modelDir, dataPath, teacherDir, outDir, run, info);
         // Every input is read and checked (down to the Trainer's checks) before --out is created, so that a wrong input leaves no run directory behind.
         var examples = Load(dataPath, skipBad, info);
         // a LoRA base is kept as stored (bf16 / fp16, frozen) unless base_weights_dtype says otherwise
@@ -126,6 +138,9 @@ internal static class TrainCommand
             logitsChunkRows: options.LogitsChunkRows);
         var progress = new ProgressReporter(stderr, ProgressReporter.IsTerminal(stderr));
         var studentAccelerator = StudentAccelerator(device, backend, world, info);
+        // A resume's record is rewritten once a step ran from it (a resume that fails, e.g. on a differently shaped model,
+        // leaves the old record); a fresh run's is written before the first step.
+        Action? recordAfterStep = null;
         Trainer trainer;
         try
         {
@@ -133,7 +148,7 @@ internal static class TrainCommand
                 examples.Select(e => new TrainExample(e.Prompt, e.Answer)).ToArray(), options, teacherModel, kernels)
             {
                 Log = line => stderr.WriteLine(line),
-                Progress = progress.Report,
+                Progress = (done, total, m) => { recordAfterStep?.Invoke(); progress.Report(done, total, m); },
                 Collective = world,
                 AfterStep = FaultInjection.AfterStep(world.Rank, stderr),
                 StudentAccelerator = studentAccelerator,
@@ -141,11 +156,30 @@ internal static class TrainCommand
             };
         }
         catch (ArgumentException e) { throw binder.Usage(e); }
-        if (clear && world.Rank == 0) ClearRun(outDir, info);
         CliChecks.CheckOutputDirectory("--out", outDir);
+        // One run per folder: rank 0 holds the lock while it writes there (released on exit; a crashed run's is taken over).
+        using var folderLock = world.Rank == 0 ? RunLock.Acquire("--out", outDir, $"raft {(method == TrainMethod.Raft ? "train" : "sft")}", info) : null;
+        if (world.Rank == 0)
+        {
+            CheckRunFolder(outDir, resume, run.Overwrite); // again under the lock: a run that ended meanwhile may have filled it
+            if (run.Clear) ClearRun(outDir, info);
+            if (!resume) record!.Write(outDir);
+            else recordAfterStep = () => { record!.Write(outDir); recordAfterStep = null; };
+        }
         info.WriteLine($"chat template: {student.Template.Origin}");   // said once the inputs passed, as the device is
         DeviceOption.Announce(device, backend, info);
-        var result = trainer.Run(outDir, resume);
+        using var signals = world.WorldSize == 1 ? new SignalStop(info) : null;
+        TrainResult result;
+        try { result = trainer.Run(outDir, resume, signals?.Token ?? default); }
+        catch (OperationCanceledException) when (signals?.Signal is { } signal)
+        {
+            string? last = Trainer.LatestCheckpoint(outDir);
+            info.WriteLine($"raft: stopped by {signal.Name}; " + (last is null
+                ? "no checkpoint was written yet (--checkpoint-every N writes one every N steps)"
+                : $"the newest checkpoint is {last}; continue with --resume"));
+            return ExitCodes.Signalled(signal.Number);
+        }
+        recordAfterStep?.Invoke(); // a resume with nothing left to do
         if (world.Rank != 0) return ExitCodes.Success;
         // A non-finite last loss (a skipped step) is null here, with final_loss_nonfinite: true (JSON has no NaN).
         double? finalLoss = result.Metrics.Count > 0 ? result.Metrics[^1].Loss : null;
@@ -169,7 +203,8 @@ internal static class TrainCommand
     internal static bool CheckRunFolder(string outDir, bool resume, bool overwrite)
     {
         if (resume && overwrite) throw new UsageException("--resume and --overwrite exclude each other: continue the run in --out, or start it afresh.");
-        bool nonEmpty = Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any();
+        // a lock file alone (a run that crashed before writing anything) leaves the folder empty
+        bool nonEmpty = Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any(e => Path.GetFileName(e) != RunLock.FileName);
         if (resume)
         {
             if (Trainer.LatestCheckpoint(outDir) is null)
@@ -179,14 +214,31 @@ internal static class TrainCommand
         }
         if (nonEmpty && !overwrite)
             throw new UsageException($"--out {outDir}: the run folder is not empty; give --resume to continue its run or --overwrite to start afresh " +
-                                     $"(which removes its {string.Join(", ", Trainer.RunEntries)}).");
+                                     $"(which removes its {string.Join(", ", RunEntries)}).");
         return nonEmpty;
     }
 
-    /// <summary>Removes the old run's entries (<see cref="Trainer.RunEntries"/>) from <paramref name="outDir"/>; other files stay.</summary>
+    /// <summary>
+    /// The record of the run's inputs: on resume, checked against the one in the run folder (<see cref="RunRecord.CheckResume"/>);
+    /// a run from before the record existed is said and recorded now.
+    /// </summary>
+    private static RunRecord Inputs(string modelDir, string dataPath, string? teacherDir, string outDir, RunFlags run, TextWriter info)
+    {
+        RunRecord? saved = run.Resume ? RunRecord.Read(outDir) : null;
+        var now = RunRecord.Of([new("model", "--model", modelDir), new("teacher", "--teacher", teacherDir), new("data", "--data", dataPath)], saved);
+        if (!run.Resume) return now;
+        if (saved is null)
+        {
+            info.WriteLine($"raft: --resume: {outDir} has no {RunRecord.FileName} (a run from an older raft): its inputs cannot be checked; recording them now");
+            return now;
+        }
+        return now.CheckResume(saved, run.AllowDataChange, outDir, info);
+    }
+
+    /// <summary>Removes the old run's entries (<see cref="RunEntries"/>) from <paramref name="outDir"/>; other files stay.</summary>
     private static void ClearRun(string outDir, TextWriter info)
     {
-        foreach (string entry in Trainer.RunEntries)
+        foreach (string entry in RunEntries)
         {
             string path = Path.Combine(outDir, entry);
             if (Directory.Exists(path)) Directory.Delete(path, recursive: true);

@@ -52,10 +52,12 @@ internal sealed class RunDirectory
     /// <summary>
     /// Creates (or reopens) the run directory. With <paramref name="resume"/> and a checkpoint there, checks it against
     /// the run, loads its weights into <paramref name="student"/> and returns where to start; otherwise a fresh run
-    /// (old metrics removed). Rank 0 writes the configuration.
+    /// (old metrics removed). Rank 0 writes the configuration. A damaged checkpoint (a file that does not read: truncated,
+    /// bit-flipped, missing) is named on <paramref name="log"/> and the one before it is used; a checkpoint that reads but
+    /// does not fit the run (configuration, global batch, model shape) is a <see cref="RunMismatchException"/>.
     /// </summary>
     public static (RunDirectory Directory, ResumePoint? Resume) Open(string path, bool resume, TrainOptions options, string configJson,
-        int rank, int worldSize, LlamaModel student)
+        int rank, int worldSize, LlamaModel student, Action<string>? log = null)
     {
         try { Directory.CreateDirectory(path); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -65,30 +67,66 @@ internal sealed class RunDirectory
         bool root = rank == 0;
         var run = new RunDirectory(path, configJson, root);
         ResumePoint? point = null;
-        if (resume && LatestCheckpoint(path) is { } ckpt)
+        if (resume && Checkpoints(path) is { Count: > 0 } candidates)
         {
-            var state = ReadState(ckpt);
-            if (!SameConfig(state.Config.GetRawText(), configJson, out string diff))
-                throw new TrainingException($"cannot resume from {ckpt}: it was trained with a different configuration ({diff}).");
-            CheckGlobalBatch(ckpt, state, options.BatchSize, worldSize);
-            if (student.Lora is { } lora)
+            var damaged = new List<string>();
+            foreach (string ckpt in candidates)
             {
-                // a LoRA run's checkpoint holds the adapters (PEFT's files) and their optimizer state; the base is the student's
-                var saved = LoraFiles.Load(ckpt, student.Layout);
-                foreach (var p in lora.Parameters.Tensors) saved.Parameters[p.Name].Data.AsSpan().CopyTo(p.Data);
-                point = new ResumePoint(ckpt, state, AdamW.LoadState(ckpt, lora.Parameters));
+                try { point = LoadCheckpoint(ckpt, options, configJson, worldSize, student); }
+                catch (Exception e) when (e is InvalidDataException or IOException or JsonException or KeyNotFoundException)
+                {
+                    damaged.Add($"{ckpt} ({e.Message})");
+                    log?.Invoke($"warning: checkpoint {ckpt} is damaged and skipped: {e.Message}");
+                    continue;
+                }
+                if (damaged.Count > 0) log?.Invoke($"resuming from the previous checkpoint {ckpt} instead");
+                break;
             }
-            else
-            {
-                var (_, weights) = Checkpoint.Load(ckpt);
-                foreach (var p in student.Parameters.Tensors) weights[p.Name].Data.AsSpan().CopyTo(p.Data);
-                point = new ResumePoint(ckpt, state, AdamW.LoadState(ckpt, student.Parameters));
-            }
-            if (root) TruncateMetrics(run._metricsPath, state.Step);
+            if (point is null)
+                throw new InvalidDataException($"cannot resume from {path}: every checkpoint is damaged: {string.Join("; ", damaged)}.");
+            if (root) TruncateMetrics(run._metricsPath, point.State.Step);
         }
         else if (root && File.Exists(run._metricsPath)) File.Delete(run._metricsPath);
         if (root) AtomicFile.WriteText(Path.Combine(path, ConfigFile), configJson);
         return (run, point);
+    }
+
+    /// <summary>
+    /// Reads checkpoint <paramref name="ckpt"/> whole and checks it against the run before anything is copied into
+    /// <paramref name="student"/> (a damaged file then leaves the student as it was, for the previous checkpoint).
+    /// </summary>
+    private static ResumePoint LoadCheckpoint(string ckpt, TrainOptions options, string configJson, int worldSize, LlamaModel student)
+    {
+        var state = ReadState(ckpt);
+        if (!SameConfig(state.Config.GetRawText(), configJson, out string diff))
+            throw new RunMismatchException($"cannot resume from {ckpt}: it was trained with a different configuration ({diff}).");
+        CheckGlobalBatch(ckpt, state, options.BatchSize, worldSize);
+        if (student.Lora is { } lora)
+        {
+            // a LoRA run's checkpoint holds the adapters (PEFT's files) and their optimizer state; the base is the student's
+            var saved = LoraFiles.Load(ckpt, student.Layout);
+            CheckShapes(ckpt, saved.Parameters, lora.Parameters, "adapter");
+            var optimizer = AdamW.LoadState(ckpt, lora.Parameters);
+            foreach (var p in lora.Parameters.Tensors) saved.Parameters[p.Name].Data.AsSpan().CopyTo(p.Data);
+            return new ResumePoint(ckpt, state, optimizer);
+        }
+        var (_, weights) = Checkpoint.Load(ckpt);
+        CheckShapes(ckpt, weights, student.Parameters, "tensor");
+        var adam = AdamW.LoadState(ckpt, student.Parameters);
+        foreach (var p in student.Parameters.Tensors) weights[p.Name].Data.AsSpan().CopyTo(p.Data);
+        return new ResumePoint(ckpt, state, adam);
+    }
+
+    /// <summary>Every tensor of the run's model must be in the checkpoint with the same shape: a differently shaped --model is named, not copied.</summary>
+    private static void CheckShapes(string ckpt, TensorSet saved, TensorSet model, string what)
+    {
+        foreach (var p in model.Tensors)
+        {
+            if (!saved.TryGet(p.Name, out var s))
+                throw new RunMismatchException($"cannot resume from {ckpt}: it has no {what} {p.Name}, which the model being trained has: it was trained from a different model.");
+            if (!s.Shape.AsSpan().SequenceEqual(p.Shape))
+                throw new RunMismatchException($"cannot resume from {ckpt}: {what} {p.Name} is {s.ShapeText} there but {p.ShapeText} in the model being trained: it was trained from a differently shaped model.");
+        }
     }
 
     /// <summary>Appends a step's metrics (rank 0).</summary>
@@ -131,16 +169,20 @@ internal sealed class RunDirectory
     }
 
     /// <summary>The newest resumable checkpoint of a run directory (the final one, else the highest step), or null.</summary>
-    public static string? LatestCheckpoint(string runDirectory)
+    public static string? LatestCheckpoint(string runDirectory) => Checkpoints(runDirectory).FirstOrDefault();
+
+    /// <summary>The resumable checkpoints of a run directory, newest first: the final one, then the steps from the highest.</summary>
+    public static IReadOnlyList<string> Checkpoints(string runDirectory)
     {
+        var found = new List<string>();
         string final = Path.Combine(runDirectory, FinalDir);
-        if (File.Exists(Path.Combine(final, StateFile))) return final;
+        if (File.Exists(Path.Combine(final, StateFile))) found.Add(final);
         string dir = Path.Combine(runDirectory, CheckpointsDir);
-        if (!Directory.Exists(dir)) return null;
-        return Directory.GetDirectories(dir, "step-*")
-            .Where(d => File.Exists(Path.Combine(d, StateFile)))
-            .OrderBy(d => Path.GetFileName(d), StringComparer.Ordinal)
-            .LastOrDefault();
+        if (Directory.Exists(dir))
+            found.AddRange(Directory.GetDirectories(dir, "step-*")
+                .Where(d => File.Exists(Path.Combine(d, StateFile)))
+                .OrderByDescending(d => Path.GetFileName(d), StringComparer.Ordinal));
+        return found;
     }
 
     private static TrainerState ReadState(string checkpoint)
@@ -190,7 +232,7 @@ internal sealed class RunDirectory
         long saved = (long)savedBatch * savedWorld, now = (long)batchSize * worldSize;
         if (saved == now) return;
         string hint = saved % worldSize == 0 ? $"; with {worldSize} rank(s) use batch_size {saved / worldSize}" : "";
-        throw new TrainingException($"cannot resume from {checkpoint}: it was trained with a global batch of {saved} (batch_size {savedBatch} × {savedWorld} rank(s)), " +
+        throw new RunMismatchException($"cannot resume from {checkpoint}: it was trained with a global batch of {saved} (batch_size {savedBatch} × {savedWorld} rank(s)), " +
                                     $"now {now} (batch_size {batchSize} × {worldSize} rank(s)){hint}.");
     }
 

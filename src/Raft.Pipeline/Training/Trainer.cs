@@ -225,7 +225,7 @@ public sealed class Trainer
         AdamW? loaded = null;
         if (runDirectory is not null)
         {
-            (run, var from) = RunDirectory.Open(runDirectory, resume, _o, _o.ToJson(), world.Rank, world.WorldSize, _student);
+            (run, var from) = RunDirectory.Open(runDirectory, resume, _o, _o.ToJson(), world.Rank, world.WorldSize, _student, log);
             if (from is not null)
             {
                 loaded = from.Optimizer;

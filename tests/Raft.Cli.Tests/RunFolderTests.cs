@@ -1,0 +1,220 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Raft.Model;
+using Raft.Pipeline.Training;
+
+namespace Raft.Cli.Tests;
+
+/// <summary>
+/// The run folder under faults, through the real binary: one run per folder (a lock a crashed run does not leave stuck),
+/// signals that stop a run between steps with its checkpoints loadable and resumable, runs that record what they were
+/// made from (model, teacher, data by SHA-256) and refuse a resume from anything else, and a damaged newest checkpoint
+/// that is named and passed over for the previous one.
+/// </summary>
+public class RunFolderTests : CliHarness
+{
+    private static readonly string[] Tiny = ["--threads", "1", "--batch-size", "2", "--warmup-steps", "1"];
+    private static string RaftDll => Path.Combine(AppContext.BaseDirectory, "raft.dll");
+
+    private (string Model, string Data) Inputs() =>
+        (PipelineFixtures.Checkpoint(PathOf("base")), PipelineFixtures.Data(PathOf("data.jsonl")));
+
+    private static string[] Sft(string model, string data, string run, int steps, params string[] more) =>
+        ["sft", "--model", model, "--data", data, "--out", run, "--steps", steps.ToString(System.Globalization.CultureInfo.InvariantCulture), .. Tiny, .. more];
+
+    private static void AssertOk(CliResult r) => Assert.True(r.Code == 0, r.ToString());
+
+    private static void AssertUsage(CliResult r, params string[] mentions)
+    {
+        Assert.True(r.Code == 2, r.ToString());
+        string last = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1];
+        Assert.StartsWith("error: ", last);
+        foreach (var m in mentions) Assert.Contains(m, last);
+        Assert.Equal("", r.Stdout);
+    }
+
+    private static void WriteLock(string run, int pid, DateTime started, string host)
+    {
+        Directory.CreateDirectory(run);
+        File.WriteAllText(Path.Combine(run, ".raft.lock"),
+            JsonSerializer.Serialize(new { pid, host, process_started_utc = started, command = "raft sft", token = "t" }));
+    }
+
+    [Fact]
+    public void A_folder_locked_by_a_live_process_is_refused_and_a_dead_holders_lock_is_taken_over()
+    {
+        var (model, data) = Inputs();
+        string run = PathOf("run");
+        using (var sleeper = Process.Start(new ProcessStartInfo("sleep", "60") { UseShellExecute = false })!)
+        {
+            try
+            {
+                WriteLock(run, sleeper.Id, sleeper.StartTime.ToUniversalTime(), Environment.MachineName);
+                AssertUsage(Raft(Sft(model, data, run, 2)), "--out", run, "another run is using this folder", $"pid {sleeper.Id}");
+                Assert.False(File.Exists(Path.Combine(run, Trainer.ConfigFile)));
+                // a lock from another host cannot be checked: refused, with the file to delete
+                WriteLock(run, sleeper.Id, sleeper.StartTime.ToUniversalTime(), "elsewhere-host");
+                AssertUsage(Raft(Sft(model, data, run, 2)), "host elsewhere-host", "delete", ".raft.lock");
+                // the same pid with another start time is a reused pid: another process, so the lock is stale
+                WriteLock(run, sleeper.Id, sleeper.StartTime.ToUniversalTime().AddHours(-1), Environment.MachineName);
+                var reused = Raft(Sft(model, data, run, 2));
+                AssertOk(reused);
+                Assert.Contains($"took over the lock of pid {sleeper.Id}", reused.Stderr);
+            }
+            finally { sleeper.Kill(); }
+        }
+        Assert.False(File.Exists(Path.Combine(run, ".raft.lock")), "a finished run releases its lock");
+
+        // a holder that exited (a crash): taken over, said so, and a lock file alone does not make the folder "not empty"
+        string run2 = PathOf("run2");
+        using var gone = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!;
+        gone.WaitForExit();
+        WriteLock(run2, gone.Id, DateTime.UtcNow.AddMinutes(-1), Environment.MachineName);
+        var r = Raft(Sft(model, data, run2, 2));
+        AssertOk(r);
+        Assert.Contains($"took over the lock of pid {gone.Id}", r.Stderr);
+        Assert.Contains("which no longer runs", r.Stderr);
+        Assert.False(File.Exists(Path.Combine(run2, ".raft.lock")));
+    }
+
+    /// <summary>Starts <c>dotnet raft.dll</c> with a slow step (test fault sleep:0:MS), so a test can race or signal it.</summary>
+    private static Process StartSlow(string[] args, int sleepMs)
+    {
+        var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
+        psi.ArgumentList.Add(RaftDll);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["RAFT_TEST_FAULT"] = $"sleep:0:{sleepMs}";
+        return Process.Start(psi)!;
+    }
+
+    private static void WaitFor(Func<bool> condition, Process p, Task<string> stderr, string what)
+    {
+        var sw = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (p.HasExited) Assert.Fail($"the run ended before {what}: exit {p.ExitCode}\n{stderr.GetAwaiter().GetResult()}");
+            Assert.True(sw.Elapsed < TimeSpan.FromMinutes(3), $"timed out waiting for {what}");
+            Thread.Sleep(50);
+        }
+    }
+
+    [Theory]
+    [InlineData("TERM", 143)]
+    [InlineData("INT", 130)]
+    [InlineData("HUP", 129)]
+    [InlineData("KILL", 137)]
+    public async Task A_signalled_run_keeps_its_checkpoints_loadable_and_resume_ends_where_an_uninterrupted_run_ends(string signal, int exitCode)
+    {
+        var (model, data) = Inputs();
+        const int steps = 12;
+        string whole = PathOf("whole"), run = PathOf("run");
+        AssertOk(Raft(Sft(model, data, whole, steps, "--checkpoint-every", "1")));
+
+        using var p = StartSlow(Sft(model, data, run, steps, "--checkpoint-every", "1"), sleepMs: 400);
+        var stderrTask = p.StandardError.ReadToEndAsync();
+        _ = p.StandardOutput.ReadToEndAsync();
+        string second = Path.Combine(run, Trainer.CheckpointsDir, "step-0000002");
+        WaitFor(() => File.Exists(Path.Combine(second, Trainer.StateFile)), p, stderrTask, "the step-2 checkpoint");
+        // a second process on the same folder, while the first runs: refused by the lock
+        AssertUsage(Raft(Sft(model, data, run, steps, "--checkpoint-every", "1", "--resume")), "another run is using this folder", $"pid {p.Id}");
+
+        using (var kill = Process.Start(new ProcessStartInfo("kill", $"-{signal} {p.Id}") { UseShellExecute = false })!) kill.WaitForExit();
+        Assert.True(p.WaitForExit(120_000), "the run did not stop after the signal");
+        string stderr = await stderrTask;
+        Assert.True(p.ExitCode == exitCode, $"exit {p.ExitCode}, expected {exitCode}\n{stderr}");
+        if (signal != "KILL")
+        {
+            Assert.Contains($"stopped by SIG{signal}", stderr);
+            Assert.Contains("continue with --resume", stderr);
+            Assert.False(File.Exists(Path.Combine(run, ".raft.lock")), "a stopped run releases its lock");
+        }
+        Assert.False(Directory.Exists(Path.Combine(run, Trainer.FinalDir)), "the run was stopped before its end");
+        // every checkpoint written loads
+        foreach (var ckpt in Directory.GetDirectories(Path.Combine(run, Trainer.CheckpointsDir)))
+            Assert.NotEmpty(Checkpoint.Load(ckpt).Weights.Tensors);
+
+        var resumed = Raft(Sft(model, data, run, steps, "--checkpoint-every", "1", "--resume"));
+        AssertOk(resumed);
+        if (signal == "KILL") Assert.Contains($"took over the lock of pid {p.Id}", resumed.Stderr);
+        Assert.Equal(PipelineFixtures.Weights(Path.Combine(whole, Trainer.FinalDir)), PipelineFixtures.Weights(Path.Combine(run, Trainer.FinalDir)));
+        Assert.Equal(steps, File.ReadAllLines(Path.Combine(run, Trainer.MetricsFile)).Length);
+    }
+
+    [Fact]
+    public void A_run_records_its_inputs_and_resume_refuses_other_ones_by_name_unless_allowed()
+    {
+        var (model, data) = Inputs();
+        string run = PathOf("run");
+        AssertOk(Raft(Sft(model, data, run, 2, "--checkpoint-every", "1")));
+        using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "inputs.json"))))
+        {
+            var inputs = doc.RootElement.GetProperty("inputs");
+            Assert.Equal(Path.GetFullPath(data), inputs.GetProperty("data").GetProperty("path").GetString());
+            Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(data))), inputs.GetProperty("data").GetProperty("sha256").GetString());
+            Assert.Contains(inputs.GetProperty("model").GetProperty("files").EnumerateArray(), f => f.GetProperty("name").GetString() == "model.safetensors");
+        }
+
+        // other data: refused by name, before anything is loaded
+        string other = PipelineFixtures.Data(PathOf("other.jsonl"), count: 5);
+        AssertUsage(Raft(Sft(model, other, run, 2, "--resume")), "--data", other, "differs from the run's", "--allow-data-change");
+        // the same file edited in place
+        File.AppendAllText(data, "{\"prompt\": \"x\", \"answer\": \"y\"}\n");
+        AssertUsage(Raft(Sft(model, data, run, 2, "--resume")), "--data", "differs", data);
+        var allowed = Raft(Sft(model, data, run, 2, "--resume", "--allow-data-change"));
+        AssertOk(allowed);
+        Assert.Contains("--allow-data-change: --data", allowed.Stderr);
+        using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "inputs.json"))))
+            Assert.Equal("data", doc.RootElement.GetProperty("changes")[0].GetProperty("changed")[0].GetString());
+        // recorded now: the edited file resumes without the flag
+        AssertOk(Raft(Sft(model, data, run, 2, "--resume")));
+
+        // a different model (one weight file rewritten) is refused; a moved copy with the same content is only said
+        string retrained = PipelineFixtures.Checkpoint(PathOf("other-base"), seed: 9);
+        AssertUsage(Raft(Sft(retrained, data, run, 2, "--resume")), "--model", "differs", "model.safetensors");
+        string moved = PathOf("moved-base");
+        Directory.CreateDirectory(moved);
+        foreach (var f in Directory.GetFiles(model)) File.Copy(f, Path.Combine(moved, Path.GetFileName(f)));
+        var r = Raft(Sft(moved, data, run, 2, "--resume"));
+        AssertOk(r);
+        Assert.Contains("same content", r.Stderr);
+        Assert.False(Raft(["sft", "--model", model, "--data", data, "--out", PathOf("x"), "--allow-data-change", .. Tiny]).Code == 0);
+    }
+
+    [Fact]
+    public void Resume_with_a_differently_shaped_model_or_other_options_exits_2_naming_what_differs()
+    {
+        var (model, data) = Inputs();
+        string run = PathOf("run");
+        AssertOk(Raft(Sft(model, data, run, 2)));
+        // a wider vocabulary: its embedding has another shape (was: "Destination is too short", exit 1)
+        string wide = PipelineFixtures.Checkpoint(PathOf("wide"), vocab: 300);
+        var r = Raft(Sft(wide, data, run, 2, "--resume", "--allow-data-change"));
+        AssertUsage(r, "cannot resume from", "differently shaped model", "model.embed_tokens.weight");
+        // a changed option: exit 2 (was 1) naming the key
+        AssertUsage(Raft(Sft(model, data, run, 2, "--resume", "--learning-rate", "0.005")), "learning_rate");
+    }
+
+    [Fact]
+    public void A_damaged_newest_checkpoint_is_named_and_the_previous_one_is_used()
+    {
+        var (model, data) = Inputs();
+        string whole = PathOf("whole"), run = PathOf("run");
+        AssertOk(Raft(Sft(model, data, whole, 4, "--checkpoint-every", "1")));
+        AssertOk(Raft(Sft(model, data, run, 4, "--checkpoint-every", "1")));
+        // final/ half-written (truncated weights), step 3's optimizer state gone, step 2's trainer state not JSON
+        string weights = Path.Combine(run, Trainer.FinalDir, "model.safetensors");
+        var bytes = File.ReadAllBytes(weights);
+        File.WriteAllBytes(weights, bytes[..(bytes.Length / 2)]);
+        foreach (var f in Directory.GetFiles(Path.Combine(run, Trainer.CheckpointsDir, "step-0000003"), "optimizer*")) File.Delete(f);
+        File.WriteAllText(Path.Combine(run, Trainer.CheckpointsDir, "step-0000002", Trainer.StateFile), "{\"step\": 2, ");
+
+        var r = Raft(Sft(model, data, run, 4, "--checkpoint-every", "1", "--resume"));
+        AssertOk(r);
+        Assert.Contains($"checkpoint {Path.Combine(run, Trainer.FinalDir)} is damaged", r.Stderr);
+        Assert.Contains("step-0000003 is damaged", r.Stderr);
+        Assert.Contains("step-0000002 is damaged", r.Stderr);
+        Assert.Contains("resuming from the previous checkpoint", r.Stderr);
+        Assert.Contains("at step 1", r.Stderr);
+        Assert.Equal(PipelineFixtures.Weights(Path.Combine(whole, Trainer.FinalDir)), PipelineFixtures.Weights(Path.Combine(run, Trainer.FinalDir)));
+    }
+}
