@@ -16,6 +16,7 @@ internal static class RaftCommand
         root.Subcommands.Add(TrainCommand.Create(Raft.Pipeline.Training.TrainMethod.Raft));
         root.Subcommands.Add(TrainCommand.Create(Raft.Pipeline.Training.TrainMethod.Sft));
         root.Subcommands.Add(EvalCommand.Create());
+        root.Subcommands.Add(PlotCommand.Create());
         root.Subcommands.Add(PretrainCommand.Create());
         root.Subcommands.Add(ExportOnnxCommand.Create());
         root.Subcommands.Add(ExportGgufCommand.Create());

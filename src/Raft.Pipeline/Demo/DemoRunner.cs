@@ -312,6 +312,7 @@ public sealed class DemoRunner
             series.Add(new ChartSeries($"{method} general", points.Select(p => ((double)p.Step, 100 * p.General)).ToArray()));
         }
         if (series.Count > 0)
-            PngChart.WriteLineChart(Path.Combine(dir, "learning_curves.png"), "Accuracy during training (mean over seeds)", "step", "accuracy %", series);
+            Charts.WriteLineChart(Path.Combine(dir, "learning_curves.png"), new ChartPanel("Accuracy during training (mean over seeds)", "step", "accuracy %", series),
+                "curves: the first half of each eval set (domain and general); final scores: the full sets");
     }
 }
