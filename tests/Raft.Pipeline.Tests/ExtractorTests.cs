@@ -6,6 +6,24 @@ namespace Raft.Pipeline.Tests;
 public sealed class ExtractorTests
 {
     [Theory]
+    [InlineData("The answer is zfkab.", "zfkab")]
+    [InlineData("rev(\"kfz\") ++ \"ab\" -> \"zfkab\"", "zfkab")]
+    [InlineData("|kfz| + |ab| = 3 + 2 = 5", "5")]
+    [InlineData("Sum: 68 / Compare: 68 vs 70 / Result: 70", "70")]
+    [InlineData("so x = -7.", "-7")]
+    [InlineData("pages 3-5", "5")]
+    [InlineData("word-5", "5")]
+    [InlineData("THE ANSWER IS GOD!!", "GOD")]
+    [InlineData("[The answer is 4.]", "4")]
+    [InlineData("", null)]
+    [InlineData(" ?! -- ", null)]
+    public void FinalToken_takes_the_last_letter_or_digit_run(string text, string? expected)
+    {
+        Assert.Equal(expected, new FinalTokenExtractor().Extract(text));
+        Assert.Equal(expected, AnswerExtractors.Parse("final_token").Extract(text));
+    }
+
+    [Theory]
     [InlineData("The answer is 42.", "42")]
     [InlineData("so x = -7", "-7")]
     [InlineData("+15 apples", "15")]

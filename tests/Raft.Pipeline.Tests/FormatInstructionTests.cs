@@ -31,6 +31,39 @@ public sealed class FormatInstructionTests
     [InlineData("no_commas", null, "a, b", false)]
     [InlineData("contains", "Paris", "the capital is paris.", true)]
     [InlineData("contains", "Paris", "the capital is Rome.", false)]
+    [InlineData("quotes", null, " \"The answer is 4.\" ", true)]
+    [InlineData("quotes", null, "\"The answer\" is 4.", false)]
+    [InlineData("quotes", null, "\"\"", false)]
+    [InlineData("quotes", null, "\" . \"", false)]
+    [InlineData("quotes", null, "", false)]
+    [InlineData("json", null, "{\"value\": \"god\"}", true)]
+    [InlineData("json", null, "```json\n{\"answer\": 4}\n```", true)]
+    [InlineData("json", null, "{\"value\": \"\"}", false)]
+    [InlineData("json", null, "{}", false)]
+    [InlineData("json", null, "{value: 4}", false)]
+    [InlineData("json", null, "[4]", false)]
+    [InlineData("json", null, "", false)]
+    [InlineData("title", null, "<<Reply>> The answer is 4.", true)]
+    [InlineData("title", null, "<<>> The answer is 4.", false)]
+    [InlineData("title", null, "<Reply> The answer is 4.", false)]
+    [InlineData("title", null, "", false)]
+    [InlineData("postscript", null, "The answer is 4.\nP.S. that is all", true)]
+    [InlineData("postscript", null, "The answer is 4. P.S. that is all", false)]
+    [InlineData("postscript", null, "The answer is 4.\nP.S.", false)]
+    [InlineData("postscript", null, "", false)]
+    [InlineData("highlight", null, "The answer is *4*.", true)]
+    [InlineData("highlight", null, "The answer is ** 4.", false)]
+    [InlineData("highlight", null, "The *answer\nis* 4.", false)]
+    [InlineData("highlight", null, "", false)]
+    [InlineData("forbidden", "the", "So 4.", true)]
+    [InlineData("forbidden", "the", "Then: The answer is 4.", false)]
+    [InlineData("forbidden", "the", "There, 4.", true)]
+    [InlineData("forbidden", "the", "", false)]
+    [InlineData("forbidden", "the", " !! ", false)]
+    [InlineData("lines", "2", "line one\n\nline two\n", true)]
+    [InlineData("lines", "2", "only one line", false)]
+    [InlineData("lines", "1", "one", true)]
+    [InlineData("lines", "1", "", false)]
     public void Checks(string kind, string? value, string response, bool expected)
     {
         var ins = new FormatInstruction(kind, value);
@@ -62,17 +95,39 @@ public sealed class FormatInstructionTests
             string? value = kind switch
             {
                 "max_words" or "min_words" => rng.Next(1, 500).ToString(System.Globalization.CultureInfo.InvariantCulture),
-                "ends_with" or "starts_with" or "contains" => "w" + rng.Next(1000),
+                "lines" => rng.Next(1, 9).ToString(System.Globalization.CultureInfo.InvariantCulture),
+                "ends_with" or "starts_with" or "contains" or "forbidden" => "w" + rng.Next(1000),
                 _ => null,
             };
             var ins = new FormatInstruction(kind, value);
             string json = ins.ToJson().ToJsonString();
             Assert.Equal(ins, FormatInstruction.FromJson(json));
             Assert.Contains($"\"kind\":\"{kind}\"", json);
-            if (kind is "max_words" or "min_words") Assert.Contains($"\"value\":{value}", json); // a number, not a string
+            if (kind is "max_words" or "min_words" or "lines") Assert.Contains($"\"value\":{value}", json); // a number, not a string
         }
         Assert.Equal(new FormatInstruction("max_words", "5"), FormatInstruction.FromJson("{\"kind\": \"max_words\", \"value\": \"5\"}"));
         Assert.Throws<ArgumentException>(() => FormatInstruction.FromJson("{\"value\": 3}"));
         Assert.Throws<ArgumentException>(() => FormatInstruction.FromJson("{\"kind\": \"max_words\", \"value\": [3]}"));
+    }
+
+    [Fact]
+    public void Loose_accepts_what_strict_refuses_only_through_IFEval_variants()
+    {
+        var caps = new FormatInstruction("capitals");
+        Assert.False(caps.IsSatisfied("Sure:\nTHE ANSWER IS 4."));
+        Assert.True(caps.IsSatisfiedLoose("Sure:\nTHE ANSWER IS 4."));   // without the first line
+        var ends = new FormatInstruction("ends_with", "done");
+        Assert.False(ends.IsSatisfied("The answer is 4. done\nBye."));
+        Assert.True(ends.IsSatisfiedLoose("The answer is 4. done\nBye."));  // without the last line
+        var starts = new FormatInstruction("starts_with", "sure");
+        Assert.True(starts.IsSatisfiedLoose("*sure* 4"));
+        Assert.False(new FormatInstruction("lowercase").IsSatisfiedLoose("The Answer\nIs 4\nNow"));
+        Assert.False(new FormatInstruction("lowercase").IsSatisfiedLoose(""));   // empty variants never count
+        foreach (string kind in FormatInstruction.Kinds)
+        {
+            var ins = new FormatInstruction(kind, kind switch { "max_words" or "min_words" or "lines" => "2", "ends_with" or "starts_with" or "contains" or "forbidden" => "done", _ => null });
+            Assert.Equal(8, Raft.Pipeline.Eval.FormatChecks.LooseVariants("a\nb\nc").Count());
+            if (ins.IsSatisfied("a b\nc d")) Assert.True(ins.IsSatisfiedLoose("a b\nc d"), kind); // loose never refuses what strict accepts
+        }
     }
 }

@@ -11,13 +11,17 @@ namespace Raft.Pipeline.Eval;
 /// trailing punctuation ignored, ends with the word or phrase Value, ignoring case), <c>starts_with</c> (the trimmed
 /// response, leading punctuation ignored, starts with Value, ignoring case), <c>max_words</c> / <c>min_words</c> (at
 /// most / at least Value = N words; a word is a whitespace-separated token with a letter or digit), <c>no_commas</c>
-/// (no ','), <c>contains</c> (holds the keyword Value, ignoring case). Kinds without a value must have none.
+/// (no ','), <c>contains</c> (holds the keyword Value, ignoring case); and, with checks in <see cref="FormatChecks"/>:
+/// <c>quotes</c>, <c>json</c>, <c>title</c>, <c>postscript</c>, <c>highlight</c>, <c>forbidden</c> (Value: a word that
+/// must not appear as a word, in a response with some letter or digit) and <c>lines</c> (Value: exactly N non-empty lines). Kinds without a value must have none.
+/// <see cref="IsSatisfied"/> is IFEval's strict check, <see cref="IsSatisfiedLoose"/> its loose one.
 /// </summary>
 public sealed record FormatInstruction
 {
     /// <summary>The kinds understood.</summary>
     public static IReadOnlyList<string> Kinds { get; } =
-        ["brackets", "capitals", "lowercase", "ends_with", "starts_with", "max_words", "min_words", "no_commas", "contains"];
+        ["brackets", "capitals", "lowercase", "ends_with", "starts_with", "max_words", "min_words", "no_commas", "contains",
+         "quotes", "json", "title", "postscript", "highlight", "forbidden", "lines"];
 
     private readonly int _count;
 
@@ -32,16 +36,16 @@ public sealed record FormatInstruction
         string shown = Value == null ? "null" : $"\"{Value}\"";
         switch (kind)
         {
-            case "brackets" or "capitals" or "lowercase" or "no_commas":
+            case "brackets" or "capitals" or "lowercase" or "no_commas" or "quotes" or "json" or "title" or "postscript" or "highlight":
                 if (Value != null)
                     throw new ArgumentException($"format instruction kind \"{kind}\" takes no value, got value {shown}.", nameof(Value));
                 break;
-            case "ends_with" or "starts_with" or "contains":
+            case "ends_with" or "starts_with" or "contains" or "forbidden":
                 if (string.IsNullOrWhiteSpace(Value))
                     throw new ArgumentException($"format instruction kind \"{kind}\" needs a non-empty text value, got value {shown}.", nameof(Value));
                 Value = Value.Trim();
                 break;
-            case "max_words" or "min_words":
+            case "max_words" or "min_words" or "lines":
                 if (!int.TryParse(Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out _count) || _count < 1)
                     throw new ArgumentException($"format instruction kind \"{kind}\" needs a positive integer value, got value {shown}.", nameof(Value));
                 Value = _count.ToString(CultureInfo.InvariantCulture);
@@ -56,13 +60,13 @@ public sealed record FormatInstruction
     /// <summary>The kind (lower case).</summary>
     public string Kind { get; }
 
-    /// <summary>The value (a text, or a count for <c>max_words</c>/<c>min_words</c>); null for kinds without one.</summary>
+    /// <summary>The value (a text, or a count for <c>max_words</c>/<c>min_words</c>/<c>lines</c>); null for kinds without one.</summary>
     public string? Value { get; }
 
     /// <summary>Deconstructs into kind and value.</summary>
     public void Deconstruct(out string kind, out string? value) { kind = Kind; value = Value; }
 
-    /// <summary>Whether <paramref name="response"/> follows the instruction.</summary>
+    /// <summary>Whether <paramref name="response"/> follows the instruction (IFEval's strict check).</summary>
     public bool IsSatisfied(string response)
     {
         ArgumentNullException.ThrowIfNull(response);
@@ -78,8 +82,27 @@ public sealed record FormatInstruction
             "min_words" => CountWords(t) >= _count,
             "no_commas" => !t.Contains(','),
             "contains" => t.Contains(Value!, StringComparison.OrdinalIgnoreCase),
+            "quotes" => FormatChecks.Quoted(t),
+            "json" => FormatChecks.JsonObject(t),
+            "title" => FormatChecks.Title(t),
+            "postscript" => FormatChecks.Postscript(t),
+            "highlight" => FormatChecks.Highlight(t),
+            "forbidden" => t.Any(char.IsLetterOrDigit) && !FormatChecks.HasWord(t, Value!),
+            "lines" => FormatChecks.CountLines(t) == _count,
             _ => throw new InvalidOperationException($"unknown kind \"{Kind}\""),
         };
+    }
+
+    /// <summary>
+    /// IFEval's loose check: some non-empty variant of <paramref name="response"/> follows the instruction — the response
+    /// as is, without its first line, without its last line, without both, each also with every <c>*</c> removed.
+    /// </summary>
+    public bool IsSatisfiedLoose(string response)
+    {
+        ArgumentNullException.ThrowIfNull(response);
+        foreach (string v in FormatChecks.LooseVariants(response))
+            if (v.Trim().Length > 0 && IsSatisfied(v)) return true;
+        return false;
     }
 
     /// <summary>A short English instruction, suitable for appending to a prompt.</summary>
@@ -94,6 +117,13 @@ public sealed record FormatInstruction
         "min_words" => $"Answer in at least {Value} words.",
         "no_commas" => "Do not use any commas in your response.",
         "contains" => $"Include the keyword \"{Value}\" in your response.",
+        "quotes" => "Wrap your entire response in double quotation marks.",
+        "json" => "Answer as a JSON object.",
+        "title" => "Include a title wrapped in double angular brackets, like <<title>>.",
+        "postscript" => "End with a postscript starting with P.S.",
+        "highlight" => "Highlight a part of your answer with asterisks, like *this*.",
+        "forbidden" => $"Do not use the word \"{Value}\".",
+        "lines" => _count == 1 ? "Answer in exactly 1 line." : $"Answer in exactly {Value} lines.",
         _ => throw new InvalidOperationException($"unknown kind \"{Kind}\""),
     };
 
@@ -102,7 +132,7 @@ public sealed record FormatInstruction
     {
         var o = new JsonObject { ["kind"] = Kind };
         if (Value != null)
-            o["value"] = Kind is "max_words" or "min_words" ? JsonValue.Create(_count) : JsonValue.Create(Value);
+            o["value"] = Kind is "max_words" or "min_words" or "lines" ? JsonValue.Create(_count) : JsonValue.Create(Value);
         return o;
     }
 

@@ -4,10 +4,10 @@ namespace Raft.Pipeline.Filtering;
 public static class AnswerExtractors
 {
     /// <summary>The spec forms, for help texts.</summary>
-    public const string SpecHelp = "last_number | boxed | exact | marker:<text> | regex:<pattern>";
+    public const string SpecHelp = "last_number | final_token | boxed | exact | marker:<text> | regex:<pattern>";
 
     /// <summary>
-    /// Builds the extractor named by <paramref name="spec"/>: <c>last_number</c>, <c>boxed</c>, <c>exact</c>
+    /// Builds the extractor named by <paramref name="spec"/>: <c>last_number</c>, <c>final_token</c>, <c>boxed</c>, <c>exact</c>
     /// (trimmed whole text), <c>marker:&lt;text&gt;</c> or <c>regex:&lt;pattern&gt;</c>. An unknown spec, or an empty
     /// marker or invalid pattern, throws an <see cref="ArgumentException"/> naming it.
     /// </summary>
@@ -16,6 +16,7 @@ public static class AnswerExtractors
         ArgumentNullException.ThrowIfNull(spec);
         string s = spec.Trim();
         if (s == LastNumberExtractor.SpecName) return new LastNumberExtractor();
+        if (s == FinalTokenExtractor.SpecName) return new FinalTokenExtractor();
         if (s == BoxedExtractor.SpecName) return new BoxedExtractor();
         if (s == ExactExtractor.SpecName) return new ExactExtractor();
         if (s.StartsWith(MarkerExtractor.SpecPrefix, StringComparison.Ordinal))
