@@ -113,17 +113,17 @@ internal static unsafe class HalfMatmul
             {
                 int r0 = tile / colBlocks * BackRowBlock, r1 = Math.Min(n, r0 + BackRowBlock);
                 int c0 = tile % colBlocks * BackColBlock, c1 = Math.Min(k, c0 + BackColBlock);
-                BackwardTile((float*)ady, (ushort*)aw, (float*)adx, k, m, r0, r1, c0, c1, accumulate, level, bf16);
+                if (bf16) BackwardTile<Bf16Format>((float*)ady, (ushort*)aw, (float*)adx, k, m, r0, r1, c0, c1, accumulate, level);
+                else BackwardTile<F16Format>((float*)ady, (ushort*)aw, (float*)adx, k, m, r0, r1, c0, c1, accumulate, level);
             });
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void BackwardTile(float* dy, ushort* w, float* dx, int k, int m, int r0, int r1, int c0, int c1,
-        bool accumulate, SimdLevel level, bool bf16)
+    private static void BackwardTile<TF>(float* dy, ushort* w, float* dx, int k, int m, int r0, int r1, int c0, int c1,
+        bool accumulate, SimdLevel level) where TF : struct, IHalfFormat
     {
         const int ld = BackColBlock;
-        var dtype = bf16 ? SafeTensorDType.BF16 : SafeTensorDType.F16;
         var buffer = t_panel ??= new float[BackDepthBlock * BackColBlock];
         if (!accumulate)
             for (int r = r0; r < r1; r++) new Span<float>(dx + (long)r * k + c0, c1 - c0).Clear();
@@ -133,7 +133,7 @@ internal static unsafe class HalfMatmul
             {
                 int p1 = Math.Min(m, p0 + BackDepthBlock);
                 // panel[(p − p0)·ld + (j − c0)] = W[p, j] widened
-                for (int p = p0; p < p1; p++) WidenRow(w + (long)p * k + c0, panel + (p - p0) * ld, c1 - c0, level, bf16, dtype);
+                for (int p = p0; p < p1; p++) WidenRow<TF>(w + (long)p * k + c0, panel + (p - p0) * ld, c1 - c0, level);
                 float* b = panel - (long)p0 * ld - c0;   // b[p·ld + j] is W[p, j], j in c0..c1-1
                 int r = r0;
                 for (; r + 4 <= r1; r += 4) Gemm.Rows(dy, m, 1, b, ld, dx, k, r, 4, c0, c1, p0, p1, level);
