@@ -177,7 +177,7 @@ public class DistributedCliTests : CliHarness
         // reduction order; a different global batch is refused, naming both.
         string single = Interrupted(whole, "single");
         var wrong = Raft(["train", "--out", single, "--batch-size", "2", "--resume", .. common]);
-        Assert.True(wrong.Code == 1, wrong.ToString());
+        Assert.True(wrong.Code == 2, wrong.ToString());
         Assert.Contains("global batch of 4 (batch_size 2 × 2 rank(s))", wrong.Stderr);
         Assert.Contains("use batch_size 4", wrong.Stderr);
         Assert.False(Directory.Exists(Path.Combine(single, Trainer.FinalDir)));
