@@ -77,6 +77,41 @@ public class RunFolderTests : CliHarness
         Assert.False(File.Exists(Path.Combine(run2, ".raft.lock")));
     }
 
+    [Fact]
+    public void A_lock_held_by_a_zombie_is_taken_over()
+    {
+        if (!OperatingSystem.IsLinux()) return; // zombies and /proc are Linux's; elsewhere the pid check decides
+        // sh starts a child that exits at once, then becomes `sleep`, which never reaps it: the child stays a zombie
+        // (state Z) with its pid listed, like an mpirun rank re-parented to a PID 1 that does not reap.
+        using var parent = Process.Start(new ProcessStartInfo("sh", ["-c", "true & echo $!; exec sleep 30"]) { UseShellExecute = false, RedirectStandardOutput = true })!;
+        try
+        {
+            int zombie = int.Parse(parent.StandardOutput.ReadLine()!, System.Globalization.CultureInfo.InvariantCulture);
+            var deadline = DateTime.UtcNow.AddSeconds(20);
+            while (!File.ReadAllText($"/proc/{zombie}/stat").Contains(") Z ", StringComparison.Ordinal))
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"pid {zombie} did not become a zombie");
+                Thread.Sleep(20);
+            }
+            var started = Process.GetProcessById(zombie).StartTime.ToUniversalTime();
+            var holder = new global::Raft.Cli.Commands.RunLock.Holder { Pid = zombie, Host = Environment.MachineName, ProcessStarted = started, Command = "raft train", Token = "t" };
+            Assert.True(global::Raft.Cli.Commands.RunLock.HasEnded(zombie));
+            Assert.False(global::Raft.Cli.Commands.RunLock.IsAlive(holder), "a zombie's lock is stale");
+            // the living parent is alive by the same test
+            var living = holder with { Pid = parent.Id, ProcessStarted = parent.StartTime.ToUniversalTime() };
+            Assert.False(global::Raft.Cli.Commands.RunLock.HasEnded(parent.Id));
+            Assert.True(global::Raft.Cli.Commands.RunLock.IsAlive(living));
+
+            var (model, data) = Inputs();
+            string run = PathOf("run-zombie");
+            WriteLock(run, zombie, started, Environment.MachineName);
+            var r = Raft(Sft(model, data, run, 2));
+            AssertOk(r);
+            Assert.Contains($"took over the lock of pid {zombie}", r.Stderr);
+        }
+        finally { parent.Kill(); parent.WaitForExit(); }
+    }
+
     /// <summary>Starts <c>dotnet raft.dll</c> with a slow step (test fault sleep:0:MS), so a test can race or signal it.</summary>
     private static Process StartSlow(string[] args, int sleepMs)
     {

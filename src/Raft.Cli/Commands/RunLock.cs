@@ -123,6 +123,7 @@ internal sealed class RunLock : IDisposable
     internal static bool IsAlive(Holder holder)
     {
         if (holder.Pid == Environment.ProcessId) return true;
+        if (HasEnded(holder.Pid)) return false;
         try
         {
             using var p = Process.GetProcessById(holder.Pid);
@@ -130,6 +131,24 @@ internal sealed class RunLock : IDisposable
             return Math.Abs((p.StartTime.ToUniversalTime() - holder.ProcessStarted).TotalSeconds) < 2;
         }
         catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception) { return false; }
+    }
+
+    /// <summary>
+    /// Whether Linux says the process has ended although its pid is still listed: a zombie (state Z, or X while it is
+    /// being reaped) has run its last instruction and holds nothing, but its pid stays until its parent reaps it, and
+    /// a rank that mpirun killed is re-parented to PID 1, which in some containers never reaps. False elsewhere and
+    /// when /proc cannot be read (then the pid and start time decide).
+    /// </summary>
+    internal static bool HasEnded(int pid)
+    {
+        if (!OperatingSystem.IsLinux()) return false;
+        string stat;
+        try { stat = File.ReadAllText($"/proc/{pid}/stat"); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+        int close = stat.LastIndexOf(')');          // "pid (comm) S ...": comm may itself hold ')' or spaces
+        if (close < 0 || close + 2 >= stat.Length) return false;
+        char state = stat[close + 2];
+        return state is 'Z' or 'X' or 'x';
     }
 
     /// <summary>
