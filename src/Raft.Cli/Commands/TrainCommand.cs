@@ -24,7 +24,7 @@ internal static class TrainCommand
         "learning_rate" => "Peak AdamW learning rate (default 1e-3), cosine decay after warm-up.",
         "min_learning_rate" => "Learning rate at the end of the decay (default: min_lr_ratio × learning_rate).",
         "min_lr_ratio" => "The end of the decay as a fraction of the learning rate when min_learning_rate is not given (default 0.1).",
-        "warmup_steps" => "Linear warm-up steps (default 10).",
+        "warmup_steps" => "Linear warm-up updates W (default 10, cut to --steps): update s (from 0) uses learning_rate·(s+1)/W, so the first one already trains and the W-th is at the peak.",
         "weight_decay" => "AdamW decoupled weight decay on 2-D tensors (default 0).",
         "beta1" => "AdamW β1 (default 0.9).",
         "beta2" => "AdamW β2 (default 0.95).",
