@@ -19,7 +19,9 @@ internal static class TrainCommand
 {
     internal static string Describe(string key) => key switch
     {
-        "steps" => "Optimizer steps (default 200).",
+        "steps" => "Optimizer steps (default 200); or give --epochs instead (not both).",
+        "epochs" => "Passes over the data instead of --steps (fractions allowed): ⌈epochs × ⌈examples / global batch⌉⌉ steps, as Hugging Face counts; the schedule decays over them (default: none, --steps).",
+        "save_total_limit" => "Keep only the newest K checkpoints in checkpoints/ (older ones deleted after each save; final/ is not counted) (default: keep all).",
         "batch_size" => "Prompts per step (default 16).",
         "learning_rate" => "Peak AdamW learning rate (default 1e-3), cosine decay after warm-up.",
         "min_learning_rate" => "Learning rate at the end of the decay (default: min_lr_ratio × learning_rate).",
@@ -81,6 +83,8 @@ internal static class TrainCommand
         {
             var stderr = parse.InvocationConfiguration.Error;
             var options = binder.Bind(parse, new TrainOptions { Method = method }, parse.GetValue(config)) with { Method = method };
+            if (options.Epochs is not null && binder.GivenKeys.Contains("steps"))
+                throw new UsageException($"--steps {options.Steps} and --epochs {options.Epochs}: give one of them (flags or --config keys steps / epochs), not both.");
             try { options.Validate(); }
             catch (ArgumentException e) { throw binder.Usage(e); }
             string modelDir = parse.GetValue(model)!, dataPath = parse.GetValue(data)!, outDir = parse.GetValue(output)!;
