@@ -15,10 +15,16 @@ public enum LearningRateDecay
 }
 
 /// <summary>
-/// Learning rate per optimizer step: a linear warm-up from 0 to <see cref="PeakLearningRate"/> over
-/// <see cref="WarmupSteps"/> steps (lr = peak·s/W at step s, as Hugging Face's <c>get_*_schedule_with_warmup</c>,
-/// so step 0 has lr 0 when there is a warm-up), then a cosine or linear decay reaching <see cref="MinLearningRate"/>
-/// at <see cref="TotalSteps"/> and staying there. Its position is the optimizer's step count, saved with it.
+/// Learning rate per optimizer step: a linear warm-up to <see cref="PeakLearningRate"/> over the first
+/// <see cref="WarmupSteps"/> W updates (lr = peak·(s+1)/W for the update at step s &lt; W, 0-based: the first update
+/// already moves the weights, the last warm-up update, s = W−1, is at the peak), then a cosine or linear decay from the
+/// peak at s = W reaching <see cref="MinLearningRate"/> at <see cref="TotalSteps"/> and staying there. Its position is
+/// the optimizer's step count, saved with it.
+/// <para>Against Hugging Face (<c>get_cosine_schedule_with_warmup</c> / <c>get_linear_schedule_with_warmup</c> under a
+/// <c>LambdaLR</c>, stepped after each <c>optimizer.step()</c>): HF's update s uses lr_lambda(s), s from 0, so its first
+/// update has lr 0 (a one-step run trains nothing) and it reaches the peak at update W. Ours uses HF's lr_lambda(s+1)
+/// during warm-up and HF's lr_lambda(s) from s = W on: the decay is HF's exactly (the peak is used by updates W−1 and W);
+/// without warm-up the two are identical.</para>
 /// </summary>
 public sealed record LearningRateSchedule
 {
@@ -54,7 +60,7 @@ public sealed record LearningRateSchedule
     public double At(long step)
     {
         if (step < 0) throw new ArgumentOutOfRangeException(nameof(step), step, "step must be ≥ 0.");
-        if (step < WarmupSteps) return PeakLearningRate * step / WarmupSteps;
+        if (step < WarmupSteps) return PeakLearningRate * (step + 1) / WarmupSteps;
         if (Decay == LearningRateDecay.Constant) return PeakLearningRate;
         long span = TotalSteps - WarmupSteps;
         double progress = span == 0 ? 1.0 : Math.Min(1.0, (double)(step - WarmupSteps) / span);

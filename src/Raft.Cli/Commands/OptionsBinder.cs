@@ -42,9 +42,14 @@ internal sealed class OptionsBinder<T> where T : class
 
     public IEnumerable<Option> Options => _flags.Select(f => (Option)f.Option);
 
+    /// <summary>The keys the last <see cref="Bind"/> was given, by the <c>--config</c> file or a flag (not the defaults).</summary>
+    public IReadOnlySet<string> GivenKeys => _given;
+    private readonly HashSet<string> _given = new(StringComparer.Ordinal);
+
     /// <summary>defaults ← config file ← flags (a boolean flag without a value is true); every problem names the flag or the file.</summary>
     public T Bind(ParseResult parse, T defaults, string? configPath)
     {
+        _given.Clear();
         var node = JsonSerializer.SerializeToNode(defaults, _json)!.AsObject();
         if (configPath is not null)
         {
@@ -59,6 +64,7 @@ internal sealed class OptionsBinder<T> where T : class
             {
                 if (!node.ContainsKey(key)) throw new UsageException($"--config {configPath}: unknown key \"{key}\"; known: {string.Join(", ", node.Select(kv => kv.Key))}.");
                 node[key] = value?.DeepClone();
+                if (value is not null) _given.Add(key);
             }
         }
         foreach (var (option, key, type) in _flags)
@@ -66,6 +72,7 @@ internal sealed class OptionsBinder<T> where T : class
             if (!CliChecks.IsGiven(parse, option)) continue;
             string text = parse.GetValue(option) ?? "";
             node[key] = Parse(option.Name, text, type);
+            if (node[key] is not null) _given.Add(key);
         }
         // A device is spelled "auto", "cuda-c", …: checked here so that a bad one, from the file or a flag, is reported
         // with the flag, as the command line says it (the converter's JsonException would name neither).

@@ -19,12 +19,14 @@ internal static class TrainCommand
 {
     internal static string Describe(string key) => key switch
     {
-        "steps" => "Optimizer steps (default 200).",
+        "steps" => "Optimizer steps (default 200); or give --epochs instead (not both).",
+        "epochs" => "Passes over the data instead of --steps (fractions allowed): ⌈epochs × ⌈examples / global batch⌉⌉ steps, as Hugging Face counts; the schedule decays over them (default: none, --steps).",
+        "save_total_limit" => "Keep only the newest K checkpoints in checkpoints/ (older ones deleted after each save; final/ is not counted) (default: keep all).",
         "batch_size" => "Prompts per step (default 16).",
         "learning_rate" => "Peak AdamW learning rate (default 1e-3), cosine decay after warm-up.",
         "min_learning_rate" => "Learning rate at the end of the decay (default: min_lr_ratio × learning_rate).",
         "min_lr_ratio" => "The end of the decay as a fraction of the learning rate when min_learning_rate is not given (default 0.1).",
-        "warmup_steps" => "Linear warm-up steps (default 10).",
+        "warmup_steps" => "Linear warm-up updates W (default 10, cut to --steps): update s (from 0) uses learning_rate·(s+1)/W, so the first one already trains and the W-th is at the peak.",
         "weight_decay" => "AdamW decoupled weight decay on 2-D tensors (default 0).",
         "beta1" => "AdamW β1 (default 0.9).",
         "beta2" => "AdamW β2 (default 0.95).",
@@ -85,6 +87,8 @@ internal static class TrainCommand
         {
             var stderr = parse.InvocationConfiguration.Error;
             var options = binder.Bind(parse, new TrainOptions { Method = method }, parse.GetValue(config)) with { Method = method };
+            if (options.Epochs is not null && binder.GivenKeys.Contains("steps"))
+                throw new UsageException($"--steps {options.Steps} and --epochs {options.Epochs}: give one of them (flags or --config keys steps / epochs), not both.");
             try { options.Validate(); }
             catch (ArgumentException e) { throw binder.Usage(e); }
             string modelDir = parse.GetValue(model)!, dataPath = parse.GetValue(data)!, outDir = parse.GetValue(output)!;

@@ -168,6 +168,33 @@ internal sealed class RunDirectory
             });
     }
 
+    /// <summary>
+    /// Deletes all but the newest <paramref name="keep"/> checkpoints under <see cref="CheckpointsDir"/> (rank 0; others
+    /// return nothing) and returns the deleted paths. Each is first renamed out of the <c>step-*</c> names (one atomic
+    /// rename), so an interruption never leaves a half-deleted checkpoint that <see cref="LatestCheckpoint"/> could pick;
+    /// leftovers of an interrupted deletion are removed too. The newest checkpoint, the one a resume reads, is never touched.
+    /// </summary>
+    public IReadOnlyList<string> PruneCheckpoints(int keep)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(keep, 1);
+        string dir = Path.Combine(_path, CheckpointsDir);
+        if (!_root || !Directory.Exists(dir)) return [];
+        var removed = new List<string>();
+        var steps = Directory.GetDirectories(dir, "step-*").OrderBy(d => Path.GetFileName(d), StringComparer.Ordinal).ToList();
+        foreach (string old in steps.Take(Math.Max(0, steps.Count - keep)))
+        {
+            string doomed = Path.Combine(dir, PruneMark + Path.GetFileName(old));
+            if (Directory.Exists(doomed)) Directory.Delete(doomed, recursive: true);
+            Directory.Move(old, doomed);
+            removed.Add(old);
+        }
+        foreach (string doomed in Directory.GetDirectories(dir, PruneMark + "*")) Directory.Delete(doomed, recursive: true);
+        return removed;
+    }
+
+    /// <summary>The prefix a checkpoint being deleted is renamed to (never a <c>step-*</c> name).</summary>
+    internal const string PruneMark = ".deleting-";
+
     /// <summary>The newest resumable checkpoint of a run directory (the final one, else the highest step), or null.</summary>
     public static string? LatestCheckpoint(string runDirectory) => Checkpoints(runDirectory).FirstOrDefault();
 
@@ -204,8 +231,9 @@ internal sealed class RunDirectory
         {
             // batch_size is per rank: CheckGlobalBatch compares batch_size × ranks. shard_optimizer changes where the
             // moments live during the run, not the checkpoint's files or the result.
-            // logits_chunk_rows and gradient_checkpointing change the memory a step takes, not what it computes (up to fp32 summation order).
-            if (p.Name is "threads" or "checkpoint_every" or "device" or "batch_size" or "shard_optimizer" or "overlap_allreduce"
+            // logits_chunk_rows and gradient_checkpointing change the memory a step takes, not what it computes (up to fp32
+            // summation order); save_total_limit only which old checkpoints are kept.
+            if (p.Name is "threads" or "checkpoint_every" or "save_total_limit" or "device" or "batch_size" or "shard_optimizer" or "overlap_allreduce"
                 or "logits_chunk_rows" or "gradient_checkpointing") continue;
             // Compared without whitespace: the saved config is nested (and indented) inside the state file.
             // a run saved before teacher_weights_dtype existed had the fp32 teacher
@@ -214,7 +242,7 @@ internal sealed class RunDirectory
                 p.Name == "base_weights_dtype" ? "\"auto\"" : "(absent)";
             string now = Compact(p.Value);
             // the LoRA keys came later: a checkpoint without them was trained without LoRA
-            if (was == "(absent)" && now == "null" && p.Name.StartsWith("lora_", StringComparison.Ordinal)) continue;
+            if (was == "(absent)" && now == "null" && (p.Name.StartsWith("lora_", StringComparison.Ordinal) || p.Name == "epochs")) continue;
             if (was != now) { diff = $"{p.Name}: checkpoint {was}, now {now}"; return false; }
         }
         return true;

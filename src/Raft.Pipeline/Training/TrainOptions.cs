@@ -23,8 +23,35 @@ public sealed record TrainOptions
 {
     /// <summary>The objective.</summary>
     [JsonPropertyName("method")] public TrainMethod Method { get; init; } = TrainMethod.Raft;
-    /// <summary>Optimizer steps.</summary>
+    /// <summary>Optimizer steps (unused when <see cref="Epochs"/> is set; the CLI refuses both).</summary>
     [JsonPropertyName("steps")] public int Steps { get; init; } = 200;
+    /// <summary>
+    /// Passes over the data instead of <see cref="Steps"/> (Hugging Face's <c>num_train_epochs</c>, fractions allowed); null
+    /// (the default): <see cref="Steps"/>. The run takes ⌈epochs × ⌈examples / global batch⌉⌉ steps (HF's count), the
+    /// schedule decays over them; a step never has a short batch: the last one of an epoch continues into the next
+    /// epoch's shuffle (<see cref="StepsFor"/>).
+    /// </summary>
+    [JsonPropertyName("epochs")] public double? Epochs { get; init; }
+    /// <summary>
+    /// Keep only the newest K checkpoints under checkpoints/ (Hugging Face's <c>save_total_limit</c>); older ones are
+    /// deleted after each new one is written (never the newest, the one a resume needs; <c>final/</c> is not counted);
+    /// null (the default): keep all. Not compared on resume.
+    /// </summary>
+    [JsonPropertyName("save_total_limit")] public int? SaveTotalLimit { get; init; }
+
+    /// <summary>
+    /// The run's optimizer steps for <paramref name="examples"/> examples and a global batch of
+    /// <paramref name="globalBatch"/>: <see cref="Steps"/>, or with <see cref="Epochs"/> ⌈epochs × ⌈examples / batch⌉⌉.
+    /// </summary>
+    public int StepsFor(int examples, int globalBatch)
+    {
+        if (Epochs is not double e) return Steps;
+        double perEpoch = Math.Ceiling((double)examples / Math.Max(1, globalBatch));
+        double steps = Math.Ceiling(e * perEpoch - 1e-9);
+        if (!(steps <= int.MaxValue))
+            throw new ArgumentException($"epochs = {Format(e)}: {examples} examples in batches of {globalBatch} make {steps:0} steps, more than {int.MaxValue}.", "epochs");
+        return Math.Max(1, (int)steps);
+    }
     /// <summary>Prompts per step.</summary>
     [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 16;
     /// <summary>Peak learning rate (AdamW).</summary>
@@ -178,6 +205,8 @@ public sealed record TrainOptions
         static void Fail(string name, object? value, string rule) =>
             throw new ArgumentException($"{name} = {Format(value)}: {rule}.", name);
         if (Steps < 1) Fail("steps", Steps, "must be ≥ 1");
+        if (Epochs is double epochs && !(epochs > 0 && double.IsFinite(epochs))) Fail("epochs", epochs, "must be finite and > 0 (or null: use steps)");
+        if (SaveTotalLimit is int keep && keep < 1) Fail("save_total_limit", keep, "must be ≥ 1 (or null: keep every checkpoint)");
         if (BatchSize < 1) Fail("batch_size", BatchSize, "must be ≥ 1");
         if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) Fail("learning_rate", LearningRate, "must be finite and > 0");
         if (MinLearningRate is double min && (!(min >= 0) || min > LearningRate)) Fail("min_learning_rate", min, "must be in [0, learning_rate]");

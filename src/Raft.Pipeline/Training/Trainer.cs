@@ -214,10 +214,13 @@ public sealed class Trainer
         bool root = world.Rank == 0;
         var log = root ? Log : null;
         _student.Threads = _o.Threads;
+        int totalSteps;
+        try { totalSteps = _o.StepsFor(_data.Count, _o.BatchSize * world.WorldSize); }
+        catch (ArgumentException e) { throw new TrainingException(e.Message, e); }
         var schedule = new LearningRateSchedule
         {
             PeakLearningRate = _o.LearningRate, MinLearningRate = _o.FloorLearningRate,
-            WarmupSteps = Math.Min(_o.WarmupSteps, _o.Steps), TotalSteps = _o.Steps, Decay = LearningRateDecay.Cosine,
+            WarmupSteps = Math.Min(_o.WarmupSteps, totalSteps), TotalSteps = totalSteps, Decay = LearningRateDecay.Cosine,
         };
         var balancer = new EmaBalancer(_o.EmaDecay, _o.TargetRatio);
         int startStep = 0, skipped = 0, inARow = 0;
@@ -241,14 +244,14 @@ public sealed class Trainer
             StudentAccelerator, GradientBucketElements));
         var builder = new StepBuilder(_data, _o, _distill, _teacher, _padId);
         var loss = new StepLoss(_distill, _o.Method == TrainMethod.Raft);
-        log?.Invoke($"{_o.Method.ToString().ToLowerInvariant()}: {_data.Count} examples, {_o.Steps} steps of {_o.BatchSize}" +
+        log?.Invoke($"{_o.Method.ToString().ToLowerInvariant()}: {_data.Count} examples, {totalSteps} steps of {_o.BatchSize}" + (_o.Epochs is double ep ? $" ({ep} epochs)" : "") +
                     (world.WorldSize > 1 ? $" per rank × {world.WorldSize} ranks ({world.Backend})" : "") +
                     (_teacher is null ? "" : $", teacher {_teacher.Description}") + $", loss kernels {_kernels.Name}" +
                     (_frozen is null ? "" : $", training {_student.Parameters.Count - _frozen.Count} of {_student.Parameters.Count} tensors (trainable \"{_o.Trainable}\")") +
                     (_student.Lora is not { } lo ? "" : $", LoRA r = {lo.Config.Rank}, α = {lo.Config.Alpha}, dropout {lo.Config.Dropout} on {string.Join(",", lo.Config.TargetModules)} ({lo.Parameters.ValueCount} trained values; base frozen)") +
                     student.Describe());
         var all = new List<StepMetrics>();
-        for (int step = startStep; step < _o.Steps; step++)
+        for (int step = startStep; step < totalSteps; step++)
         {
             if (cancellation.IsCancellationRequested)
             {
@@ -267,13 +270,13 @@ public sealed class Trainer
             else inARow = 0;
             all.Add(m);
             run?.Append(m);
-            if (root) Progress?.Invoke(step + 1, _o.Steps, m);
+            if (root) Progress?.Invoke(step + 1, totalSteps, m);
             if (AfterStep is not null)
             {
                 student.SyncHostWeights();
                 AfterStep(m, _student);
             }
-            bool last = step + 1 == _o.Steps;
+            bool last = step + 1 == totalSteps;
             if (run is not null && (last || (_o.CheckpointEvery > 0 && (step + 1) % _o.CheckpointEvery == 0)))
             {
                 student.SyncHostWeights();
@@ -286,11 +289,13 @@ public sealed class Trainer
                     Step = step + 1, Skipped = skipped, InARow = inARow, Balancer = _o.Method == TrainMethod.Raft ? balancer.State : null, WorldSize = world.WorldSize,
                 }, ModelFilesFrom);
                 log?.Invoke($"step {step + 1}: checkpoint {dir}");
+                if (_o.SaveTotalLimit is int keep)
+                    foreach (string gone in run.PruneCheckpoints(keep)) log?.Invoke($"step {step + 1}: removed {gone} (save_total_limit = {keep})");
                 world.Barrier();
             }
         }
         student.SyncHostWeights();
-        return new TrainResult(_o.Steps, skipped, all, sw.Elapsed.TotalSeconds);
+        return new TrainResult(totalSteps, skipped, all, sw.Elapsed.TotalSeconds);
     }
 
     /// <summary>Every rank starts from the same step (a run directory not shared by all ranks would break this) with rank 0's weights.</summary>
