@@ -161,8 +161,11 @@ if (peers)
             ortDiff = Math.Max(ortDiff, dOrt / maxRef); llamaDiff = Math.Max(llamaDiff, dLl / maxRef);
         }
     }
-    Console.WriteLine($"// validation: ONNX Runtime vs engine fp32 decode logits {ortDiff:E2}, llama.cpp F16 {llamaDiff:E2} (max normwise relative difference; tolerance 1e-3)");
-    if (!(ortDiff < 1e-3 && llamaDiff < 1e-3)) { Console.Error.WriteLine("peer validation failed"); return 1; }
+    // ONNX Runtime computes in fp32 like the engine: 1e-3. llama.cpp's F16 matmuls round every activation to F16
+    // (ggml's f16 dot converts src1), an error of ~2^-11 per layer that grows with depth (2 layers: 7e-4, 24: 1.5e-3),
+    // so its bound is 1e-2: still two orders below what a wrong model gives (a missing bias or rope differs by > 0.1).
+    Console.WriteLine($"// validation: ONNX Runtime vs engine fp32 decode logits {ortDiff:E2} (tolerance 1e-3), llama.cpp F16 {llamaDiff:E2} (tolerance 1e-2: F16 activations) (max normwise relative difference)");
+    if (!(ortDiff < 1e-3 && llamaDiff < 1e-2)) { Console.Error.WriteLine("peer validation failed"); return 1; }
     DecodeBenchmarks.Systems.AddRange(["ort-fp32", "llama.cpp-f16"]);
 }
 
