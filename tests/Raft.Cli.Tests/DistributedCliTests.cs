@@ -178,7 +178,7 @@ public class DistributedCliTests : CliHarness
         string single = Interrupted(whole, "single");
         var wrong = Raft(["train", "--out", single, "--batch-size", "2", "--resume", .. common]);
         Assert.True(wrong.Code == 2, wrong.ToString());
-        Assert.Contains("global batch of 4 (batch_size 2 × 2 rank(s))", wrong.Stderr);
+        Assert.Contains("global batch of 4 (batch_size 2 × 2 rank(s) × 1 accumulation step(s))", wrong.Stderr);
         Assert.Contains("use batch_size 4", wrong.Stderr);
         Assert.False(Directory.Exists(Path.Combine(single, Trainer.FinalDir)));
         var ok = Raft(["train", "--out", single, "--batch-size", "4", "--resume", .. common]);

@@ -13,6 +13,9 @@
 //   overlap
 //          the all-reduce overlapped with the backward (small buckets) ends with the same bits as after the backward
 //
+//   accumulate
+//          gradient_accumulation_steps 2 on N ranks × batch 1 (plain and ZeRO-1) against 1 process × batch 2N
+//
 // Exit code 0 when every check passed; 1 otherwise.
 using Raft.Distributed;
 using Raft.Pipeline.MpiHost;
@@ -35,6 +38,7 @@ int failures = scenario switch
     "overlap" => host.Overlap(),
     "frozen" => host.Frozen(),
     "lora" => host.Lora(),
+    "accumulate" => host.Accumulation(),
     _ => throw new ArgumentException($"unknown scenario '{scenario}'"),
 };
 mpi.Barrier();

@@ -280,6 +280,31 @@ internal sealed class Scenarios(ICollective mpi, string directory)
         return _failures;
     }
 
+    /// <summary>
+    /// gradient_accumulation_steps under data parallelism: N ranks × batch 1 × 2 micro-batches (plain and ZeRO-1) make
+    /// the update of 1 process × batch 2N, for SFT and RAFT (EMA-balanced).
+    /// </summary>
+    public int Accumulation()
+    {
+        foreach (bool raft in new[] { false, true })
+            foreach (bool shard in new[] { false, true })
+            {
+                string name = (raft ? "raft" : "sft") + (shard ? " zero1" : "");
+                var initial = LlamaModel.CreateRandom(Config(), 11);
+                var student = Copy(initial);
+                var distributed = Train(student, initial, raft, 1, mpi, Path.Combine(directory, "acc-" + name.Replace(' ', '-')),
+                    o => o with { GradientAccumulationSteps = 2, ShardOptimizer = shard });
+                var reference = Copy(initial);
+                var single = Train(reference, initial, raft, 2 * mpi.WorldSize, new SingleProcessCollective(), null);
+                double rel = RelativeDifference(reference.Parameters, student.Parameters);
+                Report($"{name} accumulated weights after 3 steps", rel < 1e-5, $"relative difference {rel:E2}");
+                bool same = single.Metrics.Zip(distributed.Metrics).All(p => p.First.Tokens == p.Second.Tokens
+                    && Math.Abs(p.First.Loss - p.Second.Loss) <= 1e-5 * Math.Max(1, Math.Abs(p.First.Loss)));
+                Report($"{name} accumulated metrics are the global batch's", same);
+            }
+        return _failures;
+    }
+
     /// <summary>A sharded refine over the ranks writes the file a single process writes, byte for byte.</summary>
     public int Refine()
     {

@@ -95,6 +95,18 @@ public class DataParallelTests
                 }
     }
 
+    [MpiFact]
+    public void Gradient_accumulation_on_2_ranks_equals_1_process_with_the_whole_batch()
+    {
+        var output = Run("accumulate");
+        foreach (string name in new[] { "sft", "sft zero1", "raft", "raft zero1" })
+            for (int rank = 0; rank < Ranks; rank++)
+            {
+                Assert.Contains($"PASS rank {rank} {name} accumulated weights after 3 steps", output);
+                Assert.Contains($"PASS rank {rank} {name} accumulated metrics are the global batch's", output);
+            }
+    }
+
     private static void AssertZero(string output, string name)
     {
         for (int rank = 0; rank < Ranks; rank++)

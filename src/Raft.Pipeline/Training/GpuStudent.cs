@@ -63,6 +63,11 @@ internal sealed class GpuStudent : IStudentBackend
         _gpu.Scale(logits.SubView(kd, batch.SftRows * v), (float)wSft);
     }
 
+    // StudentBackends refuses gradient_accumulation_steps > 1 on the GPU: a step is one micro-batch.
+    public void AccumulateBackward() => throw new NotSupportedException("the GPU student does not accumulate micro-batches.");
+
+    public void DiscardGradients() { } // the next BackwardAndUpdate zeroes them
+
     public (double Norm, bool Applied) BackwardAndUpdate(double clipNorm)
     {
         // backward, clipping and AdamW on the device (a non-finite norm leaves weights and moments untouched)

@@ -33,10 +33,25 @@ internal abstract class HostStudent(StudentSetup setup) : IStudentBackend
 
     public void Weigh(PackedBatch batch, double wKd, double wSft) => _head.Weigh(Model, wKd, wSft);
 
-    /// <summary>Zeroes the gradients and runs the backward from the (weighted) loss: lm_head by chunks, then the layers.</summary>
+    // true while the gradients hold earlier micro-batches of this step (AccumulateBackward): the next backward adds to them
+    private bool _accumulating;
+
+    public void AccumulateBackward()
+    {
+        Backward();
+        _accumulating = true;
+    }
+
+    public void DiscardGradients() => _accumulating = false;
+
+    /// <summary>
+    /// Runs the backward from the (weighted) loss: lm_head by chunks, then the layers, into gradients zeroed first unless
+    /// they hold this step's earlier micro-batches (<see cref="AccumulateBackward"/>), which it adds to.
+    /// </summary>
     protected void Backward(Action<int>? layerDone = null)
     {
-        foreach (var g in Grads.Tensors) Array.Clear(g.Data);
+        if (!_accumulating) foreach (var g in Grads.Tensors) Array.Clear(g.Data);
+        _accumulating = false;
         var dHidden = _head.Backward(Model, _acts, Grads);
         Model.BackwardFromHidden(_acts, dHidden, Grads, layerDone);
     }

@@ -27,7 +27,16 @@ internal interface IStudentBackend : IDisposable
     void Weigh(PackedBatch batch, double wKd, double wSft);
 
     /// <summary>
-    /// Backward from the weighted gradients, reduction over the ranks, clipping (<paramref name="clipNorm"/> ≤ 0: none)
+    /// Backward of the current micro-batch from its weighted gradients, added to the step's gradients (gradient
+    /// accumulation); the last micro-batch's backward is <see cref="BackwardAndUpdate"/>'s.
+    /// </summary>
+    void AccumulateBackward();
+
+    /// <summary>Drops the gradients accumulated in a step that is skipped (the next step starts from zero).</summary>
+    void DiscardGradients();
+
+    /// <summary>
+    /// Backward from the weighted gradients (added to those of <see cref="AccumulateBackward"/>), reduction over the ranks, clipping (<paramref name="clipNorm"/> ≤ 0: none)
     /// and, when the global norm is finite, the update. Returns the norm before clipping and whether the update was taken
     /// (the same decision on every rank).
     /// </summary>
@@ -69,6 +78,8 @@ internal static class StudentBackends
                 throw new TrainingException($"gradient_checkpointing = true: the GPU student ({s.Accelerator.Name}) does not recompute layers yet; run with device = cpu or without it.");
             if (s.Model.Lora is not null)
                 throw new TrainingException($"lora_rank = {s.Options.LoraRank}: the GPU student ({s.Accelerator.Name}) does not train LoRA adapters yet; run with device = cpu.");
+            if (s.Options.GradientAccumulationSteps > 1)
+                throw new TrainingException($"gradient_accumulation_steps = {s.Options.GradientAccumulationSteps}: the GPU student ({s.Accelerator.Name}) does not accumulate micro-batches yet; run with device = cpu or raise batch_size.");
             if (s.World.WorldSize > 1)
                 throw new TrainingException($"the student on {s.Accelerator.Name} runs in one process for now ({s.World.WorldSize} ranks here): " +
                                             "its gradients are not all-reduced on the device; run the ranks with device = cpu.");

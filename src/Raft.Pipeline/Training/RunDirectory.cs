@@ -100,7 +100,7 @@ internal sealed class RunDirectory
         var state = ReadState(ckpt);
         if (!SameConfig(state.Config.GetRawText(), configJson, out string diff))
             throw new RunMismatchException($"cannot resume from {ckpt}: it was trained with a different configuration ({diff}).");
-        CheckGlobalBatch(ckpt, state, options.BatchSize, worldSize);
+        CheckGlobalBatch(ckpt, state, options.BatchSize, options.GradientAccumulationSteps, worldSize);
         if (student.Lora is { } lora)
         {
             // a LoRA run's checkpoint holds the adapters (PEFT's files) and their optimizer state; the base is the student's
@@ -229,11 +229,11 @@ internal sealed class RunDirectory
         using var b = JsonDocument.Parse(current);
         foreach (var p in b.RootElement.EnumerateObject())
         {
-            // batch_size is per rank: CheckGlobalBatch compares batch_size × ranks. shard_optimizer changes where the
+            // batch_size is per rank: CheckGlobalBatch compares batch_size × ranks × gradient_accumulation_steps. shard_optimizer changes where the
             // moments live during the run, not the checkpoint's files or the result.
             // logits_chunk_rows and gradient_checkpointing change the memory a step takes, not what it computes (up to fp32
             // summation order); save_total_limit only which old checkpoints are kept.
-            if (p.Name is "threads" or "checkpoint_every" or "save_total_limit" or "device" or "batch_size" or "shard_optimizer" or "overlap_allreduce"
+            if (p.Name is "threads" or "checkpoint_every" or "save_total_limit" or "device" or "batch_size" or "gradient_accumulation_steps" or "shard_optimizer" or "overlap_allreduce"
                 or "logits_chunk_rows" or "gradient_checkpointing") continue;
             // Compared without whitespace: the saved config is nested (and indented) inside the state file.
             // a run saved before teacher_weights_dtype existed had the fp32 teacher
@@ -249,19 +249,22 @@ internal sealed class RunDirectory
     }
 
     /// <summary>
-    /// A run resumes with the global batch it was trained with (batch_size × ranks): the data order, the rollout seeds and
-    /// the optimizer's steps follow it. Any world size that keeps it works: a checkpoint of N ranks × b resumes in one
-    /// process with batch N·b.
+    /// A run resumes with the global batch it was trained with (batch_size × ranks × gradient_accumulation_steps): the data
+    /// order, the rollout seeds and the optimizer's steps follow it. Any split that keeps it works: a checkpoint of N ranks × b
+    /// resumes in one process with batch N·b, or with batch b and N accumulation steps.
     /// </summary>
-    private static void CheckGlobalBatch(string checkpoint, TrainerState state, int batchSize, int worldSize)
+    private static void CheckGlobalBatch(string checkpoint, TrainerState state, int batchSize, int accumulation, int worldSize)
     {
-        int savedBatch = state.Config.ValueKind == JsonValueKind.Object && state.Config.TryGetProperty("batch_size", out var b) && b.TryGetInt32(out int v) ? v : batchSize;
+        bool obj = state.Config.ValueKind == JsonValueKind.Object;
+        int savedBatch = obj && state.Config.TryGetProperty("batch_size", out var b) && b.TryGetInt32(out int v) ? v : batchSize;
+        int savedAccumulation = obj && state.Config.TryGetProperty("gradient_accumulation_steps", out var a) && a.TryGetInt32(out int n) ? n : 1;
         int savedWorld = Math.Max(1, state.WorldSize);
-        long saved = (long)savedBatch * savedWorld, now = (long)batchSize * worldSize;
+        long saved = (long)savedBatch * savedWorld * savedAccumulation, now = (long)batchSize * worldSize * accumulation;
         if (saved == now) return;
-        string hint = saved % worldSize == 0 ? $"; with {worldSize} rank(s) use batch_size {saved / worldSize}" : "";
-        throw new RunMismatchException($"cannot resume from {checkpoint}: it was trained with a global batch of {saved} (batch_size {savedBatch} × {savedWorld} rank(s)), " +
-                                    $"now {now} (batch_size {batchSize} × {worldSize} rank(s)){hint}.");
+        long perRank = (long)worldSize * accumulation;
+        string hint = saved % perRank == 0 ? $"; with {worldSize} rank(s) and {accumulation} accumulation step(s) use batch_size {saved / perRank}" : "";
+        throw new RunMismatchException($"cannot resume from {checkpoint}: it was trained with a global batch of {saved} (batch_size {savedBatch} × {savedWorld} rank(s) × {savedAccumulation} accumulation step(s)), " +
+                                    $"now {now} (batch_size {batchSize} × {worldSize} rank(s) × {accumulation} accumulation step(s)){hint}.");
     }
 
     private static string Compact(JsonElement e)

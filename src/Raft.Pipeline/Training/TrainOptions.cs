@@ -52,8 +52,18 @@ public sealed record TrainOptions
             throw new ArgumentException($"epochs = {Format(e)}: {examples} examples in batches of {globalBatch} make {steps:0} steps, more than {int.MaxValue}.", "epochs");
         return Math.Max(1, (int)steps);
     }
-    /// <summary>Prompts per step.</summary>
+    /// <summary>Prompts per micro-batch per rank (Hugging Face's <c>per_device_train_batch_size</c>).</summary>
     [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 16;
+    /// <summary>
+    /// Micro-batches per optimizer step (Hugging Face's <c>gradient_accumulation_steps</c>, default 1): a step takes
+    /// <see cref="BatchSize"/> × N examples per rank, runs them as N micro-batches of <see cref="BatchSize"/> whose
+    /// gradients are summed, then clips and updates once: the update of one batch of BatchSize × N (the losses are
+    /// normalised by the whole step's token counts). Memory grows with the micro-batch. The global batch is
+    /// batch_size × ranks × N.
+    /// </summary>
+    [JsonPropertyName("gradient_accumulation_steps")] public int GradientAccumulationSteps { get; init; } = 1;
+    /// <summary>Examples per optimizer step per rank: <see cref="BatchSize"/> × <see cref="GradientAccumulationSteps"/>.</summary>
+    [JsonIgnore] public int StepBatchSize => BatchSize * GradientAccumulationSteps;
     /// <summary>Peak learning rate (AdamW).</summary>
     [JsonPropertyName("learning_rate")] public double LearningRate { get; init; } = 1e-3;
     /// <summary>The learning rate at the end of the cosine decay; null (the default): <see cref="MinLearningRateRatio"/> × <see cref="LearningRate"/>.</summary>
@@ -208,6 +218,9 @@ public sealed record TrainOptions
         if (Epochs is double epochs && !(epochs > 0 && double.IsFinite(epochs))) Fail("epochs", epochs, "must be finite and > 0 (or null: use steps)");
         if (SaveTotalLimit is int keep && keep < 1) Fail("save_total_limit", keep, "must be ≥ 1 (or null: keep every checkpoint)");
         if (BatchSize < 1) Fail("batch_size", BatchSize, "must be ≥ 1");
+        if (GradientAccumulationSteps < 1) Fail("gradient_accumulation_steps", GradientAccumulationSteps, "must be ≥ 1");
+        if ((long)BatchSize * GradientAccumulationSteps > int.MaxValue / 64)
+            Fail("gradient_accumulation_steps", GradientAccumulationSteps, $"batch_size {BatchSize} × it must stay below {int.MaxValue / 64}");
         if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) Fail("learning_rate", LearningRate, "must be finite and > 0");
         if (MinLearningRate is double min && (!(min >= 0) || min > LearningRate)) Fail("min_learning_rate", min, "must be in [0, learning_rate]");
         if (!(MinLearningRateRatio >= 0) || MinLearningRateRatio > 1) Fail("min_lr_ratio", MinLearningRateRatio, "must be in [0, 1]");

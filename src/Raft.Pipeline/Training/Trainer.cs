@@ -198,7 +198,7 @@ public sealed class Trainer
     internal BatchSchedule Schedule { get; }
 
     /// <summary>The example indices of step <paramref name="step"/> (0-based): a deterministic function of (seed, step).</summary>
-    internal int[] BatchIndices(int step) => Schedule.Batch(step, _o.BatchSize);
+    internal int[] BatchIndices(int step) => Schedule.Batch(step, _o.StepBatchSize);
 
     /// <summary>
     /// Runs the training. With <paramref name="runDirectory"/>, writes <see cref="ConfigFile"/>, <see cref="MetricsFile"/>,
@@ -215,7 +215,7 @@ public sealed class Trainer
         var log = root ? Log : null;
         _student.Threads = _o.Threads;
         int totalSteps;
-        try { totalSteps = _o.StepsFor(_data.Count, _o.BatchSize * world.WorldSize); }
+        try { totalSteps = _o.StepsFor(_data.Count, _o.StepBatchSize * world.WorldSize); }
         catch (ArgumentException e) { throw new TrainingException(e.Message, e); }
         var schedule = new LearningRateSchedule
         {
@@ -244,7 +244,7 @@ public sealed class Trainer
             StudentAccelerator, GradientBucketElements));
         var builder = new StepBuilder(_data, _o, _distill, _teacher, _padId);
         var loss = new StepLoss(_distill, _o.Method == TrainMethod.Raft);
-        log?.Invoke($"{_o.Method.ToString().ToLowerInvariant()}: {_data.Count} examples, {totalSteps} steps of {_o.BatchSize}" + (_o.Epochs is double ep ? $" ({ep} epochs)" : "") +
+        log?.Invoke($"{_o.Method.ToString().ToLowerInvariant()}: {_data.Count} examples, {totalSteps} steps of {_o.BatchSize}" + (_o.GradientAccumulationSteps > 1 ? $" × {_o.GradientAccumulationSteps} micro-batches" : "") + (_o.Epochs is double ep ? $" ({ep} epochs)" : "") +
                     (world.WorldSize > 1 ? $" per rank × {world.WorldSize} ranks ({world.Backend})" : "") +
                     (_teacher is null ? "" : $", teacher {_teacher.Description}") + $", loss kernels {_kernels.Name}" +
                     (_frozen is null ? "" : $", training {_student.Parameters.Count - _frozen.Count} of {_student.Parameters.Count} tensors (trainable \"{_o.Trainable}\")") +
@@ -310,37 +310,71 @@ public sealed class Trainer
         if (_student.Lora is { } lora) foreach (var p in lora.Parameters.Tensors) world.Broadcast(p.Data.AsSpan(), 0);
     }
 
-    /// <summary>One step: the batch of this rank's slice, the forward and losses, the global reductions and weights, the update.</summary>
+    /// <summary>
+    /// One step: this rank's slice of the step's batch as <see cref="TrainOptions.GradientAccumulationSteps"/> micro-batches
+    /// (all rollouts and teacher scores first, so the loss normalizers are the whole step's token counts), the forwards and
+    /// losses, the global reductions and weights, the backwards summed into one gradient, one update.
+    /// <para>The accumulation rule (the update of one batch of batch_size × N): every micro-batch's losses are divided by
+    /// the step's global token counts, so the micro-batches' losses and gradients add up to the big batch's. With the EMA
+    /// balancer, the step's weights come from the summed losses of all its micro-batches (one EMA update per step): a
+    /// first pass computes the micro-batches' losses, the balancer steps once, and a second pass recomputes each
+    /// micro-batch's forward, weighs its gradient with the step's weights and accumulates its backward (one forward more
+    /// per micro-batch; the memory of one). SFT and fixed weights need one pass.</para>
+    /// </summary>
     private StepMetrics TrainStep(int step, IStudentBackend student, StepBuilder builder, StepLoss loss, EmaBalancer balancer, ICollective world, double elapsedBefore)
     {
         var t0 = Stopwatch.GetTimestamp();
-        int b = _o.BatchSize, ranks = world.WorldSize;
+        int b = _o.BatchSize, n = _o.GradientAccumulationSteps, ranks = world.WorldSize;
         bool multi = ranks > 1, raft = _o.Method == TrainMethod.Raft;
-        var examples = Schedule.RankSlice(step, b, world.Rank, ranks);
+        var examples = Schedule.RankSlice(step, b * n, world.Rank, ranks);
         // Rollouts run on the host model; seeded by the global sequence index: (step, rank's offset in the global batch, rollout).
         if (raft) student.SyncHostWeights();
         int sequences = b * _o.RolloutsPerPrompt;
-        ulong first = (ulong)step * (ulong)(sequences * ranks) + (ulong)(world.Rank * sequences);
-        var batch = builder.Build(examples, _student, first);
-        // LoRA dropout masks: a function of (seed, step, rank), fresh every step
-        if (_student.Lora is { } lora) lora.DropoutStep = (ulong)step * (ulong)ranks + (ulong)world.Rank;
+        ulong first = (ulong)step * (ulong)(sequences * n * ranks) + (ulong)(world.Rank * sequences * n);
+        var micro = new PackedBatch[n];
+        for (int m = 0; m < n; m++) micro[m] = builder.Build(examples[(m * b)..((m + 1) * b)], _student, first + (ulong)(m * sequences));
 
-        // The loss normalizers: 0 lets the kernels count this rank's rows in a single process; the global counts over the
-        // ranks otherwise, so that the sum of the ranks' gradients is the global-batch mean's gradient.
+        // The loss normalizers: 0 lets the kernels count the rows of a single process's single batch; the step's (global)
+        // counts otherwise, so that the sum of the micro-batches' and ranks' gradients is the step's mean loss's gradient.
         float kdNormalizer = 0f, ceNormalizer = 0f;
-        if (multi)
+        if (multi || n > 1)
         {
-            Span<double> counts = [batch.KdCount(), batch.CeCount()];
-            world.AllReduce(counts, ReduceOp.Sum);
+            Span<double> counts = [micro.Sum(x => x.KdCount()), micro.Sum(x => x.CeCount())];
+            if (multi) world.AllReduce(counts, ReduceOp.Sum);
             (kdNormalizer, ceNormalizer) = ((float)counts[0], (float)counts[1]);
         }
-        var (kd, ce, finite) = student.ForwardAndLoss(batch, loss, kdNormalizer, ceNormalizer);
-        long tokens = batch.Tokens;
-        double rolloutLength = batch.KdSequences == 0 ? 0 : batch.RolloutTokens / batch.KdSequences;
+        void Forward(int m, out StepLosses l)
+        {
+            // LoRA dropout masks: a function of (seed, step, rank, micro-batch), fresh every step, the same in both passes
+            if (_student.Lora is { } lora) lora.DropoutStep = ((ulong)step * (ulong)ranks + (ulong)world.Rank) * (ulong)n + (ulong)m;
+            l = student.ForwardAndLoss(micro[m], loss, kdNormalizer, ceNormalizer);
+        }
+        double wKd = 0, wSft = 1;
+        bool balanced = raft && _o.FixedWeights is null;
+        if (raft && _o.FixedWeights is { } fw) (wKd, wSft) = (fw[0], fw[1]);
+        // Pass 1: the losses of every micro-batch; the weights-known case backpropagates all but the last micro-batch here.
+        StepLosses sum = default;
+        bool localFinite = true;
+        for (int m = 0; m < n; m++)
+        {
+            if (!localFinite) break; // a non-finite micro-batch skips the step: the rest need not run
+            Forward(m, out var l);
+            sum = m == 0 ? l : sum.Plus(l);
+            localFinite = l.Finite;
+            if (!balanced && localFinite && m < n - 1)
+            {
+                if (raft) student.Weigh(micro[m], wKd, wSft);
+                student.AccumulateBackward();
+            }
+        }
+        var (kd, ce, finite) = sum with { Finite = localFinite };
+        long tokens = micro.Sum(x => x.Tokens);
+        double rolloutTokens = micro.Sum(x => x.RolloutTokens);
+        double rolloutLength = raft ? rolloutTokens / (_o.RolloutsPerPrompt * b * n) : 0;
         if (multi)
         {
             // Each rank's losses are its share of the global means (same normalizers): their sums are the global losses.
-            Span<double> sums = [kd.Loss, ce.Loss, tokens, batch.RolloutTokens];
+            Span<double> sums = [kd.Loss, ce.Loss, tokens, rolloutTokens];
             world.AllReduce(sums, ReduceOp.Sum);
             Span<double> bad = [finite ? 0 : 1];
             world.AllReduce(bad, ReduceOp.Max);
@@ -348,22 +382,27 @@ public sealed class Trainer
             kd = kd with { Loss = sums[0] };
             ce = ce with { Loss = sums[1] };
             tokens = (long)sums[2];
-            if (raft) rolloutLength = sums[3] / (_o.RolloutsPerPrompt * b * ranks);
+            if (raft) rolloutLength = sums[3] / (_o.RolloutsPerPrompt * b * n * ranks);
         }
-        double wKd = 0, wSft = 1;
-        if (finite && raft)
+        if (finite && balanced)
         {
-            if (_o.FixedWeights is { } fw) (wKd, wSft) = (fw[0], fw[1]);
-            else
+            var w = balancer.Step([kd.Loss, ce.Loss]);
+            (wKd, wSft) = (w[0], w[1]);
+            // Pass 2 (several micro-batches): each forward again, weighed with the step's weights, backward accumulated.
+            for (int m = 0; m < n - 1; m++)
             {
-                var w = balancer.Step([kd.Loss, ce.Loss]);
-                (wKd, wSft) = (w[0], w[1]);
+                Forward(m, out _);
+                student.Weigh(micro[m], wKd, wSft);
+                student.AccumulateBackward();
             }
-            student.Weigh(batch, wKd, wSft);
+            if (n > 1) Forward(n - 1, out _);
         }
+        if (finite && raft) student.Weigh(micro[n - 1], wKd, wSft);
         double lr = student.CurrentLearningRate, gradNorm = double.NaN;
         if (finite) (gradNorm, finite) = student.BackwardAndUpdate(_o.ClipNorm);
+        else student.DiscardGradients();
         double seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        double rolloutSeconds = micro.Sum(x => x.RolloutSeconds), teacherSeconds = micro.Sum(x => x.TeacherSeconds);
         float tau2 = _o.Temperature * _o.Temperature;
         return new StepMetrics
         {
@@ -379,9 +418,9 @@ public sealed class Trainer
             Tokens = tokens,
             TokensPerSecond = tokens / Math.Max(seconds, 1e-9),
             LearningRate = lr,
-            RolloutSeconds = raft ? batch.RolloutSeconds : null,
-            TeacherSeconds = raft ? batch.TeacherSeconds : null,
-            TrainSeconds = seconds - batch.RolloutSeconds - batch.TeacherSeconds,
+            RolloutSeconds = raft ? rolloutSeconds : null,
+            TeacherSeconds = raft ? teacherSeconds : null,
+            TrainSeconds = seconds - rolloutSeconds - teacherSeconds,
             ElapsedSeconds = elapsedBefore + seconds,
             Skipped = !finite,
         };
