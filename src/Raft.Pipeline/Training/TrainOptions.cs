@@ -219,7 +219,7 @@ public sealed record TrainOptions
         if (SaveTotalLimit is int keep && keep < 1) Fail("save_total_limit", keep, "must be ≥ 1 (or null: keep every checkpoint)");
         if (BatchSize < 1) Fail("batch_size", BatchSize, "must be ≥ 1");
         if (GradientAccumulationSteps < 1) Fail("gradient_accumulation_steps", GradientAccumulationSteps, "must be ≥ 1");
-        if ((long)BatchSize * GradientAccumulationSteps > int.MaxValue / 64)
+        if (GradientAccumulationSteps > 1 && (long)BatchSize * GradientAccumulationSteps > int.MaxValue / 64)
             Fail("gradient_accumulation_steps", GradientAccumulationSteps, $"batch_size {BatchSize} × it must stay below {int.MaxValue / 64}");
         if (!(LearningRate > 0) || !double.IsFinite(LearningRate)) Fail("learning_rate", LearningRate, "must be finite and > 0");
         if (MinLearningRate is double min && (!(min >= 0) || min > LearningRate)) Fail("min_learning_rate", min, "must be in [0, learning_rate]");
