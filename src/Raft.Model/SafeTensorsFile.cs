@@ -108,9 +108,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
     private static (List<SafeTensorInfo>, Dictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
     {
-        // JsonDocument accepts invalid UTF-8 inside strings and fails only when a string is read (InvalidOperationException).
-        if (!System.Text.Unicode.Utf8.IsValid(header))
-            throw new InvalidDataException($"{path}: the safetensors header is not valid UTF-8 (a damaged file?).");
+        Utf8Check.Require(header, path, "the safetensors header");
         JsonDocument doc;
         try
         {

@@ -25,4 +25,17 @@ public class ConfigFileErrorTests : CliHarness
         Assert.DoesNotContain("LineNumber", last);
         Assert.False(Directory.Exists(PathOf("run")));
     }
+
+    [Fact]
+    public void An_empty_trainable_means_the_same_as_a_flag_and_as_a_config_key()
+    {
+        string config = PathOf("trainable.json");
+        File.WriteAllText(config, """{"trainable": ""}""");
+        string fromFile = AssertUsageLastLine(Sft(config), "trainable", "must be a regular expression");
+        File.WriteAllText(config, "{}");
+        var r = Raft("sft", "--model", PathOf("base"), "--data", PathOf("data.jsonl"), "--out", PathOf("run"), "--threads", "1", "--config", config, "--trainable", "");
+        string fromFlag = AssertUsageLastLine(r, "--trainable", "must be a regular expression");
+        Assert.False(Directory.Exists(PathOf("run")));
+        Assert.Equal(fromFile, fromFlag); // one rule, one message (was: the flag meant "train everything", the key was refused)
+    }
 }

@@ -124,7 +124,8 @@ internal sealed class OptionsBinder<T> where T : class
             if (type == typeof(double)) return Finite(flag, text, double.Parse(text, NumberStyles.Float, ci));
             if (type == typeof(float)) return (float)Finite(flag, text, float.Parse(text, NumberStyles.Float, ci));
             if (type == typeof(bool)) return text.Length == 0 || bool.Parse(text);
-            if (type == typeof(string)) return text.Length == 0 || text == "none" ? null : text;
+            // "none" is null; an empty value stays empty, as "key": "" in a --config file does (one meaning for both).
+            if (type == typeof(string)) return text == "none" ? null : text;
             if (type == typeof(ComputeDevice)) return text; // checked, with the other sources, in Bind
             if (type == typeof(double[]))
                 return text is "" or "none" ? null : new JsonArray(text.Split(',').Select(s => (JsonNode)Finite(flag, text, double.Parse(s.Trim(), NumberStyles.Float, ci))).ToArray());
