@@ -108,6 +108,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
     private static (List<SafeTensorInfo>, Dictionary<string, string>) ParseHeader(string path, byte[] header, long dataLength)
     {
+        Utf8Check.Require(header, path, "the safetensors header");
         JsonDocument doc;
         try
         {

@@ -27,6 +27,20 @@ public abstract class CliHarness : IDisposable
         return new CliResult(code, stdout.ToString(), stderr.ToString());
     }
 
+    /// <summary>
+    /// Asserts a refusal as bad input: exit 2, nothing on stdout, and the last stderr line an <c>error: </c> naming every one of
+    /// <paramref name="mentions"/> (earlier lines may report what was opened). Returns that line.
+    /// </summary>
+    private protected static string AssertUsageLastLine(CliResult r, params string[] mentions)
+    {
+        Assert.True(r.Code == 2, r.ToString());
+        string last = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1];
+        Assert.StartsWith("error: ", last);
+        foreach (var m in mentions) Assert.Contains(m, last);
+        Assert.Equal("", r.Stdout);
+        return last;
+    }
+
     /// <summary>Random fp32 logits, never zeros: N(0, scale²) from a seeded generator.</summary>
     internal static float[] RandomLogits(int count, int seed, double scale = 2.0)
     {

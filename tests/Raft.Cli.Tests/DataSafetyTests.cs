@@ -24,11 +24,7 @@ public class DataSafetyTests : CliHarness
     /// <summary>As <see cref="AssertUsage"/>, for a refusal after the inputs were opened (the teacher line precedes the error).</summary>
     private static void AssertUsageLast(CliResult r, params string[] mentions)
     {
-        Assert.True(r.Code == 2, r.ToString());
-        string last = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1];
-        Assert.StartsWith("error: ", last);
-        foreach (var m in mentions) Assert.Contains(m, last);
-        Assert.Equal("", r.Stdout);
+        string last = AssertUsageLastLine(r, mentions);
         Assert.DoesNotContain("rollout", r.Stderr.Replace(last, ""));
     }
 

@@ -51,6 +51,25 @@ public class PipelineErrorTests : CliHarness
     }
 
     [Fact]
+    public void Non_utf8_bytes_in_jsonl_are_refused_by_file_and_line_not_replaced()
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"));
+        string data = PathOf("latin1.jsonl"), run = PathOf("run");
+        // line 1 with a BOM and CRLF (valid), line 2 "café" in Latin-1 (0xE9 alone is not UTF-8)
+        byte[] good = [0xEF, 0xBB, 0xBF, .. "{\"prompt\": \"Flip 12.\", \"answer\": \"ok so ~~ 21 ~~ that's it\"}\r\n"u8];
+        byte[] bad = [.. "{\"prompt\": \"caf"u8, 0xE9, .. "\", \"answer\": \"x\"}\n"u8];
+        File.WriteAllBytes(data, [.. good, .. bad]);
+        AssertUsage(Raft(["sft", "--model", ckpt, "--data", data, "--out", run, .. Tiny]), data, "line 2", "not valid UTF-8", "E9");
+        Assert.False(Directory.Exists(run));
+        AssertUsage(Raft("eval", "--model", ckpt, "--set", data, "--out", run, "--threads", "1"), data, "line 2", "not valid UTF-8");
+        Assert.False(Directory.Exists(run));
+        // the valid line alone (BOM, CRLF) still reads
+        File.WriteAllBytes(data, good);
+        var ok = Raft("eval", "--model", ckpt, "--set", data, "--out", run, "--threads", "1", "--max-new-tokens", "2");
+        Assert.True(ok.Code == 0, ok.ToString());
+    }
+
+    [Fact]
     public void A_missing_teacher_folder_is_named()
     {
         string ckpt = PipelineFixtures.Checkpoint(PathOf("base"));

@@ -24,15 +24,6 @@ public class RunFolderTests : CliHarness
 
     private static void AssertOk(CliResult r) => Assert.True(r.Code == 0, r.ToString());
 
-    private static void AssertUsage(CliResult r, params string[] mentions)
-    {
-        Assert.True(r.Code == 2, r.ToString());
-        string last = r.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1];
-        Assert.StartsWith("error: ", last);
-        foreach (var m in mentions) Assert.Contains(m, last);
-        Assert.Equal("", r.Stdout);
-    }
-
     private static void WriteLock(string run, int pid, DateTime started, string host)
     {
         Directory.CreateDirectory(run);
@@ -50,11 +41,11 @@ public class RunFolderTests : CliHarness
             try
             {
                 WriteLock(run, sleeper.Id, sleeper.StartTime.ToUniversalTime(), Environment.MachineName);
-                AssertUsage(Raft(Sft(model, data, run, 2)), "--out", run, "another run is using this folder", $"pid {sleeper.Id}");
+                AssertUsageLastLine(Raft(Sft(model, data, run, 2)), "--out", run, "another run is using this folder", $"pid {sleeper.Id}");
                 Assert.False(File.Exists(Path.Combine(run, Trainer.ConfigFile)));
                 // a lock from another host cannot be checked: refused, with the file to delete
                 WriteLock(run, sleeper.Id, sleeper.StartTime.ToUniversalTime(), "elsewhere-host");
-                AssertUsage(Raft(Sft(model, data, run, 2)), "host elsewhere-host", "delete", ".raft.lock");
+                AssertUsageLastLine(Raft(Sft(model, data, run, 2)), "host elsewhere-host", "delete", ".raft.lock");
                 // the same pid with another start time is a reused pid: another process, so the lock is stale
                 WriteLock(run, sleeper.Id, sleeper.StartTime.ToUniversalTime().AddHours(-1), Environment.MachineName);
                 var reused = Raft(Sft(model, data, run, 2));
@@ -151,7 +142,7 @@ public class RunFolderTests : CliHarness
         string second = Path.Combine(run, Trainer.CheckpointsDir, "step-0000002");
         WaitFor(() => File.Exists(Path.Combine(second, Trainer.StateFile)), p, stderrTask, "the step-2 checkpoint");
         // a second process on the same folder, while the first runs: refused by the lock
-        AssertUsage(Raft(Sft(model, data, run, steps, "--checkpoint-every", "1", "--resume")), "another run is using this folder", $"pid {p.Id}");
+        AssertUsageLastLine(Raft(Sft(model, data, run, steps, "--checkpoint-every", "1", "--resume")), "another run is using this folder", $"pid {p.Id}");
 
         using (var kill = Process.Start(new ProcessStartInfo("kill", $"-{signal} {p.Id}") { UseShellExecute = false })!) kill.WaitForExit();
         Assert.True(p.WaitForExit(120_000), "the run did not stop after the signal");
@@ -191,10 +182,10 @@ public class RunFolderTests : CliHarness
 
         // other data: refused by name, before anything is loaded
         string other = PipelineFixtures.Data(PathOf("other.jsonl"), count: 5);
-        AssertUsage(Raft(Sft(model, other, run, 2, "--resume")), "--data", other, "differs from the run's", "--allow-data-change");
+        AssertUsageLastLine(Raft(Sft(model, other, run, 2, "--resume")), "--data", other, "differs from the run's", "--allow-data-change");
         // the same file edited in place
         File.AppendAllText(data, "{\"prompt\": \"x\", \"answer\": \"y\"}\n");
-        AssertUsage(Raft(Sft(model, data, run, 2, "--resume")), "--data", "differs", data);
+        AssertUsageLastLine(Raft(Sft(model, data, run, 2, "--resume")), "--data", "differs", data);
         var allowed = Raft(Sft(model, data, run, 2, "--resume", "--allow-data-change"));
         AssertOk(allowed);
         Assert.Contains("--allow-data-change: --data", allowed.Stderr);
@@ -205,7 +196,7 @@ public class RunFolderTests : CliHarness
 
         // a different model (one weight file rewritten) is refused; a moved copy with the same content is only said
         string retrained = PipelineFixtures.Checkpoint(PathOf("other-base"), seed: 9);
-        AssertUsage(Raft(Sft(retrained, data, run, 2, "--resume")), "--model", "differs", "model.safetensors");
+        AssertUsageLastLine(Raft(Sft(retrained, data, run, 2, "--resume")), "--model", "differs", "model.safetensors");
         string moved = PathOf("moved-base");
         Directory.CreateDirectory(moved);
         foreach (var f in Directory.GetFiles(model)) File.Copy(f, Path.Combine(moved, Path.GetFileName(f)));
@@ -224,9 +215,9 @@ public class RunFolderTests : CliHarness
         // a wider vocabulary: its embedding has another shape (was: "Destination is too short", exit 1)
         string wide = PipelineFixtures.Checkpoint(PathOf("wide"), vocab: 300);
         var r = Raft(Sft(wide, data, run, 2, "--resume", "--allow-data-change"));
-        AssertUsage(r, "cannot resume from", "differently shaped model", "model.embed_tokens.weight");
+        AssertUsageLastLine(r, "cannot resume from", "differently shaped model", "model.embed_tokens.weight");
         // a changed option: exit 2 (was 1) naming the key
-        AssertUsage(Raft(Sft(model, data, run, 2, "--resume", "--learning-rate", "0.005")), "learning_rate");
+        AssertUsageLastLine(Raft(Sft(model, data, run, 2, "--resume", "--learning-rate", "0.005")), "learning_rate");
     }
 
     [Fact]

@@ -8,6 +8,12 @@ internal static class CliChecks
     /// <summary>Whether the user wrote <paramref name="option"/> (not just its default).</summary>
     public static bool IsGiven(ParseResult parse, Option option) => parse.GetResult(option) is { Implicit: false };
 
+    /// <summary>A CPU thread count must be ≥ 0 (0 = all cores).</summary>
+    public static void CheckThreads(string option, int threads)
+    {
+        if (threads < 0) throw new UsageException($"{option} must be ≥ 0 (0 = all cores), got {threads}.");
+    }
+
     /// <summary>An input file must exist and not be a directory.</summary>
     public static void CheckInputFile(string option, string path)
     {

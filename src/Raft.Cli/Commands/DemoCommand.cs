@@ -35,7 +35,7 @@ internal static class DemoCommand
             string teacherKind = parse.GetValue(teacher)!.ToLowerInvariant();
             if (teacherKind is not ("onnx" or "engine")) throw new UsageException($"--teacher must be onnx or engine, got '{teacherKind}'.");
             int th = parse.GetValue(threads);
-            if (th < 0) throw new UsageException($"--threads must be ≥ 0, got {th}.");
+            CliChecks.CheckThreads("--threads", th);
             string? outDir = parse.GetValue(output);
             string basePath = parse.GetValue(baseModel) ?? FindBase();
             CliChecks.CheckOutputsApart([new("--base", basePath)], [new("--out", outDir)], mayContainInputs: true);

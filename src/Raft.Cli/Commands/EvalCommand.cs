@@ -27,27 +27,37 @@ internal static class EvalCommand
             string modelDir = parse.GetValue(model)!, outDir = parse.GetValue(output)!;
             int max = parse.GetValue(maxNew);
             if (max < 1) throw new UsageException($"--max-new-tokens must be ≥ 1, got {max}.");
+            int th = parse.GetValue(threads);
+            CliChecks.CheckThreads("--threads", th);
             Raft.Model.SafeTensorDType weights;
             try { weights = Raft.Model.SafeTensorDTypes.ParseWeightsDType(parse.GetValue(weightsDType), "--weights-dtype"); }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
             CliChecks.CheckInputDirectory("--model", modelDir);
             var files = parse.GetValue(sets) ?? [];
             foreach (var f in files) CliChecks.CheckInputFile("--set", f);
+            CheckDistinct(files);
             CliChecks.CheckOutputsApart([new("--model", modelDir), .. files.Select(f => new CliChecks.PathArgument("--set", f))], [new("--out", outDir)], mayContainInputs: true);
             var loaded = new List<EvalSet>();
             foreach (var f in files)
             {
                 try { loaded.Add(EvalSet.Load(f, skipBadLines: parse.GetValue(skipBad), log: l => stderr.WriteLine($"warning: {l}"))); }
                 catch (DataFormatException e) { throw new UsageException(e.Message + " (--skip-bad-lines skips such lines)"); }
+                if (loaded[^1].Items.Count == 0)
+                    throw new UsageException($"--set {f}: no items ({(loaded[^1].SkippedLines > 0 ? $"all {loaded[^1].SkippedLines} lines were skipped as malformed" : "the file has no lines")}).");
             }
             string? adapterDir = parse.GetValue(adapter);
             if (adapterDir is not null) CliChecks.CheckInputDirectory("--adapter", adapterDir);
-            var student = ModelStore.LoadStudent(modelDir, weights, parse.GetValue(threads));
+            var student = ModelStore.LoadStudent(modelDir, weights, th);
             if (adapterDir is not null)
             {
                 try { student.Model.Lora = Raft.Model.LoraFiles.Load(adapterDir, student.Model.Layout); }
                 catch (FileNotFoundException e) { throw new UsageException($"--adapter {adapterDir}: {e.Message}"); }
                 catch (ArgumentException e) when (e is not Raft.Model.UnsupportedConfigException) { throw new UsageException($"--adapter {adapterDir}: {e.Message}"); }
+            }
+            foreach (var set in loaded)
+            {
+                try { PromptFit.Check(student.Tokenizer, student.Template, student.Model.Config.MaxPositionEmbeddings, set); }
+                catch (DataFormatException e) { throw new UsageException($"--set {e.Message}"); }
             }
             // Checked (and created) once the inputs are known good, so that a wrong input leaves no output directory behind.
             CliChecks.CheckOutputDirectory("--out", outDir);
@@ -69,5 +79,23 @@ internal static class EvalCommand
             return ExitCodes.Success;
         });
         return command;
+    }
+
+    /// <summary>Each --set must be a different file with a different set name (the report is keyed by name).</summary>
+    private static void CheckDistinct(IReadOnlyList<string> files)
+    {
+        var byPath = new Dictionary<string, string>(StringComparer.Ordinal);
+        var byName = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var f in files)
+        {
+            string full = CliChecks.RealPath(f);
+            if (byPath.TryGetValue(full, out var first))
+                throw new UsageException(first == f ? $"--set {f}: given twice." : $"--set {f}: is the same file as --set {first}.");
+            byPath[full] = f;
+            string name = Path.GetFileNameWithoutExtension(f);
+            if (byName.TryGetValue(name, out var other))
+                throw new UsageException($"--set {f}: its set name \"{name}\" is already used by --set {other} (the report is keyed by file name; rename one).");
+            byName[name] = f;
+        }
     }
 }

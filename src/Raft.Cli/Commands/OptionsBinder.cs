@@ -55,7 +55,10 @@ internal sealed class OptionsBinder<T> where T : class
         {
             CliChecks.CheckInputFile("--config", configPath);
             JsonObject file;
-            try { file = JsonNode.Parse(File.ReadAllText(configPath))?.AsObject() ?? throw new UsageException($"--config {configPath}: the file holds null."); }
+            string text = File.ReadAllText(configPath);
+            try { RefuseDuplicateKeys(configPath, text); }
+            catch (JsonException e) { throw new UsageException($"--config {configPath}: not a JSON object ({e.Message})."); }
+            try { file = JsonNode.Parse(text)?.AsObject() ?? throw new UsageException($"--config {configPath}: the file holds null."); }
             catch (Exception e) when (e is JsonException or InvalidOperationException)
             {
                 throw new UsageException($"--config {configPath}: not a JSON object ({e.Message}).");
@@ -84,7 +87,37 @@ internal sealed class OptionsBinder<T> where T : class
             if (!ComputeDevices.TryParse(text, out _)) throw new UsageException(DeviceOption.Invalid(option.Name, text));
         }
         try { return node.Deserialize<T>(_json) ?? throw new UsageException("the options resolved to null."); }
-        catch (JsonException e) { throw new UsageException($"{(configPath is null ? "options" : "--config " + configPath)}: {e.Message}"); }
+        catch (JsonException e)
+        {
+            // The error's line and byte refer to the merged options, not to any file the user wrote: named by key instead.
+            string key = e.Path is { Length: > 2 } p && p.StartsWith("$.", StringComparison.Ordinal) ? p[2..] : "";
+            string problem = e.Message.Split(" Path: ")[0];
+            var flag = _flags.FirstOrDefault(f => f.Key == key);
+            string source = flag.Option is not null && CliChecks.IsGiven(parse, flag.Option) ? flag.Option.Name
+                : configPath is not null ? $"--config {configPath}: key \"{key}\""
+                : $"option \"{key}\"";
+            throw new UsageException($"{source} = {node[key]?.ToJsonString() ?? "null"}: {problem}");
+        }
+    }
+
+    /// <summary>A key written twice in one object of <paramref name="text"/> is refused by name (JSON readers disagree on which wins).</summary>
+    private static void RefuseDuplicateKeys(string path, string text)
+    {
+        using var doc = JsonDocument.Parse(text);
+        Walk(doc.RootElement, "");
+
+        void Walk(JsonElement e, string where)
+        {
+            if (e.ValueKind == JsonValueKind.Array) { int i = 0; foreach (var x in e.EnumerateArray()) Walk(x, $"{where}[{i++}]"); return; }
+            if (e.ValueKind != JsonValueKind.Object) return;
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var property in e.EnumerateObject())
+            {
+                string name = where.Length == 0 ? property.Name : $"{where}.{property.Name}";
+                if (!seen.Add(property.Name)) throw new UsageException($"--config {path}: key \"{name}\" is written twice; keep one.");
+                Walk(property.Value, name);
+            }
+        }
     }
 
     private static JsonNode? Parse(string flag, string text, Type type)
@@ -98,7 +131,8 @@ internal sealed class OptionsBinder<T> where T : class
             if (type == typeof(double)) return Finite(flag, text, double.Parse(text, NumberStyles.Float, ci));
             if (type == typeof(float)) return (float)Finite(flag, text, float.Parse(text, NumberStyles.Float, ci));
             if (type == typeof(bool)) return text.Length == 0 || bool.Parse(text);
-            if (type == typeof(string)) return text.Length == 0 || text == "none" ? null : text;
+            // "none" is null; an empty value stays empty, as "key": "" in a --config file does (one meaning for both).
+            if (type == typeof(string)) return text == "none" ? null : text;
             if (type == typeof(ComputeDevice)) return text; // checked, with the other sources, in Bind
             if (type == typeof(double[]))
                 return text is "" or "none" ? null : new JsonArray(text.Split(',').Select(s => (JsonNode)Finite(flag, text, double.Parse(s.Trim(), NumberStyles.Float, ci))).ToArray());

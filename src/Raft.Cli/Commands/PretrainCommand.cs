@@ -32,6 +32,7 @@ internal static class PretrainCommand
             string w = parse.GetValue(world)!.Trim().ToLowerInvariant();
             if (w is not ("v1" or "v2")) throw new UsageException($"--world must be v1 or v2, got '{parse.GetValue(world)}'.");
             bool v2 = w == "v2";
+            CliChecks.CheckThreads("--threads", parse.GetValue(threads));
             if (v2 && CliChecks.IsGiven(parse, copySteps)) throw new UsageException("--copy-steps: the v2 base has one phase; drop the option or use --world v1.");
             var defaults = v2 ? DemoV2Base.DefaultOptions : DemoBase.DefaultOptions;
             var options = defaults with

@@ -45,6 +45,7 @@ internal static class RefineCommand
         {
             var stderr = parse.InvocationConfiguration.Error;
             var options = binder.Bind(parse, new RefineOptions(), parse.GetValue(config));
+            CliChecks.CheckThreads("--threads", parse.GetValue(threads));
             try { options.Validate(); }
             catch (ArgumentException e) { throw binder.Usage(e); }
             string teacherDir = parse.GetValue(teacher)!, dataPath = parse.GetValue(data)!, outPath = parse.GetValue(output)!;

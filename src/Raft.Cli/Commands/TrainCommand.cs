@@ -293,14 +293,17 @@ internal static class TrainCommand
         // ONNX Runtime's providers: CUDA or the CPU; cuda-c names loss kernels, not a provider.
         if (!ComputeDevices.TryParse(providerText, out var provider) || provider == ComputeDevice.CudaC)
             throw new UsageException($"--teacher-provider must be auto, cpu or cuda, got '{providerText}'.");
+        provider = TeacherProvider.Resolve(provider);
         try
         {
-            var t = ModelStore.OpenTeacher(dir, new TeacherOptions { Provider = provider, IntraOpThreads = threads, Log = l => stderr.WriteLine(l) }, kernels, vocab, threads, vocabLimit, weights, logitsChunkRows);
+            var options = new TeacherOptions { Provider = provider, AllowCpuFallback = false, IntraOpThreads = threads, Log = l => stderr.WriteLine(l) };
+            var t = ModelStore.OpenTeacher(dir, options, kernels, vocab, threads, vocabLimit, weights, logitsChunkRows);
             stderr.WriteLine($"teacher: {t.Description}");
             return t;
         }
         catch (ArgumentException e) { throw new UsageException($"--teacher {dir}: {e.Message}"); }
         catch (FileNotFoundException e) { throw new UsageException($"--teacher {dir}: {e.Message}"); }
         catch (InvalidDataException e) { throw new UsageException($"--teacher {dir}: {e.Message}"); }
+        catch (InvalidOperationException e) when (provider == ComputeDevice.Cuda) { throw new UsageException($"--teacher-provider cuda: {e.Message}"); }
     }
 }

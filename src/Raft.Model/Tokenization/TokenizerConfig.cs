@@ -18,7 +18,9 @@ internal sealed record TokenizerConfig
         if (!File.Exists(path)) return new TokenizerConfig();
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { AllowTrailingCommas = true });
+            var bytes = File.ReadAllBytes(path);
+            Utf8Check.Require(bytes, path, "the file");
+            using var doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { AllowTrailingCommas = true });
             var r = doc.RootElement;
             if (r.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: not a JSON object.");
             var added = new Dictionary<string, (int, bool)>(StringComparer.Ordinal);

@@ -77,7 +77,9 @@ public static class TokenizerLoader
     {
         try
         {
-            return JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { AllowTrailingCommas = true, MaxDepth = 256 });
+            var bytes = File.ReadAllBytes(path);
+            Utf8Check.Require(bytes, path, "the file");
+            return JsonDocument.Parse(bytes, new JsonDocumentOptions { AllowTrailingCommas = true, MaxDepth = 256 });
         }
         catch (JsonException e)
         {

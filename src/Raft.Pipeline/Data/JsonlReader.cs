@@ -23,9 +23,9 @@ public static class JsonlReader
             throw new FileNotFoundException($"JSONL file not found: {Path.GetFullPath(path)}", path);
         var records = new List<T>();
         int skipped = 0, lineNo = 0;
-        using var reader = new StreamReader(path, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true);
+        using var stream = new BufferedStream(File.OpenRead(path), 1 << 16);
         string? text;
-        while ((text = reader.ReadLine()) != null)
+        while ((text = ReadUtf8Line(stream, path, lineNo + 1)) != null)
         {
             lineNo++;
             if (string.IsNullOrWhiteSpace(text)) continue;
@@ -40,6 +40,30 @@ public static class JsonlReader
             }
         }
         return (records, skipped);
+    }
+
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>
+    /// The next line of <paramref name="stream"/> (split at \n, a trailing \r dropped, a UTF-8 byte order mark at the start
+    /// skipped), decoded as strict UTF-8, or null at the end. Invalid bytes are a <see cref="DataFormatException"/> naming
+    /// the file and the line (never replaced silently), even with skipBadLines: the file is not text as the reader expects.
+    /// </summary>
+    private static string? ReadUtf8Line(Stream stream, string path, int lineNo)
+    {
+        var bytes = new List<byte>();
+        int b;
+        while ((b = stream.ReadByte()) >= 0 && b != '\n') bytes.Add((byte)b);
+        if (b < 0 && bytes.Count == 0) return null;
+        int start = lineNo == 1 && bytes.Count >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF ? 3 : 0;
+        int end = bytes.Count > start && bytes[^1] == '\r' ? bytes.Count - 1 : bytes.Count;
+        var span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(bytes)[start..end];
+        try { return StrictUtf8.GetString(span); }
+        catch (DecoderFallbackException e)
+        {
+            string where = e.Index >= 0 ? $" at byte {e.Index + 1} of the line" : "";
+            throw new DataFormatException(path, lineNo, $"not valid UTF-8{where} (bytes {Convert.ToHexString(e.BytesUnknown ?? [])}); JSONL files must be UTF-8 text");
+        }
     }
 
     private static T ParseLine<T>(string path, int lineNo, string text, Func<JsonlLine, T> parse)
