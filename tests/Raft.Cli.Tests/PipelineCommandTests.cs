@@ -115,6 +115,16 @@ public class PipelineCommandTests : CliHarness
         Assert.Equal(1, line.GetProperty("instruction_items").GetInt32());
         Assert.Equal(report.GetRawText().ReplaceLineEndings(" "), eval.Json.GetRawText());
         Assert.Contains("eval", File.ReadAllText(Path.Combine(evalOut, "report.md")));
+        var answers = File.ReadAllLines(Path.Combine(evalOut, "answers.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToArray();
+        Assert.Equal(2, answers.Length);
+        Assert.Equal("Flip 12.", answers[0].GetProperty("prompt").GetString());
+        Assert.Equal(JsonValueKind.Null, answers[0].GetProperty("format_strict").ValueKind);
+        Assert.Contains("lowercase", answers[1].GetProperty("prompt").GetString());
+        var verdict = Assert.Single(answers[1].GetProperty("instructions").EnumerateArray());
+        Assert.Equal("lowercase", verdict.GetProperty("kind").GetString());
+        string answer1 = answers[1].GetProperty("answer").GetString()!;
+        Assert.Equal(!answer1.Any(char.IsUpper), verdict.GetProperty("strict").GetBoolean());
+        Assert.Equal(verdict.GetProperty("strict").GetBoolean(), answers[1].GetProperty("format_strict").GetBoolean());
     }
 
     [Fact]
