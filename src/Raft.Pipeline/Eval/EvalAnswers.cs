@@ -1,5 +1,3 @@
-using System.Text;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Raft.Model;
 
@@ -17,7 +15,7 @@ public static class EvalAnswers
     /// <summary>The file name.</summary>
     public const string FileName = "answers.jsonl";
 
-    private static readonly JsonSerializerOptions Json = new()
+    private static readonly System.Text.Json.JsonSerializerOptions Json = new()
     {
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
@@ -51,7 +49,7 @@ public static class EvalAnswers
     public static string ToJsonl(IEnumerable<EvalSetResult> results)
     {
         ArgumentNullException.ThrowIfNull(results);
-        var sb = new StringBuilder();
+        var sb = new System.Text.StringBuilder();
         foreach (var r in results)
             foreach (var item in r.Items)
                 sb.Append(Line(r.Name, item)).Append('\n');
