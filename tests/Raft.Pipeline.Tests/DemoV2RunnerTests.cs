@@ -54,3 +54,36 @@ public sealed class DemoV2RunnerTests
         Assert.Equal([0, 1, 1, 2, 2], runs.Select(r => r.Seed));
     }
 }
+
+public sealed class DemoV2TargetsTests
+{
+    private static IntervalTable Table(params (string Row, int Domain, int General, int Format)[] rows)
+    {
+        var t = new IntervalTable();
+        foreach (var (row, d, g, f) in rows) { t.Add(row, "domain", d, 100); t.Add(row, "general", g, 100); t.Add(row, "format strict", f, 100); }
+        return t;
+    }
+
+    [Fact]
+    public void Each_target_is_decided_on_the_means_at_its_threshold()
+    {
+        // base 0/80/90; SFT 50/40/50 (loses 40 and 40); SDFT 60/60/80; RAFT 65/60/70: general loss 20 = ½·40 (met), format loss 20 ≤ 20 (met), RAFT = SDFT + 5.
+        var met = DemoV2Targets.Check(Table(("base", 0, 80, 90), ("sft", 50, 40, 50), ("sdft", 60, 60, 80), ("raft", 65, 60, 70)));
+        Assert.All(met, c => Assert.True(c.Met, c.ToString()));
+        Assert.Contains("RAFT 65.0, SFT 50.0", met[1].Numbers);
+        var missed = DemoV2Targets.Check(Table(("base", 0, 80, 90), ("sft", 49, 40, 90), ("sdft", 64, 50, 80), ("raft", 63, 59, 70)));
+        Assert.Equal([false, false, false, false, false], missed.Select(c => c.Met));   // 49 < 50; 63 < 64; 21 > 20; SFT keeps format; RAFT < SDFT
+        Assert.StartsWith("MISSED", missed[0].ToString());
+        var viaGeneral = DemoV2Targets.Check(Table(("base", 0, 80, 90), ("sft", 50, 40, 50), ("sdft", 65, 40, 80), ("raft", 66, 60, 70)));
+        Assert.True(viaGeneral[4].Met);   // RAFT < SDFT + 5 but loses 20 ≤ ¾·40
+    }
+
+    [Fact]
+    public void The_gap_check_needs_three_quarters_and_five_points()
+    {
+        Assert.True(DemoV2Targets.Gap(Table(("base", 0, 80, 90), ("sft_house", 90, 65, 85), ("sft", 60, 60, 50))).Met);    // 15 ≤ 15, 15 ≤ 15
+        Assert.False(DemoV2Targets.Gap(Table(("base", 0, 80, 90), ("sft_house", 90, 64, 85), ("sft", 60, 60, 50))).Met);   // 16 > 15
+        Assert.False(DemoV2Targets.Gap(Table(("base", 0, 80, 90), ("sft_house", 90, 78, 85), ("sft", 60, 76, 50))).Met);   // 2 ≤ 3 but not 5 less
+        Assert.Throws<ArgumentException>(() => DemoV2Targets.Gap(Table(("base", 0, 80, 90))));
+    }
+}
