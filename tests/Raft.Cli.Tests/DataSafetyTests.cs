@@ -87,7 +87,7 @@ public class DataSafetyTests : CliHarness
 
         AssertUsage(Raft("eval", "--model", ckpt, "--set", data, "--out", ckpt, "--threads", "1"), "--out", "--model", ckpt);
         AssertUsage(Raft("eval", "--model", ckpt, "--set", data, "--out", Path.Combine(ckpt, "eval"), "--threads", "1"), "--out", "is inside the --model folder", ckpt);
-        // eval adds only report.json and report.md: a folder that holds the model (runs/a with runs/a/final) is allowed.
+        // eval adds only report.json, report.md and answers.jsonl: a folder that holds the model (runs/a with runs/a/final) is allowed.
         var beside = Raft("eval", "--model", ckpt, "--set", data, "--out", Dir, "--threads", "1", "--max-new-tokens", "2");
         Assert.True(beside.Code == 0, beside.ToString());
         Assert.True(File.Exists(PathOf("report.json")));

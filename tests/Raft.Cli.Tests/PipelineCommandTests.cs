@@ -115,6 +115,16 @@ public class PipelineCommandTests : CliHarness
         Assert.Equal(1, line.GetProperty("instruction_items").GetInt32());
         Assert.Equal(report.GetRawText().ReplaceLineEndings(" "), eval.Json.GetRawText());
         Assert.Contains("eval", File.ReadAllText(Path.Combine(evalOut, "report.md")));
+        var answers = File.ReadAllLines(Path.Combine(evalOut, "answers.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToArray();
+        Assert.Equal(2, answers.Length);
+        Assert.Equal("Flip 12.", answers[0].GetProperty("prompt").GetString());
+        Assert.Equal(JsonValueKind.Null, answers[0].GetProperty("format_strict").ValueKind);
+        Assert.Contains("lowercase", answers[1].GetProperty("prompt").GetString());
+        var verdict = Assert.Single(answers[1].GetProperty("instructions").EnumerateArray());
+        Assert.Equal("lowercase", verdict.GetProperty("kind").GetString());
+        string answer1 = answers[1].GetProperty("answer").GetString()!;
+        Assert.Equal(!answer1.Any(char.IsUpper), verdict.GetProperty("strict").GetBoolean());
+        Assert.Equal(verdict.GetProperty("strict").GetBoolean(), answers[1].GetProperty("format_strict").GetBoolean());
     }
 
     [Fact]
@@ -152,6 +162,38 @@ public class PipelineCommandTests : CliHarness
         Assert.True(r.Code == 2, r.ToString());
         Assert.Contains(expected, r.Stderr);
         Assert.Contains(value, r.Stderr);
+    }
+
+    [Theory]
+    [InlineData(new[] { "--world", "v3" }, "--world", "v3")]
+    [InlineData(new[] { "--gap-check" }, "--gap-check", "--world v2")]
+    [InlineData(new[] { "--quick" }, "--quick", "--world v2")]
+    [InlineData(new[] { "--world", "v2", "--learning-rate", "1e-3" }, "--learning-rate", "pre-registered")]
+    [InlineData(new[] { "--world", "v2", "--quick" }, "--base", "v2 base")]
+    public void Demo_v2_options_are_refused_by_name_with_exit_code_2(string[] args, string expected1, string expected2)
+    {
+        var r = Raft(["demo", .. args, "--base", PathOf("no-base-here"), "--teacher", "engine"]);
+        Assert.True(r.Code == 2, r.ToString());
+        Assert.Contains(expected1, r.Stderr);
+        Assert.Contains(expected2, r.Stderr);
+    }
+
+    [Fact]
+    public void Demo_v2_quick_prints_the_table_with_intervals_and_every_target_on_a_tiny_v2_base()
+    {
+        string basePath = PathOf("tiny-v2");
+        var m = global::Raft.Pipeline.Demo.V2.DemoV2Base.Pretrain(
+            global::Raft.Pipeline.Demo.DemoBase.PretrainOptions(steps: 4, learningRate: 3e-3, minLearningRate: 1e-4, warmup: 1, seed: 1) with { BatchSize = 2, Threads = 1 },
+            config: global::Raft.Pipeline.Demo.DemoBase.ByteLlama(hidden: 16, intermediate: 32, layers: 1, heads: 2, kvHeads: 1, positions: 320));
+        global::Raft.Model.Checkpoint.Save(basePath, m.Config, m.Parameters);
+        string outDir = PathOf("v2-out");
+        var r = Raft("demo", "--world", "v2", "--quick", "--base", basePath, "--steps", "1", "--teacher", "engine", "--threads", "1", "--out", outDir);
+        Assert.True(r.Code == 0, r.ToString());
+        foreach (string row in new[] { "base", "sft", "sdft", "raft" }) Assert.Contains($"| {row} | ", r.Stdout);
+        Assert.Contains("Wilson", r.Stdout);
+        Assert.Contains("seeds 1,", r.Stdout);
+        Assert.Equal(5, r.Stdout.Split('\n').Count(l => l.StartsWith("- met", StringComparison.Ordinal) || l.StartsWith("- MISSED", StringComparison.Ordinal)));
+        Assert.Contains("| raft | ", File.ReadAllText(Path.Combine(outDir, "report.md")));
     }
 
     [Fact]

@@ -126,4 +126,79 @@ public sealed class EvalTests
         Assert.Equal(report.Sets, back.Sets);
         Assert.Equal(ckpt, back.Metadata["checkpoint"]);
     }
+
+    [Fact]
+    public void Answers_jsonl_holds_every_item_with_its_prompt_answer_extraction_and_each_instructions_verdicts()
+    {
+        using var dir = new TempDir();
+        var set = EvalSet.Load(dir.Write("mini.jsonl", SetText));
+        // Item 3: capitals strict fails (first line), loose passes (without the first line); max_words 3 fails both ways.
+        string[] responses = ["it is 4.0", "Rome", "Sure:\nHI THERE YOU ALL\nYES", "Sure:\n[9]"];
+        var r = EvalScorer.Score(set, responses);
+        string outDir = Path.Combine(dir.Path, "out");
+        EvalAnswers.Write(outDir, [r]);
+        var lines = File.ReadAllLines(Path.Combine(outDir, EvalAnswers.FileName));
+        Assert.Equal(set.Items.Count, lines.Length);
+        for (int i = 0; i < lines.Length; i++)
+        {
+            var o = JsonDocument.Parse(lines[i]).RootElement;
+            var item = set.Items[i];
+            Assert.Equal("mini", o.GetProperty("set").GetString());
+            Assert.Equal(item.Id, o.GetProperty("id").GetString());
+            Assert.Equal(item.FullPrompt, o.GetProperty("prompt").GetString());
+            Assert.Equal(responses[i], o.GetProperty("answer").GetString());
+            Assert.Equal(item.Answer, o.GetProperty("reference").GetString());
+            var ins = o.GetProperty("instructions");
+            Assert.Equal(item.Instructions.Count, ins.GetArrayLength());
+            for (int k = 0; k < item.Instructions.Count; k++)
+            {
+                Assert.Equal(item.Instructions[k].Kind, ins[k].GetProperty("kind").GetString());
+                Assert.Equal(item.Instructions[k].IsSatisfied(responses[i]), ins[k].GetProperty("strict").GetBoolean());
+                Assert.Equal(item.Instructions[k].IsSatisfiedLoose(responses[i]), ins[k].GetProperty("loose").GetBoolean());
+            }
+        }
+        var first = JsonDocument.Parse(lines[0]).RootElement;
+        Assert.Equal("4", first.GetProperty("extracted").GetString());
+        Assert.True(first.GetProperty("correct").GetBoolean());
+        Assert.Equal(JsonValueKind.Null, first.GetProperty("format_strict").ValueKind);
+        var second = JsonDocument.Parse(lines[1]).RootElement;
+        Assert.False(second.GetProperty("correct").GetBoolean());
+        var fmt = JsonDocument.Parse(lines[2]).RootElement;
+        Assert.Equal(JsonValueKind.Null, fmt.GetProperty("correct").ValueKind);
+        var verdicts = fmt.GetProperty("instructions").EnumerateArray().ToArray();
+        Assert.Equal(("capitals", false, true), (verdicts[0].GetProperty("kind").GetString(), verdicts[0].GetProperty("strict").GetBoolean(), verdicts[0].GetProperty("loose").GetBoolean()));
+        Assert.Equal(("max_words", "3", false, false), (verdicts[1].GetProperty("kind").GetString(), verdicts[1].GetProperty("value").GetString(), verdicts[1].GetProperty("strict").GetBoolean(), verdicts[1].GetProperty("loose").GetBoolean()));
+        Assert.False(fmt.GetProperty("format_strict").GetBoolean());
+        Assert.False(fmt.GetProperty("format_loose").GetBoolean()); // max_words fails loosely too
+        var last = JsonDocument.Parse(lines[3]).RootElement;
+        Assert.False(last.GetProperty("format_strict").GetBoolean());
+        Assert.True(last.GetProperty("format_loose").GetBoolean()); // brackets, without the first line
+        Assert.Equal(1, r.CompliantLoose);
+        Assert.Equal(0.5, r.FormatComplianceLoose);
+        Assert.Equal(0, r.Compliant);
+    }
+
+    [Fact]
+    public void Loose_compliance_over_random_responses_matches_a_direct_count()
+    {
+        var rng = new Random();
+        FormatInstruction[] pool = [new("capitals"), new("brackets"), new("no_commas"), new("max_words", "3"), new("ends_with", "done")];
+        string[] parts = ["Sure:", "HI", "[4]", "a, b", "done", "x y z w", "*OK*"];
+        int n = rng.Next(20, 50), loose = 0, strict = 0;
+        var items = new List<EvalItem>();
+        var responses = new List<string>();
+        for (int i = 0; i < n; i++)
+        {
+            var ins = pool.OrderBy(_ => rng.Next()).Take(rng.Next(1, 3)).ToArray();
+            string resp = string.Join("\n", Enumerable.Range(0, rng.Next(1, 4)).Select(_ => parts[rng.Next(parts.Length)]));
+            items.Add(new EvalItem($"i{i}", "q", null, new Raft.Pipeline.Filtering.ExactExtractor(), ins));
+            responses.Add(resp);
+            if (ins.All(x => x.IsSatisfiedLoose(resp))) loose++;
+            if (ins.All(x => x.IsSatisfied(resp))) strict++;
+        }
+        var r = EvalScorer.Score("rand", items, responses);
+        Assert.Equal(loose, r.CompliantLoose);
+        Assert.Equal(strict, r.Compliant);
+        Assert.True(r.CompliantLoose >= r.Compliant);
+    }
 }

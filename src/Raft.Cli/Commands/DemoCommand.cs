@@ -21,9 +21,12 @@ internal static class DemoCommand
         var steps = new Option<int?>("--steps") { Description = "Training steps of SFT and RAFT (same budget for both; default 300).", HelpName = "N" };
         var learningRate = new Option<double?>("--learning-rate") { Description = "Peak learning rate of SFT and RAFT (default 3e-4, cosine decay to a tenth).", HelpName = "LR" };
         var trainable = new Option<string?>("--trainable") { Description = "Which parameters SFT and RAFT train: a regular expression over tensor names (default mlp: the MLP blocks; '.*': every parameter, see docs/demo.md).", HelpName = "REGEX" };
+        var world = new Option<string>("--world") { Description = "Which built-in world: v1 (the default, README's table) or v2 (issue #18's world, docs/demo.md; needs --base with the v2 base until it is committed).", DefaultValueFactory = _ => "v1", HelpName = "v1|v2" };
+        var gapCheck = new Option<bool>("--gap-check") { Description = "v2 only: the pre-registered gap check (SFT on house-style answers vs SFT on the foreign references) instead of the table." };
+        var quick = new Option<bool>("--quick") { Description = "v2 only: one seed, a smoke run." };
         var threads = new Option<int>("--threads") { Description = "CPU threads, 0 = all cores.", DefaultValueFactory = _ => 0, HelpName = "N" };
         var command = new Command("demo", "The built-in benchmark world: evaluates the base model, trains SFT and RAFT with the same budget over seeds, and prints domain accuracy, general accuracy and format compliance for each method.");
-        foreach (Option o in (Option[])[output, ablations, seeds, teacher, baseModel, steps, learningRate, trainable, threads]) command.Options.Add(o);
+        foreach (Option o in (Option[])[output, ablations, seeds, teacher, baseModel, steps, learningRate, trainable, world, gapCheck, quick, threads]) command.Options.Add(o);
         command.SetAction(parse =>
         {
             var stdout = parse.InvocationConfiguration.Output;
@@ -37,7 +40,11 @@ internal static class DemoCommand
             int th = parse.GetValue(threads);
             CliChecks.CheckThreads("--threads", th);
             string? outDir = parse.GetValue(output);
-            string basePath = parse.GetValue(baseModel) ?? FindBase();
+            string worldName = parse.GetValue(world)!.ToLowerInvariant();
+            if (worldName is not ("v1" or "v2")) throw new UsageException($"--world must be v1 or v2, got '{parse.GetValue(world)}'.");
+            if (worldName == "v1" && (parse.GetValue(gapCheck) || parse.GetValue(quick)))
+                throw new UsageException($"{(parse.GetValue(gapCheck) ? "--gap-check" : "--quick")} needs --world v2.");
+            string basePath = parse.GetValue(baseModel) ?? (worldName == "v2" ? "models/demo-v2-base" : FindBase());
             CliChecks.CheckOutputsApart([new("--base", basePath)], [new("--out", outDir)], mayContainInputs: true);
             if (outDir is not null) CliChecks.CheckOutputDirectory("--out", outDir);
             var defaults = new DemoOptions();
@@ -52,6 +59,8 @@ internal static class DemoCommand
                 try { sft.Validate(); }
                 catch (ArgumentException e) { throw new UsageException($"--trainable: {e.Message}"); }
             }
+            if (worldName == "v2" && (parse.GetValue(trainable) is not null || parse.GetValue(learningRate) is not null))
+                throw new UsageException("--world v2 keeps its pre-registered budget: --trainable and --learning-rate are v1 options.");
             var options = defaults with
             {
                 Seeds = seedList, Ablations = parse.GetValue(ablations), OutDir = outDir, BaseModel = basePath, Threads = th, Sft = sft,
@@ -69,6 +78,16 @@ internal static class DemoCommand
             }
             try
             {
+                if (worldName == "v2")
+                {
+                    var v2 = new Raft.Pipeline.Demo.V2.DemoV2Options();
+                    v2 = v2 with
+                    {
+                        Seeds = parse.GetValue(quick) ? [seedList[0]] : seedList, Ablations = parse.GetValue(ablations), Threads = th,
+                        Budget = parse.GetValue(steps) is int s2 ? v2.Budget with { Steps = s2 } : v2.Budget,
+                    };
+                    return DemoV2Cli.Run(v2, basePath, parse.GetValue(gapCheck), outDir, factory, stdout, stderr);
+                }
                 var report = new DemoRunner(options, line => stderr.WriteLine(line), factory).Run();
                 stdout.WriteLine();
                 stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -12,49 +12,48 @@ namespace Raft.Pipeline.Demo;
 public static class DemoBase
 {
     /// <summary>The base model's shape: hidden 128, 4 layers, 4 heads (2 KV), SwiGLU 384, tied embeddings, 160 positions.</summary>
-    public static ModelConfig Config { get; } = new()
+    public static ModelConfig Config { get; } = ByteLlama(hidden: 128, intermediate: 384, layers: 4, heads: 4, kvHeads: 2, positions: 160);
+
+    /// <summary>The default instruction-tuning budget.</summary>
+    public static TrainOptions DefaultOptions { get; } = PretrainOptions(steps: 6000, learningRate: 3e-3, minLearningRate: 1e-4, warmup: 100, seed: 1);
+
+    /// <summary>
+    /// A Llama-family decoder over the built-in byte tokenizer (the demo worlds' bases): tied embeddings, RMSNorm ε 1e-5,
+    /// model type <c>raft</c>.
+    /// </summary>
+    public static ModelConfig ByteLlama(int hidden, int intermediate, int layers, int heads, int kvHeads, int positions) => new()
     {
         ModelType = "raft",
-        HiddenSize = 128,
-        IntermediateSize = 384,
-        NumHiddenLayers = 4,
-        NumAttentionHeads = 4,
-        NumKeyValueHeads = 2,
+        HiddenSize = hidden,
+        IntermediateSize = intermediate,
+        NumHiddenLayers = layers,
+        NumAttentionHeads = heads,
+        NumKeyValueHeads = kvHeads,
         VocabSize = ByteTokenizer.Instance.VocabSize,
-        MaxPositionEmbeddings = 160,
+        MaxPositionEmbeddings = positions,
         TieWordEmbeddings = true,
         RmsNormEps = 1e-5,
         BosTokenId = ByteTokenizer.Instance.BosId,
         Architectures = ["LlamaForCausalLM"],
     };
 
-    /// <summary>The default instruction-tuning budget.</summary>
-    public static TrainOptions DefaultOptions { get; } = new()
+    /// <summary>The demo bases' instruction-tuning recipe: plain SFT, batch 32, AdamW with weight decay 0.01, clipping at 1, warm-up and cosine decay.</summary>
+    public static TrainOptions PretrainOptions(int steps, double learningRate, double minLearningRate, int warmup, int seed, int checkpointEvery = 0) => new()
     {
         Method = TrainMethod.Sft,
-        Steps = 6000,
+        Steps = steps,
         BatchSize = 32,
-        LearningRate = 3e-3,
-        MinLearningRate = 1e-4,
-        WarmupSteps = 100,
+        LearningRate = learningRate,
+        MinLearningRate = minLearningRate,
+        WarmupSteps = warmup,
         WeightDecay = 0.01,
         ClipNorm = 1.0,
-        Seed = 1,
+        Seed = seed,
+        CheckpointEvery = checkpointEvery,
     };
 
     /// <summary>The second phase of the recipe: copying from a reference when the prompt holds the same digits shuffled.</summary>
-    public static TrainOptions CopyPhaseOptions { get; } = new()
-    {
-        Method = TrainMethod.Sft,
-        Steps = 2000,
-        BatchSize = 32,
-        LearningRate = 1e-3,
-        MinLearningRate = 5e-5,
-        WarmupSteps = 50,
-        WeightDecay = 0.01,
-        ClipNorm = 1.0,
-        Seed = 2,
-    };
+    public static TrainOptions CopyPhaseOptions { get; } = PretrainOptions(steps: 2000, learningRate: 1e-3, minLearningRate: 5e-5, warmup: 50, seed: 2);
 
     /// <summary>The instruction-tuning examples of a run: steps × batch distinct draws of the world's stream.</summary>
     public static IReadOnlyList<TrainExample> Stream(int count, int seed, bool copyPhase = false)

@@ -233,12 +233,7 @@ public sealed class DemoRunner
             var raw = domain.Select(e => new TrainExample(e.Prompt, e.Answer)).ToArray();
             var fused = refined.Examples.Select(e => new TrainExample(e.Prompt, e.Answer)).ToArray();
             var sft = _o.Sft with { Seed = seed, Threads = _o.Threads, Method = TrainMethod.Sft };
-            var raft = _o.Raft with
-            {
-                Method = TrainMethod.Raft, Seed = seed, Threads = _o.Threads, Steps = sft.Steps, BatchSize = sft.BatchSize,
-                LearningRate = sft.LearningRate, MinLearningRate = sft.MinLearningRate, WarmupSteps = sft.WarmupSteps,
-                WeightDecay = sft.WeightDecay, ClipNorm = sft.ClipNorm, Trainable = sft.Trainable,
-            };
+            var raft = WithBudgetOf(_o.Raft, sft);
             var runs = new List<(string Name, TrainOptions Options, TrainExample[] Data)> { ("sft", sft, raw), ("raft", raft, fused) };
             if (_o.Ablations)
             {
@@ -272,6 +267,22 @@ public sealed class DemoRunner
             scores.ToDictionary(kv => kv.Key, kv => (IReadOnlyList<DemoScores>)kv.Value), meanCurves, refinements) { Budget = _o.Sft };
         if (_o.OutDir is not null) Write(report, _o.OutDir);
         return report;
+    }
+
+    /// <summary>
+    /// RAFT's options <paramref name="raft"/> with the budget of <paramref name="sft"/> (seed, threads, steps, batch,
+    /// learning-rate schedule, weight decay, clipping and trainable parameters), so both methods get the same budget.
+    /// </summary>
+    public static TrainOptions WithBudgetOf(TrainOptions raft, TrainOptions sft)
+    {
+        ArgumentNullException.ThrowIfNull(raft);
+        ArgumentNullException.ThrowIfNull(sft);
+        return raft with
+        {
+            Method = TrainMethod.Raft, Seed = sft.Seed, Threads = sft.Threads, Steps = sft.Steps, BatchSize = sft.BatchSize,
+            LearningRate = sft.LearningRate, MinLearningRate = sft.MinLearningRate, WarmupSteps = sft.WarmupSteps,
+            WeightDecay = sft.WeightDecay, ClipNorm = sft.ClipNorm, Trainable = sft.Trainable,
+        };
     }
 
     /// <summary>The world's prompts carry their instruction inline, so each item is sent as its prompt.</summary>

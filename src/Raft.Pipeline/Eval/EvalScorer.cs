@@ -15,7 +15,20 @@ public sealed record EvalItemResult(
     string? ExtractedResponse,
     string? ExtractedReference,
     bool? FormatOk,
-    IReadOnlyList<string> FailedInstructions);
+    IReadOnlyList<string> FailedInstructions)
+{
+    /// <summary>The prompt the model was sent (by default the item's <see cref="EvalItem.FullPrompt"/>; empty when unknown).</summary>
+    public string Prompt { get; init; } = "";
+
+    /// <summary>The item's reference answer, null when it has none.</summary>
+    public string? Reference { get; init; }
+
+    /// <summary>Each instruction's strict and loose verdict, in the item's order (empty when it has none).</summary>
+    public IReadOnlyList<InstructionVerdict> Verdicts { get; init; } = [];
+
+    /// <summary>Whether every instruction was followed loosely (IFEval's prompt-level loose score); null when the item has none.</summary>
+    public bool? FormatOkLoose => Verdicts.Count == 0 ? null : Verdicts.All(v => v.Loose);
+}
 
 /// <summary>The scores of one evaluation set.</summary>
 /// <param name="Name">The set's name.</param>
@@ -39,6 +52,12 @@ public sealed record EvalSetResult(
 
     /// <summary>Compliant / InstructionItems, or null when no item has instructions.</summary>
     public double? FormatCompliance => InstructionItems == 0 ? null : (double)Compliant / InstructionItems;
+
+    /// <summary>Items following all their instructions loosely (IFEval's loose score: each instruction by some loose variant of the response).</summary>
+    public int CompliantLoose => Items.Count(i => i.FormatOkLoose == true);
+
+    /// <summary>CompliantLoose / InstructionItems, or null when no item has instructions.</summary>
+    public double? FormatComplianceLoose => InstructionItems == 0 ? null : (double)CompliantLoose / InstructionItems;
 }
 
 /// <summary>Scores model responses against an evaluation set.</summary>
@@ -73,16 +92,18 @@ public static class EvalScorer
                 if (ok == true) correct++;
             }
             bool? formatOk = null;
-            var failed = new List<string>();
+            var verdicts = item.Instructions.Select(ins => InstructionVerdict.Of(ins, response)).ToArray();
+            var failed = verdicts.Where(v => !v.Strict).Select(v => v.Kind).ToList();
             if (item.Instructions.Count > 0)
             {
                 instructionItems++;
-                foreach (var ins in item.Instructions)
-                    if (!ins.IsSatisfied(response)) failed.Add(ins.Kind);
                 formatOk = failed.Count == 0;
                 if (formatOk == true) compliant++;
             }
-            details.Add(new EvalItemResult(item.Id, response, ok, got, want, formatOk, failed));
+            details.Add(new EvalItemResult(item.Id, response, ok, got, want, formatOk, failed)
+            {
+                Prompt = item.FullPrompt, Reference = item.Answer, Verdicts = verdicts,
+            });
         }
         return new EvalSetResult(name, items.Count, answerItems, correct, instructionItems, compliant, details);
     }

@@ -38,7 +38,9 @@ public static class ModelEvaluator
     {
         ArgumentNullException.ThrowIfNull(set);
         render ??= i => i.FullPrompt;
-        var responses = Respond(model, tokenizer, template, set.Items.Select(render).ToArray(), maxNewTokens);
-        return EvalScorer.Score(set, responses);
+        var prompts = set.Items.Select(render).ToArray();
+        var responses = Respond(model, tokenizer, template, prompts, maxNewTokens);
+        var scored = EvalScorer.Score(set, responses);
+        return scored with { Items = [.. scored.Items.Select((r, i) => r with { Prompt = prompts[i] })] };
     }
 }

@@ -13,36 +13,11 @@ namespace Raft.Pipeline.Demo.V2;
 public static class DemoV2Base
 {
     /// <summary>Hidden 256, 6 layers, 8 query heads and 4 KV heads, SwiGLU 768, tied embeddings, 320 positions.</summary>
-    public static ModelConfig Config { get; } = new()
-    {
-        ModelType = "raft",
-        HiddenSize = 256,
-        IntermediateSize = 768,
-        NumHiddenLayers = 6,
-        NumAttentionHeads = 8,
-        NumKeyValueHeads = 4,
-        VocabSize = ByteTokenizer.Instance.VocabSize,
-        MaxPositionEmbeddings = 320,
-        TieWordEmbeddings = true,
-        RmsNormEps = 1e-5,
-        BosTokenId = ByteTokenizer.Instance.BosId,
-        Architectures = ["LlamaForCausalLM"],
-    };
+    public static ModelConfig Config { get; } = DemoBase.ByteLlama(hidden: 256, intermediate: 768, layers: 6, heads: 8, kvHeads: 4, positions: 320);
 
     /// <summary>The instruction-tuning budget: 12,000 steps of 32, AdamW 2e-3 → 1e-4 (200 warm-up steps), a resumable checkpoint every 100 steps.</summary>
-    public static TrainOptions DefaultOptions { get; } = new()
-    {
-        Method = TrainMethod.Sft,
-        Steps = 12000,
-        BatchSize = 32,
-        LearningRate = 2e-3,
-        MinLearningRate = 1e-4,
-        WarmupSteps = 200,
-        WeightDecay = 0.01,
-        ClipNorm = 1.0,
-        Seed = 1,
-        CheckpointEvery = 100,
-    };
+    public static TrainOptions DefaultOptions { get; } =
+        DemoBase.PretrainOptions(steps: 12000, learningRate: 2e-3, minLearningRate: 1e-4, warmup: 200, seed: 1, checkpointEvery: 100);
 
     /// <summary>One item of the instruction-tuning stream.</summary>
     public static TrainExample Item(Random rng)
