@@ -72,14 +72,16 @@ public class RunFolderTests : CliHarness
     public void A_lock_held_by_a_zombie_is_taken_over()
     {
         if (!OperatingSystem.IsLinux()) return; // zombies and /proc are Linux's; elsewhere the pid check decides
-        // sh starts a child that exits at once, then becomes `sleep`, which never reaps it: the child stays a zombie
-        // (state Z) with its pid listed, like an mpirun rank re-parented to a PID 1 that does not reap.
-        using var parent = Process.Start(new ProcessStartInfo("sh", ["-c", "true & echo $!; exec sleep 30"]) { UseShellExecute = false, RedirectStandardOutput = true })!;
+        // sh starts a child that exits a second later, then becomes `sleep`, which never reaps it: the child stays a
+        // zombie (state Z) with its pid listed, like an mpirun rank re-parented to a PID 1 that does not reap. (A child
+        // that exits at once can be reaped by sh itself before the exec: the test was flaky with `true &`.)
+        using var parent = Process.Start(new ProcessStartInfo("sh", ["-c", "sleep 1 & echo $!; exec sleep 30"]) { UseShellExecute = false, RedirectStandardOutput = true })!;
         try
         {
             int zombie = int.Parse(parent.StandardOutput.ReadLine()!, System.Globalization.CultureInfo.InvariantCulture);
             var deadline = DateTime.UtcNow.AddSeconds(20);
-            while (!File.ReadAllText($"/proc/{zombie}/stat").Contains(") Z ", StringComparison.Ordinal))
+            string stat = $"/proc/{zombie}/stat";
+            while (!File.ReadAllText(stat).Contains(") Z ", StringComparison.Ordinal))
             {
                 Assert.True(DateTime.UtcNow < deadline, $"pid {zombie} did not become a zombie");
                 Thread.Sleep(20);
