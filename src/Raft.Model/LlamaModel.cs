@@ -18,7 +18,10 @@ public sealed class LlamaModel
     {
         public required float[] Ln1, Wq, Wk, Wv, Wo, Ln2, Wg, Wu, Wd;
         public float[]? Bq, Bk, Bv, Bo, Bg, Bu, Bd, Qn, Kn;
-        /// <summary>The projections kept in 16 bits (inference-only models); null where the fp32 array is used.</summary>
+        /// <summary>
+        /// The projections kept in 16 bits (inference-only models) or their 16-bit compute copies (mixed precision,
+        /// <see cref="SetComputeDType"/>); null where the fp32 array is used.
+        /// </summary>
         public HalfMatrix? Hq, Hk, Hv, Ho, Hg, Hu, Hd;
         /// <summary>The layer's tensor names and features (the gradient set is looked up by the names).</summary>
         public required DecoderLayerLayout Names;
@@ -27,7 +30,9 @@ public sealed class LlamaModel
     private readonly DecoderLayout _layout;
     private readonly LayerWeights[] _layers;
     private readonly float[] _embed, _norm, _lmHead;
-    private readonly HalfMatrix? _embedH, _lmHeadH;
+    private HalfMatrix? _embedH, _lmHeadH;
+    // 16-bit compute copies of fp32 matrices (mixed precision), each with the fp32 master it rounds; not in _half
+    private readonly Dictionary<HalfMatrix, float[]> _computeCopies = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<string, HalfMatrix> _half = new(StringComparer.Ordinal);
     private readonly RopeTable _rope;
     private readonly int _d, _h, _kv, _hd, _f, _v;
@@ -176,6 +181,72 @@ public sealed class LlamaModel
     }
     /// <summary>Threads for the ops; 0 (the default) uses every core.</summary>
     public int Threads { get; set; }
+
+    /// <summary>
+    /// The 16-bit dtype the matmuls compute with while the weights stay fp32 (mixed precision), or null (the default):
+    /// see <see cref="SetComputeDType"/>.
+    /// </summary>
+    public SafeTensorDType? ComputeDType { get; private set; }
+
+    /// <summary>
+    /// Mixed precision: with <paramref name="dtype"/> BF16 (or F16) every fp32 matrix (embedding, projections, lm_head;
+    /// a tied embedding has one copy) gets a 16-bit compute copy, rounded to nearest even, that the forward and the input
+    /// gradients use through <see cref="Ops.HalfMatmul"/> (widened in registers, fp32 accumulation); activations, norms
+    /// and the loss stay fp32, and the weight gradients accumulate in fp32 from fp32 activations — the forward and
+    /// gradients of the fp32 model at the rounded weights (torch.autocast rounds the activations at each matmul too and
+    /// looks the embedding up in fp32: this is the closer-to-fp32 variant). The fp32 arrays in
+    /// <see cref="Parameters"/> stay the master weights an optimizer updates: call <see cref="RefreshComputeCopies"/>
+    /// after each update. Null (or F32) removes the copies. Matrices the model holds in 16 bits already are unchanged.
+    /// </summary>
+    public void SetComputeDType(SafeTensorDType? dtype)
+    {
+        if (dtype == SafeTensorDType.F32) dtype = null;
+        var old = new HashSet<HalfMatrix>(_computeCopies.Keys, ReferenceEqualityComparer.Instance);
+        _computeCopies.Clear();
+        ForEachMatrixSlot((ref HalfMatrix? h, float[] w, string name) =>
+        {
+            if (h != null && old.Contains(h)) h = null;
+            if (dtype is { } d && h == null && w.Length > 0)
+            {
+                // a tied embedding is one array: its lookup and lm_head share one copy
+                h = _computeCopies.FirstOrDefault(c => ReferenceEquals(c.Value, w)).Key ?? HalfMatrix.FromSingle(Parameters[name], d);
+                _computeCopies.TryAdd(h, w);
+            }
+        });
+        ComputeDType = dtype;
+    }
+
+    /// <summary>
+    /// Re-rounds the compute copies from their fp32 masters (after an optimizer step): every copy, or those whose
+    /// tensor name <paramref name="which"/> accepts (the trained ones); nothing without copies.
+    /// </summary>
+    public void RefreshComputeCopies(Func<string, bool>? which = null)
+    {
+        if (_computeCopies.Count == 0) return;
+        var copies = _computeCopies.Where(c => which is null || which(c.Key.Name)).ToArray();
+        var po = new ParallelOptions { MaxDegreeOfParallelism = Threads > 0 ? Threads : Environment.ProcessorCount };
+        Parallel.For(0, copies.Length, po, i =>
+        {
+            var (h, w) = copies[i];
+            if (h.DType == SafeTensorDType.BF16) SafeTensorDTypes.SingleToBFloat16(w, h.Bits);
+            else for (int j = 0; j < w.Length; j++) h.Bits[j] = BitConverter.HalfToUInt16Bits((Half)w[j]);
+        });
+    }
+
+    private delegate void MatrixSlot(ref HalfMatrix? h, float[] w, string name);
+
+    /// <summary>Every matrix the matmuls read: its 16-bit slot, its fp32 array (empty when held in 16 bits) and name.</summary>
+    private void ForEachMatrixSlot(MatrixSlot f)
+    {
+        foreach (var w in _layers)
+        {
+            var n = w.Names;
+            f(ref w.Hq, w.Wq, n.QProj); f(ref w.Hk, w.Wk, n.KProj); f(ref w.Hv, w.Wv, n.VProj); f(ref w.Ho, w.Wo, n.OProj);
+            f(ref w.Hg, w.Wg, n.GateProj); f(ref w.Hu, w.Wu, n.UpProj); f(ref w.Hd, w.Wd, n.DownProj);
+        }
+        f(ref _embedH, _embed, _layout.Embedding.Name);
+        f(ref _lmHeadH, _lmHead, _layout.OutputProjection);
+    }
 
     private LoraAdapters? _lora;
 
@@ -451,9 +522,14 @@ public sealed class LlamaModel
         Span<float> db, int n, int k, int m, int threads, bool accumulateDx = false)
     {
         if (h == null) { Matmul.Backward(dy, x, w, dx, dw, db, n, k, m, threads, accumulateDx); return; }
-        if (!dw.IsEmpty) throw new InvalidOperationException($"{h.Name} is held in 16 bits (frozen): it gets no gradient.");
         if (!dx.IsEmpty) HalfMatmul.BackwardInput(dy, h, dx, n, k, m, threads, accumulateDx);
-        if (!db.IsEmpty)
+        if (!dw.IsEmpty)
+        {
+            // a compute copy (mixed precision): dW and db do not read W, so the fp32 kernel gives them from dy and x
+            if (w.Length == 0) throw new InvalidOperationException($"{h.Name} is held in 16 bits (frozen): it gets no gradient.");
+            Matmul.Backward(dy, x, w, default, dw, db, n, k, m, threads);
+        }
+        else if (!db.IsEmpty)
             for (int r = 0; r < n; r++) Vec.AddInPlace(db[..m], dy.Slice(r * m, m));
     }
 

@@ -131,10 +131,32 @@ public static class SafeTensorDTypes
         for (; i < source.Length; i++) Unsafe.Add(ref d, i) = BFloat16ToSingle(Unsafe.Add(ref s, i));
     }
 
-    /// <summary>fp32 → bfloat16 bits (round to nearest even).</summary>
+    /// <summary>
+    /// fp32 → bfloat16 bits (round to nearest even; NaN stays a quiet NaN), vectorised: bit for bit the scalar
+    /// <see cref="SingleToBFloat16(float)"/> (mixed precision re-rounds every weight with it after each optimizer step).
+    /// </summary>
     public static void SingleToBFloat16(ReadOnlySpan<float> source, Span<ushort> destination)
     {
         if (destination.Length < source.Length) throw new ArgumentException("destination is shorter than source.", nameof(destination));
-        for (int i = 0; i < source.Length; i++) destination[i] = SingleToBFloat16(source[i]);
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            ref uint s = ref Unsafe.As<float, uint>(ref MemoryMarshal.GetReference(source));
+            ref ushort d = ref MemoryMarshal.GetReference(destination);
+            for (; i <= source.Length - 2 * Vector256<uint>.Count; i += 2 * Vector256<uint>.Count)
+            {
+                var lo = Round(Vector256.LoadUnsafe(ref s, (nuint)i));
+                var hi = Round(Vector256.LoadUnsafe(ref s, (nuint)(i + Vector256<uint>.Count)));
+                Vector256.Narrow(lo, hi).StoreUnsafe(ref d, (nuint)i);
+            }
+        }
+        for (; i < source.Length; i++) destination[i] = SingleToBFloat16(source[i]);
+
+        static Vector256<uint> Round(Vector256<uint> bits)
+        {
+            var rounded = (bits + Vector256.Create(0x7FFFu) + ((bits >> 16) & Vector256<uint>.One)) >> 16;
+            var nan = Vector256.GreaterThan(bits & Vector256.Create(0x7FFFFFFFu), Vector256.Create(0x7F800000u));
+            return Vector256.ConditionalSelect(nan, (bits >> 16) | Vector256.Create(0x0040u), rounded);
+        }
     }
 }

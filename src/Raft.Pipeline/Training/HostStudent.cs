@@ -20,6 +20,21 @@ internal abstract class HostStudent(StudentSetup setup) : IStudentBackend
 
     protected LlamaModel Model => Setup.Model;
 
+    // precision bf16 / fp16: the model's 16-bit compute copies, made from the (resumed, broadcast) weights at the start
+    private readonly bool _mixed = EnableComputeCopies(setup);
+
+    private static bool EnableComputeCopies(StudentSetup s)
+    {
+        s.Model.SetComputeDType(s.Options.ComputeDType);
+        return s.Options.ComputeDType is not null;
+    }
+
+    /// <summary>After an update: the trained matrices' compute copies re-rounded (a LoRA base is frozen: none).</summary>
+    protected void RefreshComputeCopies()
+    {
+        if (_mixed && Model.Lora is null) Model.RefreshComputeCopies(Setup.Frozen is null ? null : Setup.IsTrainable);
+    }
+
     public abstract double CurrentLearningRate { get; }
     public abstract string Describe();
     public abstract (double Norm, bool Applied) BackwardAndUpdate(double clipNorm);
@@ -64,7 +79,10 @@ internal abstract class HostStudent(StudentSetup setup) : IStudentBackend
 
     public void SyncHostWeights() { } // the host model is the student
 
-    public void Dispose() { }
+    public void Dispose()
+    {
+        if (_mixed) Model.SetComputeDType(null);
+    }
 }
 
 /// <summary>
@@ -118,7 +136,11 @@ internal sealed class CpuStudent : HostStudent
             world.AllReduce(bad, ReduceOp.Max);
             finite = bad[0] == 0;
         }
-        if (finite) _optimizer.Update(Grads);
+        if (finite)
+        {
+            _optimizer.Update(Grads);
+            RefreshComputeCopies();
+        }
         return (norm, finite);
     }
 
@@ -149,6 +171,7 @@ internal sealed class ZeroStudent : HostStudent
         ZeroFrozenGradients();
         // The norm is global, so is the decision.
         double norm = _zero.Step(clipNorm);
+        if (double.IsFinite(norm)) RefreshComputeCopies();
         return (norm, double.IsFinite(norm));
     }
 

@@ -76,6 +76,8 @@ internal static class StudentBackends
         {
             if (s.Options.GradientCheckpointing)
                 throw new TrainingException($"gradient_checkpointing = true: the GPU student ({s.Accelerator.Name}) does not recompute layers yet; run with device = cpu or without it.");
+            if (s.Options.ComputeDType is not null)
+                throw new TrainingException($"precision = {s.Options.Precision}: the GPU student ({s.Accelerator.Name}) computes in fp32; run with device = cpu or precision = fp32.");
             if (s.Model.Lora is not null)
                 throw new TrainingException($"lora_rank = {s.Options.LoraRank}: the GPU student ({s.Accelerator.Name}) does not train LoRA adapters yet; run with device = cpu.");
             if (s.Options.GradientAccumulationSteps > 1)

@@ -239,7 +239,9 @@ internal sealed class RunDirectory
             // a run saved before teacher_weights_dtype existed had the fp32 teacher
             string was = a.RootElement.TryGetProperty(p.Name, out var v) ? Compact(v) : p.Name == "teacher_weights_dtype" ? "\"fp32\"" :
                 // before base_weights_dtype a LoRA base was widened to fp32: the same values as a 16-bit base widened in the kernels
-                p.Name == "base_weights_dtype" ? "\"auto\"" : "(absent)";
+                p.Name == "base_weights_dtype" ? "\"auto\"" :
+                // before precision the student computed in fp32
+                p.Name == "precision" ? "\"fp32\"" : "(absent)";
             string now = Compact(p.Value);
             // the LoRA keys came later: a checkpoint without them was trained without LoRA
             if (was == "(absent)" && now == "null" && (p.Name.StartsWith("lora_", StringComparison.Ordinal) || p.Name == "epochs")) continue;

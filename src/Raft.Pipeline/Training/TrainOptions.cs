@@ -187,6 +187,19 @@ public sealed record TrainOptions
     /// </summary>
     [JsonPropertyName("gradient_checkpointing")] public bool GradientCheckpointing { get; init; }
     /// <summary>
+    /// The student's matmul precision: fp32 (the default) or mixed precision bf16 / fp16 — every fp32 matrix gets a
+    /// 16-bit compute copy (round to nearest even) that the forward, the input gradients and the rollouts read (widened
+    /// in registers, fp32 accumulation); activations, norms, the loss and the weight gradients stay fp32 and AdamW
+    /// updates the fp32 master weights, after which the copies are re-rounded. CPU student only.
+    /// </summary>
+    [JsonPropertyName("precision")] public string Precision { get; init; } = "fp32";
+
+    /// <summary>The 16-bit compute dtype <see cref="Precision"/> names, or null for fp32.</summary>
+    [JsonIgnore]
+    public Raft.Model.SafeTensorDType? ComputeDType =>
+        Raft.Model.SafeTensorDTypes.ParseWeightsDType(Precision, "precision") is var d && d != Raft.Model.SafeTensorDType.F32 ? d : null;
+
+    /// <summary>
     /// How a LoRA student holds its frozen base matrices: auto (the default: as the checkpoint stores them, so a bf16
     /// checkpoint stays bf16), fp32 (widened), bf16 or fp16 (as stored; the other 16-bit dtype is refused). 16-bit base
     /// weights are widened inside the forward and backward kernels (fp32 accumulation) and, with the base as teacher,
@@ -255,6 +268,8 @@ public sealed record TrainOptions
             }
         }
         _ = Raft.Model.SafeTensorDTypes.ParseWeightsDType(TeacherWeightsDType, "teacher_weights_dtype");
+        try { _ = ComputeDType; }
+        catch (ArgumentException) { Fail("precision", Precision, $"must be {Raft.Model.SafeTensorDTypes.WeightsDTypeChoices}"); }
         if (LogitsChunkRows < 0) Fail("logits_chunk_rows", LogitsChunkRows, "must be ≥ 0 (0: as many rows as fit 64 MiB of logits)");
         if (BaseWeightsDType is null || !BaseWeightsDType.Equals("auto", StringComparison.OrdinalIgnoreCase))
         {

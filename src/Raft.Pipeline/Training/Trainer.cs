@@ -249,6 +249,7 @@ public sealed class Trainer
                     (_teacher is null ? "" : $", teacher {_teacher.Description}") + $", loss kernels {_kernels.Name}" +
                     (_frozen is null ? "" : $", training {_student.Parameters.Count - _frozen.Count} of {_student.Parameters.Count} tensors (trainable \"{_o.Trainable}\")") +
                     (_student.Lora is not { } lo ? "" : $", LoRA r = {lo.Config.Rank}, α = {lo.Config.Alpha}, dropout {lo.Config.Dropout} on {string.Join(",", lo.Config.TargetModules)} ({lo.Parameters.ValueCount} trained values; base frozen)") +
+                    (_o.ComputeDType is { } cd ? $", {cd.WeightsDTypeName()} mixed precision (fp32 masters)" : "") +
                     student.Describe());
         var all = new List<StepMetrics>();
         for (int step = startStep; step < totalSteps; step++)
