@@ -25,7 +25,10 @@ public sealed class GpuStudentTrainerTests : IDisposable
             StudentAccelerator = _device.Accelerator,
         };
 
-    private static void AssertClose(TensorSet expected, TensorSet actual, double relative)
+    // Weights after AdamW: an element whose gradient is near zero moves by up to lr·g/(|g|+ε) per step, so float sums
+    // in another order (Δg ~ 1e-9) move it by up to ~1e-3·lr per step however small the weights are; the bound adds that
+    // (a wrong gradient moves an element by ~lr per step, 1000× more).
+    private static void AssertClose(TensorSet expected, TensorSet actual, double relative, double adamSlack = 0)
     {
         foreach (var e in expected.Tensors)
         {
@@ -36,7 +39,7 @@ public sealed class GpuStudentTrainerTests : IDisposable
                 maxRef = Math.Max(maxRef, Math.Abs(e.Data[i]));
                 maxErr = Math.Max(maxErr, Math.Abs(e.Data[i] - a.Data[i]));
             }
-            Assert.True(maxErr <= relative * maxRef + 1e-7, $"{e.Name}: max |Δ| {maxErr:g3} against max |w| {maxRef:g3}");
+            Assert.True(maxErr <= relative * maxRef + adamSlack + 1e-7, $"{e.Name}: max |Δ| {maxErr:g3} against max |w| {maxRef:g3}");
         }
     }
 
@@ -66,7 +69,7 @@ public sealed class GpuStudentTrainerTests : IDisposable
             Assert.Equal(a.Metrics[i].LearningRate, b.Metrics[i].LearningRate, 12);
         }
         Assert.True(TinyModels.MaxAbsDiff(initial, dev.Parameters) > 1e-4, "the device student did not train");
-        AssertClose(cpu.Parameters, dev.Parameters, 1e-4);
+        AssertClose(cpu.Parameters, dev.Parameters, 1e-4, adamSlack: 1e-3 * options.LearningRate * options.Steps);
         if (trainable is not null)
             foreach (var t in dev.Parameters.Tensors.Where(t => !System.Text.RegularExpressions.Regex.IsMatch(t.Name, trainable)))
                 Assert.True(t.Data.AsSpan().SequenceEqual(initial[t.Name].Data), $"{t.Name} is frozen but moved on the device");
