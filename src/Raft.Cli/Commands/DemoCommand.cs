@@ -17,7 +17,7 @@ internal static class DemoCommand
         var ablations = new Option<bool>("--ablations") { Description = "Add RAFT without refinement, without answer conditioning, and with fixed weights." };
         var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds (default 1,2,3).", DefaultValueFactory = _ => "1,2,3", HelpName = "1,2,3" };
         var teacher = new Option<string>("--teacher") { Description = "How the base model serves as teacher: onnx (exported and run by ONNX Runtime, the product path) or engine (its own frozen forward).", DefaultValueFactory = _ => "onnx", HelpName = "onnx|engine" };
-        var baseModel = new Option<string?>("--base") { Description = "The base checkpoint (default: models/demo-base of the repository; trained first with raft pretrain's defaults if missing).", HelpName = "DIR" };
+        var baseModel = new Option<string?>("--base") { Description = "The base checkpoint (default: models/demo-base, or models/demo-v2-base with --world v2, found in the working directory, next to the binary or in the repository; v1's is trained first with raft pretrain's defaults if missing).", HelpName = "DIR" };
         var steps = new Option<int?>("--steps") { Description = "Training steps of SFT and RAFT (same budget for both; default 300).", HelpName = "N" };
         var learningRate = new Option<double?>("--learning-rate") { Description = "Peak learning rate of SFT and RAFT (default 3e-4, cosine decay to a tenth).", HelpName = "LR" };
         var trainable = new Option<string?>("--trainable") { Description = "Which parameters SFT and RAFT train: a regular expression over tensor names (default mlp: the MLP blocks; '.*': every parameter, see docs/demo.md).", HelpName = "REGEX" };
@@ -44,7 +44,7 @@ internal static class DemoCommand
             if (worldName is not ("v1" or "v2")) throw new UsageException($"--world must be v1 or v2, got '{parse.GetValue(world)}'.");
             if (worldName == "v1" && (parse.GetValue(gapCheck) || parse.GetValue(quick)))
                 throw new UsageException($"{(parse.GetValue(gapCheck) ? "--gap-check" : "--quick")} needs --world v2.");
-            string basePath = parse.GetValue(baseModel) ?? (worldName == "v2" ? "models/demo-v2-base" : FindBase());
+            string basePath = parse.GetValue(baseModel) ?? FindBase(worldName == "v2" ? "models/demo-v2-base" : "models/demo-base");
             CliChecks.CheckOutputsApart([new("--base", basePath)], [new("--out", outDir)], mayContainInputs: true);
             if (outDir is not null) CliChecks.CheckOutputDirectory("--out", outDir);
             var defaults = new DemoOptions();
@@ -105,10 +105,10 @@ internal static class DemoCommand
         return command;
     }
 
-    /// <summary>models/demo-base under the working directory or under any parent of the binary's folder (the repository).</summary>
-    private static string FindBase()
+    /// <summary><paramref name="rel"/> (models/demo-base or models/demo-v2-base) under the working directory, next to the
+    /// binary (the build copies both bases there) or under any parent of the binary's folder (the repository).</summary>
+    internal static string FindBase(string rel)
     {
-        const string rel = "models/demo-base";
         if (Directory.Exists(rel)) return rel;
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {

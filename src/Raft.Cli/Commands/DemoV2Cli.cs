@@ -14,7 +14,7 @@ internal static class DemoV2Cli
         TextWriter stdout, TextWriter stderr)
     {
         if (!Directory.Exists(basePath))
-            throw new UsageException($"--base {basePath}: no such folder; --world v2 needs the v2 base (raft pretrain --world v2; not yet committed, see docs/demo.md).");
+            throw new UsageException($"--base {basePath}: no such folder; --world v2 needs the v2 base (models/demo-v2-base of the repository, copied next to the binary by the build; or make one with raft pretrain --world v2, docs/demo.md).");
         var (config, weights) = Checkpoint.Load(basePath);
         if (config.VocabSize != Raft.Model.Tokenization.ByteTokenizer.Instance.VocabSize)
             throw new UsageException($"--base {basePath}: vocab_size {config.VocabSize}; the demo's byte tokenizer has {Raft.Model.Tokenization.ByteTokenizer.Instance.VocabSize}.");
