@@ -71,4 +71,43 @@ public class TrainerFlagsCliTests : CliHarness
         Assert.Equal(2, bad.Code);
         Assert.Contains("--save-total-limit", bad.Stderr);
     }
+
+    [Fact]
+    public void Max_length_truncates_and_counts_and_one_beyond_the_model_is_refused()
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"));   // 256 positions
+        string data = PathOf("long.jsonl");
+        string longAnswer = string.Concat(Enumerable.Repeat("and so on ", 30));   // 300 bytes: over 256 positions
+        File.WriteAllLines(data, [
+            "{\"prompt\": \"Flip 12.\", \"answer\": \"21\"}",
+            $"{{\"prompt\": \"Count.\", \"answer\": \"{longAnswer}\"}}",
+            "{\"prompt\": \"Flip 34.\", \"answer\": \"43\"}",
+            $"{{\"prompt\": \"Count again.\", \"answer\": \"{longAnswer}\"}}",
+        ]);
+        string[] common = ["--model", ckpt, "--data", data, "--threads", "1", "--batch-size", "2", "--steps", "1"];
+        // the default limit, the model's positions: the two long answers are cut (they used to be refused)
+        var sft = Raft(["sft", .. common, "--out", PathOf("sft")]);
+        AssertOk(sft);
+        var line = JsonDocument.Parse(sft.Stdout).RootElement;
+        Assert.Equal(256, line.GetProperty("max_length").GetInt32());
+        Assert.Equal(2, line.GetProperty("truncated_examples").GetInt32());
+        Assert.Contains("max_length 256 (the model's max_position_embeddings): 2 of 4 examples truncated", sft.Stderr);
+
+        // RAFT with --max-length 20: the long ones are cut, the short ones fit; rollouts are limited to the room left
+        var raft = Raft(["train", .. common, "--out", PathOf("raft"), "--top-k", "4", "--rollout-max-tokens", "8", "--teacher-provider", "cpu", "--max-length", "20"]);
+        AssertOk(raft);
+        Assert.Equal(2, JsonDocument.Parse(raft.Stdout).RootElement.GetProperty("truncated_examples").GetInt32());
+        Assert.Contains("max_length 20: 2 of 4 examples truncated", raft.Stderr);
+        Assert.Contains("limited to fit (prompt + rollout ≤ 20)", raft.Stderr);
+        Assert.Equal(20, JsonDocument.Parse(File.ReadAllText(Path.Combine(PathOf("raft"), Trainer.ConfigFile))).RootElement.GetProperty("max_length").GetInt32());
+
+        foreach (string bad in new[] { "257", "1" })
+        {
+            var r = Raft(["sft", .. common, "--out", PathOf("bad" + bad), "--max-length", bad]);
+            Assert.Equal(2, r.Code);
+            Assert.Contains("--max-length", r.Stderr);
+            Assert.Contains(bad == "257" ? "max_position_embeddings 256" : "≥ 2", r.Stderr);
+            Assert.False(Directory.Exists(PathOf("bad" + bad)));
+        }
+    }
 }

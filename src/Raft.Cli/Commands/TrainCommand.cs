@@ -22,6 +22,7 @@ internal static class TrainCommand
         "steps" => "Optimizer steps (default 200); or give --epochs instead (not both).",
         "epochs" => "Passes over the data instead of --steps (fractions allowed): ⌈epochs × ⌈examples / global batch⌉⌉ steps, as Hugging Face counts; the schedule decays over them (default: none, --steps).",
         "save_total_limit" => "Keep only the newest K checkpoints in checkpoints/ (older ones deleted after each save; final/ is not counted) (default: keep all).",
+        "max_length" => "Most positions of a training sequence (HF SFTTrainer's max_length): a longer prompt + answer is truncated (its first N tokens; a prompt that alone leaves no room loses its start, down to its last N/2 tokens), not refused, and counted (the start log line, truncated_examples in the JSON line); RAFT rollouts are limited so that prompt + rollout <= N (default: the model's max_position_embeddings, the most allowed).",
         "batch_size" => "Prompts per micro-batch per rank (default 16); a step takes batch_size × gradient_accumulation_steps × ranks.",
         "gradient_accumulation_steps" => "Micro-batches per optimizer step (default 1): their gradients are summed, then one clipped update, the same as one batch of batch_size × N; memory grows with the micro-batch.",
         "learning_rate" => "Peak AdamW learning rate (default 1e-3), cosine decay after warm-up.",
@@ -193,6 +194,7 @@ internal static class TrainCommand
         parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(new
         {
             method = method.ToString().ToLowerInvariant(), steps = result.Steps, skipped_steps = result.SkippedSteps,
+            max_length = result.Truncation?.MaxLength, truncated_examples = result.Truncation?.Truncated,
             final_loss = nonFinite ? null : finalLoss, final_loss_nonfinite = nonFinite,
             seconds = Math.Round(result.Seconds, 2), model = Path.Combine(outDir, Trainer.FinalDir),
             device = ComputeDevices.Name(options.Device), kernels = backend.Description,

@@ -244,7 +244,7 @@ internal sealed class RunDirectory
                 p.Name == "precision" ? "\"fp32\"" : "(absent)";
             string now = Compact(p.Value);
             // the LoRA keys came later: a checkpoint without them was trained without LoRA
-            if (was == "(absent)" && now == "null" && (p.Name.StartsWith("lora_", StringComparison.Ordinal) || p.Name == "epochs")) continue;
+            if (was == "(absent)" && now == "null" && (p.Name.StartsWith("lora_", StringComparison.Ordinal) || p.Name is "epochs" or "max_length")) continue;
             if (was != now) { diff = $"{p.Name}: checkpoint {was}, now {now}"; return false; }
         }
         return true;

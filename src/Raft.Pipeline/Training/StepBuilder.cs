@@ -31,9 +31,15 @@ internal sealed class StepBuilder(TrainData data, TrainOptions options, DistillS
             var prompts = new int[examples.Length * r][];
             for (int i = 0; i < examples.Length; i++)
                 for (int j = 0; j < r; j++) prompts[i * r + j] = data.Examples[examples[i]].Prompt;
+            // Each example's rollouts may have RolloutRoom tokens (rollout_max_tokens, or fewer where max_length or the
+            // teacher's positions leave less room): sampled to the batch's largest room, each cut to its own. A row's tokens do
+            // not depend on the other rows (its randomness is keyed by its global index), so the cut rollout is the one a
+            // generation stopped at its room would give.
+            int most = 1;
+            foreach (int i in examples) most = Math.Max(most, data.Examples[i].RolloutRoom);
             var sampling = new SamplingOptions
             {
-                Temperature = options.RolloutTemperature, MaxNewTokens = options.RolloutMaxTokens, StopTokenIds = data.StopIds, Seed = (ulong)options.Seed,
+                Temperature = options.RolloutTemperature, MaxNewTokens = most, StopTokenIds = data.StopIds, Seed = (ulong)options.Seed,
                 VocabLimit = data.VocabLimit,
             };
             var gens = Generator.Generate(student, prompts, sampling, firstSequenceIndex: firstSequence);
@@ -42,7 +48,8 @@ internal sealed class StepBuilder(TrainData data, TrainOptions options, DistillS
             for (int i = 0; i < prompts.Length; i++)
             {
                 contexts[i] = data.Examples[examples[i / r]].TeacherContext;
-                rollouts[i] = gens[i].Tokens;
+                int room = data.Examples[examples[i / r]].RolloutRoom;
+                rollouts[i] = gens[i].Tokens.Length <= room ? gens[i].Tokens : gens[i].Tokens[..room];
                 rolloutTokens += rollouts[i].Length;
                 kd.Add(([.. prompts[i], .. rollouts[i]], prompts[i].Length));
             }

@@ -52,6 +52,14 @@ public sealed record TrainOptions
             throw new ArgumentException($"epochs = {Format(e)}: {examples} examples in batches of {globalBatch} make {steps:0} steps, more than {int.MaxValue}.", "epochs");
         return Math.Max(1, (int)steps);
     }
+    /// <summary>
+    /// The most positions of a training sequence (Hugging Face SFTTrainer's <c>max_length</c>); null (the default): the
+    /// model's max_position_embeddings, and a larger value is refused. A longer prompt + answer is truncated, not refused:
+    /// it keeps its first N tokens (the answer loses its end); a prompt that alone leaves no answer token loses its start,
+    /// down to its last ⌊N/2⌋ tokens. RAFT rollouts are limited so that prompt + rollout ≤ N. The counts are logged at
+    /// the start and returned in <see cref="TrainResult.Truncation"/> (details: TrainData.Encode).
+    /// </summary>
+    [JsonPropertyName("max_length")] public int? MaxLength { get; init; }
     /// <summary>Prompts per micro-batch per rank (Hugging Face's <c>per_device_train_batch_size</c>).</summary>
     [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 16;
     /// <summary>
@@ -231,6 +239,7 @@ public sealed record TrainOptions
         if (Epochs is double epochs && !(epochs > 0 && double.IsFinite(epochs))) Fail("epochs", epochs, "must be finite and > 0 (or null: use steps)");
         if (SaveTotalLimit is int keep && keep < 1) Fail("save_total_limit", keep, "must be ≥ 1 (or null: keep every checkpoint)");
         if (BatchSize < 1) Fail("batch_size", BatchSize, "must be ≥ 1");
+        if (MaxLength is int maxLength && maxLength < 2) Fail("max_length", maxLength, "must be ≥ 2 (or null: the model's max_position_embeddings)");
         if (GradientAccumulationSteps < 1) Fail("gradient_accumulation_steps", GradientAccumulationSteps, "must be ≥ 1");
         if (GradientAccumulationSteps > 1 && (long)BatchSize * GradientAccumulationSteps > int.MaxValue / 64)
             Fail("gradient_accumulation_steps", GradientAccumulationSteps, $"batch_size {BatchSize} × it must stay below {int.MaxValue / 64}");

@@ -13,7 +13,11 @@ namespace Raft.Pipeline.Training;
 public sealed class TrainingException(string message, Exception? inner = null) : Exception(message, inner);
 
 /// <summary>What a finished run returns.</summary>
-public sealed record TrainResult(int Steps, int SkippedSteps, IReadOnlyList<StepMetrics> Metrics, double Seconds);
+public sealed record TrainResult(int Steps, int SkippedSteps, IReadOnlyList<StepMetrics> Metrics, double Seconds)
+{
+    /// <summary>What was truncated to fit <see cref="TrainOptions.MaxLength"/> (null only in results made elsewhere).</summary>
+    public TruncationReport? Truncation { get; init; }
+}
 
 /// <summary>
 /// The training loop shared by plain SFT and RAFT stage 2 (see <see cref="TrainMethod"/>). A step is four plain pieces
@@ -111,6 +115,11 @@ public sealed class Trainer
     /// </summary>
     public Trainer(LlamaModel student, ITokenizer tokenizer, ChatTemplate template, IReadOnlyList<TrainExample> data,
         TrainOptions options, ITeacher? teacher = null, ILossKernels? kernels = null)
+        : this(student, tokenizer, template, data, options, teacher, kernels, encoded: null) { }
+
+    /// <summary>The same, with <paramref name="encoded"/> (when given) instead of <paramref name="data"/> encoded by the template (tests: training on token sequences made by hand).</summary>
+    internal Trainer(LlamaModel student, ITokenizer tokenizer, ChatTemplate template, IReadOnlyList<TrainExample> data,
+        TrainOptions options, ITeacher? teacher, ILossKernels? kernels, TrainData? encoded)
     {
         ArgumentNullException.ThrowIfNull(student);
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -163,7 +172,7 @@ public sealed class Trainer
         if (kernels is null && options.Device is not (ComputeDevice.Auto or ComputeDevice.Cpu))
             throw new ArgumentException($"device = {ComputeDevices.Name(options.Device)}: pass the loss kernels for it; without kernels the Trainer runs the CPU kernels only.", nameof(kernels));
         _kernels = kernels ?? new CpuKernels(options.Threads);
-        _data = TrainData.Encode(data, tokenizer, template, options, student.Config.MaxPositionEmbeddings);
+        _data = encoded ?? TrainData.Encode(data, tokenizer, template, options, student.Config.MaxPositionEmbeddings);
         CheckStepSize(_data, options, student.Config.VocabSize);
         _distill = options.Distill;
         _padId = tokenizer.PadId ?? 0;
@@ -182,7 +191,7 @@ public sealed class Trainer
         foreach (var e in data.Examples)
         {
             t = Math.Max(t, e.Full.Length - 1);
-            if (raft) t = Math.Max(t, e.Prompt.Length + options.RolloutMaxTokens - 1L);
+            if (raft) t = Math.Max(t, e.Prompt.Length + (long)e.RolloutRoom - 1L);
         }
         long sequences = raft ? (long)options.BatchSize * (options.RolloutsPerPrompt + 1L) : options.BatchSize;
         double floats = (double)sequences * t * vocab;
@@ -251,6 +260,8 @@ public sealed class Trainer
                     (_student.Lora is not { } lo ? "" : $", LoRA r = {lo.Config.Rank}, α = {lo.Config.Alpha}, dropout {lo.Config.Dropout} on {string.Join(",", lo.Config.TargetModules)} ({lo.Parameters.ValueCount} trained values; base frozen)") +
                     (_o.ComputeDType is { } cd ? $", {cd.WeightsDTypeName()} mixed precision (fp32 masters)" : "") +
                     student.Describe());
+        if (_o.MaxLength is not null || _data.Truncation.Truncated > 0 || _data.Truncation.RolloutsShortened > 0)
+            log?.Invoke(_data.Truncation.Describe(_data.Count, given: _o.MaxLength is not null));
         var all = new List<StepMetrics>();
         for (int step = startStep; step < totalSteps; step++)
         {
@@ -296,7 +307,7 @@ public sealed class Trainer
             }
         }
         student.SyncHostWeights();
-        return new TrainResult(totalSteps, skipped, all, sw.Elapsed.TotalSeconds);
+        return new TrainResult(totalSteps, skipped, all, sw.Elapsed.TotalSeconds) { Truncation = _data.Truncation };
     }
 
     /// <summary>Every rank starts from the same step (a run directory not shared by all ranks would break this) with rank 0's weights.</summary>
