@@ -22,9 +22,12 @@ internal static class Program
             stderr.WriteLine("Run 'raft --help' (or 'raft <command> --help') for usage.");
             return ExitCodes.Usage;
         }
+        // A command that fails removes the output folders it created while they are still empty (never one that existed).
+        using var folders = Raft.Cli.Commands.CreatedFolders.Begin();
+        int code;
         try
         {
-            return parsed.Invoke(new InvocationConfiguration
+            code = parsed.Invoke(new InvocationConfiguration
             {
                 Output = stdout,
                 Error = stderr,
@@ -33,7 +36,9 @@ internal static class Program
         }
         catch (Exception e)
         {
-            return CliErrors.Report(e, stderr);
+            code = CliErrors.Report(e, stderr);
         }
+        if (code != ExitCodes.Success) folders.RemoveEmpty();
+        return code;
     }
 }

@@ -54,6 +54,15 @@ public sealed unsafe class CudaDevice : IDisposable
     /// <summary>Why no CUDA device can be opened (no libcuda, cuInit failed, zero devices), or null when one can.</summary>
     public static string? UnavailableReason => s_probe.Value.Ok ? null : s_probe.Value.Reason;
 
+    /// <summary>
+    /// <see cref="UnavailableReason"/> in a few words, for a line that only says where work runs: "no CUDA driver" when
+    /// libcuda cannot be loaded at all (the usual CPU-only machine; the full reason, with the library names tried and the
+    /// variable that names another path, is for an explicit request of CUDA), else "no CUDA device: " and the full reason
+    /// (a driver is there, so its failure is worth reading); null when available.
+    /// </summary>
+    public static string? BriefUnavailableReason =>
+        s_probe.Value.Ok ? null : CudaDriverApi.TryGet(out _) is null ? "no CUDA driver" : "no CUDA device: " + s_probe.Value.Reason;
+
     /// <summary>The number of CUDA devices (0 when CUDA is unavailable).</summary>
     public static int DeviceCount => s_probe.Value.Count;
 

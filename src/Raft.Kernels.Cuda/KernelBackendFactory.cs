@@ -14,7 +14,8 @@ namespace Raft.Kernels.Cuda;
 /// <item><see cref="ComputeDevice.CudaC"/>: the hand-written CUDA C kernels (<see cref="CudaCKernels"/>) on ILGPU's
 /// CUDA accelerator; they also need NVRTC.</item>
 /// <item><see cref="ComputeDevice.Auto"/>: the CUDA driver's own probe first (cheaper and clearer than ILGPU's when
-/// there is no GPU at all), then Cuda; the CPU, with the reason in the description, when either fails.</item>
+/// there is no GPU at all), then Cuda; the CPU, with the reason in the description, when either fails (briefly, "no CUDA
+/// driver", on a machine without one: <see cref="CudaDevice.BriefUnavailableReason"/>).</item>
 /// </list>
 /// Every reason a GPU cannot be used — no driver, no device, no libdevice, no NVRTC — is caught and reported. On a
 /// GPU the backend's <see cref="KernelBackend.Accelerator"/> is the accelerator the kernels run on, for others to
@@ -44,7 +45,8 @@ public static class KernelBackendFactory
                 if (!CudaDevice.IsAvailable) throw Unavailable(NoDriverReason);
                 return TryCreateCuda(out var cuda, out string whyNot) ? cuda : throw Unavailable(whyNot);
             default:
-                if (!CudaDevice.IsAvailable) return Cpu(cpuThreads, NoDriverReason);
+                // said briefly: every CPU-only run shows this line (an explicit cuda gets the full reason in its error)
+                if (!CudaDevice.IsAvailable) return Cpu(cpuThreads, CudaDevice.BriefUnavailableReason);
                 return TryCreateCuda(out var found, out string why) ? found : Cpu(cpuThreads, why);
         }
     }

@@ -22,6 +22,11 @@ public sealed record TeacherOptions
     public int? ExpectedVocabSize { get; init; }
     /// <summary>CUDA device ordinal.</summary>
     public int CudaDevice { get; init; }
+    /// <summary>
+    /// With <see cref="ComputeDevice.Cpu"/>: why the CPU alone is asked for, when it was not the user's choice (e.g.
+    /// "auto: no CUDA driver", from a caller that probed first), said in the log line instead of "asked for".
+    /// </summary>
+    public string? CpuReason { get; init; }
     /// <summary>Receives the one line that says which provider runs and why; null writes to standard error.</summary>
     public Action<string>? Log { get; init; }
 }
@@ -218,7 +223,10 @@ public sealed class TeacherSession : IDisposable
         {
             try
             {
-                session = Create(path, options, cuda: true);
+                // auto: a CUDA provider that cannot start is an expected outcome, said once in our own line below;
+                // ONNX Runtime's logger would also print it as a red error ("Failed to load library
+                // libonnxruntime_providers_cuda.so ..."), so it only reports fatal errors during the attempt.
+                session = options.Provider == ComputeDevice.Auto ? Quietly(() => Create(path, options, cuda: true)) : Create(path, options, cuda: true);
                 provider = "CUDA";
             }
             catch (Exception e) when (e is OnnxRuntimeException or EntryPointNotFoundException or DllNotFoundException)
@@ -262,7 +270,7 @@ public sealed class TeacherSession : IDisposable
             }
             string what = $" ({signature.Describe()})";
             log(reason is null
-                ? $"teacher {path}{what}: running on {provider}" + (options.Provider == ComputeDevice.Cpu ? " (asked for)." : ".")
+                ? $"teacher {path}{what}: running on {provider}" + (options.Provider != ComputeDevice.Cpu ? "." : options.CpuReason is { } why ? $" ({why})." : " (asked for).")
                 : $"teacher {path}{what}: running on CPU; CUDA was asked for ({options.Provider}) but could not be started: {reason}");
             return new TeacherSession(session, path, provider, reason, signature, config, genAi, options.CudaDevice);
         }
@@ -270,6 +278,21 @@ public sealed class TeacherSession : IDisposable
         {
             session.Dispose();
             throw;
+        }
+    }
+
+    private static readonly object s_logLevelLock = new();
+
+    /// <summary>Runs <paramref name="create"/> with ONNX Runtime's (process-wide) logger at fatal severity, then restores its level.</summary>
+    private static T Quietly<T>(Func<T> create)
+    {
+        lock (s_logLevelLock)
+        {
+            var env = OrtEnv.Instance();
+            var level = env.EnvLogLevel;
+            env.EnvLogLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL;
+            try { return create(); }
+            finally { env.EnvLogLevel = level; }
         }
     }
 

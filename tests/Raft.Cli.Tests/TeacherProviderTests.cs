@@ -53,5 +53,10 @@ public class TeacherProviderTests : CliHarness
         Assert.DoesNotContain("libonnxruntime_providers_cuda", stderr);
         Assert.DoesNotContain("Failed to load library", stderr);
         Assert.Contains("running on CPU", stderr);
+        // quiet and right about why (#19): not "(asked for)", and no driver probe's library list or path hint, on stderr or in the JSON line
+        if (CudaDevice.BriefUnavailableReason != "no CUDA driver") return;
+        Assert.Contains("running on CPU (auto: no CUDA driver).", stderr);
+        Assert.DoesNotContain("(asked for)", stderr);
+        Assert.DoesNotContain("RAFT_CUDA_LIBRARY", stderr + output);
     }
 }

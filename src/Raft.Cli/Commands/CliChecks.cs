@@ -120,14 +120,15 @@ internal static class CliChecks
 
     /// <summary>
     /// An output directory must be creatable and writable: it is created (with its parents) and a probe file is written
-    /// and deleted, so that a run fails before any work rather than after it.
+    /// and deleted, so that a run fails before any work rather than after it. The folders it creates are recorded
+    /// (<see cref="CreatedFolders"/>): a command that fails afterwards removes them again while they are empty.
     /// </summary>
     public static void CheckOutputDirectory(string option, string path)
     {
         if (File.Exists(path)) throw new UsageException($"{option} {path}: is a file, not a directory.");
         try
         {
-            Directory.CreateDirectory(path);
+            CreatedFolders.Create(path);
             string probe = Path.Combine(path, $".raft-write-probe-{Guid.NewGuid():N}");
             File.WriteAllText(probe, "");
             File.Delete(probe);

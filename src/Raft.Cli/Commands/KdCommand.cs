@@ -157,7 +157,7 @@ internal static class KdCommand
             teacherName = "example teacher logits";
             if (parse.GetValue(o.WriteExample) is { } dir)
             {
-                Directory.CreateDirectory(dir);
+                CreatedFolders.Create(dir);
                 NpyFile.WriteFloat32(Path.Combine(dir, "student.npy"), student, rows, vocab);
                 NpyFile.WriteFloat32(Path.Combine(dir, "teacher.npy"), teacher, rows, vocab);
             }

@@ -15,7 +15,16 @@ internal static class TeacherProvider
     /// cpu and cuda are kept (a cuda that cannot start is then an error, never a silent fallback).
     /// </summary>
     /// <exception cref="UsageException">cuda was asked for and no CUDA device can be opened: <c>--teacher-provider cuda: no usable CUDA device (…).</c></exception>
-    public static ComputeDevice Resolve(ComputeDevice asked) => asked switch
+    public static ComputeDevice Resolve(ComputeDevice asked) => Resolve(asked, out _);
+
+    /// <summary>As <see cref="Resolve(ComputeDevice)"/>; <paramref name="cpuReason"/> says why auto became cpu ("auto: no CUDA driver"), else null.</summary>
+    public static ComputeDevice Resolve(ComputeDevice asked, out string? cpuReason)
+    {
+        cpuReason = asked == ComputeDevice.Auto && !CudaDevice.IsAvailable ? $"auto: {CudaDevice.BriefUnavailableReason}" : null;
+        return Resolved(asked);
+    }
+
+    private static ComputeDevice Resolved(ComputeDevice asked) => asked switch
     {
         ComputeDevice.Auto => CudaDevice.IsAvailable ? ComputeDevice.Auto : ComputeDevice.Cpu,
         ComputeDevice.Cuda when !CudaDevice.IsAvailable =>

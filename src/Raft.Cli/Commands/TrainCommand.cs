@@ -296,10 +296,10 @@ internal static class TrainCommand
         // ONNX Runtime's providers: CUDA or the CPU; cuda-c names loss kernels, not a provider.
         if (!ComputeDevices.TryParse(providerText, out var provider) || provider == ComputeDevice.CudaC)
             throw new UsageException($"--teacher-provider must be auto, cpu or cuda, got '{providerText}'.");
-        provider = TeacherProvider.Resolve(provider);
+        provider = TeacherProvider.Resolve(provider, out string? cpuReason);
         try
         {
-            var options = new TeacherOptions { Provider = provider, AllowCpuFallback = false, IntraOpThreads = threads, Log = l => stderr.WriteLine(l) };
+            var options = new TeacherOptions { Provider = provider, CpuReason = cpuReason, AllowCpuFallback = false, IntraOpThreads = threads, Log = l => stderr.WriteLine(l) };
             var t = ModelStore.OpenTeacher(dir, options, kernels, vocab, threads, vocabLimit, weights, logitsChunkRows);
             stderr.WriteLine($"teacher: {t.Description}");
             return t;
