@@ -40,7 +40,16 @@ public sealed class GpuLlamaModel : IDisposable
     {
         public long Ln1, Ln2, Wqkv, Bqkv, Wo, Bo, Wgu, Bgu, Wd, Bd, Qn, Kn;
         public int Window;
+        /// <summary>The adapters of the layer, by <see cref="LoraTarget"/> (null: not wrapped; all null without LoRA).</summary>
+        public LoraView?[] Lora = new LoraView?[LoraConfig.ModuleNames.Count];
     }
+
+    /// <summary>
+    /// One adapted projection: A [r, in] and B [out, r] at offsets in the adapter buffer; its output is the column block
+    /// [Col, Col + Out) of a matrix with rows Stride apart (q, k, v in the packed q/k/v output, gate and up in the packed
+    /// gate/up output, o and down in the residual stream).
+    /// </summary>
+    private sealed record LoraView(long A, long B, int In, int Out, int Col, int Stride);
 
     private readonly Accelerator _acc;
     private readonly ModelKernelSet _k;
@@ -55,6 +64,15 @@ public sealed class GpuLlamaModel : IDisposable
     private int _ropeLength;
 
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _params, _grads;
+    // LoRA: the adapters' flat buffer (A and B of every wrapped projection); the gradients, moments and every update
+    // then cover these only, and the base in _params stays frozen (no gradient computed, no moment allocated)
+    private readonly LoraConfig? _lora;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense>? _adapters;
+    private readonly List<Segment> _loraSegments = [];
+    private readonly float _loraScale;
+    // what the gradients, moments and updates cover: the base parameters, or the adapters under LoRA
+    private readonly List<Segment> _trainSegments;
+    private readonly long _trainTotal, _trainDecayed;
     private MemoryBuffer1D<float, Stride1D.Dense>? _m, _vMoment;
     private readonly MemoryBuffer1D<double, Stride1D.Dense> _partials, _scalars;
     private MemoryBuffer1D<float, Stride1D.Dense>? _arena, _cos, _sin;
@@ -65,20 +83,46 @@ public sealed class GpuLlamaModel : IDisposable
     private bool _forwardDone;
     private bool _disposed;
 
-    /// <summary>Uploads the parameters of a host model (which is not kept).</summary>
+    /// <summary>
+    /// Uploads the parameters of a host model (which is not kept), and its LoRA adapters when it carries them
+    /// (<see cref="LlamaModel.Lora"/>; see <see cref="GpuLlamaModel(Accelerator, ModelConfig, TensorSet, LoraAdapters?)"/>).
+    /// A model holding 16-bit matrices (<see cref="LlamaModel.IsInferenceOnly"/>) is refused: the device computes on fp32 weights.
+    /// </summary>
     public GpuLlamaModel(Accelerator accelerator, LlamaModel model)
-        : this(accelerator, (model ?? throw new ArgumentNullException(nameof(model))).Config, model.Parameters) { }
+        : this(accelerator, (model ?? throw new ArgumentNullException(nameof(model))).Config,
+            model.IsInferenceOnly
+                ? throw new NotSupportedException($"the model holds {model.WeightsDescription} weights: the device model computes on fp32 weights only (base_weights_dtype = fp32).")
+                : model.Parameters,
+            model.Lora) { }
 
     /// <summary>
     /// Uploads <paramref name="parameters"/> (Hugging Face names and shapes, as <see cref="LlamaModel"/> checks them)
     /// onto <paramref name="accelerator"/>, which stays owned by the caller.
+    /// <para>
+    /// With <paramref name="lora"/> (made for this layout) its adapter tensors are uploaded too, every wrapped projection
+    /// computes y = W·x (+ b) + (α/r)·B·(A·x) as <see cref="LoraAdapters"/> does, and the model trains the adapters only:
+    /// the gradients (<see cref="DownloadGradients"/>), AdamW's moments, weight decay and the clipping norm cover A and B,
+    /// the base weights stay as uploaded (their gradients are never computed). The host adapters are not kept
+    /// (<see cref="DownloadAdapters"/> copies the trained ones back). LoRA dropout is not computed on the device: an
+    /// adapter with lora_dropout &gt; 0 is refused.
+    /// </para>
     /// </summary>
-    public GpuLlamaModel(Accelerator accelerator, ModelConfig config, TensorSet parameters)
+    public GpuLlamaModel(Accelerator accelerator, ModelConfig config, TensorSet parameters, LoraAdapters? lora = null)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(parameters);
         var layout = new LlamaModel(config, parameters).Layout; // the same checks (every tensor present with its shape, no unsupported bias)
+        if (lora is not null)
+        {
+            if (lora.Config.Dropout > 0)
+                throw new NotSupportedException($"lora_dropout = {lora.Config.Dropout}: the device model does not draw LoRA dropout masks; use lora_dropout = 0 or the CPU student.");
+            if (lora.Layout.Layers.Count != layout.Layers.Count)
+                throw new ArgumentException($"the adapters were made for {lora.Layout.Layers.Count} layers, the model has {layout.Layers.Count}.", nameof(lora));
+            foreach (var m in lora.Modules)
+                if (!layout.TryGet(m.BaseName, out var spec) || spec.Shape.Length != 2 || spec.Shape[0] != m.Out || spec.Shape[1] != m.In)
+                    throw new ArgumentException($"the adapter for {m.BaseName} expects [{m.Out}, {m.In}], the model has {(spec is null ? "no such tensor" : spec.ShapeText)}.", nameof(lora));
+        }
         Config = config;
         _acc = accelerator;
         _k = ModelKernelSet.For(accelerator);
@@ -140,11 +184,49 @@ public sealed class GpuLlamaModel : IDisposable
             };
         }
 
+        if (lora is not null)
+        {
+            // the adapters' flat layout: decayed tensors first (every A and B is), each group in the adapters' own order
+            _lora = lora.Config;
+            _loraScale = (float)lora.Config.Scale;
+            long at = 0, decayedEnd = 0;
+            var byName = new Dictionary<string, Segment>(StringComparer.Ordinal);
+            foreach (bool decayed in new[] { true, false })
+            {
+                foreach (var t in lora.Parameters.Tensors)
+                {
+                    if (AdamW.IsDecayed(t) != decayed) continue;
+                    var seg = new Segment(t.Name, (int[])t.Shape.Clone(), at, t.Length);
+                    _loraSegments.Add(seg);
+                    byName.Add(t.Name, seg);
+                    at += t.Length;
+                }
+                if (decayed) decayedEnd = at;
+            }
+            foreach (var m in lora.Modules)
+            {
+                var (col, stride) = m.Target switch
+                {
+                    LoraTarget.QProj => (0, _w3),
+                    LoraTarget.KProj => (_q, _w3),
+                    LoraTarget.VProj => (_q + _kvw, _w3),
+                    LoraTarget.GateProj => (0, 2 * _f),
+                    LoraTarget.UpProj => (_f, 2 * _f),
+                    _ => (0, _d),   // o_proj and down_proj add into the residual stream
+                };
+                _layers[m.Layer].Lora[(int)m.Target] = new LoraView(byName[m.A.Name].Offset, byName[m.B.Name].Offset, m.In, m.Out, col, stride);
+            }
+            (_trainSegments, _trainTotal, _trainDecayed) = (_loraSegments, at, decayedEnd);
+        }
+        else (_trainSegments, _trainTotal, _trainDecayed) = (_segments, _total, _decayed);
+
         _params = accelerator.Allocate1D<float>(Math.Max(1, _total));
-        _grads = accelerator.Allocate1D<float>(Math.Max(1, _total));
+        _adapters = lora is null ? null : accelerator.Allocate1D<float>(Math.Max(1, _trainTotal));
+        _grads = accelerator.Allocate1D<float>(Math.Max(1, _trainTotal));
         _partials = accelerator.Allocate1D<double>(TrainKernels.NormGroups);
         _scalars = accelerator.Allocate1D<double>(4);
         Upload(parameters);
+        if (lora is not null) UploadAdapters(lora.Parameters);
         ZeroGradients();
     }
 
@@ -152,8 +234,17 @@ public sealed class GpuLlamaModel : IDisposable
     public ModelConfig Config { get; }
     /// <summary>The accelerator everything lives on.</summary>
     public Accelerator Accelerator => _acc;
-    /// <summary>Number of parameter values.</summary>
+    /// <summary>Number of parameter values (of the base, without the adapters).</summary>
     public long ParameterCount => _total;
+    /// <summary>The LoRA hyper-parameters the model trains adapters with (null: full fine-tuning).</summary>
+    public LoraConfig? Lora => _lora;
+    /// <summary>Number of trained values: the adapters' under LoRA, else <see cref="ParameterCount"/>.</summary>
+    public long TrainedParameterCount => _trainTotal;
+    /// <summary>
+    /// Under LoRA, whether the adapters take part in the forward (default true); false computes exactly the base model
+    /// (no adapter op runs), and a backward of such a forward gives the adapters no gradient.
+    /// </summary>
+    public bool AdaptersEnabled { get; set; } = true;
     /// <summary>Batch size of the last forward (0 before one).</summary>
     public int Batch => _batch;
     /// <summary>Sequence length of the last forward.</summary>
@@ -172,6 +263,9 @@ public sealed class GpuLlamaModel : IDisposable
     // ------------------------------------------------------------------ parameters
 
     private ArrayView<float> P(long offset, long length) => _params.View.BaseView.SubView(offset, length);
+    private ArrayView<float> PA(long offset, long length) => _adapters!.View.BaseView.SubView(offset, length);
+    // the trained parameters: the base's, or the adapters' under LoRA
+    private MemoryBuffer1D<float, Stride1D.Dense> Trained => _adapters ?? _params;
     private ArrayView<float> G(long offset, long length) => _grads.View.BaseView.SubView(offset, length);
 
     /// <summary>Replaces the device parameters with <paramref name="parameters"/> (same names and shapes).</summary>
@@ -184,10 +278,35 @@ public sealed class GpuLlamaModel : IDisposable
     }
 
     /// <summary>Copies the device parameters into <paramref name="parameters"/> (same names and shapes; for checkpoints and rollouts).</summary>
-    public void Download(TensorSet parameters) => DownloadFlat(_params, parameters, nameof(parameters));
+    public void Download(TensorSet parameters) => DownloadFlat(_params, _segments, parameters, nameof(parameters));
 
-    /// <summary>Copies the accumulated gradients into <paramref name="gradients"/> (names and shapes of the parameters).</summary>
-    public void DownloadGradients(TensorSet gradients) => DownloadFlat(_grads, gradients, nameof(gradients));
+    /// <summary>
+    /// Copies the accumulated gradients into <paramref name="gradients"/> (names and shapes of the trained tensors: the
+    /// parameters, or under LoRA the adapters, <see cref="LoraAdapters.Parameters"/>).
+    /// </summary>
+    public void DownloadGradients(TensorSet gradients) => DownloadFlat(_grads, _trainSegments, gradients, nameof(gradients));
+
+    /// <summary>Replaces the device adapters with <paramref name="adapters"/> (PEFT names and shapes of <see cref="LoraAdapters.Parameters"/>).</summary>
+    public void UploadAdapters(TensorSet adapters)
+    {
+        ArgumentNullException.ThrowIfNull(adapters);
+        ThrowIfDisposed();
+        RequireLora();
+        foreach (var s in _loraSegments)
+            _adapters!.View.BaseView.SubView(s.Offset, s.Length).CopyFromCPU(Get(adapters, s, nameof(adapters)).Data);
+    }
+
+    /// <summary>Copies the device adapters into <paramref name="adapters"/> (names and shapes of <see cref="LoraAdapters.Parameters"/>).</summary>
+    public void DownloadAdapters(TensorSet adapters)
+    {
+        RequireLora();
+        DownloadFlat(_adapters!, _loraSegments, adapters, nameof(adapters));
+    }
+
+    private void RequireLora()
+    {
+        if (_lora is null) throw new InvalidOperationException("the model has no LoRA adapters.");
+    }
 
     /// <summary>A host copy of the parameters (a new set, in <see cref="DecoderLayout.Tensors"/> order).</summary>
     public TensorSet DownloadParameters()
@@ -198,12 +317,12 @@ public sealed class GpuLlamaModel : IDisposable
         return set;
     }
 
-    private void DownloadFlat(MemoryBuffer1D<float, Stride1D.Dense> buffer, TensorSet into, string argName)
+    private void DownloadFlat(MemoryBuffer1D<float, Stride1D.Dense> buffer, List<Segment> segments, TensorSet into, string argName)
     {
         ArgumentNullException.ThrowIfNull(into, argName);
         ThrowIfDisposed();
         _acc.DefaultStream.Synchronize();
-        foreach (var s in _segments)
+        foreach (var s in segments)
             buffer.View.BaseView.SubView(s.Offset, s.Length).CopyToCPU(Get(into, s, argName).Data);
     }
 
@@ -230,6 +349,9 @@ public sealed class GpuLlamaModel : IDisposable
         public required ArrayView<float>[] XIn, XMid, Rstd1, Rstd2, Xn1, Xn2, Qkv, Att, Lse, Gu, Hh, QRaw, KRaw, QRstd, KRstd;
         public required ArrayView<float> RstdF, XnF, Logits, DX, DXn, DH, DGu, DAtt, DQkv, DSum, RowLoss, QkA, QkB;
         public required ArrayView<int> Tokens, Targets;
+        /// <summary>LoRA: per layer and target, s·A·x [N, r] of the forward (empty where not wrapped); the backward's du [N, r].</summary>
+        public required ArrayView<float>[][] Su;
+        public required ArrayView<float> Du;
     }
 
     private void EnsureCapacity(int rows)
@@ -256,6 +378,11 @@ public sealed class GpuLlamaModel : IDisposable
             idx[l, 13] = Take(qkNorm ? n * _h : 0); idx[l, 14] = Take(qkNorm ? n * _kv : 0);
         }
         long iQkA = Take(qkNorm ? n * Math.Max(_q, _kvw) : 0), iQkB = Take(qkNorm ? n * Math.Max(_q, _kvw) : 0);
+        int rank = _lora?.Rank ?? 0;
+        var iSu = new long[layers, LoraConfig.ModuleNames.Count];
+        for (int l = 0; l < layers; l++)
+            for (int t = 0; t < LoraConfig.ModuleNames.Count; t++) iSu[l, t] = Take(_layers[l].Lora[t] is null ? 0 : n * rank);
+        long iDu = Take(n * rank);
         long iRstdF = Take(n), iXnF = Take(n * _d), iLogits = Take(n * _v), iDX = Take(n * _d), iDXn = Take(n * _d), iDH = Take(n * _f),
             iDGu = Take(n * 2 * _f), iDAtt = Take(n * _q), iDQkv = Take(n * _w3), iDSum = Take(n * _h), iRowLoss = Take(n);
         _arena = _acc.Allocate1D<float>(used);
@@ -271,6 +398,8 @@ public sealed class GpuLlamaModel : IDisposable
             RstdF = V(iRstdF), XnF = V(iXnF), Logits = V(iLogits), DX = V(iDX), DXn = V(iDXn), DH = V(iDH), DGu = V(iDGu), DAtt = V(iDAtt),
             DQkv = V(iDQkv), DSum = V(iDSum), RowLoss = V(iRowLoss),
             Tokens = _ints.View.BaseView.SubView(0, n), Targets = _ints.View.BaseView.SubView(n, n),
+            Su = Enumerable.Range(0, layers).Select(l => Enumerable.Range(0, LoraConfig.ModuleNames.Count).Select(t => V(iSu[l, t])).ToArray()).ToArray(),
+            Du = V(iDu),
         };
         _capacityRows = cap;
         _forwardDone = false;
@@ -359,11 +488,18 @@ public sealed class GpuLlamaModel : IDisposable
         var a = _act!;
         _k.Embedding(a.Tokens, P(_embed, (long)_v * _d), a.XIn[0], n, _d);
         var attn = Attn(batch, seqLen);
+        bool lora = _lora is not null && AdaptersEnabled;
         for (int l = 0; l < _layers.Length; l++)
         {
             var w = _layers[l];
             _k.RmsNorm(a.XIn[l], P(w.Ln1, _d), a.Xn1[l], a.Rstd1[l], n, _d, _eps);
             _k.Linear(a.Xn1[l], P(w.Wqkv, (long)_w3 * _d), w.Bqkv >= 0 ? P(w.Bqkv, _w3) : default, a.Qkv[l], default, n, _d, _w3);
+            if (lora)
+            {
+                LoraForward(l, LoraTarget.QProj, a.Xn1[l], a.Qkv[l], n);
+                LoraForward(l, LoraTarget.KProj, a.Xn1[l], a.Qkv[l], n);
+                LoraForward(l, LoraTarget.VProj, a.Xn1[l], a.Qkv[l], n);
+            }
             if (w.Qn >= 0)
             {
                 // Qwen3: RMSNorm of every head of q and k (rows [n·heads, head_dim]) before RoPE, through a contiguous block
@@ -377,14 +513,54 @@ public sealed class GpuLlamaModel : IDisposable
             _k.Rope(a.Qkv[l], _cos!.View.BaseView, _sin!.View.BaseView, Rope(n, seqLen, 1f));
             _k.AttentionForward(a.Qkv[l], a.Att[l], a.Lse[l], attn with { Window = w.Window });
             _k.Linear(a.Att[l], P(w.Wo, (long)_d * _q), w.Bo >= 0 ? P(w.Bo, _d) : default, a.XMid[l], a.XIn[l], n, _q, _d);
+            if (lora) LoraForward(l, LoraTarget.OProj, a.Att[l], a.XMid[l], n);
             _k.RmsNorm(a.XMid[l], P(w.Ln2, _d), a.Xn2[l], a.Rstd2[l], n, _d, _eps);
             _k.Linear(a.Xn2[l], P(w.Wgu, 2L * _f * _d), w.Bgu >= 0 ? P(w.Bgu, 2L * _f) : default, a.Gu[l], default, n, _d, 2 * _f);
+            if (lora)
+            {
+                LoraForward(l, LoraTarget.GateProj, a.Xn2[l], a.Gu[l], n);
+                LoraForward(l, LoraTarget.UpProj, a.Xn2[l], a.Gu[l], n);
+            }
             _k.SwiGlu(a.Gu[l], a.Hh[l], n, _f);
             _k.Linear(a.Hh[l], P(w.Wd, (long)_d * _f), w.Bd >= 0 ? P(w.Bd, _d) : default, a.XIn[l + 1], a.XMid[l], n, _f, _d);
+            if (lora) LoraForward(l, LoraTarget.DownProj, a.Hh[l], a.XIn[l + 1], n);
         }
         _k.RmsNorm(a.XIn[_layers.Length], P(_norm, _d), a.XnF, a.RstdF, n, _d, _eps);
         _k.Linear(a.XnF, P(_lmHead, (long)_v * _d), default, a.Logits, default, n, _d, _v);
-        _batch = batch; _seqLen = seqLen; _forwardDone = true;
+        _batch = batch; _seqLen = seqLen; _forwardDone = true; _forwardLora = lora;
+    }
+
+    private bool _forwardLora;
+
+    /// <summary>y[:, Col..Col+out) (rows Stride apart) += B·(s·A·x) for x [n, in], keeping su = s·A·x [n, r] for the backward.</summary>
+    private void LoraForward(int l, LoraTarget target, ArrayView<float> x, ArrayView<float> y, int n)
+    {
+        if (_layers[l].Lora[(int)target] is not { } m) return;
+        int r = _lora!.Rank;
+        var su = _act!.Su[l][(int)target].SubView(0, (long)n * r);
+        _k.Linear(x, PA(m.A, (long)r * m.In), default, su, default, n, m.In, r);
+        _k.Scale(su, _loraScale);
+        var block = y.SubView(m.Col, y.Length - m.Col);
+        _k.Linear(su, PA(m.B, (long)m.Out * r), default, block, block, n, r, m.Out, ldy: m.Stride);
+    }
+
+    /// <summary>
+    /// Backward of <see cref="LoraForward"/> from dy (the column block of the projection's output gradient): dB += dyᵀ·su,
+    /// du = s·dy·B, dA += duᵀ·x, dx += du·A.
+    /// </summary>
+    private void LoraBackward(int l, LoraTarget target, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> dx, int n)
+    {
+        if (_layers[l].Lora[(int)target] is not { } m) return;
+        int r = _lora!.Rank;
+        var a = _act!;
+        var su = a.Su[l][(int)target].SubView(0, (long)n * r);
+        var du = a.Du.SubView(0, (long)n * r);
+        var block = dy.SubView(m.Col, dy.Length - m.Col);
+        _k.LinearDw(block, su, G(m.B, (long)m.Out * r), n, r, m.Out, ldDy: m.Stride);
+        _k.LinearDx(block, PA(m.B, (long)m.Out * r), du, false, n, r, m.Out, ldDy: m.Stride);
+        _k.Scale(du, _loraScale);
+        _k.LinearDw(du, x, G(m.A, (long)r * m.In), n, m.In, r);
+        _k.LinearDx(du, PA(m.A, (long)r * m.In), dx, true, n, m.In, r);
     }
 
     // ------------------------------------------------------------------ backward
@@ -424,44 +600,73 @@ public sealed class GpuLlamaModel : IDisposable
         int n = _batch * _seqLen, L = _layers.Length;
         var a = _act!;
         var attn = Attn(_batch, _seqLen);
-        var dLm = G(_lmHead, (long)_v * _d);
+        // LoRA: the base is frozen, so none of its gradients is computed (only the input gradients that reach the adapters),
+        // and the adapters get theirs when they took part in the forward
+        bool fb = _lora is not null, lora = fb && _forwardLora;
+        if (fb && !lora) return;   // adapters off: nothing trained took part in the forward
         _k.LinearDx(dLogits, P(_lmHead, (long)_v * _d), a.DXn, false, n, _d, _v);
-        _k.LinearDw(dLogits, a.XnF, dLm, n, _d, _v);
-        _k.RmsNormBackward(a.DXn, a.XIn[L], P(_norm, _d), a.RstdF, a.DX, G(_norm, _d), n, _d, accumulate: false);
+        if (!fb) _k.LinearDw(dLogits, a.XnF, G(_lmHead, (long)_v * _d), n, _d, _v);
+        _k.RmsNormBackward(a.DXn, a.XIn[L], P(_norm, _d), a.RstdF, a.DX, fb ? default : G(_norm, _d), n, _d, accumulate: false);
         for (int l = L - 1; l >= 0; l--)
         {
             var w = _layers[l];
             // MLP: x_out = x_mid + down(h), h = silu(g) ⊙ u
             _k.LinearDx(a.DX, P(w.Wd, (long)_d * _f), a.DH, false, n, _f, _d);
-            _k.LinearDw(a.DX, a.Hh[l], G(w.Wd, (long)_d * _f), n, _f, _d);
-            if (w.Bd >= 0) _k.ColumnSums(a.DX, default, default, G(w.Bd, _d), n, _d, normWeight: false);
+            if (!fb)
+            {
+                _k.LinearDw(a.DX, a.Hh[l], G(w.Wd, (long)_d * _f), n, _f, _d);
+                if (w.Bd >= 0) _k.ColumnSums(a.DX, default, default, G(w.Bd, _d), n, _d, normWeight: false);
+            }
+            if (lora) LoraBackward(l, LoraTarget.DownProj, a.Hh[l], a.DX, a.DH, n);
             _k.SwiGluBackward(a.DH, a.Gu[l], a.DGu, n, _f);
             _k.LinearDx(a.DGu, P(w.Wgu, 2L * _f * _d), a.DXn, false, n, _d, 2 * _f);
-            _k.LinearDw(a.DGu, a.Xn2[l], G(w.Wgu, 2L * _f * _d), n, _d, 2 * _f);
-            if (w.Bgu >= 0) _k.ColumnSums(a.DGu, default, default, G(w.Bgu, 2L * _f), n, 2 * _f, normWeight: false);
-            _k.RmsNormBackward(a.DXn, a.XMid[l], P(w.Ln2, _d), a.Rstd2[l], a.DX, G(w.Ln2, _d), n, _d, accumulate: true);
+            if (!fb)
+            {
+                _k.LinearDw(a.DGu, a.Xn2[l], G(w.Wgu, 2L * _f * _d), n, _d, 2 * _f);
+                if (w.Bgu >= 0) _k.ColumnSums(a.DGu, default, default, G(w.Bgu, 2L * _f), n, 2 * _f, normWeight: false);
+            }
+            if (lora)
+            {
+                LoraBackward(l, LoraTarget.GateProj, a.Xn2[l], a.DGu, a.DXn, n);
+                LoraBackward(l, LoraTarget.UpProj, a.Xn2[l], a.DGu, a.DXn, n);
+            }
+            _k.RmsNormBackward(a.DXn, a.XMid[l], P(w.Ln2, _d), a.Rstd2[l], a.DX, fb ? default : G(w.Ln2, _d), n, _d, accumulate: true);
             // attention: x_mid = x_in + o(att)
             _k.LinearDx(a.DX, P(w.Wo, (long)_d * _q), a.DAtt, false, n, _q, _d);
-            _k.LinearDw(a.DX, a.Att[l], G(w.Wo, (long)_d * _q), n, _q, _d);
-            if (w.Bo >= 0) _k.ColumnSums(a.DX, default, default, G(w.Bo, _d), n, _d, normWeight: false);
+            if (!fb)
+            {
+                _k.LinearDw(a.DX, a.Att[l], G(w.Wo, (long)_d * _q), n, _q, _d);
+                if (w.Bo >= 0) _k.ColumnSums(a.DX, default, default, G(w.Bo, _d), n, _d, normWeight: false);
+            }
+            if (lora) LoraBackward(l, LoraTarget.OProj, a.Att[l], a.DX, a.DAtt, n);
             _k.AttentionBackward(a.DAtt, a.Qkv[l], a.Att[l], a.Lse[l], a.DQkv, a.DSum, attn with { Window = w.Window });
             _k.Rope(a.DQkv, _cos!.View.BaseView, _sin!.View.BaseView, Rope(n, _seqLen, -1f));
             if (w.Qn >= 0)
             {
                 // through the per-head norms: the q and k columns of dqkv become the raw projections' gradients
                 _k.CopyColumns(a.DQkv, _w3, 0, a.QkA, _q, 0, n, _q);
-                _k.RmsNormBackward(a.QkA, a.QRaw[l], P(w.Qn, _hd), a.QRstd[l], a.QkB, G(w.Qn, _hd), n * _h, _hd, accumulate: false);
+                _k.RmsNormBackward(a.QkA, a.QRaw[l], P(w.Qn, _hd), a.QRstd[l], a.QkB, fb ? default : G(w.Qn, _hd), n * _h, _hd, accumulate: false);
                 _k.CopyColumns(a.QkB, _q, 0, a.DQkv, _w3, 0, n, _q);
                 _k.CopyColumns(a.DQkv, _w3, _q, a.QkA, _kvw, 0, n, _kvw);
-                _k.RmsNormBackward(a.QkA, a.KRaw[l], P(w.Kn, _hd), a.KRstd[l], a.QkB, G(w.Kn, _hd), n * _kv, _hd, accumulate: false);
+                _k.RmsNormBackward(a.QkA, a.KRaw[l], P(w.Kn, _hd), a.KRstd[l], a.QkB, fb ? default : G(w.Kn, _hd), n * _kv, _hd, accumulate: false);
                 _k.CopyColumns(a.QkB, _kvw, 0, a.DQkv, _w3, _q, n, _kvw);
             }
             _k.LinearDx(a.DQkv, P(w.Wqkv, (long)_w3 * _d), a.DXn, false, n, _d, _w3);
-            _k.LinearDw(a.DQkv, a.Xn1[l], G(w.Wqkv, (long)_w3 * _d), n, _d, _w3);
-            if (w.Bqkv >= 0) _k.ColumnSums(a.DQkv, default, default, G(w.Bqkv, _w3), n, _w3, normWeight: false);
-            _k.RmsNormBackward(a.DXn, a.XIn[l], P(w.Ln1, _d), a.Rstd1[l], a.DX, G(w.Ln1, _d), n, _d, accumulate: true);
+            if (!fb)
+            {
+                _k.LinearDw(a.DQkv, a.Xn1[l], G(w.Wqkv, (long)_w3 * _d), n, _d, _w3);
+                if (w.Bqkv >= 0) _k.ColumnSums(a.DQkv, default, default, G(w.Bqkv, _w3), n, _w3, normWeight: false);
+            }
+            if (lora)
+            {
+                LoraBackward(l, LoraTarget.QProj, a.Xn1[l], a.DQkv, a.DXn, n);
+                LoraBackward(l, LoraTarget.KProj, a.Xn1[l], a.DQkv, a.DXn, n);
+                LoraBackward(l, LoraTarget.VProj, a.Xn1[l], a.DQkv, a.DXn, n);
+            }
+            if (fb && l == 0) break;   // the frozen embedding needs no input gradient
+            _k.RmsNormBackward(a.DXn, a.XIn[l], P(w.Ln1, _d), a.Rstd1[l], a.DX, fb ? default : G(w.Ln1, _d), n, _d, accumulate: true);
         }
-        _k.EmbeddingBackward(a.Tokens, a.DX, G(_embed, (long)_v * _d), n, _d);
+        if (!fb) _k.EmbeddingBackward(a.Tokens, a.DX, G(_embed, (long)_v * _d), n, _d);
     }
 
     // ------------------------------------------------------------------ optimizer
@@ -488,8 +693,8 @@ public sealed class GpuLlamaModel : IDisposable
         options.Validate();
         schedule.Validate();
         OptimizerOptions = options; Schedule = schedule; OptimizerStep = step;
-        _m ??= _acc.Allocate1D<float>(Math.Max(1, _total));
-        _vMoment ??= _acc.Allocate1D<float>(Math.Max(1, _total));
+        _m ??= _acc.Allocate1D<float>(Math.Max(1, _trainTotal));
+        _vMoment ??= _acc.Allocate1D<float>(Math.Max(1, _trainTotal));
         _m.View.MemSetToZero();
         _vMoment.View.MemSetToZero();
     }
@@ -507,6 +712,7 @@ public sealed class GpuLlamaModel : IDisposable
     {
         ArgumentNullException.ThrowIfNull(isTrainable);
         ThrowIfDisposed();
+        if (_lora is not null) throw new InvalidOperationException("the model trains LoRA adapters: the base is frozen and the adapters are trained whole (trainable cannot be combined with lora_rank).");
         var runs = new List<(long Offset, long Length, bool Decayed)>();
         var frozen = new List<Segment>();
         int trainable = 0;
@@ -523,23 +729,26 @@ public sealed class GpuLlamaModel : IDisposable
         return trainable;
     }
 
-    /// <summary>Copies host moments (names and shapes of the parameters, e.g. <see cref="AdamW.FirstMoment"/>) to the device.</summary>
+    /// <summary>
+    /// Copies host moments (names and shapes of the trained tensors — the parameters, or under LoRA the adapters —
+    /// e.g. <see cref="AdamW.FirstMoment"/>) to the device.
+    /// </summary>
     public void UploadOptimizerState(TensorSet firstMoment, TensorSet secondMoment)
     {
         RequireOptimizer();
-        foreach (var s in _segments)
+        foreach (var s in _trainSegments)
         {
             _m!.View.BaseView.SubView(s.Offset, s.Length).CopyFromCPU(Get(firstMoment, s, nameof(firstMoment)).Data);
             _vMoment!.View.BaseView.SubView(s.Offset, s.Length).CopyFromCPU(Get(secondMoment, s, nameof(secondMoment)).Data);
         }
     }
 
-    /// <summary>Copies the device moments into host sets (names and shapes of the parameters).</summary>
+    /// <summary>Copies the device moments into host sets (names and shapes of the trained tensors).</summary>
     public void DownloadOptimizerState(TensorSet firstMoment, TensorSet secondMoment)
     {
         RequireOptimizer();
-        DownloadFlat(_m!, firstMoment, nameof(firstMoment));
-        DownloadFlat(_vMoment!, secondMoment, nameof(secondMoment));
+        DownloadFlat(_m!, _trainSegments, firstMoment, nameof(firstMoment));
+        DownloadFlat(_vMoment!, _trainSegments, secondMoment, nameof(secondMoment));
     }
 
     private void RequireOptimizer()
@@ -620,11 +829,11 @@ public sealed class GpuLlamaModel : IDisposable
         var o = OptimizerOptions!;
         var lp = new LossParams
         {
-            Rows = rows, Vocab = _v, Count = count, MaxNorm = maxNorm > 0 ? maxNorm : 0, GradLength = _total, HasLoss = hasLoss ? 1 : 0,
+            Rows = rows, Vocab = _v, Count = count, MaxNorm = maxNorm > 0 ? maxNorm : 0, GradLength = _trainTotal, HasLoss = hasLoss ? 1 : 0,
         };
         if (_frozen is not null)
             foreach (var f in _frozen) _grads.View.BaseView.SubView(f.Offset, f.Length).MemSetToZero();
-        _k.NormAndFinish(_grads.View.BaseView.SubView(0, _total), rowLoss, _partials.View.BaseView, _scalars.View.BaseView, lp);
+        _k.NormAndFinish(_grads.View.BaseView.SubView(0, _trainTotal), rowLoss, _partials.View.BaseView, _scalars.View.BaseView, lp);
         double lr = Schedule!.At(OptimizerStep);
         // the same fp32 scalars as the CPU optimizer's (AdamW.StepScalars), so both take the same step
         var c = AdamW.StepScalars(o, lr, OptimizerStep + 1, out float decayFactor);
@@ -632,11 +841,12 @@ public sealed class GpuLlamaModel : IDisposable
         {
             Beta1 = c.Beta1, OneMinusBeta1 = c.OneMinusBeta1, Beta2 = c.Beta2, OneMinusBeta2 = c.OneMinusBeta2,
             StepSize = c.StepSize, SqrtBc2 = c.SqrtBc2, Epsilon = c.Epsilon,
-            DecayFactor = decayFactor, DecayedLength = _decayed, Length = _total,
+            DecayFactor = decayFactor, DecayedLength = _trainDecayed, Length = _trainTotal,
         };
+        var trained = Trained.View.BaseView;
         if (_trainableRuns is null)
-            _k.AdamW(_params.View.BaseView.SubView(0, _total), _grads.View.BaseView.SubView(0, _total), _m!.View.BaseView.SubView(0, _total),
-                _vMoment!.View.BaseView.SubView(0, _total), _scalars.View.BaseView, k);
+            _k.AdamW(trained.SubView(0, _trainTotal), _grads.View.BaseView.SubView(0, _trainTotal), _m!.View.BaseView.SubView(0, _trainTotal),
+                _vMoment!.View.BaseView.SubView(0, _trainTotal), _scalars.View.BaseView, k);
         else
             foreach (var (offset, length, decayed) in _trainableRuns)
                 _k.AdamW(_params.View.BaseView.SubView(offset, length), _grads.View.BaseView.SubView(offset, length), _m!.View.BaseView.SubView(offset, length),
@@ -668,7 +878,7 @@ public sealed class GpuLlamaModel : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        _params.Dispose(); _grads.Dispose(); _m?.Dispose(); _vMoment?.Dispose(); _partials.Dispose(); _scalars.Dispose();
+        _params.Dispose(); _adapters?.Dispose(); _grads.Dispose(); _m?.Dispose(); _vMoment?.Dispose(); _partials.Dispose(); _scalars.Dispose();
         _arena?.Dispose(); _ints?.Dispose(); _cos?.Dispose(); _sin?.Dispose();
     }
 }

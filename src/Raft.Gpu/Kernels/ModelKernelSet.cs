@@ -93,33 +93,39 @@ internal sealed class ModelKernelSet
 
     // ------------------------------------------------------------------ linear layers (HF weights W[out, in])
 
-    /// <summary>y[n, out] = r + x[n, in]·Wᵀ (+ bias); r may be empty (no residual) or another [n, out] view.</summary>
+    /// <summary>
+    /// y[n, out] = r + x[n, in]·Wᵀ (+ bias); r may be empty (no residual) or another [n, out] view. Rows of y (and r) are
+    /// <paramref name="ldy"/> apart (0: out), so y may be a column block of a wider matrix (r = y: y += x·Wᵀ in place).
+    /// </summary>
     public void Linear(ArrayView<float> x, ArrayView<float> w, ArrayView<float> bias, ArrayView<float> y, ArrayView<float> r,
-        int n, int inF, int outF)
+        int n, int inF, int outF, int ldy = 0)
     {
         var p = new GemmParams
         {
-            M = n, N = outF, K = inF, Ai = inF, Ak = 1, Bk = 1, Bj = inF, Ldc = outF, KChunk = RoundK(inF), TileShift = _tileShift,
+            M = n, N = outF, K = inF, Ai = inF, Ak = 1, Bk = 1, Bj = inF, Ldc = ldy > 0 ? ldy : outF, KChunk = RoundK(inF), TileShift = _tileShift,
             HasR = r.Length > 0 ? 1 : 0, HasBias = bias.Length > 0 ? 1 : 0,
         };
         _gemm(new KernelConfig(new Index3D(Cdiv(outF, _gemmTile), Cdiv(n, _gemmTile), 1), new Index3D(_gemmThreads, 1, 1)),
             x, w, y, F(r), F(bias), p);
     }
 
-    /// <summary>dx[n, in] (= or += with accumulate) dy[n, out]·W.</summary>
-    public void LinearDx(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, bool accumulate, int n, int inF, int outF)
+    /// <summary>dx[n, in] (= or += with accumulate) dy[n, out]·W; rows of dy are <paramref name="ldDy"/> apart (0: out).</summary>
+    public void LinearDx(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, bool accumulate, int n, int inF, int outF, int ldDy = 0)
     {
         var p = new GemmParams
         {
-            M = n, N = inF, K = outF, Ai = outF, Ak = 1, Bk = inF, Bj = 1, Ldc = inF, KChunk = RoundK(outF), TileShift = _tileShift,
+            M = n, N = inF, K = outF, Ai = ldDy > 0 ? ldDy : outF, Ak = 1, Bk = inF, Bj = 1, Ldc = inF, KChunk = RoundK(outF), TileShift = _tileShift,
             HasR = accumulate ? 1 : 0,
         };
         _gemm(new KernelConfig(new Index3D(Cdiv(inF, _gemmTile), Cdiv(n, _gemmTile), 1), new Index3D(_gemmThreads, 1, 1)),
             dy, w, dx, accumulate ? dx : F(default), F(default), p);
     }
 
-    /// <summary>dW[out, in] += dy[n, out]ᵀ·x[n, in], split over the rows (atomic adds) when the output has few tiles.</summary>
-    public void LinearDw(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, int n, int inF, int outF)
+    /// <summary>
+    /// dW[out, in] += dy[n, out]ᵀ·x[n, in], split over the rows (atomic adds) when the output has few tiles; rows of dy
+    /// are <paramref name="ldDy"/> apart (0: out).
+    /// </summary>
+    public void LinearDw(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, int n, int inF, int outF, int ldDy = 0)
     {
         int tiles = Cdiv(inF, _gemmTile) * Cdiv(outF, _gemmTile);
         int splits = Math.Clamp(Cdiv(_targetBlocks, tiles), 1, Math.Max(1, Cdiv(n, GemmKernel.TileK)));
@@ -127,7 +133,7 @@ internal sealed class ModelKernelSet
         splits = Cdiv(n, chunk);
         var p = new GemmParams
         {
-            M = outF, N = inF, K = n, Ai = 1, Ak = outF, Bk = inF, Bj = 1, Ldc = inF, KChunk = chunk, TileShift = _tileShift,
+            M = outF, N = inF, K = n, Ai = 1, Ak = ldDy > 0 ? ldDy : outF, Bk = inF, Bj = 1, Ldc = inF, KChunk = chunk, TileShift = _tileShift,
             Atomic = splits > 1 ? 1 + _cas : 0, HasR = splits > 1 ? 0 : 1,
         };
         _gemm(new KernelConfig(new Index3D(Cdiv(inF, _gemmTile), Cdiv(outF, _gemmTile), splits), new Index3D(_gemmThreads, 1, 1)),
@@ -141,12 +147,12 @@ internal sealed class ModelKernelSet
     public void RmsNorm(ArrayView<float> x, ArrayView<float> w, ArrayView<float> y, ArrayView<float> rstd, int rows, int cols, float eps) =>
         _rmsFwd(Config(rows, _rowGroup), x, w, y, rstd, new RowParams { Rows = rows, Cols = cols, Eps = eps });
 
-    /// <summary>dx (= or +=) the RMSNorm input gradient, and dw += its weight gradient.</summary>
+    /// <summary>dx (= or +=) the RMSNorm input gradient, and dw += its weight gradient (none when dw is empty: a frozen weight).</summary>
     public void RmsNormBackward(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> w, ArrayView<float> rstd,
         ArrayView<float> dx, ArrayView<float> dw, int rows, int cols, bool accumulate)
     {
         _rmsBwd(Config(rows, _rowGroup), dy, x, w, rstd, dx, new RowParams { Rows = rows, Cols = cols, Flag = accumulate ? 1 : 0 });
-        ColumnSums(dy, x, rstd, dw, rows, cols, normWeight: true);
+        if (dw.Length > 0) ColumnSums(dy, x, rstd, dw, rows, cols, normWeight: true);
     }
 
     /// <summary>out[c] += Σ_n dy[n, c]·x[n, c]·rstd[n] (normWeight) or Σ_n dy[n, c].</summary>
