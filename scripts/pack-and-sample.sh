@@ -44,6 +44,11 @@ bad = []
 import json
 listed = sorted(os.path.basename(p)[:-len('.csproj')] for p in json.load(open('Raft.Packages.slnf'))['solution']['projects'])
 if listed != sorted(libs + ['Raft.Cli']): bad.append(f'Raft.Packages.slnf lists {listed}, the script checks {sorted(libs)} + Raft.Cli')
+# a new packable project under src/ must be added to Raft.Packages.slnf and to libs above
+import glob
+packable = sorted(os.path.basename(p)[:-len('.csproj')] for p in glob.glob('src/*/*.csproj')
+                  if '<IsPackable>false</IsPackable>' not in open(p).read())
+if packable != listed: bad.append(f'src/ has the packable projects {packable}, Raft.Packages.slnf lists {listed}')
 want = {f'{p}.{version}.{ext}' for p in libs + ['raft'] for ext in ('nupkg', 'snupkg')}
 extra = sorted(set(os.listdir(feed)) - want)
 if extra: bad.append(f'{feed}: unexpected files {extra}')
