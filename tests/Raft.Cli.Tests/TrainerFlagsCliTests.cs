@@ -140,6 +140,14 @@ public class TrainerFlagsCliTests : CliHarness
         Assert.Equal([math, format], config.GetProperty("eval_set").EnumerateArray().Select(e => e.GetString()));
         Assert.Equal(2, config.GetProperty("eval_every").GetInt32());
 
+        // a resume may drop (or add) the evaluation: the eval keys are not compared (here from final/: nothing left to do)
+        var resumed = Raft([.. common, "--out", run, "--resume"]);
+        AssertOk(resumed);
+        Assert.Equal([2, 3], MetricsLog.ReadEvals(Path.Combine(run, Trainer.MetricsFile)).Select(e => e.Step));
+        var changed = Raft([.. common, "--out", run, "--resume", "--learning-rate", "0.5"]);
+        Assert.Equal(2, changed.Code);   // while a compared key still is
+        Assert.Contains("learning_rate", changed.Stderr);
+
         // raft plot draws the evaluation panel (7 panels: 4 rows) and counts the evaluations
         var plot = Raft(["plot", run]);
         AssertOk(plot);
