@@ -15,7 +15,7 @@ namespace Raft.Cli.Commands;
 /// </summary>
 internal sealed class OptionsBinder<T> where T : class
 {
-    private readonly List<(Option<string?> Option, string Key, Type Type)> _flags = [];
+    private readonly List<(Option Option, string Key, Type Type)> _flags = [];
     private readonly JsonSerializerOptions _json;
 
     public OptionsBinder(JsonSerializerOptions json, Func<string, string?> describe, params string[] exclude)
@@ -26,9 +26,17 @@ internal sealed class OptionsBinder<T> where T : class
             if (p.GetCustomAttribute<JsonPropertyNameAttribute>() is not { } attr || exclude.Contains(attr.Name)) continue;
             var type = Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType;
             string flag = "--" + attr.Name.Replace('_', '-');
-            var option = new Option<string?>(flag) { Description = describe(attr.Name), HelpName = HelpFor(type) };
-            // A bare boolean flag means true (--shard-optimizer is --shard-optimizer true).
-            if (type == typeof(bool)) option.Arity = ArgumentArity.ZeroOrOne;
+            Option option;
+            // A list of strings (file names) is a repeatable flag: --eval-set a.jsonl --eval-set b.jsonl.
+            if (type == typeof(string[]))
+                option = new Option<string[]>(flag) { Description = describe(attr.Name), HelpName = HelpFor(type), AllowMultipleArgumentsPerToken = false, Arity = ArgumentArity.OneOrMore };
+            else
+            {
+                var single = new Option<string?>(flag) { Description = describe(attr.Name), HelpName = HelpFor(type) };
+                // A bare boolean flag means true (--shard-optimizer is --shard-optimizer true).
+                if (type == typeof(bool)) single.Arity = ArgumentArity.ZeroOrOne;
+                option = single;
+            }
             _flags.Add((option, attr.Name, type));
         }
     }
@@ -38,6 +46,7 @@ internal sealed class OptionsBinder<T> where T : class
         t == typeof(ComputeDevice) ? "TEXT" : // spelled auto|cpu|cuda|cuda-c, listed in the option's description
         t.IsEnum ? string.Join("|", Enum.GetNames(t)) :
         t == typeof(double[]) ? "A,B" :
+        t == typeof(string[]) ? "FILE" :
         t == typeof(string) ? "TEXT" : "N";
 
     public IEnumerable<Option> Options => _flags.Select(f => (Option)f.Option);
@@ -73,7 +82,15 @@ internal sealed class OptionsBinder<T> where T : class
         foreach (var (option, key, type) in _flags)
         {
             if (!CliChecks.IsGiven(parse, option)) continue;
-            string text = parse.GetValue(option) ?? "";
+            if (option is Option<string[]> list)
+            {
+                // "none" alone clears the list (the null of a --config file)
+                string[] values = parse.GetValue(list) ?? [];
+                node[key] = values is ["none"] ? null : new JsonArray(values.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray());
+                if (node[key] is not null) _given.Add(key);
+                continue;
+            }
+            string text = parse.GetValue((Option<string?>)option) ?? "";
             node[key] = Parse(option.Name, text, type);
             if (node[key] is not null) _given.Add(key);
         }

@@ -23,6 +23,9 @@ internal static class TrainCommand
         "epochs" => "Passes over the data instead of --steps (fractions allowed): ⌈epochs × ⌈examples / global batch⌉⌉ steps, as Hugging Face counts; the schedule decays over them (default: none, --steps).",
         "save_total_limit" => "Keep only the newest K checkpoints in checkpoints/ (older ones deleted after each save; final/ is not counted) (default: keep all).",
         "max_length" => "Most positions of a training sequence (HF SFTTrainer's max_length): a longer prompt + answer is truncated (its first N tokens; a prompt that alone leaves no room loses its start, down to its last N/2 tokens), not refused, and counted (the start log line, truncated_examples in the JSON line); RAFT rollouts are limited so that prompt + rollout <= N (default: the model's max_position_embeddings, the most allowed).",
+        "eval_set" => "An evaluation JSONL, the format raft eval --set reads (repeatable; set name = file name without extension): the student is scored with raft eval's evaluator (greedy, chat template) every --eval-every steps and after the last; each evaluation is a line of metrics.jsonl, {\"step\", \"eval\": {SET: {\"accuracy\", \"format_compliance\", \"items\", ...}}, \"eval_s\"}, on rank 0; the training is the same with or without it (default: none).",
+        "eval_every" => "With --eval-set: evaluate every N steps and after the last; 0 = after the last step only (default 0).",
+        "eval_max_new_tokens" => "With --eval-set: most tokens per answer in those evaluations (default 64, as raft eval).",
         "batch_size" => "Prompts per micro-batch per rank (default 16); a step takes batch_size × gradient_accumulation_steps × ranks.",
         "gradient_accumulation_steps" => "Micro-batches per optimizer step (default 1): their gradients are summed, then one clipped update, the same as one batch of batch_size × N; memory grows with the micro-batch.",
         "learning_rate" => "Peak AdamW learning rate (default 1e-3), cosine decay after warm-up.",
@@ -97,11 +100,13 @@ internal static class TrainCommand
             string modelDir = parse.GetValue(model)!, dataPath = parse.GetValue(data)!, outDir = parse.GetValue(output)!;
             CliChecks.CheckInputDirectory("--model", modelDir);
             CliChecks.CheckInputFile("--data", dataPath);
+            foreach (string f in options.EvalSet ?? []) CliChecks.CheckInputFile("--eval-set", f);
             // RAFT with LoRA and no --teacher: the teacher is the student's own base (adapters off), not a second copy of --model
             string? teacherDir = raft ? parse.GetValue(teacher) ?? (options.LoraRank is null ? modelDir : null) : null;
             if (teacherDir is not null) CliChecks.CheckInputDirectory("--teacher", teacherDir);
             CliChecks.CheckOutputsApart(
-                [new("--model", modelDir), new("--data", dataPath), new("--teacher", raft ? parse.GetValue(teacher) : null), new("--config", parse.GetValue(config))],
+                [new("--model", modelDir), new("--data", dataPath), new("--teacher", raft ? parse.GetValue(teacher) : null), new("--config", parse.GetValue(config)),
+                 .. (options.EvalSet ?? []).Select(f => new CliChecks.PathArgument("--eval-set", f))],
                 [new("--out", outDir)]);
             bool fresh = CheckRunFolder(outDir, parse.GetValue(resume), parse.GetValue(overwrite));
             if (parse.GetValue(allowChange) && !parse.GetValue(resume)) throw new UsageException("--allow-data-change goes with --resume (a fresh run records its inputs anyway).");
@@ -195,6 +200,7 @@ internal static class TrainCommand
         {
             method = method.ToString().ToLowerInvariant(), steps = result.Steps, skipped_steps = result.SkippedSteps,
             max_length = result.Truncation?.MaxLength, truncated_examples = result.Truncation?.Truncated,
+            eval = result.Evals.Count > 0 ? result.Evals[^1].Eval : null, eval_step = result.Evals.Count > 0 ? result.Evals[^1].Step : (int?)null,
             final_loss = nonFinite ? null : finalLoss, final_loss_nonfinite = nonFinite,
             seconds = Math.Round(result.Seconds, 2), model = Path.Combine(outDir, Trainer.FinalDir),
             device = ComputeDevices.Name(options.Device), kernels = backend.Description,

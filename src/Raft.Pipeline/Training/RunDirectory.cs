@@ -23,7 +23,8 @@ internal sealed record TrainerState
 internal sealed record ResumePoint(string Checkpoint, TrainerState State, AdamW Optimizer);
 
 /// <summary>
-/// A run directory: <see cref="ConfigFile"/> (the resolved options), <see cref="MetricsFile"/> (one JSON line per step),
+/// A run directory: <see cref="ConfigFile"/> (the resolved options), <see cref="MetricsFile"/> (one JSON line per step,
+/// and one per evaluation during training: <see cref="EvalMetrics"/>),
 /// resumable checkpoints under <see cref="CheckpointsDir"/> and the final model as <see cref="FinalDir"/>, each with
 /// the optimizer and <see cref="StateFile"/>; everything written atomically, by rank 0 only. Resuming compares the saved
 /// configuration with the run's (the keys that do not change the result are exempt) and the global batch.
@@ -135,6 +136,12 @@ internal sealed class RunDirectory
         if (_root) File.AppendAllText(_metricsPath, JsonSerializer.Serialize(m, MetricsJson) + "\n");
     }
 
+    /// <summary>Appends an evaluation's line (rank 0), after its step's line.</summary>
+    public void AppendEval(EvalMetrics e)
+    {
+        if (_root) File.AppendAllText(_metricsPath, JsonSerializer.Serialize(e, MetricsJson) + "\n");
+    }
+
     /// <summary>The checkpoint directory of a step: <see cref="FinalDir"/> for the last, else checkpoints/step-NNNNNNN.</summary>
     public string CheckpointPath(int step, bool last) =>
         last ? Path.Combine(_path, FinalDir) : Path.Combine(_path, CheckpointsDir, $"step-{step:D7}");
@@ -232,8 +239,9 @@ internal sealed class RunDirectory
             // batch_size is per rank: CheckGlobalBatch compares batch_size × ranks × gradient_accumulation_steps. shard_optimizer changes where the
             // moments live during the run, not the checkpoint's files or the result.
             // logits_chunk_rows and gradient_checkpointing change the memory a step takes, not what it computes (up to fp32
-            // summation order); save_total_limit only which old checkpoints are kept.
-            if (p.Name is "threads" or "checkpoint_every" or "save_total_limit" or "device" or "batch_size" or "gradient_accumulation_steps" or "shard_optimizer" or "overlap_allreduce"
+            // summation order); save_total_limit only which old checkpoints are kept; the eval_* keys only what is measured
+            // (evaluation reads the weights), so a resumed run may add, change or drop its evaluation.
+            if (p.Name is "threads" or "checkpoint_every" or "save_total_limit" or "eval_set" or "eval_every" or "eval_max_new_tokens" or "device" or "batch_size" or "gradient_accumulation_steps" or "shard_optimizer" or "overlap_allreduce"
                 or "logits_chunk_rows" or "gradient_checkpointing") continue;
             // Compared without whitespace: the saved config is nested (and indented) inside the state file.
             // a run saved before teacher_weights_dtype existed had the fp32 teacher

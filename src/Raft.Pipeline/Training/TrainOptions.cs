@@ -40,6 +40,19 @@ public sealed record TrainOptions
     [JsonPropertyName("save_total_limit")] public int? SaveTotalLimit { get; init; }
 
     /// <summary>
+    /// Evaluation sets (JSONL files in the format <c>raft eval --set</c> reads: <see cref="Raft.Pipeline.Eval.EvalSet"/>)
+    /// the student is scored on during training with <c>raft eval</c>'s evaluator (greedy answers, the chat template,
+    /// accuracy and format compliance), every <see cref="EvalEvery"/> steps and at the last step; each evaluation is a
+    /// line of metrics.jsonl (<see cref="EvalMetrics"/>). null (the default): none. Evaluation reads the weights only:
+    /// the run's weights, sampling and resume are the same with or without it. Not compared on resume.
+    /// </summary>
+    [JsonPropertyName("eval_set")] public string[]? EvalSet { get; init; }
+    /// <summary>Evaluate on <see cref="EvalSet"/> every N steps (Hugging Face's <c>eval_steps</c>), and at the last; 0 (the default): at the last step only. Needs eval_set.</summary>
+    [JsonPropertyName("eval_every")] public int EvalEvery { get; init; }
+    /// <summary>The most tokens of an answer in those evaluations (default 64, <c>raft eval</c>'s <c>--max-new-tokens</c> default).</summary>
+    [JsonPropertyName("eval_max_new_tokens")] public int EvalMaxNewTokens { get; init; } = 64;
+
+    /// <summary>
     /// The run's optimizer steps for <paramref name="examples"/> examples and a global batch of
     /// <paramref name="globalBatch"/>: <see cref="Steps"/>, or with <see cref="Epochs"/> ⌈epochs × ⌈examples / batch⌉⌉.
     /// </summary>
@@ -238,6 +251,10 @@ public sealed record TrainOptions
         if (Steps < 1) Fail("steps", Steps, "must be ≥ 1");
         if (Epochs is double epochs && !(epochs > 0 && double.IsFinite(epochs))) Fail("epochs", epochs, "must be finite and > 0 (or null: use steps)");
         if (SaveTotalLimit is int keep && keep < 1) Fail("save_total_limit", keep, "must be ≥ 1 (or null: keep every checkpoint)");
+        if (EvalEvery < 0) Fail("eval_every", EvalEvery, "must be ≥ 0 (0: evaluate at the last step only)");
+        if (EvalEvery > 0 && EvalSet is not { Length: > 0 }) Fail("eval_every", EvalEvery, "needs eval_set (the evaluation files to score the student on)");
+        if (EvalSet is not null && EvalSet.Any(string.IsNullOrWhiteSpace)) Fail("eval_set", EvalSet, "holds an empty file name");
+        if (EvalMaxNewTokens < 1) Fail("eval_max_new_tokens", EvalMaxNewTokens, "must be ≥ 1");
         if (BatchSize < 1) Fail("batch_size", BatchSize, "must be ≥ 1");
         if (MaxLength is int maxLength && maxLength < 2) Fail("max_length", maxLength, "must be ≥ 2 (or null: the model's max_position_embeddings)");
         if (GradientAccumulationSteps < 1) Fail("gradient_accumulation_steps", GradientAccumulationSteps, "must be ≥ 1");
@@ -325,6 +342,7 @@ public sealed record TrainOptions
     {
         null => "null",
         double[] a => "[" + string.Join(", ", a) + "]",
+        string[] a => "[" + string.Join(", ", a.Select(x => $"\"{x}\"")) + "]",
         _ => Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) ?? "",
     };
 
