@@ -36,6 +36,10 @@ public sealed class RowSliceTests
         { "[:10%](pct1_dropremainder)", 250, 0, 20 },   // 10 · trunc(2.5)
         { "[33%:66%](pct1_dropremainder)", 199, 33, 66 },
         { " [1:4] ", 10, 1, 4 },
+        { "0:100", 250, 0, 100 },          // brackets optional (unbracketed, a shell does not glob it)
+        { ":10%", 250, 0, 25 },
+        { "-3:", 10, 7, 10 },
+        { ":", 10, 0, 10 },
     };
 
     [Theory]
@@ -49,7 +53,9 @@ public sealed class RowSliceTests
 
     public static TheoryData<string, string> BadSlices => new()
     {
-        { "10:20", "is not a row slice" },
+        { "[10:20", "is not a row slice" },
+        { "10:20]", "is not a row slice" },
+        { "10", "is not a row slice" },
         { "", "is not a row slice" },
         { "[1:2:3]", "is not a row slice" },
         { "[a:b]", "is not a row slice" },

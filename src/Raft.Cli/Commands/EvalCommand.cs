@@ -18,7 +18,7 @@ internal static class EvalCommand
         var threads = new Option<int>("--threads") { Description = "CPU threads, 0 = all cores.", DefaultValueFactory = _ => 0, HelpName = "N" };
         var weightsDType = new Option<string>("--weights-dtype") { Description = "How the model holds its matrices: fp32 (widened), bf16 or fp16 (as stored, widened inside the matmul kernels, fp32 accumulation) (default fp32).", DefaultValueFactory = _ => "fp32", HelpName = "fp32|bf16|fp16" };
         var skipBad = new Option<bool>("--skip-bad-lines") { Description = "Skip malformed lines (reported and counted)." };
-        var rows = new Option<string?>("--rows") { Description = TrainCommand.RowsHelp + " Applies to every --set.", HelpName = "[FROM:TO]" };
+        var rows = new Option<string?>("--rows") { Description = TrainCommand.RowsHelp + " Applies to every --set.", HelpName = "FROM:TO" };
         var adapter = new Option<string?>("--adapter") { Description = "A LoRA adapter (PEFT's adapter_config.json + adapter_model.safetensors, e.g. a LoRA run's final/) applied to --model, its base.", HelpName = "DIR" };
         var command = new Command("eval", "Scores a checkpoint on evaluation sets: accuracy by answer extractors, compliance with verifiable format instructions (IFEval-like); writes report.json, report.md and answers.jsonl.");
         foreach (Option o in (Option[])[model, adapter, sets, rows, output, maxNew, threads, weightsDType, skipBad]) command.Options.Add(o);

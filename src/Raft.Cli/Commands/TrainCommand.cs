@@ -18,7 +18,7 @@ namespace Raft.Cli.Commands;
 internal static class TrainCommand
 {
     /// <summary>The help of <c>--rows</c> (train, sft, refine, eval).</summary>
-    internal const string RowsHelp = "Only these rows of the data file, in Hugging Face's split-slice syntax: \"[FROM:TO]\" (0-based, TO excluded, a negative end counts from the end), \"[:N]\", \"[N:]\", \"[:10%]\", \"[25%:75%]\" (percentages rounded as datasets does; add (pct1_dropremainder) for its other rounding); rows are non-blank JSONL lines or Parquet rows, counted before any is parsed (default: all).";
+    internal const string RowsHelp = "Only these rows of the data file, in Hugging Face's split-slice syntax FROM:TO, brackets optional: 0-based, TO excluded, either end optional, a negative end counts from the end, percentages of the rows allowed (rounded as datasets does; add (pct1_dropremainder) for its other rounding), e.g. 0:100, :1000, 10:, -5%:, [25%:75%]; rows are non-blank JSONL lines or Parquet rows, counted before any is parsed (default: all).";
 
     internal static string Describe(string key) => key switch
     {

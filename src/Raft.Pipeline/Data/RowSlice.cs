@@ -5,7 +5,7 @@ namespace Raft.Pipeline.Data;
 
 /// <summary>
 /// A selection of a data file's rows in Hugging Face's split-slicing syntax (<c>load_dataset(..., split="train[:10%]")</c>
-/// without the split name): <c>[FROM:TO]</c>, either end optional, rows FROM (included) to TO (excluded), 0-based, a
+/// without the split name): <c>[FROM:TO]</c> (the brackets may be left out: <c>FROM:TO</c>, which a shell does not glob), either end optional, rows FROM (included) to TO (excluded), 0-based, a
 /// negative end counting from the end; <c>[:N]</c>, <c>[N:]</c>; percentages of the row count, <c>[:10%]</c>,
 /// <c>[25%:75%]</c>, <c>[-10%:]</c> (integers in [-100, 100], both ends in the same unit), rounded as Hugging Face rounds
 /// them: to the nearest row, halves to even (Python's <c>round</c>), or with the suffix <c>(pct1_dropremainder)</c> as
@@ -16,7 +16,7 @@ namespace Raft.Pipeline.Data;
 public sealed record RowSlice
 {
     private static readonly Regex Syntax = new(
-        @"^\[(?:(?<from>-?\d+)(?<fromPct>%)?)?:(?:(?<to>-?\d+)(?<toPct>%)?)?\](?:\((?<rounding>[^)]*)\))?$",
+        @"^(?<open>\[)?(?:(?<from>-?\d+)(?<fromPct>%)?)?:(?:(?<to>-?\d+)(?<toPct>%)?)?(?(open)\])(?:\((?<rounding>[^)]*)\))?$",
         RegexOptions.CultureInvariant);
 
     /// <summary>The first end as written (a row index or a percentage), or null when open.</summary>
@@ -48,7 +48,7 @@ public sealed record RowSlice
         var m = Syntax.Match(t);
         if (!m.Success)
             throw new ArgumentException($"\"{text}\" is not a row slice; expected Hugging Face's split syntax: [FROM:TO], [:N], [N:], [:10%], [25%:75%], [-10:] " +
-                                        "(either end optional, 0-based, TO excluded, percentages as integers)", nameof(text));
+                                        "(brackets optional, either end optional, 0-based, TO excluded, percentages as integers)", nameof(text));
         bool fromPct = m.Groups["fromPct"].Success, toPct = m.Groups["toPct"].Success;
         int? from = m.Groups["from"].Success ? Int(text, m.Groups["from"].Value) : null;
         int? to = m.Groups["to"].Success ? Int(text, m.Groups["to"].Value) : null;
