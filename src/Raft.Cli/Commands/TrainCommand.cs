@@ -71,6 +71,10 @@ internal static class TrainCommand
         _ => key,
     };
 
+    /// <summary>The options of RAFT's distillation and rollouts: no flags of raft sft, and in its --config only at their defaults.</summary>
+    internal static readonly string[] RaftOnlyKeys =
+        ["top_k", "temperature", "loss_kind", "jsd_beta", "ema_decay", "target_ratio", "fixed_weights", "answer_conditioned", "rollout_temperature", "rollout_max_tokens", "rollouts_per_prompt", "teacher_weights_dtype"];
+
     public static Command Create(TrainMethod method)
     {
         bool raft = method == TrainMethod.Raft;
@@ -85,8 +89,8 @@ internal static class TrainCommand
         var teacher = new Option<string?>("--teacher") { Description = "RAFT: the teacher folder (the original model): model.onnx served by ONNX Runtime, or a checkpoint. Default: --model (with --lora-rank: the student's own frozen base, adapters off, no second copy).", HelpName = "DIR" };
         var collective = DistributedCli.CollectiveOption();
         var provider = new Option<string>("--teacher-provider") { Description = "RAFT: ONNX Runtime provider for the teacher: auto (CUDA when it starts, else CPU), cpu or cuda.", DefaultValueFactory = _ => "auto", HelpName = "auto|cpu|cuda" };
-        var binder = new OptionsBinder<TrainOptions>(TrainOptions.Json, Describe, raft ? ["method"] :
-            ["method", "top_k", "temperature", "loss_kind", "jsd_beta", "ema_decay", "target_ratio", "fixed_weights", "answer_conditioned", "rollout_temperature", "rollout_max_tokens", "rollouts_per_prompt"]);
+        var binder = new OptionsBinder<TrainOptions>(TrainOptions.Json, Describe, raft ? ["method"] : ["method", .. RaftOnlyKeys],
+            raft ? [] : RaftOnlyKeys, "applies to raft train only (raft sft has no teacher, rollouts or distillation; its flag is refused too)");
         var command = new Command(raft ? "train" : "sft", raft
             ? "RAFT stage 2: on-policy rollouts of the student, scored by the answer-conditioned teacher (top-K at τ), distillation + SFT on the fused answer with EMA balancing, AdamW."
             : "The SFT baseline: cross-entropy on the answers with the same optimizer and budget options as raft train.");
