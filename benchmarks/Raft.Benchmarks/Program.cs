@@ -25,6 +25,12 @@
 //       and spread of a Stopwatch harness (BenchmarkDotNet cannot run under mpirun), algorithm and bus bandwidth.
 //       --train-steps K adds the median time of K data-parallel SFT steps of a demo-shaped model (without and with
 //       ZeRO-1) and tokens/s at this world size; run at -np 1 (with --train-only) and -np 2 to compare.
+//   dotnet <dll> sft-real [--small] [BenchmarkDotNet options]
+//       The SFT step at Qwen2.5-0.5B's shape (batch 4 × 256): engine fp32 / bf16 / fp32 + gradient checkpointing vs
+//       TorchSharp: peak RSS per method in fresh processes (their first-step losses validated against libtorch's; exits 1
+//       on a mismatch), then RealShapeSftBenchmarks, then benchmarks/results/sft-real-shape-cpu.md.
+//   dotnet <dll> sft-real-memory <method> [--small]
+//       (internal) one fresh-process measurement; run by 'sft-real'.
 //   dotnet <dll> [--small] [BenchmarkDotNet options, e.g. --filter '*DistillCpu*' or --list flat]
 //       BenchmarkSwitcher over every suite in the assembly.
 //
@@ -65,6 +71,23 @@ if (rest.Count >= 2 && rest[0] == "teacher-memory")
     return TeacherMemory.Child(rest[1]);
 if (rest.Count >= 3 && rest[0] == "training-memory")
     return TrainingMemory.Child(rest[1], rest[2]);
+if (rest.Count >= 2 && rest[0] == "sft-real-memory")
+    return Raft.Benchmarks.RealShape.RealShapeMemory.Child(rest[1]);
+if (rest.Remove("sft-real"))
+{
+    string load = Raft.Benchmarks.RealShape.RealShapeReport.LoadAverage();
+    var c = Raft.Benchmarks.RealShape.RealShapeCase.Case;
+    Console.WriteLine($"// {c.Name}: {c.Describe()}; libtorch {TorchLlama.Version}; load average {load}");
+    var runs = Raft.Benchmarks.RealShape.RealShapeMemory.RunAll(Console.Out, DistillShapes.Small ? ["--small"] : []);
+    var problems = Raft.Benchmarks.RealShape.RealShapeMemory.Validate(runs);
+    foreach (var p in problems) Console.WriteLine($"// VALIDATION FAILED: {p}");
+    if (problems.Count > 0) return 1;
+    var realSummary = BenchmarkRunner.Run<Raft.Benchmarks.RealShape.RealShapeSftBenchmarks>(args: [.. rest]);
+    string realReport = Raft.Benchmarks.RealShape.RealShapeReport.Write(realSummary, runs, load, problems);
+    Console.WriteLine($"// Report: {realReport}");
+    Console.WriteLine(File.ReadAllText(realReport));
+    return realSummary.HasCriticalValidationErrors || realSummary.Reports.Any(r => !r.Success) ? 1 : 0;
+}
 bool validate = rest.Remove("--validate") | rest.Remove("validate");
 bool distill = rest.Remove("distill");
 bool validateTraining = rest.Remove("--validate-training");

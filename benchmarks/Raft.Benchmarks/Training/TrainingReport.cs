@@ -123,7 +123,7 @@ public static class TrainingReport
 
     private static string Bytes(long b) => b >= 1 << 20 ? $"{b / 1048576.0:0.0} MiB" : b >= 1 << 10 ? $"{b / 1024.0:0.0} KiB" : $"{b} B";
 
-    private static string CommandLine()
+    internal static string CommandLine()
     {
         var args = Environment.GetCommandLineArgs();
         string dll = args[0];

@@ -17,12 +17,31 @@ internal sealed class OptionsBinder<T> where T : class
 {
     private readonly List<(Option Option, string Key, Type Type)> _flags = [];
     private readonly JsonSerializerOptions _json;
+    private readonly Dictionary<string, Type> _types = new(StringComparer.Ordinal);
+    private readonly IReadOnlySet<string> _inapplicable;
+    private readonly string _inapplicableWhy;
 
+    /// <param name="json">The record's serializer options.</param>
+    /// <param name="describe">The help text of a key.</param>
+    /// <param name="exclude">Keys that get no flag.</param>
     public OptionsBinder(JsonSerializerOptions json, Func<string, string?> describe, params string[] exclude)
+        : this(json, describe, exclude, [], "") { }
+
+    /// <param name="json">The record's serializer options.</param>
+    /// <param name="describe">The help text of a key.</param>
+    /// <param name="exclude">Keys that get no flag.</param>
+    /// <param name="inapplicable">Keys (among <paramref name="exclude"/>) the command does not use: a <c>--config</c> file may
+    /// hold them only at their default value (as the run folder's own <c>config.json</c> does), any other value is refused
+    /// by name, as their flags are (e.g. raft sft and the RAFT-only <c>top_k</c>).</param>
+    /// <param name="inapplicableWhy">Why, for that message: e.g. "applies to raft train only".</param>
+    public OptionsBinder(JsonSerializerOptions json, Func<string, string?> describe, string[] exclude, string[] inapplicable, string inapplicableWhy)
     {
         _json = json;
+        _inapplicable = new HashSet<string>(inapplicable, StringComparer.Ordinal);
+        _inapplicableWhy = inapplicableWhy;
         foreach (var p in typeof(T).GetProperties(BindingFlags.Public | BindingFlags.Instance))
         {
+            if (p.GetCustomAttribute<JsonPropertyNameAttribute>() is { } named) _types[named.Name] = p.PropertyType;
             if (p.GetCustomAttribute<JsonPropertyNameAttribute>() is not { } attr || exclude.Contains(attr.Name)) continue;
             var type = Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType;
             string flag = "--" + attr.Name.Replace('_', '-');
@@ -75,6 +94,9 @@ internal sealed class OptionsBinder<T> where T : class
             foreach (var (key, value) in file)
             {
                 if (!node.ContainsKey(key)) throw new UsageException($"--config {configPath}: unknown key \"{key}\"; known: {string.Join(", ", node.Select(kv => kv.Key))}.");
+                if (_inapplicable.Contains(key) && !SameValue(key, value, node[key]))
+                    throw new UsageException($"--config {configPath}: key \"{key}\" = {value?.ToJsonString() ?? "null"} {_inapplicableWhy}; " +
+                                             $"remove it (its default, {node[key]?.ToJsonString() ?? "null"}, is accepted).");
                 node[key] = value?.DeepClone();
                 if (value is not null) _given.Add(key);
             }
@@ -115,6 +137,14 @@ internal sealed class OptionsBinder<T> where T : class
                 : $"option \"{key}\"";
             throw new UsageException($"{source} = {node[key]?.ToJsonString() ?? "null"}: {problem}");
         }
+    }
+
+    /// <summary>Whether two JSON values of <paramref name="key"/> mean the same option value (1 and 1.0 do), read as its type.</summary>
+    private bool SameValue(string key, JsonNode? a, JsonNode? b)
+    {
+        var type = _types[key];
+        try { return JsonSerializer.Serialize(a.Deserialize(type, _json), type, _json) == JsonSerializer.Serialize(b.Deserialize(type, _json), type, _json); }
+        catch (JsonException) { return false; }
     }
 
     /// <summary>A key written twice in one object of <paramref name="text"/> is refused by name (JSON readers disagree on which wins).</summary>

@@ -22,6 +22,7 @@ internal static class RefineCommand
         "extractor" => "Final-answer extractor of the answer-match rule: last_number, boxed, exact, marker:TEXT, regex:PATTERN, or none (default last_number).",
         "similarity_threshold" => "Similarity a rewrite needs against its reference, 0 = rule off (default 0.2).",
         "embedding_model" => "Sentence-embedding ONNX folder (model.onnx + vocab.txt) for the similarity rule (default: character 3-gram cosine).",
+        "rows" => TrainCommand.RowsHelp,
         "weights_dtype" => "How a checkpoint teacher holds its matrices: fp32 (widened), bf16 or fp16 (as stored, widened inside the matmul kernels, fp32 accumulation) (default fp32).",
         _ => key,
     };
@@ -30,7 +31,7 @@ internal static class RefineCommand
     {
         var teacher = new Option<string>("--teacher") { Description = "The original model: a folder with model.onnx (ONNX Runtime) or a checkpoint; its tokenizer is read from the same folder or the --tokenizer-from folder.", Required = true, HelpName = "DIR" };
         var tokenizerFrom = new Option<string?>("--tokenizer-from") { Description = "The checkpoint folder whose tokenizer and chat template to use (default: --teacher, which then needs a config.json).", HelpName = "DIR" };
-        var data = new Option<string>("--data") { Description = "Domain data: JSONL, {\"prompt\",\"answer\"} or {\"messages\": [...]} per line.", Required = true, HelpName = "FILE" };
+        var data = new Option<string>("--data") { Description = "Domain data: JSONL, {\"prompt\",\"answer\"} or {\"messages\": [...]} per line, or Parquet (.parquet) with those columns (messages: a list of structs {role, content}).", Required = true, HelpName = "FILE" };
         var output = new Option<string>("--out") { Description = "The refined JSONL (prompt, fused answer, reference, provenance, every candidate's verdict); a summary goes beside it as <out>.summary.json.", Required = true, HelpName = "FILE" };
         var config = new Option<string?>("--config") { Description = "A JSON file of refine options; flags override it.", HelpName = "FILE" };
         var skipBad = new Option<bool>("--skip-bad-lines") { Description = "Skip malformed data lines (reported and counted)." };
@@ -68,7 +69,7 @@ internal static class RefineCommand
             {
                 // Rank 0 alone reports warnings, the teacher and the summary; every rank reports its own block's progress.
                 var info = world.Rank == 0 ? stderr : TextWriter.Null;
-                var examples = TrainCommand.Load(dataPath, parse.GetValue(skipBad), info);
+                var examples = TrainCommand.Load(dataPath, parse.GetValue(skipBad), info, options.RowSelection());
                 int th = parse.GetValue(threads);
                 using var t = TrainCommand.OpenTeacher(teacherDir, parse.GetValue(provider)!, new CpuKernels(th), modelConfig.VocabSize, th, info,
                     weights: SafeTensorDTypes.ParseWeightsDType(options.WeightsDType, "weights_dtype"));

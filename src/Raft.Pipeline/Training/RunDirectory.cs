@@ -251,8 +251,8 @@ internal sealed class RunDirectory
                 // before precision the student computed in fp32
                 p.Name == "precision" ? "\"fp32\"" : "(absent)";
             string now = Compact(p.Value);
-            // the LoRA keys came later: a checkpoint without them was trained without LoRA
-            if (was == "(absent)" && now == "null" && (p.Name.StartsWith("lora_", StringComparison.Ordinal) || p.Name is "epochs" or "max_length")) continue;
+            // the LoRA keys came later: a checkpoint without them was trained without LoRA (without epochs: by steps; without max_length: the model's limit; without rows: on every row)
+            if (was == "(absent)" && now == "null" && (p.Name.StartsWith("lora_", StringComparison.Ordinal) || p.Name is "epochs" or "max_length" or "rows")) continue;
             if (was != now) { diff = $"{p.Name}: checkpoint {was}, now {now}"; return false; }
         }
         return true;

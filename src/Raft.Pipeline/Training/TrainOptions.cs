@@ -73,6 +73,25 @@ public sealed record TrainOptions
     /// the start and returned in <see cref="TrainResult.Truncation"/> (details: TrainData.Encode).
     /// </summary>
     [JsonPropertyName("max_length")] public int? MaxLength { get; init; }
+
+    /// <summary>
+    /// Which rows of the data file the run trains on, in Hugging Face's split-slicing syntax without the split name
+    /// (<see cref="Data.RowSlice"/>: <c>[:1000]</c>, <c>[10:20]</c>, <c>[:10%]</c>, <c>[-5%:]</c>); null (the default): all.
+    /// Applied by whoever reads the data (the CLI's <c>--data</c>), before the examples reach the <see cref="Trainer"/>;
+    /// compared on resume (another selection is other data).
+    /// </summary>
+    [JsonPropertyName("rows")] public string? Rows { get; init; }
+
+    /// <summary><see cref="Rows"/> parsed, or null for every row; a bad slice is an <see cref="ArgumentException"/> for key <c>rows</c>.</summary>
+    public Data.RowSlice? RowSelection() => Rows is null ? null : ParseRows(Rows);
+
+    /// <summary>Parses a <c>rows</c> value; a bad one is an <see cref="ArgumentException"/> with parameter name <c>rows</c>.</summary>
+    public static Data.RowSlice ParseRows(string rows)
+    {
+        try { return Data.RowSlice.Parse(rows); }
+        catch (ArgumentException e) { throw new ArgumentException($"rows = {e.Message}", "rows", e); }
+    }
+
     /// <summary>Prompts per micro-batch per rank (Hugging Face's <c>per_device_train_batch_size</c>).</summary>
     [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 16;
     /// <summary>
@@ -249,6 +268,7 @@ public sealed record TrainOptions
         static void Fail(string name, object? value, string rule) =>
             throw new ArgumentException($"{name} = {Format(value)}: {rule}.", name);
         if (Steps < 1) Fail("steps", Steps, "must be ≥ 1");
+        _ = RowSelection();
         if (Epochs is double epochs && !(epochs > 0 && double.IsFinite(epochs))) Fail("epochs", epochs, "must be finite and > 0 (or null: use steps)");
         if (SaveTotalLimit is int keep && keep < 1) Fail("save_total_limit", keep, "must be ≥ 1 (or null: keep every checkpoint)");
         if (EvalEvery < 0) Fail("eval_every", EvalEvery, "must be ≥ 0 (0: evaluate at the last step only)");
