@@ -25,6 +25,7 @@ internal static class TrainCommand
         "steps" => "Optimizer steps (default 200); or give --epochs instead (not both).",
         "epochs" => "Passes over the data instead of --steps (fractions allowed): ⌈epochs × ⌈examples / global batch⌉⌉ steps, as Hugging Face counts; the schedule decays over them (default: none, --steps).",
         "rows" => RowsHelp,
+        "report_to" => "Also write each step's metrics as TensorBoard scalars (train/KEY, the metrics.jsonl keys) to events.out.tfevents.raft in --out: tensorboard, or none (default none); view with tensorboard --logdir on the run folder or its parent.",
         "save_total_limit" => "Keep only the newest K checkpoints in checkpoints/ (older ones deleted after each save; final/ is not counted) (default: keep all).",
         "max_length" => "Most positions of a training sequence (HF SFTTrainer's max_length): a longer prompt + answer is truncated (its first N tokens; a prompt that alone leaves no room loses its start, down to its last N/2 tokens), not refused, and counted (the start log line, truncated_examples in the JSON line); RAFT rollouts are limited so that prompt + rollout <= N (default: the model's max_position_embeddings, the most allowed).",
         "batch_size" => "Prompts per micro-batch per rank (default 16); a step takes batch_size × gradient_accumulation_steps × ranks.",
