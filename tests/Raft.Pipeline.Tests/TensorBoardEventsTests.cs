@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -207,5 +209,56 @@ public sealed class TensorBoardEventsTests
         Assert.Contains("tensorboard or none", e.Message);
         (TinyModels.Sft(2) with { ReportTo = "none" }).Validate();
         (TinyModels.Sft(2) with { ReportTo = "tensorboard" }).Validate();
+    }
+
+    /// <summary>Runs only where python3 can import tensorboard (not on this project's machines, which reach no Python registry).</summary>
+    public sealed class TensorBoardFactAttribute : FactAttribute
+    {
+        public TensorBoardFactAttribute()
+        {
+            if (!Available.Value) Skip = "python3 cannot import tensorboard (pip install tensorboard) — the event file is checked by the parser above instead";
+        }
+
+        public static readonly Lazy<bool> Available = new(() =>
+        {
+            try
+            {
+                using var p = Process.Start(new ProcessStartInfo("python3", "-c \"import tensorboard\"") { RedirectStandardError = true, RedirectStandardOutput = true })!;
+                p.WaitForExit(120_000);
+                return p.HasExited && p.ExitCode == 0;
+            }
+            catch (System.ComponentModel.Win32Exception) { return false; }
+        });
+    }
+
+    [TensorBoardFact]
+    public void Tensorboards_own_reader_sees_the_same_scalars()
+    {
+        using var dir = new TempDir();
+        string run = dir.File("run");
+        TinyModels.Trainer(TinyModels.Model(seed: 2), TinyModels.Sft(3) with { ReportTo = "tensorboard" }).Run(run);
+        string script = dir.Write("read.py", string.Join("\n",
+            "import sys",
+            "from tensorboard.backend.event_processing.event_accumulator import EventAccumulator",
+            "ea = EventAccumulator(sys.argv[1], size_guidance={'scalars': 0})",
+            "ea.Reload()",
+            "for tag in sorted(ea.Tags()['scalars']):",
+            "    for e in ea.Scalars(tag):",
+            "        print(tag, e.step, repr(float(e.value)))",
+            ""));
+        var info = new ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true };
+        info.ArgumentList.Add(script);
+        info.ArgumentList.Add(run);
+        using var p = Process.Start(info)!;
+        string output = p.StandardOutput.ReadToEnd(), errors = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        Assert.True(p.ExitCode == 0, errors);
+        var seen = output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' '))
+            .ToDictionary(f => (f[0], long.Parse(f[1], CultureInfo.InvariantCulture)), f => f[2] == "nan" ? double.NaN : double.Parse(f[2], CultureInfo.InvariantCulture));
+        var lines = File.ReadAllLines(Path.Combine(run, Trainer.MetricsFile)).Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
+        Assert.Equal(3, lines.Count);
+        foreach (var line in lines)
+            foreach (var key in new[] { "loss", "grad_norm", "lr", "tokens" })
+                Assert.Equal((double)(float)line[key]!.GetValue<double>(), seen[($"train/{key}", line["step"]!.GetValue<long>())]);
     }
 }
