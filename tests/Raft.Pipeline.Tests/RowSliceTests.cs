@@ -116,4 +116,20 @@ public sealed class RowSliceTests
         Assert.Equal(new[] { "p2", "p4" }, skipped.Examples.Select(x => x.Prompt));
         Assert.Equal(1, skipped.SkippedLines);
     }
+
+    [Fact]
+    public void A_slice_without_percentages_or_negative_ends_stops_reading_at_its_end()
+    {
+        using var dir = new TempDir();
+        // line 4 holds a byte that is not UTF-8: a slice ending before it never reads it; one that needs the count does
+        var bytes = new List<byte>();
+        foreach (int i in new[] { 0, 1, 2 }) bytes.AddRange(System.Text.Encoding.UTF8.GetBytes($"{{\"prompt\": \"p{i}\", \"answer\": \"a{i}\"}}\n"));
+        bytes.AddRange([(byte)'{', 0xFF, (byte)'}', (byte)'\n']);
+        string path = dir.File("cut.jsonl");
+        File.WriteAllBytes(path, bytes.ToArray());
+        Assert.Equal(new[] { "p0", "p1" }, JsonlDataset.Load(path, rows: RowSlice.Parse("0:2")).Select(x => x.Prompt));
+        Assert.Equal(new[] { "p1", "p2" }, JsonlDataset.Load(path, rows: RowSlice.Parse("1:3")).Select(x => x.Prompt));
+        var e = Assert.Throws<DataFormatException>(() => JsonlDataset.Load(path, rows: RowSlice.Parse(":50%")));
+        Assert.Equal(4, e.Line);
+    }
 }

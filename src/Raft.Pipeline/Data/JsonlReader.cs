@@ -14,7 +14,8 @@ public static class JsonlReader
     /// JSON object, or for which <paramref name="parse"/> throws a <see cref="DataFormatException"/>, stops the read
     /// with that exception, or, with <paramref name="skipBadLines"/>, is reported to <paramref name="log"/> and counted.
     /// With <paramref name="rows"/>, only the records (non-blank lines) it selects are parsed: the others are neither
-    /// parsed nor validated (they must still be UTF-8 text).
+    /// parsed nor validated (those before the selection's end must still be UTF-8 text; after it, a slice that needs no
+    /// count — no percentage, no negative end — reads nothing more, one that does reads the whole file once to count).
     /// </summary>
     /// <exception cref="FileNotFoundException">The file does not exist (the message names the path).</exception>
     public static (List<T> Records, int SkippedLines) Read<T>(string path, Func<JsonlLine, T> parse, bool skipBadLines = false, Action<string>? log = null,
@@ -29,9 +30,10 @@ public static class JsonlReader
         IEnumerable<(int LineNo, string Text)> selected = Records(path);
         if (rows is not null)
         {
-            var all = selected.ToList();
-            var (start, end) = rows.Resolve(all.Count);
-            selected = all.GetRange(start, end - start);
+            // streamed, never held whole: a slice that depends on the count (a percentage, a negative end) counts the lines first
+            int count = rows.NeedsCount ? Records(path).Count() : int.MaxValue;
+            var (start, end) = rows.Resolve(count);
+            selected = Records(path).Skip(start).Take(end - start);
         }
         foreach (var (lineNo, text) in selected)
         {

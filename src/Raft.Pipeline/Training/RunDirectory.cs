@@ -43,6 +43,7 @@ internal sealed class RunDirectory
 
     private readonly string _path, _configJson, _metricsPath;
     private readonly bool _root;
+    private TensorBoardLog? _events;
 
     private RunDirectory(string path, string configJson, bool root)
     {
@@ -88,6 +89,12 @@ internal sealed class RunDirectory
             if (root) TruncateMetrics(run._metricsPath, point.State.Step);
         }
         else if (root && File.Exists(run._metricsPath)) File.Delete(run._metricsPath);
+        if (root)
+        {
+            // the event file follows metrics.jsonl: cut to the checkpoint's step on resume, new on a fresh run, none stale without report_to
+            if (options.ReportsToTensorBoard) run._events = TensorBoardLog.Open(path, point?.State.Step);
+            else TensorBoardLog.Remove(path, point?.State.Step);
+        }
         if (root) AtomicFile.WriteText(Path.Combine(path, ConfigFile), configJson);
         return (run, point);
     }
@@ -133,7 +140,9 @@ internal sealed class RunDirectory
     /// <summary>Appends a step's metrics (rank 0).</summary>
     public void Append(StepMetrics m)
     {
-        if (_root) File.AppendAllText(_metricsPath, JsonSerializer.Serialize(m, MetricsJson) + "\n");
+        if (!_root) return;
+        File.AppendAllText(_metricsPath, JsonSerializer.Serialize(m, MetricsJson) + "\n");
+        _events?.Append(m.Step, (System.Text.Json.Nodes.JsonObject)JsonSerializer.SerializeToNode(m, MetricsJson)!);
     }
 
     /// <summary>Appends an evaluation's line (rank 0), after its step's line.</summary>
@@ -239,10 +248,11 @@ internal sealed class RunDirectory
             // batch_size is per rank: CheckGlobalBatch compares batch_size × ranks × gradient_accumulation_steps. shard_optimizer changes where the
             // moments live during the run, not the checkpoint's files or the result.
             // logits_chunk_rows and gradient_checkpointing change the memory a step takes, not what it computes (up to fp32
-            // summation order); save_total_limit only which old checkpoints are kept; the eval_* keys only what is measured
-            // (evaluation reads the weights), so a resumed run may add, change or drop its evaluation.
+            // summation order); save_total_limit only which old checkpoints are kept; report_to only where the numbers are also
+            // written; the eval_* keys only what is measured (evaluation reads the weights), so a resumed run may add, change or
+            // drop its evaluation.
             if (p.Name is "threads" or "checkpoint_every" or "save_total_limit" or "eval_set" or "eval_every" or "eval_max_new_tokens" or "device" or "batch_size" or "gradient_accumulation_steps" or "shard_optimizer" or "overlap_allreduce"
-                or "logits_chunk_rows" or "gradient_checkpointing") continue;
+                or "logits_chunk_rows" or "gradient_checkpointing" or "report_to") continue;
             // Compared without whitespace: the saved config is nested (and indented) inside the state file.
             // a run saved before teacher_weights_dtype existed had the fp32 teacher
             string was = a.RootElement.TryGetProperty(p.Name, out var v) ? Compact(v) : p.Name == "teacher_weights_dtype" ? "\"fp32\"" :

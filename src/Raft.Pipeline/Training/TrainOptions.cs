@@ -140,6 +140,16 @@ public sealed record TrainOptions
     public ComputeDevice Device { get; init; } = ComputeDevice.Auto;
 
     /// <summary>
+    /// Where the per-step metrics go besides metrics.jsonl (Hugging Face's <c>report_to</c>): null or "none" (the
+    /// default), or "tensorboard": an event file <see cref="TensorBoardEvents.FileName"/> in the run directory with each
+    /// step's numbers as scalars <c>train/KEY</c> (<see cref="TensorBoardEvents"/>). Not compared on resume.
+    /// </summary>
+    [JsonPropertyName("report_to")] public string? ReportTo { get; init; }
+
+    /// <summary>True when <see cref="ReportTo"/> asks for TensorBoard event files.</summary>
+    [JsonIgnore] public bool ReportsToTensorBoard => ReportTo == "tensorboard";
+
+    /// <summary>
     /// ZeRO stage 1 in a data-parallel run: each rank keeps AdamW's moments for its 1/N of the parameters only
     /// (reduce-scatter of the gradients, update of the slice, all-gather of the weights), cutting the optimizer's memory
     /// by the number of ranks; checkpoints are gathered on rank 0 and are the files of an unsharded run. No effect in a
@@ -292,6 +302,7 @@ public sealed record TrainOptions
         if (CheckpointEvery < 0) Fail("checkpoint_every", CheckpointEvery, "must be ≥ 0");
         if (MaxNonFiniteSteps < 1) Fail("max_nonfinite_steps", MaxNonFiniteSteps, "must be ≥ 1");
         if (!Enum.IsDefined(Device)) Fail("device", (int)Device, $"must be {ComputeDevices.Choices}");
+        if (ReportTo is not (null or "none" or "tensorboard")) Fail("report_to", $"\"{ReportTo}\"", "must be tensorboard or none");
         if (Trainable is not null) _ = TrainablePattern();
         if (LoraRank is null)
         {

@@ -62,7 +62,7 @@ public sealed class Trainer
     /// <summary>The sub-directory of the final model.</summary>
     public const string FinalDir = RunDirectory.FinalDir;
     /// <summary>The entries a run writes in its run directory (what <c>--overwrite</c> removes; nothing else is touched).</summary>
-    public static IReadOnlyList<string> RunEntries { get; } = [ConfigFile, MetricsFile, CheckpointsDir, FinalDir];
+    public static IReadOnlyList<string> RunEntries { get; } = [ConfigFile, MetricsFile, TensorBoardEvents.FileName, CheckpointsDir, FinalDir];
 
     private readonly LlamaModel _student;
     private readonly TrainOptions _o;
