@@ -258,7 +258,7 @@ internal static class KdCommand
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
-    internal static DistillLossKind ParseLoss(string? value) => value switch
+    internal static DistillLossKind ParseLoss(string? value) => value?.Trim().ToLowerInvariant() switch
     {
         "forward-kl" => DistillLossKind.ForwardKL,
         "reverse-kl" => DistillLossKind.ReverseKL,
