@@ -14,9 +14,9 @@ internal static class EvalCommand
         var model = new Option<string>("--model") { Description = "The checkpoint folder to evaluate.", Required = true, HelpName = "DIR" };
         var sets = new Option<string[]>("--set") { Description = "An evaluation JSONL (repeatable): {\"prompt\", \"answer\"?, \"extractor\"?, \"instructions\"?: [{\"kind\", \"value\"}]} per line, or a Parquet file (.parquet) with those columns (instructions: a list of structs {kind, value}).", Required = true, HelpName = "FILE", AllowMultipleArgumentsPerToken = false };
         var output = new Option<string>("--out") { Description = "Directory for report.json, report.md and answers.jsonl (per item: prompt, answer, extracted answer, correct, each instruction's strict and loose verdict).", Required = true, HelpName = "DIR" };
-        var maxNew = new Option<int>("--max-new-tokens") { Description = "Most tokens per answer (default 64).", DefaultValueFactory = _ => 64, HelpName = "N" };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "Most tokens per answer.", DefaultValueFactory = _ => 64, HelpName = "N" };
         var threads = new Option<int>("--threads") { Description = "CPU threads, 0 = all cores.", DefaultValueFactory = _ => 0, HelpName = "N" };
-        var weightsDType = new Option<string>("--weights-dtype") { Description = "How the model holds its matrices: fp32 (widened), bf16 or fp16 (as stored, widened inside the matmul kernels, fp32 accumulation) (default fp32).", DefaultValueFactory = _ => "fp32", HelpName = "fp32|bf16|fp16" };
+        var weightsDType = new Option<string>("--weights-dtype") { Description = "How the model holds its matrices: fp32 (widened), bf16 or fp16 (as stored, widened inside the matmul kernels, fp32 accumulation).", DefaultValueFactory = _ => "fp32", HelpName = "fp32|bf16|fp16" };
         var skipBad = new Option<bool>("--skip-bad-lines") { Description = "Skip malformed lines (reported and counted)." };
         var rows = new Option<string?>("--rows") { Description = TrainCommand.RowsHelp + " Applies to every --set.", HelpName = "FROM:TO" };
         var adapter = new Option<string?>("--adapter") { Description = "A LoRA adapter (PEFT's adapter_config.json + adapter_model.safetensors, e.g. a LoRA run's final/) applied to --model, its base.", HelpName = "DIR" };

@@ -25,7 +25,7 @@ internal sealed class OptionsBinder<T> where T : class
     /// <param name="describe">The help text of a key.</param>
     /// <param name="exclude">Keys that get no flag.</param>
     public OptionsBinder(JsonSerializerOptions json, Func<string, string?> describe, params string[] exclude)
-        : this(json, describe, exclude, [], "") { }
+        : this(json, describe, exclude, [], "", null) { }
 
     /// <param name="json">The record's serializer options.</param>
     /// <param name="describe">The help text of a key.</param>
@@ -34,7 +34,10 @@ internal sealed class OptionsBinder<T> where T : class
     /// hold them only at their default value (as the run folder's own <c>config.json</c> does), any other value is refused
     /// by name, as their flags are (e.g. raft sft and the RAFT-only <c>top_k</c>).</param>
     /// <param name="inapplicableWhy">Why, for that message: e.g. "applies to raft train only".</param>
-    public OptionsBinder(JsonSerializerOptions json, Func<string, string?> describe, string[] exclude, string[] inapplicable, string inapplicableWhy)
+    /// <param name="helpName">The value placeholder of a key's flag in --help (e.g. "fp32|bf16|fp16"), or null for its type's
+    /// (N, true|false, A,B, an enum's values, the device's auto|cpu|cuda|cuda-c).</param>
+    public OptionsBinder(JsonSerializerOptions json, Func<string, string?> describe, string[] exclude, string[] inapplicable, string inapplicableWhy,
+        Func<string, string?>? helpName)
     {
         _json = json;
         _inapplicable = new HashSet<string>(inapplicable, StringComparer.Ordinal);
@@ -48,10 +51,10 @@ internal sealed class OptionsBinder<T> where T : class
             Option option;
             // A list of strings (file names) is a repeatable flag: --eval-set a.jsonl --eval-set b.jsonl.
             if (type == typeof(string[]))
-                option = new Option<string[]>(flag) { Description = describe(attr.Name), HelpName = HelpFor(type), AllowMultipleArgumentsPerToken = false, Arity = ArgumentArity.OneOrMore };
+                option = new Option<string[]>(flag) { Description = describe(attr.Name), HelpName = helpName?.Invoke(attr.Name) ?? HelpFor(type), AllowMultipleArgumentsPerToken = false, Arity = ArgumentArity.OneOrMore };
             else
             {
-                var single = new Option<string?>(flag) { Description = describe(attr.Name), HelpName = HelpFor(type) };
+                var single = new Option<string?>(flag) { Description = describe(attr.Name), HelpName = helpName?.Invoke(attr.Name) ?? HelpFor(type) };
                 // A bare boolean flag means true (--shard-optimizer is --shard-optimizer true).
                 if (type == typeof(bool)) single.Arity = ArgumentArity.ZeroOrOne;
                 option = single;
@@ -62,7 +65,7 @@ internal sealed class OptionsBinder<T> where T : class
 
     private static string HelpFor(Type t) =>
         t == typeof(bool) ? "true|false" :
-        t == typeof(ComputeDevice) ? "TEXT" : // spelled auto|cpu|cuda|cuda-c, listed in the option's description
+        t == typeof(ComputeDevice) ? DeviceOption.HelpName :
         t.IsEnum ? string.Join("|", Enum.GetNames(t)) :
         t == typeof(double[]) ? "A,B" :
         t == typeof(string[]) ? "FILE" :

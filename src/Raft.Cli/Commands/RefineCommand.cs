@@ -11,6 +11,15 @@ namespace Raft.Cli.Commands;
 /// <summary><c>raft refine</c>: stage 1 (self-conditioned rewriting by the teacher, semantic filtering, answer fusion).</summary>
 internal static class RefineCommand
 {
+    /// <summary>The --help placeholders that are not the key's type (N, TEXT).</summary>
+    private static string? HelpName(string key) => key switch
+    {
+        "extractor" => "SPEC",
+        "embedding_model" => "DIR",
+        "weights_dtype" => "fp32|bf16|fp16",
+        _ => null,
+    };
+
     private static string Describe(string key) => key switch
     {
         "candidates" => "Rewrites sampled per example (default 4).",
@@ -38,7 +47,7 @@ internal static class RefineCommand
         var provider = new Option<string>("--teacher-provider") { Description = "auto, cpu or cuda.", DefaultValueFactory = _ => "auto", HelpName = "auto|cpu|cuda" };
         var collective = DistributedCli.CollectiveOption();
         var threads = new Option<int>("--threads") { Description = "CPU threads, 0 = all cores.", DefaultValueFactory = _ => 0, HelpName = "N" };
-        var binder = new OptionsBinder<RefineOptions>(new JsonSerializerOptions { WriteIndented = true }, Describe);
+        var binder = new OptionsBinder<RefineOptions>(new JsonSerializerOptions { WriteIndented = true }, Describe, [], [], "", HelpName);
         var command = new Command("refine", "RAFT stage 1: the teacher rewrites each reference in its own style (N candidates), candidates that change the answer or drift too far are dropped, the best survivor (or the reference) becomes the fused answer.");
         foreach (Option o in (Option[])[teacher, tokenizerFrom, data, output, config, skipBad, provider, threads, collective]) command.Options.Add(o);
         foreach (var o in binder.Options) command.Options.Add(o);

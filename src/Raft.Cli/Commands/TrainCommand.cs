@@ -72,6 +72,16 @@ internal static class TrainCommand
         _ => key,
     };
 
+    /// <summary>The --help placeholders that are not the key's type (N, TEXT): the values a word option takes, or what the text is.</summary>
+    internal static string? HelpName(string key) => key switch
+    {
+        "precision" or "teacher_weights_dtype" => "fp32|bf16|fp16",
+        "base_weights_dtype" => "auto|fp32|bf16|fp16",
+        "trainable" => "REGEX",
+        "lora_targets" => "MODULES",
+        _ => null,
+    };
+
     /// <summary>The options of RAFT's distillation and rollouts: no flags of raft sft, and in its --config only at their defaults.</summary>
     internal static readonly string[] RaftOnlyKeys =
         ["top_k", "temperature", "loss_kind", "jsd_beta", "ema_decay", "target_ratio", "fixed_weights", "answer_conditioned", "rollout_temperature", "rollout_max_tokens", "rollouts_per_prompt", "teacher_weights_dtype"];
@@ -91,7 +101,7 @@ internal static class TrainCommand
         var collective = DistributedCli.CollectiveOption();
         var provider = new Option<string>("--teacher-provider") { Description = "RAFT: ONNX Runtime provider for the teacher: auto (CUDA when it starts, else CPU), cpu or cuda.", DefaultValueFactory = _ => "auto", HelpName = "auto|cpu|cuda" };
         var binder = new OptionsBinder<TrainOptions>(TrainOptions.Json, Describe, raft ? ["method"] : ["method", .. RaftOnlyKeys],
-            raft ? [] : RaftOnlyKeys, "applies to raft train only (raft sft has no teacher, rollouts or distillation; its flag is refused too)");
+            raft ? [] : RaftOnlyKeys, "applies to raft train only (raft sft has no teacher, rollouts or distillation; its flag is refused too)", HelpName);
         var command = new Command(raft ? "train" : "sft", raft
             ? "RAFT stage 2: on-policy rollouts of the student, scored by the answer-conditioned teacher (top-K at τ), distillation + SFT on the fused answer with EMA balancing, AdamW."
             : "The SFT baseline: cross-entropy on the answers with the same optimizer and budget options as raft train.");
