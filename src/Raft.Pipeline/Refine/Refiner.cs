@@ -25,8 +25,12 @@ public sealed class Refiner
     private readonly SemanticFilter _filter;
     private readonly RefineOptions _o;
 
-    /// <summary>Builds the filter from <paramref name="options"/> (<see cref="BuildRules"/>) unless <paramref name="filter"/> is given.</summary>
-    public Refiner(ITeacher teacher, ITokenizer tokenizer, ChatTemplate template, RefineOptions options, SemanticFilter? filter = null)
+    /// <summary>
+    /// Builds the filter from <paramref name="options"/> (<see cref="BuildRules"/>, with <paramref name="miniLm"/> for
+    /// <c>embedding_model: minilm</c>) unless <paramref name="filter"/> is given.
+    /// </summary>
+    public Refiner(ITeacher teacher, ITokenizer tokenizer, ChatTemplate template, RefineOptions options, SemanticFilter? filter = null,
+        Func<ISimilarity>? miniLm = null)
     {
         ArgumentNullException.ThrowIfNull(teacher);
         ArgumentNullException.ThrowIfNull(tokenizer);
@@ -36,18 +40,29 @@ public sealed class Refiner
         if (tokenizer.VocabSize > teacher.VocabSize)
             throw new ArgumentException($"the tokenizer has {tokenizer.VocabSize} tokens, the teacher's vocabulary {teacher.VocabSize}.", nameof(tokenizer));
         _teacher = teacher; _tokenizer = tokenizer; _template = template; _o = options;
-        _filter = filter ?? new SemanticFilter(BuildRules(options));
+        _filter = filter ?? new SemanticFilter(BuildRules(options, miniLm));
     }
 
-    /// <summary>The rules of <paramref name="options"/>: answer match (when an extractor is named), then similarity (when the threshold is above 0).</summary>
-    public static IReadOnlyList<IFilterRule> BuildRules(RefineOptions options)
+    /// <summary>
+    /// The rules of <paramref name="options"/>: answer match (when an extractor is named), then similarity (when the
+    /// threshold is above 0) by the measure <c>embedding_model</c> names: the character 3-gram cosine (null or
+    /// <c>ngram</c>), <paramref name="miniLm"/>'s similarity (<c>minilm</c>; without a factory an
+    /// <see cref="ArgumentException"/> says so: this library does not carry the model) or an ONNX model folder.
+    /// </summary>
+    public static IReadOnlyList<IFilterRule> BuildRules(RefineOptions options, Func<ISimilarity>? miniLm = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         var rules = new List<IFilterRule>();
         if (!string.IsNullOrEmpty(options.Extractor)) rules.Add(new AnswerMatchRule(AnswerExtractors.Parse(options.Extractor)));
         if (options.SimilarityThreshold > 0)
         {
-            ISimilarity sim = options.EmbeddingModel is null ? new CharNgramCosine() : new OnnxEmbeddingSimilarity(options.EmbeddingModel);
+            ISimilarity sim = options.EmbeddingModel switch
+            {
+                null or RefineOptions.NGramEmbedding => new CharNgramCosine(),
+                MiniLm.Name => (miniLm ?? throw new ArgumentException(
+                    $"embedding_model = {MiniLm.Name}: no MiniLM factory given (the model comes from the {MiniLm.PackageId} package, which the raft CLI references; a library caller passes MiniLm.Open(assemblyPath))."))(),
+                string dir => new OnnxEmbeddingSimilarity(dir),
+            };
             rules.Add(new SimilarityRule(sim, options.SimilarityThreshold));
         }
         return rules;
