@@ -30,6 +30,12 @@ public readonly record struct GpuStepResult(double Loss, double GradNorm, double
 /// scatter for the embedding gradient. Results agree with <see cref="LlamaModel"/> to fp32 rounding (sums run in
 /// another order, and atomic adds make the weight gradients non-deterministic in their last bits).
 /// </para>
+/// <para>
+/// LoRA (<see cref="GpuLlamaModel(Accelerator, ModelConfig, TensorSet, LoraAdapters?)"/>): the adapters live in a buffer of
+/// their own; per wrapped projection two GEMMs add (α/r)·B·(A·x) into the projection's column block, and the backward
+/// runs four (dB, du, dA, dx), the adapters' weight gradients without split-K atomics, and no base weight gradient at
+/// all, so a LoRA step is deterministic.
+/// </para>
 /// <para>Not thread-safe: one instance runs one call at a time, on the accelerator's default stream.</para>
 /// </summary>
 public sealed class GpuLlamaModel : IDisposable
@@ -556,10 +562,11 @@ public sealed class GpuLlamaModel : IDisposable
         var su = a.Su[l][(int)target].SubView(0, (long)n * r);
         var du = a.Du.SubView(0, (long)n * r);
         var block = dy.SubView(m.Col, dy.Length - m.Col);
-        _k.LinearDw(block, su, G(m.B, (long)m.Out * r), n, r, m.Out, ldDy: m.Stride);
+        // the adapters' weight gradients are summed without split-K atomics: a LoRA step is deterministic on the device
+        _k.LinearDw(block, su, G(m.B, (long)m.Out * r), n, r, m.Out, ldDy: m.Stride, deterministic: true);
         _k.LinearDx(block, PA(m.B, (long)m.Out * r), du, false, n, r, m.Out, ldDy: m.Stride);
         _k.Scale(du, _loraScale);
-        _k.LinearDw(du, x, G(m.A, (long)r * m.In), n, m.In, r);
+        _k.LinearDw(du, x, G(m.A, (long)r * m.In), n, m.In, r, deterministic: true);
         _k.LinearDx(du, PA(m.A, (long)r * m.In), dx, true, n, m.In, r);
     }
 

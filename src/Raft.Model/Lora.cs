@@ -44,12 +44,12 @@ public sealed record LoraConfig
     /// <summary>α/r.</summary>
     public double Scale => Alpha / Rank;
 
-    /// <summary>Parses a comma-separated list of module names (e.g. <c>q_proj,v_proj</c>); "all-linear" names all seven.</summary>
+    /// <summary>Parses a comma-separated list of module names (e.g. <c>q_proj,v_proj</c>; case-insensitive, kept in PEFT's lower case); "all-linear" names all seven.</summary>
     public static IReadOnlyList<string> ParseTargets(string text, string argument)
     {
         ArgumentNullException.ThrowIfNull(text);
-        if (text.Trim() == "all-linear") return ModuleNames;
-        var list = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (text.Trim().Equals("all-linear", StringComparison.OrdinalIgnoreCase)) return ModuleNames;
+        var list = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(m => m.ToLowerInvariant()).ToArray();
         if (list.Length == 0) throw new ArgumentException($"{argument} = \"{text}\": needs at least one of {string.Join(", ", ModuleNames)}.", argument);
         return list;
     }

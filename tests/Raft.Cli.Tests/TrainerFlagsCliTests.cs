@@ -110,4 +110,76 @@ public class TrainerFlagsCliTests : CliHarness
             Assert.False(Directory.Exists(PathOf("bad" + bad)));
         }
     }
+
+    [Theory]
+    [InlineData("sft")]
+    [InlineData("train")]
+    public void Eval_set_writes_eval_lines_and_bad_values_are_refused_by_name(string command)
+    {
+        string ckpt = PipelineFixtures.Checkpoint(PathOf("base"));
+        string data = PipelineFixtures.Data(PathOf("data.jsonl"));
+        string math = PathOf("math.jsonl"), format = PathOf("format.jsonl");
+        File.WriteAllLines(math, ["{\"prompt\": \"Flip 13.\", \"answer\": \"31\", \"extractor\": \"last_number\"}", "{\"prompt\": \"Flip 24.\", \"answer\": \"42\", \"extractor\": \"last_number\"}"]);
+        File.WriteAllLines(format, ["{\"prompt\": \"Flip 35.\", \"instructions\": [{\"kind\": \"max_words\", \"value\": 50}]}"]);
+        string[] raft = command == "train" ? ["--top-k", "4", "--rollout-max-tokens", "4", "--teacher-provider", "cpu"] : [];
+        string[] common = [command, "--model", ckpt, "--data", data, "--threads", "1", "--batch-size", "2", "--steps", "3", "--warmup-steps", "1", .. raft];
+        string run = PathOf("run");
+        var ok = Raft([.. common, "--out", run, "--eval-set", math, "--eval-set", format, "--eval-every", "2", "--eval-max-new-tokens", "6"]);
+        AssertOk(ok);
+        var evals = MetricsLog.ReadEvals(Path.Combine(run, Trainer.MetricsFile));
+        Assert.Equal([2, 3], evals.Select(e => e.Step));
+        Assert.Equal(2, evals[^1].Eval["math"].Items);
+        Assert.InRange(evals[^1].Eval["math"].Accuracy!.Value, 0, 1);
+        Assert.InRange(evals[^1].Eval["format"].FormatCompliance!.Value, 0, 1);
+        Assert.Equal([1, 2, 3], MetricsLog.Read(Path.Combine(run, Trainer.MetricsFile)).Select(m => m.Step));
+        var line = JsonDocument.Parse(ok.Stdout).RootElement;
+        Assert.Equal(3, line.GetProperty("eval_step").GetInt32());
+        Assert.Equal(2, line.GetProperty("eval").GetProperty("math").GetProperty("items").GetInt32());
+        Assert.Contains("step 2: eval math: accuracy ", ok.Stderr);
+        var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, Trainer.ConfigFile))).RootElement;
+        Assert.Equal([math, format], config.GetProperty("eval_set").EnumerateArray().Select(e => e.GetString()));
+        Assert.Equal(2, config.GetProperty("eval_every").GetInt32());
+
+        // a resume may drop (or add) the evaluation: the eval keys are not compared (here from final/: nothing left to do)
+        var resumed = Raft([.. common, "--out", run, "--resume"]);
+        AssertOk(resumed);
+        Assert.Equal([2, 3], MetricsLog.ReadEvals(Path.Combine(run, Trainer.MetricsFile)).Select(e => e.Step));
+        var changed = Raft([.. common, "--out", run, "--resume", "--learning-rate", "0.5"]);
+        Assert.Equal(2, changed.Code);   // while a compared key still is
+        Assert.Contains("learning_rate", changed.Stderr);
+
+        // raft plot draws the evaluation panel (7 panels: 4 rows) and counts the evaluations
+        var plot = Raft(["plot", run]);
+        AssertOk(plot);
+        Assert.Equal(3, plot.Json.GetProperty("steps").GetInt32());
+        Assert.Equal(2, plot.Json.GetProperty("evals").GetInt32());
+        Assert.Equal(4 * 400 + 70, PngDecoder.Decode(File.ReadAllBytes(PathOf("run-metrics.png"))).Height);
+
+        // the same keys from a --config file
+        string cfg = PathOf("eval-config.json");
+        File.WriteAllText(cfg, JsonSerializer.Serialize(new Dictionary<string, object> { ["eval_set"] = new[] { math }, ["eval_max_new_tokens"] = 4 }));
+        var fromConfig = Raft([.. common, "--out", PathOf("cfg"), "--config", cfg]);
+        AssertOk(fromConfig);
+        Assert.Equal([3], MetricsLog.ReadEvals(Path.Combine(PathOf("cfg"), Trainer.MetricsFile)).Select(e => e.Step));
+
+        string broken = PathOf("broken.jsonl");
+        File.WriteAllLines(broken, ["{\"prompt\": \"a\"}", "{\"answer\": \"no prompt\"}"]);
+        foreach (var (args, name, text) in new (string[], string, string)[]
+        {
+            (["--eval-set", math, "--eval-every", "-1"], "--eval-every", "eval_every = -1"),
+            (["--eval-every", "2"], "--eval-every", "needs eval_set"),
+            (["--eval-set", math, "--eval-max-new-tokens", "0"], "--eval-max-new-tokens", "eval_max_new_tokens = 0"),
+            (["--eval-set", math, "--eval-every", "x"], "--eval-every", "'x'"),
+            (["--eval-set", PathOf("missing.jsonl")], "--eval-set", "missing.jsonl: file not found"),
+            (["--eval-set", broken], "--eval-set", "broken.jsonl line 2"),
+        })
+        {
+            string bad = PathOf("bad-" + Guid.NewGuid().ToString("N"));
+            var r = Raft([.. common, "--out", bad, .. args]);
+            Assert.True(r.Code == 2, r.ToString());
+            Assert.Contains(name, r.Stderr);
+            Assert.Contains(text, r.Stderr);
+            Assert.False(Directory.Exists(bad));
+        }
+    }
 }

@@ -16,6 +16,8 @@
 //   accumulate
 //          gradient_accumulation_steps 2 on N ranks × batch 1 (plain and ZeRO-1) against 1 process × batch 2N
 //
+//   eval   evaluation during training (eval_every 1): rank 0 alone evaluates, the weights are those of the run without it
+//
 // Exit code 0 when every check passed; 1 otherwise.
 using Raft.Distributed;
 using Raft.Pipeline.MpiHost;
@@ -39,6 +41,7 @@ int failures = scenario switch
     "frozen" => host.Frozen(),
     "lora" => host.Lora(),
     "accumulate" => host.Accumulation(),
+    "eval" => host.Eval(),
     _ => throw new ArgumentException($"unknown scenario '{scenario}'"),
 };
 mpi.Barrier();

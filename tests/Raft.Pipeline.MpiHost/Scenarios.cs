@@ -281,6 +281,47 @@ internal sealed class Scenarios(ICollective mpi, string directory)
     }
 
     /// <summary>
+    /// Evaluation during training on N ranks (eval_every 1, SFT and RAFT): only rank 0 evaluates and writes the eval lines,
+    /// every rank ends with the bits of the same N-rank run without evaluation, and the last evaluation is the one of
+    /// raft eval's evaluator on the final weights.
+    /// </summary>
+    public int Eval()
+    {
+        string set = Path.Combine(directory, "math.jsonl");
+        if (mpi.Rank == 0)
+        {
+            Directory.CreateDirectory(directory);
+            File.WriteAllText(set, string.Concat(Data.Take(3).Select(e =>
+                System.Text.Json.JsonSerializer.Serialize(new { prompt = e.Prompt, answer = e.Answer, extractor = "last_number" }) + "\n")));
+        }
+        mpi.Barrier();
+        foreach (bool raft in new[] { false, true })
+        {
+            string name = raft ? "raft" : "sft";
+            var initial = LlamaModel.CreateRandom(Config(), 11);
+            var plain = Copy(initial);
+            Train(plain, initial, raft, 2, mpi, Path.Combine(directory, "plain-" + name));
+            var evaluated = Copy(initial);
+            string run = Path.Combine(directory, "eval-" + name);
+            var result = Train(evaluated, initial, raft, 2, mpi, run, o => o with { EvalSet = [set], EvalEvery = 1, EvalMaxNewTokens = 4 });
+            Report($"eval-{name}-same-bits", SameBits(plain.Parameters, evaluated.Parameters));
+            Report($"eval-{name}-rank-0-only", mpi.Rank == 0 ? result.Evals.Select(e => e.Step).SequenceEqual([1, 2, 3]) : result.Evals.Count == 0,
+                $"{result.Evals.Count} evaluations");
+            mpi.Barrier();
+            if (mpi.Rank == 0)
+            {
+                var lines = MetricsLog.ReadEvals(Path.Combine(run, Trainer.MetricsFile));
+                var expected = Raft.Pipeline.Eval.ModelEvaluator.Evaluate(Copy(evaluated), ByteTokenizer.Instance, ChatTemplate.Raft,
+                    Raft.Pipeline.Eval.EvalSet.Load(set), 4);
+                Report($"eval-{name}-lines", lines.Select(e => e.Step).SequenceEqual([1, 2, 3])
+                    && lines[^1].Eval["math"] == EvalSetMetrics.From(expected) && MetricsLog.Read(Path.Combine(run, Trainer.MetricsFile)).Count == 3,
+                    $"{lines.Count} eval lines");
+            }
+        }
+        return _failures;
+    }
+
+    /// <summary>
     /// gradient_accumulation_steps under data parallelism: N ranks × batch 1 × 2 micro-batches (plain and ZeRO-1) make
     /// the update of 1 process × batch 2N, for SFT and RAFT (EMA-balanced).
     /// </summary>

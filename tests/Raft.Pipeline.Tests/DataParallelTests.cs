@@ -38,6 +38,21 @@ public class DataParallelTests
     }
 
     [MpiFact]
+    public void Evaluation_during_training_runs_on_rank_0_and_leaves_every_ranks_weights_unchanged()
+    {
+        var output = Run("eval");
+        foreach (string kind in new[] { "sft", "raft" })
+        {
+            for (int rank = 0; rank < Ranks; rank++)
+            {
+                Assert.Contains($"PASS rank {rank} eval-{kind}-same-bits", output);
+                Assert.Contains($"PASS rank {rank} eval-{kind}-rank-0-only", output);
+            }
+            Assert.Contains($"PASS rank 0 eval-{kind}-lines", output);
+        }
+    }
+
+    [MpiFact]
     public void Refine_on_2_ranks_writes_the_same_bytes_as_1_process()
     {
         var output = Run("refine");

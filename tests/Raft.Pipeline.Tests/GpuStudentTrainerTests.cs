@@ -75,6 +75,29 @@ public sealed class GpuStudentTrainerTests : IDisposable
                 Assert.True(t.Data.AsSpan().SequenceEqual(initial[t.Name].Data), $"{t.Name} is frozen but moved on the device");
     }
 
+    // SFT only: the device SFT student syncs its host weights for nothing else (RAFT does every step, for its rollouts);
+    // 2 steps: the ILGPU CPU accelerator is slow
+    [Fact]
+    public void EvaluationDuringTrainingLeavesTheDeviceRunAsItWas()
+    {
+        using var dir = new TempDir();
+        string set = dir.Write("math.jsonl", string.Concat(TinyModels.Data.Take(3).Select(e =>
+            System.Text.Json.JsonSerializer.Serialize(new { prompt = e.Prompt, answer = e.Answer, extractor = "last_number" }) + "\n")));
+        var options = TinyModels.Sft(2);
+        var start = TinyModels.Model(seed: 17);
+        var plain = TinyModels.Copy(start);
+        var a = OnDevice(plain, options).Run();
+        var evaluated = TinyModels.Copy(start);
+        var b = OnDevice(evaluated, options with { EvalSet = [set], EvalEvery = 1, EvalMaxNewTokens = 4 }).Run();
+        // the evaluations read the device weights of their step (synced to the host), and change nothing
+        Assert.Equal([1, 2], b.Evals.Select(e => e.Step));
+        Assert.Equal(a.Metrics.Select(m => m.Loss), b.Metrics.Select(m => m.Loss));
+        TinyModels.AssertBitwiseEqual(plain.Parameters, evaluated.Parameters);
+        var expected = Raft.Pipeline.Eval.ModelEvaluator.Evaluate(TinyModels.Copy(evaluated), ByteTokenizer.Instance, ChatTemplate.Raft,
+            Raft.Pipeline.Eval.EvalSet.Load(set), 4);
+        Assert.Equal(EvalSetMetrics.From(expected), b.Evals[^1].Eval["math"]);
+    }
+
     [Fact]
     public void ResumedDeviceRunEqualsTheUninterruptedOne()
     {

@@ -15,13 +15,13 @@ internal static class DemoCommand
     {
         var output = new Option<string?>("--out") { Description = "Also write DIR/report.md, DIR/report.json and DIR/learning_curves.png.", HelpName = "DIR" };
         var ablations = new Option<bool>("--ablations") { Description = "Add RAFT without refinement, without answer conditioning, and with fixed weights." };
-        var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds (default 1,2,3).", DefaultValueFactory = _ => "1,2,3", HelpName = "1,2,3" };
+        var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds.", DefaultValueFactory = _ => "1,2,3", HelpName = "1,2,3" };
         var teacher = new Option<string>("--teacher") { Description = "How the base model serves as teacher: onnx (exported and run by ONNX Runtime, the product path) or engine (its own frozen forward).", DefaultValueFactory = _ => "onnx", HelpName = "onnx|engine" };
         var baseModel = new Option<string?>("--base") { Description = "The base checkpoint (default: models/demo-base, or models/demo-v2-base with --world v2, found in the working directory, next to the binary or in the repository; v1's is trained first with raft pretrain's defaults if missing).", HelpName = "DIR" };
         var steps = new Option<int?>("--steps") { Description = "Training steps of SFT and RAFT (same budget for both; default 300).", HelpName = "N" };
-        var learningRate = new Option<double?>("--learning-rate") { Description = "Peak learning rate of SFT and RAFT (default 3e-4, cosine decay to a tenth).", HelpName = "LR" };
+        var learningRate = new Option<double?>("--learning-rate") { Description = "Peak learning rate of SFT and RAFT (default 3e-4, cosine decay to a tenth).", HelpName = "N" };
         var trainable = new Option<string?>("--trainable") { Description = "Which parameters SFT and RAFT train: a regular expression over tensor names (default mlp: the MLP blocks; '.*': every parameter, see docs/demo.md).", HelpName = "REGEX" };
-        var world = new Option<string>("--world") { Description = "Which built-in world: v1 (the default, README's table) or v2 (issue #18's world, docs/demo.md; needs --base with the v2 base until it is committed).", DefaultValueFactory = _ => "v1", HelpName = "v1|v2" };
+        var world = new Option<string>("--world") { Description = "Which built-in world: v1 (README's table) or v2 (issue #18's world, docs/demo.md; needs --base with the v2 base until it is committed).", DefaultValueFactory = _ => "v1", HelpName = "v1|v2" };
         var gapCheck = new Option<bool>("--gap-check") { Description = "v2 only: the pre-registered gap check (SFT on house-style answers vs SFT on the foreign references) instead of the table." };
         var quick = new Option<bool>("--quick") { Description = "v2 only: one seed, a smoke run." };
         var threads = new Option<int>("--threads") { Description = "CPU threads, 0 = all cores.", DefaultValueFactory = _ => 0, HelpName = "N" };

@@ -12,15 +12,16 @@ internal static class EvalCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "The checkpoint folder to evaluate.", Required = true, HelpName = "DIR" };
-        var sets = new Option<string[]>("--set") { Description = "An evaluation JSONL (repeatable): {\"prompt\", \"answer\"?, \"extractor\"?, \"instructions\"?: [{\"kind\", \"value\"}]} per line.", Required = true, HelpName = "FILE", AllowMultipleArgumentsPerToken = false };
+        var sets = new Option<string[]>("--set") { Description = "An evaluation JSONL (repeatable): {\"prompt\", \"answer\"?, \"extractor\"?, \"instructions\"?: [{\"kind\", \"value\"}]} per line, or a Parquet file (.parquet) with those columns (instructions: a list of structs {kind, value}).", Required = true, HelpName = "FILE", AllowMultipleArgumentsPerToken = false };
         var output = new Option<string>("--out") { Description = "Directory for report.json, report.md and answers.jsonl (per item: prompt, answer, extracted answer, correct, each instruction's strict and loose verdict).", Required = true, HelpName = "DIR" };
-        var maxNew = new Option<int>("--max-new-tokens") { Description = "Most tokens per answer (default 64).", DefaultValueFactory = _ => 64, HelpName = "N" };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "Most tokens per answer.", DefaultValueFactory = _ => 64, HelpName = "N" };
         var threads = new Option<int>("--threads") { Description = "CPU threads, 0 = all cores.", DefaultValueFactory = _ => 0, HelpName = "N" };
-        var weightsDType = new Option<string>("--weights-dtype") { Description = "How the model holds its matrices: fp32 (widened), bf16 or fp16 (as stored, widened inside the matmul kernels, fp32 accumulation) (default fp32).", DefaultValueFactory = _ => "fp32", HelpName = "fp32|bf16|fp16" };
+        var weightsDType = new Option<string>("--weights-dtype") { Description = "How the model holds its matrices: fp32 (widened), bf16 or fp16 (as stored, widened inside the matmul kernels, fp32 accumulation).", DefaultValueFactory = _ => "fp32", HelpName = "fp32|bf16|fp16" };
         var skipBad = new Option<bool>("--skip-bad-lines") { Description = "Skip malformed lines (reported and counted)." };
+        var rows = new Option<string?>("--rows") { Description = TrainCommand.RowsHelp + " Applies to every --set.", HelpName = "FROM:TO" };
         var adapter = new Option<string?>("--adapter") { Description = "A LoRA adapter (PEFT's adapter_config.json + adapter_model.safetensors, e.g. a LoRA run's final/) applied to --model, its base.", HelpName = "DIR" };
         var command = new Command("eval", "Scores a checkpoint on evaluation sets: accuracy by answer extractors, compliance with verifiable format instructions (IFEval-like); writes report.json, report.md and answers.jsonl.");
-        foreach (Option o in (Option[])[model, adapter, sets, output, maxNew, threads, weightsDType, skipBad]) command.Options.Add(o);
+        foreach (Option o in (Option[])[model, adapter, sets, rows, output, maxNew, threads, weightsDType, skipBad]) command.Options.Add(o);
         command.SetAction(parse =>
         {
             var stderr = parse.InvocationConfiguration.Error;
@@ -32,6 +33,12 @@ internal static class EvalCommand
             Raft.Model.SafeTensorDType weights;
             try { weights = Raft.Model.SafeTensorDTypes.ParseWeightsDType(parse.GetValue(weightsDType), "--weights-dtype"); }
             catch (ArgumentException e) { throw new UsageException(e.Message); }
+            RowSlice? slice = null;
+            if (parse.GetValue(rows) is string rowsText)
+            {
+                try { slice = RowSlice.Parse(rowsText); }
+                catch (ArgumentException e) { throw new UsageException($"--rows {CliErrors.WithoutParameter(e)}."); }
+            }
             CliChecks.CheckInputDirectory("--model", modelDir);
             var files = parse.GetValue(sets) ?? [];
             foreach (var f in files) CliChecks.CheckInputFile("--set", f);
@@ -40,10 +47,12 @@ internal static class EvalCommand
             var loaded = new List<EvalSet>();
             foreach (var f in files)
             {
-                try { loaded.Add(EvalSet.Load(f, skipBadLines: parse.GetValue(skipBad), log: l => stderr.WriteLine($"warning: {l}"))); }
-                catch (DataFormatException e) { throw new UsageException(e.Message + " (--skip-bad-lines skips such lines)"); }
+                try { loaded.Add(EvalSet.Load(f, skipBadLines: parse.GetValue(skipBad), log: l => stderr.WriteLine($"warning: {l}"), rows: slice)); }
+                catch (DataFormatException e) { throw new UsageException(TrainCommand.DataError(e)); }
+                catch (ArgumentException e) when (e.ParamName == "rows") { throw new UsageException($"--rows {CliErrors.WithoutParameter(e)} (--set {f})."); }
+                string unit = DataFormatException.UnitOf(f);
                 if (loaded[^1].Items.Count == 0)
-                    throw new UsageException($"--set {f}: no items ({(loaded[^1].SkippedLines > 0 ? $"all {loaded[^1].SkippedLines} lines were skipped as malformed" : "the file has no lines")}).");
+                    throw new UsageException($"--set {f}: no items ({(loaded[^1].SkippedLines > 0 ? $"all {loaded[^1].SkippedLines} {unit}s were skipped as malformed" : slice is not null ? $"--rows {slice} selects none of its {unit}s" : $"the file has no {unit}s")}).");
             }
             string? adapterDir = parse.GetValue(adapter);
             if (adapterDir is not null) CliChecks.CheckInputDirectory("--adapter", adapterDir);

@@ -11,7 +11,7 @@ internal static class ExportGgufCommand
     {
         var model = new Option<string>("--model") { Description = "The checkpoint folder (config.json, safetensors, tokenizer.json or tokenizer.model, tokenizer_config.json).", Required = true, HelpName = "DIR" };
         var output = new Option<string>("--out") { Description = "The GGUF file to write (atomically; not inside --model).", Required = true, HelpName = "FILE.gguf" };
-        var dtype = new Option<string>("--dtype") { Description = "The matrices' type: f32 (default), f16 or bf16 (norms and biases stay f32).", HelpName = "f32|f16|bf16", DefaultValueFactory = _ => "f32" };
+        var dtype = new Option<string>("--dtype") { Description = "The matrices' type: f32, f16 or bf16 (norms and biases stay f32).", HelpName = "f32|f16|bf16", DefaultValueFactory = _ => "f32" };
         var command = new Command("export-gguf", "Exports a checkpoint (llama, qwen2) as a GGUF v3 file with llama.cpp's tensor names, hyper-parameters and tokenizer metadata (tokens, merges or scores, token types, BOS/EOS, pre-tokenizer, chat template).");
         command.Options.Add(model);
         command.Options.Add(output);

@@ -30,15 +30,17 @@ internal static class KdCommand
         {
             Description = "K: teacher entries kept per row (1..vocab).",
             DefaultValueFactory = _ => 64,
+            HelpName = "N",
         };
         public readonly Option<float> Temperature = new("--temperature")
         {
             Description = "τ > 0, applied to teacher and student logits; the loss is scaled by τ².",
             DefaultValueFactory = _ => 2f,
+            HelpName = "N",
         };
         public readonly Option<string> Loss = new("--loss")
         {
-            Description = "Divergence: forward-kl (KL(teacher‖student), RAFT's default), reverse-kl (on the teacher's top-K support) or jsd (generalized JSD with --beta).",
+            Description = "Divergence: forward-kl (KL(teacher‖student), as RAFT trains), reverse-kl (on the teacher's top-K support) or jsd (generalized JSD with --beta).",
             DefaultValueFactory = _ => "forward-kl",
             HelpName = "forward-kl|reverse-kl|jsd",
         };
@@ -46,6 +48,7 @@ internal static class KdCommand
         {
             Description = "β ∈ [0, 1] of --loss jsd (0 = forward KL, 1 = reverse KL); ignored by the other losses.",
             DefaultValueFactory = _ => 0.5f,
+            HelpName = "N",
         };
         public readonly Option<string?> Weights = new("--weights")
         {
@@ -76,16 +79,19 @@ internal static class KdCommand
         {
             Description = "Rows of the --example logits.",
             DefaultValueFactory = _ => 64,
+            HelpName = "N",
         };
         public readonly Option<int> Vocab = new("--vocab")
         {
             Description = "Vocabulary size of the --example logits.",
             DefaultValueFactory = _ => 32000,
+            HelpName = "N",
         };
         public readonly Option<int> Seed = new("--seed")
         {
             Description = "Random seed of --example.",
             DefaultValueFactory = _ => 1,
+            HelpName = "N",
         };
         public readonly Option<string?> WriteExample = new("--write-example")
         {
@@ -258,7 +264,7 @@ internal static class KdCommand
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
-    internal static DistillLossKind ParseLoss(string? value) => value switch
+    internal static DistillLossKind ParseLoss(string? value) => value?.Trim().ToLowerInvariant() switch
     {
         "forward-kl" => DistillLossKind.ForwardKL,
         "reverse-kl" => DistillLossKind.ReverseKL,

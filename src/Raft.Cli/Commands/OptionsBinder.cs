@@ -15,29 +15,60 @@ namespace Raft.Cli.Commands;
 /// </summary>
 internal sealed class OptionsBinder<T> where T : class
 {
-    private readonly List<(Option<string?> Option, string Key, Type Type)> _flags = [];
+    private readonly List<(Option Option, string Key, Type Type)> _flags = [];
     private readonly JsonSerializerOptions _json;
+    private readonly Dictionary<string, Type> _types = new(StringComparer.Ordinal);
+    private readonly IReadOnlySet<string> _inapplicable;
+    private readonly string _inapplicableWhy;
 
+    /// <param name="json">The record's serializer options.</param>
+    /// <param name="describe">The help text of a key.</param>
+    /// <param name="exclude">Keys that get no flag.</param>
     public OptionsBinder(JsonSerializerOptions json, Func<string, string?> describe, params string[] exclude)
+        : this(json, describe, exclude, [], "", null) { }
+
+    /// <param name="json">The record's serializer options.</param>
+    /// <param name="describe">The help text of a key.</param>
+    /// <param name="exclude">Keys that get no flag.</param>
+    /// <param name="inapplicable">Keys (among <paramref name="exclude"/>) the command does not use: a <c>--config</c> file may
+    /// hold them only at their default value (as the run folder's own <c>config.json</c> does), any other value is refused
+    /// by name, as their flags are (e.g. raft sft and the RAFT-only <c>top_k</c>).</param>
+    /// <param name="inapplicableWhy">Why, for that message: e.g. "applies to raft train only".</param>
+    /// <param name="helpName">The value placeholder of a key's flag in --help (e.g. "fp32|bf16|fp16"), or null for its type's
+    /// (N, true|false, A,B, an enum's values, the device's auto|cpu|cuda|cuda-c).</param>
+    public OptionsBinder(JsonSerializerOptions json, Func<string, string?> describe, string[] exclude, string[] inapplicable, string inapplicableWhy,
+        Func<string, string?>? helpName)
     {
         _json = json;
+        _inapplicable = new HashSet<string>(inapplicable, StringComparer.Ordinal);
+        _inapplicableWhy = inapplicableWhy;
         foreach (var p in typeof(T).GetProperties(BindingFlags.Public | BindingFlags.Instance))
         {
+            if (p.GetCustomAttribute<JsonPropertyNameAttribute>() is { } named) _types[named.Name] = p.PropertyType;
             if (p.GetCustomAttribute<JsonPropertyNameAttribute>() is not { } attr || exclude.Contains(attr.Name)) continue;
             var type = Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType;
             string flag = "--" + attr.Name.Replace('_', '-');
-            var option = new Option<string?>(flag) { Description = describe(attr.Name), HelpName = HelpFor(type) };
-            // A bare boolean flag means true (--shard-optimizer is --shard-optimizer true).
-            if (type == typeof(bool)) option.Arity = ArgumentArity.ZeroOrOne;
+            Option option;
+            // A list of strings (file names) is a repeatable flag: --eval-set a.jsonl --eval-set b.jsonl.
+            if (type == typeof(string[]))
+                option = new Option<string[]>(flag) { Description = describe(attr.Name), HelpName = helpName?.Invoke(attr.Name) ?? HelpFor(type), AllowMultipleArgumentsPerToken = false, Arity = ArgumentArity.OneOrMore };
+            else
+            {
+                var single = new Option<string?>(flag) { Description = describe(attr.Name), HelpName = helpName?.Invoke(attr.Name) ?? HelpFor(type) };
+                // A bare boolean flag means true (--shard-optimizer is --shard-optimizer true).
+                if (type == typeof(bool)) single.Arity = ArgumentArity.ZeroOrOne;
+                option = single;
+            }
             _flags.Add((option, attr.Name, type));
         }
     }
 
     private static string HelpFor(Type t) =>
         t == typeof(bool) ? "true|false" :
-        t == typeof(ComputeDevice) ? "TEXT" : // spelled auto|cpu|cuda|cuda-c, listed in the option's description
+        t == typeof(ComputeDevice) ? DeviceOption.HelpName :
         t.IsEnum ? string.Join("|", Enum.GetNames(t)) :
         t == typeof(double[]) ? "A,B" :
+        t == typeof(string[]) ? "FILE" :
         t == typeof(string) ? "TEXT" : "N";
 
     public IEnumerable<Option> Options => _flags.Select(f => (Option)f.Option);
@@ -66,6 +97,9 @@ internal sealed class OptionsBinder<T> where T : class
             foreach (var (key, value) in file)
             {
                 if (!node.ContainsKey(key)) throw new UsageException($"--config {configPath}: unknown key \"{key}\"; known: {string.Join(", ", node.Select(kv => kv.Key))}.");
+                if (_inapplicable.Contains(key) && !SameValue(key, value, node[key]))
+                    throw new UsageException($"--config {configPath}: key \"{key}\" = {value?.ToJsonString() ?? "null"} {_inapplicableWhy}; " +
+                                             $"remove it (its default, {node[key]?.ToJsonString() ?? "null"}, is accepted).");
                 node[key] = value?.DeepClone();
                 if (value is not null) _given.Add(key);
             }
@@ -73,7 +107,15 @@ internal sealed class OptionsBinder<T> where T : class
         foreach (var (option, key, type) in _flags)
         {
             if (!CliChecks.IsGiven(parse, option)) continue;
-            string text = parse.GetValue(option) ?? "";
+            if (option is Option<string[]> list)
+            {
+                // "none" alone clears the list (the null of a --config file)
+                string[] values = parse.GetValue(list) ?? [];
+                node[key] = values is ["none"] ? null : new JsonArray(values.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray());
+                if (node[key] is not null) _given.Add(key);
+                continue;
+            }
+            string text = parse.GetValue((Option<string?>)option) ?? "";
             node[key] = Parse(option.Name, text, type);
             if (node[key] is not null) _given.Add(key);
         }
@@ -98,6 +140,14 @@ internal sealed class OptionsBinder<T> where T : class
                 : $"option \"{key}\"";
             throw new UsageException($"{source} = {node[key]?.ToJsonString() ?? "null"}: {problem}");
         }
+    }
+
+    /// <summary>Whether two JSON values of <paramref name="key"/> mean the same option value (1 and 1.0 do), read as its type.</summary>
+    private bool SameValue(string key, JsonNode? a, JsonNode? b)
+    {
+        var type = _types[key];
+        try { return JsonSerializer.Serialize(a.Deserialize(type, _json), type, _json) == JsonSerializer.Serialize(b.Deserialize(type, _json), type, _json); }
+        catch (JsonException) { return false; }
     }
 
     /// <summary>A key written twice in one object of <paramref name="text"/> is refused by name (JSON readers disagree on which wins).</summary>

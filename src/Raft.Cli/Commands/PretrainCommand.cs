@@ -16,8 +16,8 @@ internal static class PretrainCommand
         var world = new Option<string>("--world") { Description = "Which world's base: v1 (the current demo's, 0.8 M parameters, two phases) or v2 (docs/demo.md's design, 4.8 M parameters, one phase).", DefaultValueFactory = _ => "v1", HelpName = "v1|v2" };
         var runDir = new Option<string?>("--run-dir") { Description = "The run directory (metrics.jsonl, resumable checkpoints); default: <out>.run.", HelpName = "DIR" };
         var steps = new Option<int?>("--steps") { Description = $"Training steps (default {DemoBase.DefaultOptions.Steps} for v1, {DemoV2Base.DefaultOptions.Steps} for v2).", HelpName = "N" };
-        var copySteps = new Option<int>("--copy-steps") { Description = $"v1 only: steps of the second, copy phase (default {DemoBase.CopyPhaseOptions.Steps}).", DefaultValueFactory = _ => DemoBase.CopyPhaseOptions.Steps, HelpName = "N" };
-        var seed = new Option<int>("--seed") { Description = "Seed of the initial weights and the data stream (default 1).", DefaultValueFactory = _ => 1, HelpName = "N" };
+        var copySteps = new Option<int>("--copy-steps") { Description = "v1 only: steps of the second, copy phase.", DefaultValueFactory = _ => DemoBase.CopyPhaseOptions.Steps, HelpName = "N" };
+        var seed = new Option<int>("--seed") { Description = "Seed of the initial weights and the data stream.", DefaultValueFactory = _ => 1, HelpName = "N" };
         var threads = new Option<int>("--threads") { Description = "CPU threads, 0 = all cores.", DefaultValueFactory = _ => 0, HelpName = "N" };
         var every = new Option<int?>("--checkpoint-every") { Description = $"Resumable checkpoint every N steps (default 500 for v1, {DemoV2Base.DefaultOptions.CheckpointEvery} for v2: a few minutes on 2 cores).", HelpName = "N" };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in the run directory from its newest checkpoint (bit for bit what the uninterrupted run computes)." };

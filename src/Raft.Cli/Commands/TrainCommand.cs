@@ -17,12 +17,20 @@ namespace Raft.Cli.Commands;
 /// </summary>
 internal static class TrainCommand
 {
+    /// <summary>The help of <c>--rows</c> (train, sft, refine, eval).</summary>
+    internal const string RowsHelp = "Only these rows of the data file, in Hugging Face's split-slice syntax FROM:TO, brackets optional: 0-based, TO excluded, either end optional, a negative end counts from the end, percentages of the rows allowed (rounded as datasets does; add (pct1_dropremainder) for its other rounding), e.g. 0:100, :1000, 10:, -5%:, [25%:75%]; rows are non-blank JSONL lines or Parquet rows, counted before any is parsed (default: all).";
+
     internal static string Describe(string key) => key switch
     {
         "steps" => "Optimizer steps (default 200); or give --epochs instead (not both).",
         "epochs" => "Passes over the data instead of --steps (fractions allowed): ⌈epochs × ⌈examples / global batch⌉⌉ steps, as Hugging Face counts; the schedule decays over them (default: none, --steps).",
+        "rows" => RowsHelp,
+        "report_to" => "Also write each step's metrics as TensorBoard scalars (train/KEY, the metrics.jsonl keys) to events.out.tfevents.raft in --out: tensorboard, or none (default none); view with tensorboard --logdir on the run folder or its parent.",
         "save_total_limit" => "Keep only the newest K checkpoints in checkpoints/ (older ones deleted after each save; final/ is not counted) (default: keep all).",
         "max_length" => "Most positions of a training sequence (HF SFTTrainer's max_length): a longer prompt + answer is truncated (its first N tokens; a prompt that alone leaves no room loses its start, down to its last N/2 tokens), not refused, and counted (the start log line, truncated_examples in the JSON line); RAFT rollouts are limited so that prompt + rollout <= N (default: the model's max_position_embeddings, the most allowed).",
+        "eval_set" => "An evaluation JSONL, the format raft eval --set reads (repeatable; set name = file name without extension): the student is scored with raft eval's evaluator (greedy, chat template) every --eval-every steps and after the last; each evaluation is a line of metrics.jsonl, {\"step\", \"eval\": {SET: {\"accuracy\", \"format_compliance\", \"items\", ...}}, \"eval_s\"}, on rank 0; the training is the same with or without it (default: none).",
+        "eval_every" => "With --eval-set: evaluate every N steps and after the last; 0 = after the last step only (default 0).",
+        "eval_max_new_tokens" => "With --eval-set: most tokens per answer in those evaluations (default 64, as raft eval).",
         "batch_size" => "Prompts per micro-batch per rank (default 16); a step takes batch_size × gradient_accumulation_steps × ranks.",
         "gradient_accumulation_steps" => "Micro-batches per optimizer step (default 1): their gradients are summed, then one clipped update, the same as one batch of batch_size × N; memory grows with the micro-batch.",
         "learning_rate" => "Peak AdamW learning rate (default 1e-3), cosine decay after warm-up.",
@@ -64,11 +72,25 @@ internal static class TrainCommand
         _ => key,
     };
 
+    /// <summary>The --help placeholders that are not the key's type (N, TEXT): the values a word option takes, or what the text is.</summary>
+    internal static string? HelpName(string key) => key switch
+    {
+        "precision" or "teacher_weights_dtype" => "fp32|bf16|fp16",
+        "base_weights_dtype" => "auto|fp32|bf16|fp16",
+        "trainable" => "REGEX",
+        "lora_targets" => "MODULES",
+        _ => null,
+    };
+
+    /// <summary>The options of RAFT's distillation and rollouts: no flags of raft sft, and in its --config only at their defaults.</summary>
+    internal static readonly string[] RaftOnlyKeys =
+        ["top_k", "temperature", "loss_kind", "jsd_beta", "ema_decay", "target_ratio", "fixed_weights", "answer_conditioned", "rollout_temperature", "rollout_max_tokens", "rollouts_per_prompt", "teacher_weights_dtype"];
+
     public static Command Create(TrainMethod method)
     {
         bool raft = method == TrainMethod.Raft;
         var model = new Option<string>("--model") { Description = "The student's checkpoint folder (config.json, model.safetensors, tokenizer files).", Required = true, HelpName = "DIR" };
-        var data = new Option<string>("--data") { Description = raft ? "Training data: refined JSONL from raft refine (prompt + fused answer), or any prompt/answer JSONL." : "Training data: JSONL, {\"prompt\",\"answer\"} or {\"messages\": [...]} per line (refined.jsonl works too).", Required = true, HelpName = "FILE" };
+        var data = new Option<string>("--data") { Description = raft ? "Training data: refined JSONL from raft refine (prompt + fused answer), or any prompt/answer JSONL, or Parquet (.parquet) with the same columns." : "Training data: JSONL, {\"prompt\",\"answer\"} or {\"messages\": [...]} per line (refined.jsonl works too), or Parquet (.parquet) with those columns.", Required = true, HelpName = "FILE" };
         var output = new Option<string>("--out") { Description = "The run directory: config.json, metrics.jsonl, checkpoints/, final/.", Required = true, HelpName = "DIR" };
         var config = new Option<string?>("--config") { Description = "A JSON file of options (the keys of the run directory's config.json); flags override it.", HelpName = "FILE" };
         var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in --out (same result as an uninterrupted run); exit 2 when there is none." };
@@ -78,8 +100,8 @@ internal static class TrainCommand
         var teacher = new Option<string?>("--teacher") { Description = "RAFT: the teacher folder (the original model): model.onnx served by ONNX Runtime, or a checkpoint. Default: --model (with --lora-rank: the student's own frozen base, adapters off, no second copy).", HelpName = "DIR" };
         var collective = DistributedCli.CollectiveOption();
         var provider = new Option<string>("--teacher-provider") { Description = "RAFT: ONNX Runtime provider for the teacher: auto (CUDA when it starts, else CPU), cpu or cuda.", DefaultValueFactory = _ => "auto", HelpName = "auto|cpu|cuda" };
-        var binder = new OptionsBinder<TrainOptions>(TrainOptions.Json, Describe, raft ? ["method"] :
-            ["method", "top_k", "temperature", "loss_kind", "jsd_beta", "ema_decay", "target_ratio", "fixed_weights", "answer_conditioned", "rollout_temperature", "rollout_max_tokens", "rollouts_per_prompt"]);
+        var binder = new OptionsBinder<TrainOptions>(TrainOptions.Json, Describe, raft ? ["method"] : ["method", .. RaftOnlyKeys],
+            raft ? [] : RaftOnlyKeys, "applies to raft train only (raft sft has no teacher, rollouts or distillation; its flag is refused too)", HelpName);
         var command = new Command(raft ? "train" : "sft", raft
             ? "RAFT stage 2: on-policy rollouts of the student, scored by the answer-conditioned teacher (top-K at τ), distillation + SFT on the fused answer with EMA balancing, AdamW."
             : "The SFT baseline: cross-entropy on the answers with the same optimizer and budget options as raft train.");
@@ -97,11 +119,13 @@ internal static class TrainCommand
             string modelDir = parse.GetValue(model)!, dataPath = parse.GetValue(data)!, outDir = parse.GetValue(output)!;
             CliChecks.CheckInputDirectory("--model", modelDir);
             CliChecks.CheckInputFile("--data", dataPath);
+            foreach (string f in options.EvalSet ?? []) CliChecks.CheckInputFile("--eval-set", f);
             // RAFT with LoRA and no --teacher: the teacher is the student's own base (adapters off), not a second copy of --model
             string? teacherDir = raft ? parse.GetValue(teacher) ?? (options.LoraRank is null ? modelDir : null) : null;
             if (teacherDir is not null) CliChecks.CheckInputDirectory("--teacher", teacherDir);
             CliChecks.CheckOutputsApart(
-                [new("--model", modelDir), new("--data", dataPath), new("--teacher", raft ? parse.GetValue(teacher) : null), new("--config", parse.GetValue(config))],
+                [new("--model", modelDir), new("--data", dataPath), new("--teacher", raft ? parse.GetValue(teacher) : null), new("--config", parse.GetValue(config)),
+                 .. (options.EvalSet ?? []).Select(f => new CliChecks.PathArgument("--eval-set", f))],
                 [new("--out", outDir)]);
             bool fresh = CheckRunFolder(outDir, parse.GetValue(resume), parse.GetValue(overwrite));
             if (parse.GetValue(allowChange) && !parse.GetValue(resume)) throw new UsageException("--allow-data-change goes with --resume (a fresh run records its inputs anyway).");
@@ -128,9 +152,9 @@ internal static class TrainCommand
         var info = world.Rank == 0 ? stderr : TextWriter.Null;
         bool resume = run.Resume;
         // What the run is made from (rank 0 keeps the run folder): a resume with other inputs is refused before any loading.
-        RunRecord? record = world.Rank != 0 ? null : Inputs(modelDir, dataPath, teacherDir, outDir, run, info);
+        RunRecord? record = world.Rank != 0 ? null : Inputs(modelDir, dataPath, teacherDir, outDir, run, info, options.Rows);
         // Every input is read and checked (down to the Trainer's checks) before --out is created, so that a wrong input leaves no run directory behind.
-        var examples = Load(dataPath, skipBad, info);
+        var examples = Load(dataPath, skipBad, info, options.RowSelection());
         // a LoRA base is kept as stored (bf16 / fp16, frozen) unless base_weights_dtype says otherwise
         var matrices = options.StudentMatrices(Checkpoint.StoredMatrixDType(modelDir));
         LoadedModel student;
@@ -195,6 +219,7 @@ internal static class TrainCommand
         {
             method = method.ToString().ToLowerInvariant(), steps = result.Steps, skipped_steps = result.SkippedSteps,
             max_length = result.Truncation?.MaxLength, truncated_examples = result.Truncation?.Truncated,
+            eval = result.Evals.Count > 0 ? result.Evals[^1].Eval : null, eval_step = result.Evals.Count > 0 ? result.Evals[^1].Step : (int?)null,
             final_loss = nonFinite ? null : finalLoss, final_loss_nonfinite = nonFinite,
             seconds = Math.Round(result.Seconds, 2), model = Path.Combine(outDir, Trainer.FinalDir),
             device = ComputeDevices.Name(options.Device), kernels = backend.Description,
@@ -230,10 +255,10 @@ internal static class TrainCommand
     /// The record of the run's inputs: on resume, checked against the one in the run folder (<see cref="RunRecord.CheckResume"/>);
     /// a run from before the record existed is said and recorded now.
     /// </summary>
-    private static RunRecord Inputs(string modelDir, string dataPath, string? teacherDir, string outDir, RunFlags run, TextWriter info)
+    private static RunRecord Inputs(string modelDir, string dataPath, string? teacherDir, string outDir, RunFlags run, TextWriter info, string? rows)
     {
         RunRecord? saved = run.Resume ? RunRecord.Read(outDir) : null;
-        var now = RunRecord.Of([new("model", "--model", modelDir), new("teacher", "--teacher", teacherDir), new("data", "--data", dataPath)], saved);
+        var now = RunRecord.Of([new("model", "--model", modelDir), new("teacher", "--teacher", teacherDir), new("data", "--data", dataPath, rows)], saved);
         if (!run.Resume) return now;
         if (saved is null)
         {
@@ -280,15 +305,26 @@ internal static class TrainCommand
         throw new UsageException($"--device {ComputeDevices.Name(device)}: the student cannot run on the GPU ({reason}).");
     }
 
-    internal static IReadOnlyList<DomainExample> Load(string path, bool skipBad, TextWriter stderr)
+    /// <summary>
+    /// The examples of <c>--data</c> (JSONL or Parquet), only the rows <paramref name="rows"/> selects; every problem is a
+    /// usage error naming the file (and the line or row, or the column), a selection that fails names <c>--rows</c>.
+    /// </summary>
+    internal static IReadOnlyList<DomainExample> Load(string path, bool skipBad, TextWriter stderr, RowSlice? rows = null)
     {
         JsonlReadResult read;
-        try { read = JsonlDataset.Read(path, skipBad, line => stderr.WriteLine($"warning: {line}")); }
-        catch (DataFormatException e) { throw new UsageException(e.Message + " (--skip-bad-lines skips such lines)"); }
-        if (read.SkippedLines > 0) stderr.WriteLine($"skipped {read.SkippedLines} malformed line(s) of {path}");
-        if (read.Examples.Count == 0) throw new UsageException($"--data {path}: no examples.");
+        try { read = JsonlDataset.Read(path, skipBad, line => stderr.WriteLine($"warning: {line}"), rows); }
+        catch (DataFormatException e) { throw new UsageException(DataError(e)); }
+        catch (ArgumentException e) when (e.ParamName == "rows") { throw new UsageException($"--rows {CliErrors.WithoutParameter(e)} (--data {path})."); }
+        string unit = DataFormatException.UnitOf(path);
+        if (read.SkippedLines > 0) stderr.WriteLine($"skipped {read.SkippedLines} malformed {unit}(s) of {path}");
+        if (read.Examples.Count == 0)
+            throw new UsageException(rows is null ? $"--data {path}: no examples." : $"--data {path}: no examples in the rows selected by --rows {rows}.");
+        if (rows is not null) stderr.WriteLine($"--rows {rows}: {read.Examples.Count + read.SkippedLines} {unit}(s) of {path}");
         return read.Examples;
     }
+
+    /// <summary>A data file's error for the user: a record's (line or row) says that --skip-bad-lines skips it; a file's (a column) does not.</summary>
+    internal static string DataError(DataFormatException e) => e.IsRecord ? e.Message + " (--skip-bad-lines skips such lines)" : e.Message;
 
     internal static ITeacher OpenTeacher(string dir, string providerText, ILossKernels kernels, int vocab, int threads, TextWriter stderr, int vocabLimit = 0,
         SafeTensorDType weights = SafeTensorDType.F32, int logitsChunkRows = 0)

@@ -123,12 +123,14 @@ internal sealed class ModelKernelSet
 
     /// <summary>
     /// dW[out, in] += dy[n, out]ᵀ·x[n, in], split over the rows (atomic adds) when the output has few tiles; rows of dy
-    /// are <paramref name="ldDy"/> apart (0: out).
+    /// are <paramref name="ldDy"/> apart (0: out). <paramref name="deterministic"/>: never split, so every element is
+    /// summed in one fixed order (the same bits every run).
     /// </summary>
-    public void LinearDw(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, int n, int inF, int outF, int ldDy = 0)
+    public void LinearDw(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, int n, int inF, int outF, int ldDy = 0,
+        bool deterministic = false)
     {
         int tiles = Cdiv(inF, _gemmTile) * Cdiv(outF, _gemmTile);
-        int splits = Math.Clamp(Cdiv(_targetBlocks, tiles), 1, Math.Max(1, Cdiv(n, GemmKernel.TileK)));
+        int splits = deterministic ? 1 : Math.Clamp(Cdiv(_targetBlocks, tiles), 1, Math.Max(1, Cdiv(n, GemmKernel.TileK)));
         int chunk = RoundK(Cdiv(n, splits));
         splits = Cdiv(n, chunk);
         var p = new GemmParams

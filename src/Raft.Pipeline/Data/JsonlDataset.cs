@@ -25,15 +25,29 @@ public static class JsonlDataset
     /// <see cref="DataFormatException"/> naming file, line and problem, or, with <paramref name="skipBadLines"/>, is
     /// reported to <paramref name="log"/> and skipped.
     /// </summary>
-    public static IReadOnlyList<DomainExample> Load(string path, bool skipBadLines = false, Action<string>? log = null) =>
-        Read(path, skipBadLines, log).Examples;
+    public static IReadOnlyList<DomainExample> Load(string path, bool skipBadLines = false, Action<string>? log = null, RowSlice? rows = null) =>
+        Read(path, skipBadLines, log, rows).Examples;
 
-    /// <summary>As <see cref="Load"/>, also returning how many malformed lines were skipped.</summary>
-    public static JsonlReadResult Read(string path, bool skipBadLines = false, Action<string>? log = null)
+    /// <summary>
+    /// As <see cref="Load"/>, also returning how many malformed lines were skipped. A <c>.parquet</c> file is read with the
+    /// same fields as columns (<see cref="Layout"/>); <paramref name="rows"/> selects rows (Hugging Face's slice syntax).
+    /// </summary>
+    public static JsonlReadResult Read(string path, bool skipBadLines = false, Action<string>? log = null, RowSlice? rows = null)
     {
-        var (records, skipped) = JsonlReader.Read(path, Parse, skipBadLines, log);
+        var (records, skipped) = JsonlReader.ReadDataFile(path, Layout, Parse, skipBadLines, log, rows);
         return new JsonlReadResult(records, skipped);
     }
+
+    /// <summary>
+    /// The columns of a Parquet data file: string columns <c>prompt</c> and <c>answer</c>, or <c>messages</c> as a list of
+    /// structs {role, content} (strings); an optional <c>id</c> (string or integer). Other columns are ignored.
+    /// </summary>
+    public static ParquetLayout Layout { get; } = new(
+        [
+            new("prompt", ParquetColumnKind.Text), new("answer", ParquetColumnKind.Text), new("id", ParquetColumnKind.TextOrInteger),
+            new("messages", ParquetColumnKind.StructList, Fields: [new("role", ParquetColumnKind.Text, Required: true), new("content", ParquetColumnKind.Text, Required: true)]),
+        ],
+        [["prompt", "answer"], ["messages"]]);
 
     /// <summary>Parses one record (either format) into an example.</summary>
     public static DomainExample Parse(JsonlLine line)

@@ -13,22 +13,30 @@ public static class JsonlReader
     /// Parses every non-blank line of <paramref name="path"/> with <paramref name="parse"/>. A line that is not a
     /// JSON object, or for which <paramref name="parse"/> throws a <see cref="DataFormatException"/>, stops the read
     /// with that exception, or, with <paramref name="skipBadLines"/>, is reported to <paramref name="log"/> and counted.
+    /// With <paramref name="rows"/>, only the records (non-blank lines) it selects are parsed: the others are neither
+    /// parsed nor validated (those before the selection's end must still be UTF-8 text; after it, a slice that needs no
+    /// count — no percentage, no negative end — reads nothing more, one that does reads the whole file once to count).
     /// </summary>
     /// <exception cref="FileNotFoundException">The file does not exist (the message names the path).</exception>
-    public static (List<T> Records, int SkippedLines) Read<T>(string path, Func<JsonlLine, T> parse, bool skipBadLines = false, Action<string>? log = null)
+    public static (List<T> Records, int SkippedLines) Read<T>(string path, Func<JsonlLine, T> parse, bool skipBadLines = false, Action<string>? log = null,
+        RowSlice? rows = null)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(parse);
         if (!File.Exists(path))
             throw new FileNotFoundException($"JSONL file not found: {Path.GetFullPath(path)}", path);
         var records = new List<T>();
-        int skipped = 0, lineNo = 0;
-        using var stream = new BufferedStream(File.OpenRead(path), 1 << 16);
-        string? text;
-        while ((text = ReadUtf8Line(stream, path, lineNo + 1)) != null)
+        int skipped = 0;
+        IEnumerable<(int LineNo, string Text)> selected = Records(path);
+        if (rows is not null)
         {
-            lineNo++;
-            if (string.IsNullOrWhiteSpace(text)) continue;
+            // streamed, never held whole: a slice that depends on the count (a percentage, a negative end) counts the lines first
+            int count = rows.NeedsCount ? Records(path).Count() : int.MaxValue;
+            var (start, end) = rows.Resolve(count);
+            selected = Records(path).Skip(start).Take(end - start);
+        }
+        foreach (var (lineNo, text) in selected)
+        {
             try
             {
                 records.Add(ParseLine(path, lineNo, text, parse));
@@ -41,6 +49,29 @@ public static class JsonlReader
         }
         return (records, skipped);
     }
+
+    /// <summary>The non-blank lines of <paramref name="path"/> with their 1-based line numbers, read lazily.</summary>
+    private static IEnumerable<(int LineNo, string Text)> Records(string path)
+    {
+        int lineNo = 0;
+        using var stream = new BufferedStream(File.OpenRead(path), 1 << 16);
+        string? text;
+        while ((text = ReadUtf8Line(stream, path, lineNo + 1)) != null)
+        {
+            lineNo++;
+            if (!string.IsNullOrWhiteSpace(text)) yield return (lineNo, text);
+        }
+    }
+
+    /// <summary>
+    /// Reads the records of a data file, JSONL or Parquet by its extension (<see cref="ParquetRecords.IsParquet"/>):
+    /// <see cref="Read{T}"/> for JSONL, <see cref="ParquetRecords.Read{T}"/> with <paramref name="layout"/> for Parquet.
+    /// </summary>
+    public static (List<T> Records, int SkippedLines) ReadDataFile<T>(string path, ParquetLayout layout, Func<JsonlLine, T> parse,
+        bool skipBadLines = false, Action<string>? log = null, RowSlice? rows = null) =>
+        ParquetRecords.IsParquet(path)
+            ? ParquetRecords.Read(path, layout, parse, skipBadLines, log, rows)
+            : Read(path, parse, skipBadLines, log, rows);
 
     private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 

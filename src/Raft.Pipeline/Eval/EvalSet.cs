@@ -17,11 +17,26 @@ namespace Raft.Pipeline.Eval;
 public sealed record EvalSet(string Name, IReadOnlyList<EvalItem> Items, int SkippedLines = 0)
 {
     /// <summary>Reads the set at <paramref name="path"/>, named <paramref name="name"/> or after the file.</summary>
-    public static EvalSet Load(string path, string? name = null, bool skipBadLines = false, Action<string>? log = null)
+    /// <remarks>
+    /// A <c>.parquet</c> file is read with the same fields as columns (<see cref="Layout"/>); <paramref name="rows"/> selects
+    /// rows (Hugging Face's slice syntax).</remarks>
+    public static EvalSet Load(string path, string? name = null, bool skipBadLines = false, Action<string>? log = null, RowSlice? rows = null)
     {
-        var (items, skipped) = JsonlReader.Read(path, Parse, skipBadLines, log);
+        var (items, skipped) = JsonlReader.ReadDataFile(path, Layout, Parse, skipBadLines, log, rows);
         return new EvalSet(name ?? Path.GetFileNameWithoutExtension(path), items, skipped);
     }
+
+    /// <summary>
+    /// The columns of a Parquet evaluation set: <c>prompt</c> (string, required), <c>answer</c> and <c>extractor</c>
+    /// (strings), <c>instructions</c> (a list of structs {kind: string, value: string or number}), <c>id</c> (string or integer).
+    /// </summary>
+    public static ParquetLayout Layout { get; } = new(
+        [
+            new("prompt", ParquetColumnKind.Text), new("answer", ParquetColumnKind.Text), new("extractor", ParquetColumnKind.Text),
+            new("id", ParquetColumnKind.TextOrInteger),
+            new("instructions", ParquetColumnKind.StructList, Fields: [new("kind", ParquetColumnKind.Text, Required: true), new("value", ParquetColumnKind.TextOrNumber)]),
+        ],
+        [["prompt"]]);
 
     /// <summary>Parses one eval record.</summary>
     public static EvalItem Parse(JsonlLine line)

@@ -15,17 +15,19 @@ public static class AnswerExtractors
     {
         ArgumentNullException.ThrowIfNull(spec);
         string s = spec.Trim();
-        if (s == LastNumberExtractor.SpecName) return new LastNumberExtractor();
-        if (s == FinalTokenExtractor.SpecName) return new FinalTokenExtractor();
-        if (s == BoxedExtractor.SpecName) return new BoxedExtractor();
-        if (s == ExactExtractor.SpecName) return new ExactExtractor();
-        if (s.StartsWith(MarkerExtractor.SpecPrefix, StringComparison.Ordinal))
+        // the kind is case-insensitive (LAST_NUMBER, Marker:…); a marker's text and a pattern are kept as written
+        const StringComparison kind = StringComparison.OrdinalIgnoreCase;
+        if (s.Equals(LastNumberExtractor.SpecName, kind)) return new LastNumberExtractor();
+        if (s.Equals(FinalTokenExtractor.SpecName, kind)) return new FinalTokenExtractor();
+        if (s.Equals(BoxedExtractor.SpecName, kind)) return new BoxedExtractor();
+        if (s.Equals(ExactExtractor.SpecName, kind)) return new ExactExtractor();
+        if (s.StartsWith(MarkerExtractor.SpecPrefix, kind))
         {
             string marker = s[MarkerExtractor.SpecPrefix.Length..];
             if (marker.Length == 0) throw new ArgumentException($"extractor spec \"{spec}\" has an empty marker; expected marker:<text>.", nameof(spec));
             return new MarkerExtractor(marker);
         }
-        if (s.StartsWith(RegexExtractor.SpecPrefix, StringComparison.Ordinal))
+        if (s.StartsWith(RegexExtractor.SpecPrefix, kind))
         {
             string pattern = s[RegexExtractor.SpecPrefix.Length..];
             try

@@ -36,6 +36,15 @@ public sealed record RefineOptions
     /// <summary>How a checkpoint teacher holds its matrices: fp32 (widened, the default), bf16 or fp16 (as stored, widened in the matmul kernels).</summary>
     [JsonPropertyName("weights_dtype")] public string WeightsDType { get; init; } = "fp32";
 
+    /// <summary>
+    /// Which rows of the data file are refined, in Hugging Face's split-slicing syntax (<see cref="Data.RowSlice"/>:
+    /// <c>[:1000]</c>, <c>[:10%]</c>); null (the default): all. Applied by whoever reads the data (the CLI's <c>--data</c>).
+    /// </summary>
+    [JsonPropertyName("rows")] public string? Rows { get; init; }
+
+    /// <summary><see cref="Rows"/> parsed, or null for every row; a bad slice is an <see cref="ArgumentException"/> for key <c>rows</c>.</summary>
+    public Data.RowSlice? RowSelection() => Rows is null ? null : Training.TrainOptions.ParseRows(Rows);
+
     /// <summary>Checks every option; throws <see cref="ArgumentException"/> naming the option and its value.</summary>
     public void Validate()
     {
@@ -45,6 +54,7 @@ public sealed record RefineOptions
         if (!(TopP > 0 && TopP <= 1)) throw new ArgumentException($"top_p = {TopP}: must be in (0, 1].", "top_p");
         if (MaxNewTokens < 1) throw new ArgumentException($"max_new_tokens = {MaxNewTokens}: must be ≥ 1.", "max_new_tokens");
         _ = Raft.Model.SafeTensorDTypes.ParseWeightsDType(WeightsDType, "weights_dtype");
+        _ = RowSelection();
         if (!(SimilarityThreshold >= 0 && SimilarityThreshold <= 1)) throw new ArgumentException($"similarity_threshold = {SimilarityThreshold}: must be in [0, 1].", "similarity_threshold");
         if (EmbeddingModelIsFolder && !Directory.Exists(EmbeddingModel))
             throw new ArgumentException($"embedding_model = {EmbeddingModel}: must be {NGramEmbedding}, {Filtering.MiniLm.Name} or an existing model folder (model.onnx + vocab.txt); no folder {Path.GetFullPath(EmbeddingModel!)}.", "embedding_model");

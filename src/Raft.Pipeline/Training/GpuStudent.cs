@@ -13,6 +13,9 @@ namespace Raft.Pipeline.Training;
 /// CUDA C ones — else <see cref="IlgpuKernels"/> opened on it), the weighting and the backward read them there. Only the batch's ids, targets and teacher
 /// top-K go up, and the loss scalars and the norm come back. The updated weights are copied back to the host model only
 /// when it is needed (rollouts, callbacks, checkpoints, the end of the run). One process for now.
+/// <para>With LoRA (<see cref="LlamaModel.Lora"/>) the device trains the adapters only: the base is uploaded once and
+/// stays frozen there (and on the host, where the rollouts and the base-as-teacher read it), and the trained adapters,
+/// not the base, are what comes back to the host model's <see cref="LoraAdapters.Parameters"/>.</para>
 /// </summary>
 internal sealed class GpuStudent : IStudentBackend
 {
@@ -81,14 +84,15 @@ internal sealed class GpuStudent : IStudentBackend
     public void SyncHostWeights()
     {
         if (!_hostStale) return;
-        _gpu.Download(_setup.Model.Parameters);
+        if (_setup.Model.Lora is { } lora) _gpu.DownloadAdapters(lora.Parameters);   // the base never changes
+        else _gpu.Download(_setup.Model.Parameters);
         _hostStale = false;
     }
 
     /// <summary>The device optimizer as a host AdamW (its moments copied back); the weights are synced by the caller.</summary>
     public AdamW? CheckpointOptimizer()
     {
-        var snapshot = AdamW.AtStep(_setup.Model.Parameters, _setup.Adam, _setup.Schedule, _gpu.OptimizerStep);
+        var snapshot = AdamW.AtStep(_setup.Model.Lora?.Parameters ?? _setup.Model.Parameters, _setup.Adam, _setup.Schedule, _gpu.OptimizerStep);
         _gpu.DownloadOptimizerState(snapshot.FirstMoment, snapshot.SecondMoment);
         return snapshot;
     }

@@ -23,7 +23,8 @@ internal sealed record TrainerState
 internal sealed record ResumePoint(string Checkpoint, TrainerState State, AdamW Optimizer);
 
 /// <summary>
-/// A run directory: <see cref="ConfigFile"/> (the resolved options), <see cref="MetricsFile"/> (one JSON line per step),
+/// A run directory: <see cref="ConfigFile"/> (the resolved options), <see cref="MetricsFile"/> (one JSON line per step,
+/// and one per evaluation during training: <see cref="EvalMetrics"/>),
 /// resumable checkpoints under <see cref="CheckpointsDir"/> and the final model as <see cref="FinalDir"/>, each with
 /// the optimizer and <see cref="StateFile"/>; everything written atomically, by rank 0 only. Resuming compares the saved
 /// configuration with the run's (the keys that do not change the result are exempt) and the global batch.
@@ -42,6 +43,7 @@ internal sealed class RunDirectory
 
     private readonly string _path, _configJson, _metricsPath;
     private readonly bool _root;
+    private TensorBoardLog? _events;
 
     private RunDirectory(string path, string configJson, bool root)
     {
@@ -87,6 +89,12 @@ internal sealed class RunDirectory
             if (root) TruncateMetrics(run._metricsPath, point.State.Step);
         }
         else if (root && File.Exists(run._metricsPath)) File.Delete(run._metricsPath);
+        if (root)
+        {
+            // the event file follows metrics.jsonl: cut to the checkpoint's step on resume, new on a fresh run, none stale without report_to
+            if (options.ReportsToTensorBoard) run._events = TensorBoardLog.Open(path, point?.State.Step);
+            else TensorBoardLog.Remove(path, point?.State.Step);
+        }
         if (root) AtomicFile.WriteText(Path.Combine(path, ConfigFile), configJson);
         return (run, point);
     }
@@ -132,7 +140,15 @@ internal sealed class RunDirectory
     /// <summary>Appends a step's metrics (rank 0).</summary>
     public void Append(StepMetrics m)
     {
-        if (_root) File.AppendAllText(_metricsPath, JsonSerializer.Serialize(m, MetricsJson) + "\n");
+        if (!_root) return;
+        File.AppendAllText(_metricsPath, JsonSerializer.Serialize(m, MetricsJson) + "\n");
+        _events?.Append(m.Step, (System.Text.Json.Nodes.JsonObject)JsonSerializer.SerializeToNode(m, MetricsJson)!);
+    }
+
+    /// <summary>Appends an evaluation's line (rank 0), after its step's line.</summary>
+    public void AppendEval(EvalMetrics e)
+    {
+        if (_root) File.AppendAllText(_metricsPath, JsonSerializer.Serialize(e, MetricsJson) + "\n");
     }
 
     /// <summary>The checkpoint directory of a step: <see cref="FinalDir"/> for the last, else checkpoints/step-NNNNNNN.</summary>
@@ -232,9 +248,11 @@ internal sealed class RunDirectory
             // batch_size is per rank: CheckGlobalBatch compares batch_size × ranks × gradient_accumulation_steps. shard_optimizer changes where the
             // moments live during the run, not the checkpoint's files or the result.
             // logits_chunk_rows and gradient_checkpointing change the memory a step takes, not what it computes (up to fp32
-            // summation order); save_total_limit only which old checkpoints are kept.
-            if (p.Name is "threads" or "checkpoint_every" or "save_total_limit" or "device" or "batch_size" or "gradient_accumulation_steps" or "shard_optimizer" or "overlap_allreduce"
-                or "logits_chunk_rows" or "gradient_checkpointing") continue;
+            // summation order); save_total_limit only which old checkpoints are kept; report_to only where the numbers are also
+            // written; the eval_* keys only what is measured (evaluation reads the weights), so a resumed run may add, change or
+            // drop its evaluation.
+            if (p.Name is "threads" or "checkpoint_every" or "save_total_limit" or "eval_set" or "eval_every" or "eval_max_new_tokens" or "device" or "batch_size" or "gradient_accumulation_steps" or "shard_optimizer" or "overlap_allreduce"
+                or "logits_chunk_rows" or "gradient_checkpointing" or "report_to") continue;
             // Compared without whitespace: the saved config is nested (and indented) inside the state file.
             // a run saved before teacher_weights_dtype existed had the fp32 teacher
             string was = a.RootElement.TryGetProperty(p.Name, out var v) ? Compact(v) : p.Name == "teacher_weights_dtype" ? "\"fp32\"" :
@@ -243,8 +261,8 @@ internal sealed class RunDirectory
                 // before precision the student computed in fp32
                 p.Name == "precision" ? "\"fp32\"" : "(absent)";
             string now = Compact(p.Value);
-            // the LoRA keys came later: a checkpoint without them was trained without LoRA
-            if (was == "(absent)" && now == "null" && (p.Name.StartsWith("lora_", StringComparison.Ordinal) || p.Name is "epochs" or "max_length")) continue;
+            // the LoRA keys came later: a checkpoint without them was trained without LoRA (without epochs: by steps; without max_length: the model's limit; without rows: on every row)
+            if (was == "(absent)" && now == "null" && (p.Name.StartsWith("lora_", StringComparison.Ordinal) || p.Name is "epochs" or "max_length" or "rows")) continue;
             if (was != now) { diff = $"{p.Name}: checkpoint {was}, now {now}"; return false; }
         }
         return true;

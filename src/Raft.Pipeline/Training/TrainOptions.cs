@@ -40,6 +40,19 @@ public sealed record TrainOptions
     [JsonPropertyName("save_total_limit")] public int? SaveTotalLimit { get; init; }
 
     /// <summary>
+    /// Evaluation sets (JSONL files in the format <c>raft eval --set</c> reads: <see cref="Raft.Pipeline.Eval.EvalSet"/>)
+    /// the student is scored on during training with <c>raft eval</c>'s evaluator (greedy answers, the chat template,
+    /// accuracy and format compliance), every <see cref="EvalEvery"/> steps and at the last step; each evaluation is a
+    /// line of metrics.jsonl (<see cref="EvalMetrics"/>). null (the default): none. Evaluation reads the weights only:
+    /// the run's weights, sampling and resume are the same with or without it. Not compared on resume.
+    /// </summary>
+    [JsonPropertyName("eval_set")] public string[]? EvalSet { get; init; }
+    /// <summary>Evaluate on <see cref="EvalSet"/> every N steps (Hugging Face's <c>eval_steps</c>), and at the last; 0 (the default): at the last step only. Needs eval_set.</summary>
+    [JsonPropertyName("eval_every")] public int EvalEvery { get; init; }
+    /// <summary>The most tokens of an answer in those evaluations (default 64, <c>raft eval</c>'s <c>--max-new-tokens</c> default).</summary>
+    [JsonPropertyName("eval_max_new_tokens")] public int EvalMaxNewTokens { get; init; } = 64;
+
+    /// <summary>
     /// The run's optimizer steps for <paramref name="examples"/> examples and a global batch of
     /// <paramref name="globalBatch"/>: <see cref="Steps"/>, or with <see cref="Epochs"/> ⌈epochs × ⌈examples / batch⌉⌉.
     /// </summary>
@@ -60,6 +73,25 @@ public sealed record TrainOptions
     /// the start and returned in <see cref="TrainResult.Truncation"/> (details: TrainData.Encode).
     /// </summary>
     [JsonPropertyName("max_length")] public int? MaxLength { get; init; }
+
+    /// <summary>
+    /// Which rows of the data file the run trains on, in Hugging Face's split-slicing syntax without the split name
+    /// (<see cref="Data.RowSlice"/>: <c>[:1000]</c>, <c>[10:20]</c>, <c>[:10%]</c>, <c>[-5%:]</c>); null (the default): all.
+    /// Applied by whoever reads the data (the CLI's <c>--data</c>), before the examples reach the <see cref="Trainer"/>;
+    /// compared on resume (another selection is other data).
+    /// </summary>
+    [JsonPropertyName("rows")] public string? Rows { get; init; }
+
+    /// <summary><see cref="Rows"/> parsed, or null for every row; a bad slice is an <see cref="ArgumentException"/> for key <c>rows</c>.</summary>
+    public Data.RowSlice? RowSelection() => Rows is null ? null : ParseRows(Rows);
+
+    /// <summary>Parses a <c>rows</c> value; a bad one is an <see cref="ArgumentException"/> with parameter name <c>rows</c>.</summary>
+    public static Data.RowSlice ParseRows(string rows)
+    {
+        try { return Data.RowSlice.Parse(rows); }
+        catch (ArgumentException e) { throw new ArgumentException($"rows = {e.Message}", "rows", e); }
+    }
+
     /// <summary>Prompts per micro-batch per rank (Hugging Face's <c>per_device_train_batch_size</c>).</summary>
     [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 16;
     /// <summary>
@@ -106,6 +138,16 @@ public sealed record TrainOptions
     /// </summary>
     [JsonPropertyName("device"), JsonConverter(typeof(ComputeDeviceJsonConverter))]
     public ComputeDevice Device { get; init; } = ComputeDevice.Auto;
+
+    /// <summary>
+    /// Where the per-step metrics go besides metrics.jsonl (Hugging Face's <c>report_to</c>): null or "none" (the
+    /// default), or "tensorboard": an event file <see cref="TensorBoardEvents.FileName"/> in the run directory with each
+    /// step's numbers as scalars <c>train/KEY</c> (<see cref="TensorBoardEvents"/>). Not compared on resume.
+    /// </summary>
+    [JsonPropertyName("report_to")] public string? ReportTo { get; init; }
+
+    /// <summary>True when <see cref="ReportTo"/> asks for TensorBoard event files.</summary>
+    [JsonIgnore] public bool ReportsToTensorBoard => ReportTo == "tensorboard";
 
     /// <summary>
     /// ZeRO stage 1 in a data-parallel run: each rank keeps AdamW's moments for its 1/N of the parameters only
@@ -236,8 +278,13 @@ public sealed record TrainOptions
         static void Fail(string name, object? value, string rule) =>
             throw new ArgumentException($"{name} = {Format(value)}: {rule}.", name);
         if (Steps < 1) Fail("steps", Steps, "must be ≥ 1");
+        _ = RowSelection();
         if (Epochs is double epochs && !(epochs > 0 && double.IsFinite(epochs))) Fail("epochs", epochs, "must be finite and > 0 (or null: use steps)");
         if (SaveTotalLimit is int keep && keep < 1) Fail("save_total_limit", keep, "must be ≥ 1 (or null: keep every checkpoint)");
+        if (EvalEvery < 0) Fail("eval_every", EvalEvery, "must be ≥ 0 (0: evaluate at the last step only)");
+        if (EvalEvery > 0 && EvalSet is not { Length: > 0 }) Fail("eval_every", EvalEvery, "needs eval_set (the evaluation files to score the student on)");
+        if (EvalSet is not null && EvalSet.Any(string.IsNullOrWhiteSpace)) Fail("eval_set", EvalSet, "holds an empty file name");
+        if (EvalMaxNewTokens < 1) Fail("eval_max_new_tokens", EvalMaxNewTokens, "must be ≥ 1");
         if (BatchSize < 1) Fail("batch_size", BatchSize, "must be ≥ 1");
         if (MaxLength is int maxLength && maxLength < 2) Fail("max_length", maxLength, "must be ≥ 2 (or null: the model's max_position_embeddings)");
         if (GradientAccumulationSteps < 1) Fail("gradient_accumulation_steps", GradientAccumulationSteps, "must be ≥ 1");
@@ -255,6 +302,7 @@ public sealed record TrainOptions
         if (CheckpointEvery < 0) Fail("checkpoint_every", CheckpointEvery, "must be ≥ 0");
         if (MaxNonFiniteSteps < 1) Fail("max_nonfinite_steps", MaxNonFiniteSteps, "must be ≥ 1");
         if (!Enum.IsDefined(Device)) Fail("device", (int)Device, $"must be {ComputeDevices.Choices}");
+        if (ReportTo is not (null or "none" or "tensorboard")) Fail("report_to", $"\"{ReportTo}\"", "must be tensorboard or none");
         if (Trainable is not null) _ = TrainablePattern();
         if (LoraRank is null)
         {
@@ -325,6 +373,7 @@ public sealed record TrainOptions
     {
         null => "null",
         double[] a => "[" + string.Join(", ", a) + "]",
+        string[] a => "[" + string.Join(", ", a.Select(x => $"\"{x}\"")) + "]",
         _ => Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) ?? "",
     };
 

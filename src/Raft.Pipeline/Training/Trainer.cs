@@ -5,6 +5,8 @@ using Raft.Gpu;
 using Raft.Kernels;
 using Raft.Model;
 using Raft.Model.Tokenization;
+using Raft.Pipeline.Data;
+using Raft.Pipeline.Eval;
 using Raft.Teacher;
 
 namespace Raft.Pipeline.Training;
@@ -17,6 +19,8 @@ public sealed record TrainResult(int Steps, int SkippedSteps, IReadOnlyList<Step
 {
     /// <summary>What was truncated to fit <see cref="TrainOptions.MaxLength"/> (null only in results made elsewhere).</summary>
     public TruncationReport? Truncation { get; init; }
+    /// <summary>The evaluations on <see cref="TrainOptions.EvalSet"/> this run made (rank 0; empty without eval_set or on other ranks).</summary>
+    public IReadOnlyList<EvalMetrics> Evals { get; init; } = [];
 }
 
 /// <summary>
@@ -58,7 +62,7 @@ public sealed class Trainer
     /// <summary>The sub-directory of the final model.</summary>
     public const string FinalDir = RunDirectory.FinalDir;
     /// <summary>The entries a run writes in its run directory (what <c>--overwrite</c> removes; nothing else is touched).</summary>
-    public static IReadOnlyList<string> RunEntries { get; } = [ConfigFile, MetricsFile, CheckpointsDir, FinalDir];
+    public static IReadOnlyList<string> RunEntries { get; } = [ConfigFile, MetricsFile, TensorBoardEvents.FileName, CheckpointsDir, FinalDir];
 
     private readonly LlamaModel _student;
     private readonly TrainOptions _o;
@@ -69,6 +73,10 @@ public sealed class Trainer
     private readonly int _padId;
     // The names of the tensors TrainOptions.Trainable freezes; null when every tensor is trained.
     private readonly HashSet<string>? _frozen;
+    private readonly ITokenizer _tokenizer;
+    private readonly ChatTemplate _template;
+    // The sets of TrainOptions.EvalSet, read and checked by the constructor (empty without eval_set).
+    private readonly IReadOnlyList<EvalSet> _evalSets;
 
     /// <summary>Called after every step (with the model as it is after the step); the demo evaluates learning curves here.</summary>
     public Action<StepMetrics, LlamaModel>? AfterStep { get; init; }
@@ -158,7 +166,8 @@ public sealed class Trainer
             if (options.TopK > tokenizer.VocabSize)
                 throw new ArgumentException($"top_k = {options.TopK}: must be ≤ the tokenizer's {tokenizer.VocabSize} tokens.", nameof(options));
         }
-        _student = student; _o = options; _teacher = teacher;
+        _student = student; _o = options; _teacher = teacher; _tokenizer = tokenizer; _template = template;
+        _evalSets = LoadEvalSets(options, tokenizer, template, student.Config.MaxPositionEmbeddings);
         if (options.TrainablePattern() is { } pattern)
         {
             var frozen = student.Parameters.Tensors.Where(t => !pattern.IsMatch(t.Name)).Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
@@ -177,6 +186,38 @@ public sealed class Trainer
         _distill = options.Distill;
         _padId = tokenizer.PadId ?? 0;
         Schedule = new BatchSchedule(_data.Count, options.Seed);
+    }
+
+    /// <summary>
+    /// Reads <see cref="TrainOptions.EvalSet"/> (the format <c>raft eval --set</c> reads, malformed lines refused) before
+    /// any training: a missing or malformed file, an empty set, two sets of one name (metrics.jsonl keys them by name)
+    /// or a prompt that leaves the model no room for an answer is an <see cref="ArgumentException"/> naming eval_set
+    /// and the file (and line).
+    /// </summary>
+    private static IReadOnlyList<EvalSet> LoadEvalSets(TrainOptions options, ITokenizer tokenizer, ChatTemplate template, int maxPositions)
+    {
+        if (options.EvalSet is not { Length: > 0 } files) return [];
+        var sets = new List<EvalSet>();
+        var byName = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (string file in files)
+        {
+            static ArgumentException Bad(string message, Exception? inner = null) => new($"eval_set: {message}", "eval_set", inner);
+            if (!File.Exists(file)) throw Bad($"{file} does not exist.");
+            EvalSet set;
+            try
+            {
+                set = EvalSet.Load(file);
+                PromptFit.Check(tokenizer, template, maxPositions, set);
+            }
+            catch (DataFormatException e) { throw Bad(e.Message, e); }
+            catch (IOException e) { throw Bad($"{file}: {e.Message}", e); }
+            if (set.Items.Count == 0) throw Bad($"{file} holds no items.");
+            if (byName.TryGetValue(set.Name, out string? other))
+                throw Bad($"{file}: its set name \"{set.Name}\" (the file name without extension) is already used by {other}; metrics.jsonl keys the sets by name (rename one).");
+            byName[set.Name] = file;
+            sets.Add(set);
+        }
+        return sets;
     }
 
     /// <summary>
@@ -262,7 +303,11 @@ public sealed class Trainer
                     student.Describe());
         if (_o.MaxLength is not null || _data.Truncation.Truncated > 0 || _data.Truncation.RolloutsShortened > 0)
             log?.Invoke(_data.Truncation.Describe(_data.Count, given: _o.MaxLength is not null));
+        if (_evalSets.Count > 0)
+            log?.Invoke($"evaluation on {string.Join(", ", _evalSets.Select(s => $"{s.Name} ({s.Items.Count} items)"))} " +
+                        (_o.EvalEvery > 0 ? $"every {_o.EvalEvery} steps and " : "") + $"at step {totalSteps}" + (world.WorldSize > 1 ? ", on rank 0" : ""));
         var all = new List<StepMetrics>();
+        var evals = new List<EvalMetrics>();
         for (int step = startStep; step < totalSteps; step++)
         {
             if (cancellation.IsCancellationRequested)
@@ -289,6 +334,19 @@ public sealed class Trainer
                 AfterStep(m, _student);
             }
             bool last = step + 1 == totalSteps;
+            if (_evalSets.Count > 0 && (last || (_o.EvalEvery > 0 && (step + 1) % _o.EvalEvery == 0)))
+            {
+                // every rank syncs (the GPU student copies its weights back); rank 0 alone evaluates, the others wait at
+                // the next collective (the checkpoint's barrier or the next step's reductions)
+                student.SyncHostWeights();
+                if (root)
+                {
+                    var e = Evaluate(step + 1);
+                    evals.Add(e);
+                    run?.AppendEval(e);
+                    log?.Invoke(Describe(e));
+                }
+            }
             if (run is not null && (last || (_o.CheckpointEvery > 0 && (step + 1) % _o.CheckpointEvery == 0)))
             {
                 student.SyncHostWeights();
@@ -307,7 +365,30 @@ public sealed class Trainer
             }
         }
         student.SyncHostWeights();
-        return new TrainResult(totalSteps, skipped, all, sw.Elapsed.TotalSeconds) { Truncation = _data.Truncation };
+        return new TrainResult(totalSteps, skipped, all, sw.Elapsed.TotalSeconds) { Truncation = _data.Truncation, Evals = evals };
+    }
+
+    /// <summary>
+    /// Scores the student as it is after step <paramref name="step"/> on every eval set with <c>raft eval</c>'s evaluator
+    /// (<see cref="ModelEvaluator"/>: greedy, the chat template, at most <see cref="TrainOptions.EvalMaxNewTokens"/> tokens).
+    /// It only reads the weights (generation records nothing and draws no random number the training uses); LoRA dropout
+    /// is off in it as in rollouts.
+    /// </summary>
+    private EvalMetrics Evaluate(int step)
+    {
+        var t0 = Stopwatch.GetTimestamp();
+        var scores = new Dictionary<string, EvalSetMetrics>(StringComparer.Ordinal);
+        foreach (var set in _evalSets)
+            scores[set.Name] = EvalSetMetrics.From(ModelEvaluator.Evaluate(_student, _tokenizer, _template, set, _o.EvalMaxNewTokens));
+        return new EvalMetrics { Step = step, Eval = scores, Seconds = Stopwatch.GetElapsedTime(t0).TotalSeconds };
+    }
+
+    private static string Describe(EvalMetrics e)
+    {
+        static string Part(double? v, int num, int den) => v is double x ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{100 * x:F1}% ({num}/{den})") : "-";
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture, $"step {e.Step}: eval ") +
+               string.Join("; ", e.Eval.Select(p => $"{p.Key}: accuracy {Part(p.Value.Accuracy, p.Value.Correct, p.Value.AnswerItems)}, format compliance {Part(p.Value.FormatCompliance, p.Value.Compliant, p.Value.InstructionItems)}")) +
+               string.Create(System.Globalization.CultureInfo.InvariantCulture, $" ({e.Seconds:F1} s)");
     }
 
     /// <summary>Every rank starts from the same step (a run directory not shared by all ranks would break this) with rank 0's weights.</summary>
