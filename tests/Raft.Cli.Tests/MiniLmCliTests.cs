@@ -13,6 +13,8 @@ public class MiniLmCliTests : CliHarness
         string dll = MiniLmLocator.Find();
         Assert.True(File.Exists(dll), dll);
         Assert.Equal(MiniLm.AssemblyFile, Path.GetFileName(dll));
+        // the version Directory.Packages.props pins (RaftMiniLmVersion) is the one MiniLm.Files describes
+        Assert.Contains($"/{MiniLm.PackageVersion}/", dll);
         var listed = EmbeddedResourceCache.ListResources(dll);
         foreach (var f in MiniLm.Files) Assert.Equal(f.Size, listed[f.ResourceName]);
     }
