@@ -159,7 +159,7 @@ public sealed record TrainOptions
     /// <summary>Distillation temperature τ (RAFT).</summary>
     [JsonPropertyName("temperature")] public float Temperature { get; init; } = 1.0f;
     /// <summary>The divergence (RAFT).</summary>
-    [JsonPropertyName("loss_kind")] public DistillLossKind LossKind { get; init; } = DistillLossKind.ForwardKL;
+    [JsonPropertyName("loss_kind"), JsonConverter(typeof(DistillLossKindJsonConverter))] public DistillLossKind LossKind { get; init; } = DistillLossKind.ForwardKL;
     /// <summary>β of the generalized JSD (RAFT, loss kind Jsd).</summary>
     [JsonPropertyName("jsd_beta")] public float JsdBeta { get; init; } = 0.5f;
     /// <summary>EMA decay of the adaptive balancer (RAFT).</summary>
