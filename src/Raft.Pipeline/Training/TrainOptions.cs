@@ -273,7 +273,8 @@ public sealed record TrainOptions
                     "r" => ("lora_rank", (object?)LoraRank), "lora_alpha" => ("lora_alpha", LoraAlpha), "lora_dropout" => ("lora_dropout", LoraDropout),
                     _ => ("lora_targets", LoraTargets),
                 };
-                Fail(key, value, e.Message);
+                // the rule alone: without .NET's " (Parameter 'r')" and "Actual value was …", and without its own full stop (Fail adds one)
+                Fail(key, value, e.Message.Split(" (Parameter '")[0].TrimEnd('.'));
             }
         }
         _ = Raft.Model.SafeTensorDTypes.ParseWeightsDType(TeacherWeightsDType, "teacher_weights_dtype");
