@@ -87,6 +87,18 @@ public sealed class EmbeddedResourceCacheTests : IDisposable
     }
 
     [Fact]
+    public void Concurrent_extractions_end_with_one_complete_folder()
+    {
+        var results = new string[6];
+        var extracted = new bool[6];
+        Parallel.For(0, results.Length, new ParallelOptions { MaxDegreeOfParallelism = 6 }, i =>
+            results[i] = EmbeddedResourceCache.Ensure(Assembly, Files, _dir.Path, "m-1", out extracted[i]));
+        Assert.All(results, r => Assert.Equal(results[0], r));
+        Assert.Contains(true, extracted);
+        AssertExtracted(results[0]);
+    }
+
+    [Fact]
     public void An_abandoned_temporary_folder_is_ignored_and_removed_when_old()
     {
         string stale = Path.Combine(_dir.Path, "m-1.tmp-99-abc");

@@ -47,6 +47,8 @@ public static class EmbeddedResourceCache
             WriteResources(assemblyPath, files, temp);
             if (Directory.Exists(final))
             {
+                // another process may have finished meanwhile: its copy is as good as ours
+                if (IsComplete(final, files)) { Directory.Delete(temp, recursive: true); return final; }
                 // a damaged or foreign folder: move it aside first (a rename, so a reader never sees it half-deleted)
                 string stale = $"{final}{TempMarker}stale-{Guid.NewGuid():N}";
                 try { Directory.Move(final, stale); Directory.Delete(stale, recursive: true); }

