@@ -28,27 +28,39 @@ internal static class CliErrors
         switch (e)
         {
             case UsageException or NpyFormatException or Raft.Model.UnsupportedConfigException or Raft.Pipeline.Training.RunMismatchException:
-                stderr.WriteLine($"error: {e.Message}");
+                stderr.WriteLine($"error: {Clean(e.Message)}");
                 return ExitCodes.Usage;
             case NonFiniteLogitException nonFinite:
-                stderr.WriteLine($"error: {nonFinite.Message}");
+                stderr.WriteLine($"error: {Clean(nonFinite.Message)}");
                 return ExitCodes.Usage;
             case Raft.Pipeline.Data.DataFormatException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException
                 or Raft.Model.Tokenization.ChatTemplateException
                 // an unsupported tokenizer.json, a GGUF vocabulary llama.cpp would read differently: the input, not a bug (the message names the file)
                 or NotSupportedException:
-                stderr.WriteLine($"error: {e.Message}");
+                stderr.WriteLine($"error: {Clean(e.Message)}");
                 return ExitCodes.Usage;
             case Raft.Pipeline.Training.TrainingException training:
-                stderr.WriteLine($"error: {training.Message}");
+                stderr.WriteLine($"error: {Clean(training.Message)}");
                 return ExitCodes.Failure;
             case ArgumentException argument:
-                stderr.WriteLine($"error: invalid argument: {WithoutParameter(argument)}");
+                stderr.WriteLine($"error: invalid argument: {Clean(WithoutParameter(argument))}");
                 return ExitCodes.Usage;
             default:
-                stderr.WriteLine($"error: unexpected failure ({e.GetType().FullName}): {e.Message}");
+                stderr.WriteLine($"error: unexpected failure ({e.GetType().FullName}): {Clean(e.Message)}");
                 return ExitCodes.Failure;
         }
+    }
+
+    /// <summary>
+    /// A message without the .NET leftovers of an <see cref="ArgumentException"/> wrapped inside it, wherever they are:
+    /// " (Parameter 'x')" (a full stop doubled by the cut is dropped too) and an <see cref="ArgumentOutOfRangeException"/>'s
+    /// "Actual value was …" line. Every message <see cref="Report"/> prints goes through it.
+    /// </summary>
+    public static string Clean(string message)
+    {
+        string s = System.Text.RegularExpressions.Regex.Replace(message, @"\r?\nActual value was [^\r\n]*", "");
+        s = System.Text.RegularExpressions.Regex.Replace(s, @"(?<=\.) \(Parameter '[^']*'\)\.", "");
+        return System.Text.RegularExpressions.Regex.Replace(s, @" \(Parameter '[^']*'\)", "");
     }
 
     /// <summary>An <see cref="ArgumentException"/>'s message without .NET's <c>(Parameter 'x')</c> suffix.</summary>

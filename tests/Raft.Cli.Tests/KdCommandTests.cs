@@ -52,7 +52,7 @@ public sealed class KdCommandTests : CliHarness
         var (student, teacher, s, t) = WriteLogits(rows, vocab);
         string grad = PathOf("g.npy");
         var r = Raft("kd", "--student", student, "--teacher", teacher, "--top-k", "13", "--temperature", "1.7",
-            "--loss", loss, "--beta", beta.ToString(System.Globalization.CultureInfo.InvariantCulture), "--grad-out", grad,
+            "--loss-kind", loss, "--jsd-beta", beta.ToString(System.Globalization.CultureInfo.InvariantCulture), "--grad-out", grad,
             "--device", "cpu");
         Assert.True(r.Code == 0, r.ToString());
         Assert.Empty(r.Stderr); // --device cpu is quiet; auto says where it runs
@@ -185,7 +185,9 @@ public sealed class KdCommandTests : CliHarness
         { ["--temperature", "0"], "--temperature must be a finite number > 0, got 0" },
         { ["--temperature", "-1.5"], "--temperature must be a finite number > 0, got -1.5" },
         { ["--temperature", "NaN"], "--temperature must be a finite number > 0, got NaN" },
-        { ["--loss", "kl"], "--loss must be forward-kl, reverse-kl or jsd, got 'kl'" },
+        { ["--loss-kind", "kl"], "--loss-kind must be forward-kl, reverse-kl or jsd, got 'kl'" },
+        { ["--loss", "kl"], "--loss must be forward-kl, reverse-kl or jsd, got 'kl'" }, // the old spelling, named as written
+        { ["--jsd-beta", "1.5"], "--jsd-beta must be in [0, 1], got 1.5" },
         { ["--beta", "1.5"], "--beta must be in [0, 1], got 1.5" },
         { ["--beta", "-0.1"], "--beta must be in [0, 1], got -0.1" },
         { ["--threads", "0"], "--threads must be ≥ 1, got 0" },
@@ -241,7 +243,7 @@ public sealed class KdCommandTests : CliHarness
         Assert.Contains("kd", root.Stdout);
         var kd = Raft("kd", "--help");
         Assert.Equal(0, kd.Code);
-        foreach (string option in (string[])["--student", "--teacher", "--top-k", "--temperature", "--loss", "--beta",
+        foreach (string option in (string[])["--student", "--teacher", "--top-k", "--temperature", "--loss-kind", "--jsd-beta",
                      "--weights", "--grad-out", "--threads", "--example", "--rows", "--vocab", "--seed", "--write-example"])
             Assert.Contains(option, kd.Stdout);
     }

@@ -54,7 +54,7 @@ public class TorchCrossCheckTests : CliHarness
         {
             string ours = PathOf($"g-{kind}-{beta}.npy"), theirs = PathOf($"t-{kind}-{beta}.npy");
             var run = Raft("kd", "--student", student, "--teacher", teacher, "--weights", wPath, "--top-k", $"{k}",
-                "--temperature", tau, "--loss", kind, "--beta", beta, "--grad-out", ours);
+                "--temperature", tau, "--loss-kind", kind, "--jsd-beta", beta, "--grad-out", ours);
             Assert.True(run.Code == 0, run.Stderr);
             double ourLoss = JsonDocument.Parse(run.Stdout).RootElement.GetProperty("loss").GetDouble();
 

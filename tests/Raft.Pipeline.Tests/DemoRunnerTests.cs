@@ -63,6 +63,97 @@ public class DemoRunnerTests
         Assert.Equal([0, 1, 2], report.Curves["sft"].Select(p => p.Step));
         Assert.Equal([0, 1, 2], report.Curves["raft"].Select(p => p.Step));
         Assert.Contains(logs, l => l.StartsWith("base:", StringComparison.Ordinal));
+        // the curves' eval subset is stated in report.md and report.json (CurveItems 25 > EvalItems 4: every item)
+        Assert.Contains("Learning curves: accuracy at 3 evenly spaced steps of each run (step 0 to 2), mean over seeds, on all 4 items of the domain and of the general eval set (the table: every item).", md);
+        var curves = json["curves"]!.AsObject();
+        Assert.Equal(4, curves["items_per_set"]!.GetValue<int>());
+        Assert.Equal(4, curves["eval_items"]!.GetValue<int>());
+        Assert.Equal([0, 1, 2], curves["methods"]!["raft"]!.AsArray().Select(p => p!["step"]!.GetValue<int>()));
+    }
+
+    [Fact]
+    public void The_curve_schedule_has_the_asked_points_from_step_0_to_the_last_step()
+    {
+        var d = new DemoOptions();
+        Assert.True(d.CurvePoints >= 20, $"default curve points {d.CurvePoints} < 20");
+        var at = DemoRunner.CurveSteps(d.Sft.Steps, d.CurvePoints);
+        Assert.Equal(d.CurvePoints, at.Count);
+        Assert.Equal(at.Count, at.Distinct().Count());
+        Assert.Equal(at.Order(), at);
+        Assert.Equal(0, at[0]);
+        Assert.Equal(d.Sft.Steps, at[^1]);
+        // evenly spaced: gaps differ by at most one step
+        var gaps = at.Zip(at.Skip(1), (a, b) => b - a).ToArray();
+        Assert.InRange(gaps.Max() - gaps.Min(), 0, 1);
+        foreach (int steps in new[] { 19, 40, 150, 301, 1000 })
+        {
+            var s = DemoRunner.CurveSteps(steps, 20);
+            Assert.Equal(20, s.Distinct().Count());
+            Assert.Equal(0, s[0]);
+            Assert.Equal(steps, s[^1]);
+        }
+        // a run shorter than the points asked for: every step once
+        Assert.Equal([0, 1, 2, 3], DemoRunner.CurveSteps(3, 20));
+        Assert.Equal([0, 7], DemoRunner.CurveSteps(7, 2));
+        Assert.Equal("points", Assert.Throws<ArgumentOutOfRangeException>(() => DemoRunner.CurveSteps(10, 1)).ParamName);
+        Assert.Equal("steps", Assert.Throws<ArgumentOutOfRangeException>(() => DemoRunner.CurveSteps(0, 5)).ParamName);
+    }
+
+    [Fact]
+    public void The_table_does_not_depend_on_how_often_the_curves_are_evaluated()
+    {
+        using var dir = new TempDir();
+        string baseDir = dir.File("base");
+        var model = LlamaModel.CreateRandom(TinyModels.Config(maxPositions: 160), 7);
+        Checkpoint.Save(baseDir, model.Config, model.Parameters);
+        DemoReport Run(int points) => new DemoRunner(Tiny(baseDir, null, ablations: false, seeds: [2]) with
+        {
+            CurvePoints = points, Sft = new DemoOptions().Sft with { Steps = 19, BatchSize = 3 },
+        }).Run();
+        var rare = Run(2);
+        var often = Run(20);
+        Assert.Equal([0, 19], rare.Curves["raft"].Select(p => p.Step));
+        Assert.Equal(Enumerable.Range(0, 20), often.Curves["raft"].Select(p => p.Step));
+        Assert.Equal(rare.Methods, often.Methods);
+        foreach (var m in rare.Methods)
+            Assert.Equal(rare.Scores[m], often.Scores[m]); // exact: records of doubles compared bit for bit
+        Assert.Equal(rare.ToMarkdown(), often.ToMarkdown());
+        // and the curves' end points are the same evaluations in both runs
+        foreach (var m in new[] { "sft", "raft" })
+        {
+            Assert.Equal(rare.Curves[m][0], often.Curves[m][0]);
+            Assert.Equal(rare.Curves[m][^1], often.Curves[m][^1]);
+        }
+    }
+
+    [Fact]
+    public void The_curves_chart_states_its_subset_and_keeps_a_line_at_zero_visible()
+    {
+        var steps = DemoRunner.CurveSteps(300, 20);
+        var flat = steps.Select(s => (s, 0.0, 0.66)).ToArray();                          // sft domain at 0 throughout
+        var rising = steps.Select(s => (s, s / 300.0 * 0.2, 0.66 - s / 300.0 * 0.1)).ToArray();
+        var report = new DemoReport(1, [1, 2, 3], new Dictionary<string, IReadOnlyList<DemoScores>>(),
+            new Dictionary<string, IReadOnlyList<(int, double, double)>> { ["sft"] = flat, ["raft"] = rising }, [])
+        { CurveItems = 25, EvalItems = 100 };
+        Assert.Equal("curves: first 25 of 100 items of the domain and general eval sets, 20 points per run; table: every item", DemoRunner.CurvesNote(report));
+        Assert.Equal("the first 25 of the 100 items of the domain and of the general eval set", report.CurveSubsetText);
+        var panel = DemoRunner.CurvesPanel(report)!;
+        Assert.Equal((-2.0, 102.0), panel.YLimits);
+        Assert.Equal(["sft domain", "sft general", "raft domain", "raft general"], panel.Series.Select(s => s.Name));
+
+        var img = PngDecoder.Decode(Eval.Charts.RenderLineChart(panel, DemoRunner.CurvesNote(report)));
+        Assert.Equal((960, 600), (img.Width, img.Height));
+        Assert.InRange(img.Count(p => p is { R: 255, G: 255, B: 255 }), 1, 960 * 600 * 98 / 100);
+        var sft = Eval.Charts.Palette[1];
+        Assert.True(img.CountNear((sft.R, sft.G, sft.B)) > 200, "sft lines barely present");
+        // sft's flat 0 % line is drawn clear of the bottom frame: under the lowest row where the sft colour runs across
+        // most of the plot, a light gap comes before the dark frame line
+        bool Near((byte R, byte G, byte B) p) => Math.Abs(p.R - sft.R) <= 40 && Math.Abs(p.G - sft.G) <= 40 && Math.Abs(p.B - sft.B) <= 40;
+        int lineRow = Enumerable.Range(0, img.Height).Last(y => img.Count(Near, 0, y, img.Width, y + 1) > img.Width / 2);
+        int frameRow = Enumerable.Range(lineRow + 1, 40).First(y => img.Count(p => p.R < 90 && p.G < 90 && p.B < 90, 0, y, img.Width, y + 1) > img.Width / 2);
+        Assert.True(frameRow - lineRow >= 5, $"the 0 % line (row {lineRow}) touches the frame (row {frameRow})");
+        Assert.Contains(Enumerable.Range(lineRow + 1, frameRow - lineRow - 1),
+            y => img.Count(p => p.R > 200 && p.G > 200 && p.B > 200, 0, y, img.Width, y + 1) > img.Width * 3 / 4);
     }
 
     [Fact]
@@ -93,5 +184,9 @@ public class DemoRunnerTests
         Assert.Contains("eval items", e.Message);
         e = Assert.Throws<ArgumentException>(() => new DemoRunner(new DemoOptions { Sft = new DemoOptions().Sft with { Steps = 0 } }));
         Assert.Contains("steps", e.Message);
+        e = Assert.Throws<ArgumentException>(() => new DemoRunner(new DemoOptions { CurvePoints = 1 }));
+        Assert.Contains("curve points = 1", e.Message);
+        e = Assert.Throws<ArgumentException>(() => new DemoRunner(new DemoOptions { CurveItems = 0 }));
+        Assert.Contains("curve items = 0", e.Message);
     }
 }

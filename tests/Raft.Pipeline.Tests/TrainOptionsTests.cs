@@ -83,7 +83,7 @@ public class TrainOptionsTests
         };
         string json = o.ToJson();
         Assert.Contains("\"learning_rate\"", json);
-        Assert.Contains("\"Jsd\"", json);
+        Assert.Contains("\"loss_kind\": \"jsd\"", json);
         Assert.Contains("\"Sft\"", json);
         Assert.Contains("\"device\": \"cuda-c\"", json);
         using var tmp = new TempDir();

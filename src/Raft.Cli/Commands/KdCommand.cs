@@ -38,18 +38,22 @@ internal static class KdCommand
             DefaultValueFactory = _ => 2f,
             HelpName = "N",
         };
-        public readonly Option<string> Loss = new("--loss")
+        // --loss-kind and --jsd-beta, spelled as raft train's flags and config keys; --loss and --beta, kd's first
+        // spellings, stay readable (hidden, no warning) so that existing scripts keep working.
+        public readonly Option<string> Loss = new("--loss-kind")
         {
-            Description = "Divergence: forward-kl (KL(teacher‖student), as RAFT trains), reverse-kl (on the teacher's top-K support) or jsd (generalized JSD with --beta).",
-            DefaultValueFactory = _ => "forward-kl",
-            HelpName = "forward-kl|reverse-kl|jsd",
+            Description = "Divergence: forward-kl (KL(teacher‖student), as RAFT trains), reverse-kl (on the teacher's top-K support) or jsd (generalized JSD with --jsd-beta).",
+            DefaultValueFactory = _ => DistillLossKinds.Name(DistillLossKind.ForwardKL),
+            HelpName = DistillLossKinds.HelpName,
         };
-        public readonly Option<float> Beta = new("--beta")
+        public readonly Option<string?> LossAlias = new("--loss") { Hidden = true };
+        public readonly Option<float> Beta = new("--jsd-beta")
         {
-            Description = "β ∈ [0, 1] of --loss jsd (0 = forward KL, 1 = reverse KL); ignored by the other losses.",
+            Description = "β ∈ [0, 1] of --loss-kind jsd (0 = forward KL, 1 = reverse KL); ignored by the other kinds.",
             DefaultValueFactory = _ => 0.5f,
             HelpName = "N",
         };
+        public readonly Option<float?> BetaAlias = new("--beta") { Hidden = true };
         public readonly Option<string?> Weights = new("--weights")
         {
             Description = "Optional per-row weights: .npy float32, shape [rows], finite and ≥ 0 (default: all 1). The loss is Σ w·L / Σ w.",
@@ -107,8 +111,8 @@ internal static class KdCommand
         var command = new Command("kd",
             "Top-K temperature knowledge distillation on logits: teacher [rows, vocab] → top-K softmax at τ → " +
             "loss of student [rows, vocab] (and its gradient with --grad-out). Prints one JSON line: " +
-            "{\"loss\", \"rows\", \"vocab\", \"top_k\", \"temperature\", \"loss_kind\", \"beta\", \"kernels\", \"seconds\"}.");
-        foreach (Option option in (Option[])[o.Student, o.Teacher, o.TopK, o.Temperature, o.Loss, o.Beta, o.Weights, o.GradOut,
+            "{\"loss\", \"rows\", \"vocab\", \"top_k\", \"temperature\", \"loss_kind\", \"jsd_beta\", \"kernels\", \"seconds\"}.");
+        foreach (Option option in (Option[])[o.Student, o.Teacher, o.TopK, o.Temperature, o.Loss, o.LossAlias, o.Beta, o.BetaAlias, o.Weights, o.GradOut,
                      o.Threads, o.Device, o.Example, o.Rows, o.Vocab, o.Seed, o.WriteExample])
             command.Options.Add(option);
         command.SetAction(parse => Execute(parse, o));
@@ -127,10 +131,11 @@ internal static class KdCommand
         float temperature = parse.GetValue(o.Temperature);
         if (!(temperature > 0f) || !float.IsFinite(temperature))
             throw new UsageException($"--temperature must be a finite number > 0, got {Format(temperature)}.");
-        DistillLossKind kind = ParseLoss(parse.GetValue(o.Loss));
-        float beta = parse.GetValue(o.Beta);
+        string lossFlag = Spelled(parse, o.Loss, o.LossAlias), betaFlag = Spelled(parse, o.Beta, o.BetaAlias);
+        DistillLossKind kind = ParseLoss(CliChecks.IsGiven(parse, o.LossAlias) ? parse.GetValue(o.LossAlias) : parse.GetValue(o.Loss), lossFlag);
+        float beta = CliChecks.IsGiven(parse, o.BetaAlias) ? parse.GetValue(o.BetaAlias)!.Value : parse.GetValue(o.Beta);
         if (!(beta >= 0f && beta <= 1f))
-            throw new UsageException($"--beta must be in [0, 1], got {Format(beta)}.");
+            throw new UsageException($"{betaFlag} must be in [0, 1], got {Format(beta)}.");
         int? threads = parse.GetValue(o.Threads);
         if (threads is < 1)
             throw new UsageException($"--threads must be ≥ 1, got {threads}.");
@@ -256,7 +261,7 @@ internal static class KdCommand
             json.WriteNumber("top_k", o.Config.TopK);
             json.WriteNumber("temperature", o.Config.Temperature);
             json.WriteString("loss_kind", LossName(o.Config.Kind));
-            json.WriteNumber("beta", o.Config.Beta);
+            json.WriteNumber("jsd_beta", o.Config.Beta);
             json.WriteString("kernels", o.Kernels);
             json.WriteNumber("seconds", Math.Round(o.Seconds, 6));
             json.WriteEndObject();
@@ -264,20 +269,18 @@ internal static class KdCommand
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
-    internal static DistillLossKind ParseLoss(string? value) => value?.Trim().ToLowerInvariant() switch
-    {
-        "forward-kl" => DistillLossKind.ForwardKL,
-        "reverse-kl" => DistillLossKind.ReverseKL,
-        "jsd" => DistillLossKind.Jsd,
-        _ => throw new UsageException($"--loss must be forward-kl, reverse-kl or jsd, got '{value}'."),
-    };
+    internal static DistillLossKind ParseLoss(string? value, string flag = "--loss-kind") =>
+        DistillLossKinds.TryParse(value, out var kind) ? kind : throw new UsageException($"{flag} must be {DistillLossKinds.Choices}, got '{value}'.");
 
-    internal static string LossName(DistillLossKind kind) => kind switch
+    internal static string LossName(DistillLossKind kind) => DistillLossKinds.Name(kind);
+
+    /// <summary>The flag the user wrote, of a canonical option and its old hidden spelling; both at once is refused.</summary>
+    private static string Spelled(ParseResult parse, Option canonical, Option alias)
     {
-        DistillLossKind.ForwardKL => "forward-kl",
-        DistillLossKind.ReverseKL => "reverse-kl",
-        _ => "jsd",
-    };
+        if (!CliChecks.IsGiven(parse, alias)) return canonical.Name;
+        if (CliChecks.IsGiven(parse, canonical)) throw new UsageException($"{canonical.Name} and {alias.Name} are one option ({alias.Name} is its old spelling): give one.");
+        return alias.Name;
+    }
 
     /// <summary>The single exception inside (nested) aggregates, as parallel kernels may throw them.</summary>
     private static Exception Unwrap(Exception e)

@@ -17,7 +17,6 @@ internal sealed class OptionsBinder<T> where T : class
 {
     private readonly List<(Option Option, string Key, Type Type)> _flags = [];
     private readonly JsonSerializerOptions _json;
-    private readonly Dictionary<string, Type> _types = new(StringComparer.Ordinal);
     private readonly IReadOnlySet<string> _inapplicable;
     private readonly string _inapplicableWhy;
 
@@ -44,7 +43,6 @@ internal sealed class OptionsBinder<T> where T : class
         _inapplicableWhy = inapplicableWhy;
         foreach (var p in typeof(T).GetProperties(BindingFlags.Public | BindingFlags.Instance))
         {
-            if (p.GetCustomAttribute<JsonPropertyNameAttribute>() is { } named) _types[named.Name] = p.PropertyType;
             if (p.GetCustomAttribute<JsonPropertyNameAttribute>() is not { } attr || exclude.Contains(attr.Name)) continue;
             var type = Nullable.GetUnderlyingType(p.PropertyType) ?? p.PropertyType;
             string flag = "--" + attr.Name.Replace('_', '-');
@@ -66,6 +64,7 @@ internal sealed class OptionsBinder<T> where T : class
     private static string HelpFor(Type t) =>
         t == typeof(bool) ? "true|false" :
         t == typeof(ComputeDevice) ? DeviceOption.HelpName :
+        t == typeof(DistillLossKind) ? DistillLossKinds.HelpName :
         t.IsEnum ? string.Join("|", Enum.GetNames(t)) :
         t == typeof(double[]) ? "A,B" :
         t == typeof(string[]) ? "FILE" :
@@ -142,11 +141,18 @@ internal sealed class OptionsBinder<T> where T : class
         }
     }
 
-    /// <summary>Whether two JSON values of <paramref name="key"/> mean the same option value (1 and 1.0 do), read as its type.</summary>
+    /// <summary>
+    /// Whether two JSON values of <paramref name="key"/> mean the same option value (1 and 1.0 do; "ForwardKL" and
+    /// "forward-kl" do), read as the record's property, with its own converter.
+    /// </summary>
     private bool SameValue(string key, JsonNode? a, JsonNode? b)
     {
-        var type = _types[key];
-        try { return JsonSerializer.Serialize(a.Deserialize(type, _json), type, _json) == JsonSerializer.Serialize(b.Deserialize(type, _json), type, _json); }
+        string Read(JsonNode? v)
+        {
+            var record = new JsonObject { [key] = v?.DeepClone() }.Deserialize<T>(_json);
+            return JsonSerializer.SerializeToNode(record, _json)![key]?.ToJsonString() ?? "null";
+        }
+        try { return Read(a) == Read(b); }
         catch (JsonException) { return false; }
     }
 
@@ -184,6 +190,8 @@ internal sealed class OptionsBinder<T> where T : class
             // "none" is null; an empty value stays empty, as "key": "" in a --config file does (one meaning for both).
             if (type == typeof(string)) return text == "none" ? null : text;
             if (type == typeof(ComputeDevice)) return text; // checked, with the other sources, in Bind
+            if (type == typeof(DistillLossKind))
+                return DistillLossKinds.TryParse(text, out var kind) ? DistillLossKinds.Name(kind) : throw new FormatException($"must be {DistillLossKinds.Choices}");
             if (type == typeof(double[]))
                 return text is "" or "none" ? null : new JsonArray(text.Split(',').Select(s => (JsonNode)Finite(flag, text, double.Parse(s.Trim(), NumberStyles.Float, ci))).ToArray());
             if (type.IsEnum)

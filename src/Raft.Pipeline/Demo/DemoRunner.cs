@@ -30,8 +30,16 @@ public sealed record DemoOptions
     public int DomainExamples { get; init; } = 256;
     /// <summary>Items per evaluation set (domain, general, format).</summary>
     public int EvalItems { get; init; } = 100;
-    /// <summary>Learning-curve points per run (evaluated on half-size sets), including step 0 and the last step.</summary>
-    public int CurvePoints { get; init; } = 5;
+    /// <summary>
+    /// Learning-curve points per run, evenly spaced from step 0 to the last step (both included; fewer when the run has
+    /// fewer steps). Evaluating the curves only reads the student's weights: the table does not depend on it.
+    /// </summary>
+    public int CurvePoints { get; init; } = 20;
+    /// <summary>
+    /// The curves are evaluated on the first <see cref="CurveItems"/> items of the domain and of the general eval set
+    /// (all of them when <see cref="EvalItems"/> is smaller); the table on all <see cref="EvalItems"/>.
+    /// </summary>
+    public int CurveItems { get; init; } = 25;
     /// <summary>CPU threads (0: all cores).</summary>
     public int Threads { get; init; }
     /// <summary>The SFT baseline's budget (the steps, batch and learning rate that RAFT gets too).</summary>
@@ -70,6 +78,18 @@ public sealed record DemoReport(
 {
     /// <summary>The budget both methods trained with (steps, batch, learning rates, trainable parameters); null if unknown.</summary>
     public TrainOptions? Budget { get; init; }
+    /// <summary>How many items (the first ones) of the domain and of the general eval set the curves were evaluated on; null if unknown.</summary>
+    public int? CurveItems { get; init; }
+    /// <summary>How many items each eval set holds (the table is scored on all of them); null if unknown.</summary>
+    public int? EvalItems { get; init; }
+
+    /// <summary>
+    /// What the curves were evaluated on, e.g. <c>the first 25 of the 100 items of the domain and of the general eval
+    /// set</c>; null when <see cref="CurveItems"/> or <see cref="EvalItems"/> is unknown.
+    /// </summary>
+    public string? CurveSubsetText => CurveItems is not { } c || EvalItems is not { } e ? null
+        : c >= e ? $"all {e} items of the domain and of the general eval set"
+        : $"the first {c} of the {e} items of the domain and of the general eval set";
 
     /// <summary>One line describing <see cref="Budget"/>, e.g. <c>300 steps of 16 prompts, AdamW 3e-4 → 3e-5, trainable "mlp"</c>.</summary>
     public string? BudgetText => Budget is not { } b ? null : string.Create(CultureInfo.InvariantCulture,
@@ -138,6 +158,14 @@ public sealed record DemoReport(
                 ["steps"] = b.Steps, ["batch_size"] = b.BatchSize, ["learning_rate"] = b.LearningRate,
                 ["min_learning_rate"] = b.MinLearningRate, ["trainable"] = b.Trainable,
             },
+            ["curves"] = new JsonObject
+            {
+                ["items_per_set"] = CurveItems, ["eval_items"] = EvalItems,
+                ["methods"] = new JsonObject(Curves.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)new JsonArray(kv.Value.Select(p => (JsonNode)new JsonObject
+                {
+                    ["step"] = p.Step, ["domain_accuracy"] = Math.Round(p.Domain, 6), ["general_accuracy"] = Math.Round(p.General, 6),
+                }).ToArray())))),
+            },
         };
     }
 }
@@ -164,6 +192,8 @@ public sealed class DemoRunner
         if (options.Seeds is not { Length: > 0 }) throw new ArgumentException("seeds must name at least one seed.", nameof(options));
         if (options.EvalItems < 1) throw new ArgumentException($"eval items = {options.EvalItems}: must be ≥ 1.", nameof(options));
         if (options.DomainExamples < 1) throw new ArgumentException($"domain examples = {options.DomainExamples}: must be ≥ 1.", nameof(options));
+        if (options.CurvePoints < 2) throw new ArgumentException($"curve points = {options.CurvePoints}: must be ≥ 2 (step 0 and the last step).", nameof(options));
+        if (options.CurveItems < 1) throw new ArgumentException($"curve items = {options.CurveItems}: must be ≥ 1.", nameof(options));
         options.Sft.Validate();
         options.Raft.Validate();
         options.Refine.Validate();
@@ -211,9 +241,9 @@ public sealed class DemoRunner
         var sw = Stopwatch.StartNew();
         var baseModel = LoadBase();
         var full = EvalSets(_o.EvalItems);
-        int half = Math.Max(1, _o.EvalItems / 2);
-        var curveSets = (Domain: full.Domain with { Items = full.Domain.Items.Take(half).ToArray() },
-                         General: full.General with { Items = full.General.Items.Take(half).ToArray() });
+        int curveItems = Math.Min(_o.CurveItems, _o.EvalItems);
+        var curveSets = (Domain: full.Domain with { Items = full.Domain.Items.Take(curveItems).ToArray() },
+                         General: full.General with { Items = full.General.Items.Take(curveItems).ToArray() });
         var scores = new Dictionary<string, List<DemoScores>>();
         var curves = new Dictionary<string, List<List<(int, double, double)>>>();
         void Add(string method, DemoScores s) => (scores.TryGetValue(method, out var l) ? l : scores[method] = []).Add(s);
@@ -246,7 +276,7 @@ public sealed class DemoRunner
                 var t0 = sw.Elapsed.TotalSeconds;
                 var student = new LlamaModel(baseModel.Config, baseModel.Parameters.Clone()) { Threads = _o.Threads };
                 var curve = new List<(int, double, double)>();
-                var at = CurveSteps(options.Steps);
+                var at = CurveSteps(options.Steps, _o.CurvePoints).ToHashSet();
                 if (at.Contains(0)) curve.Add((0, Acc(student, curveSets.Domain), Acc(student, curveSets.General)));
                 var trainer = new Trainer(student, Tok, Template, data, options, options.Method == TrainMethod.Raft ? teacher : null)
                 {
@@ -264,7 +294,10 @@ public sealed class DemoRunner
         var meanCurves = curves.ToDictionary(kv => kv.Key, kv => (IReadOnlyList<(int, double, double)>)kv.Value[0]
             .Select((p, i) => (p.Item1, kv.Value.Average(c => c[i].Item2), kv.Value.Average(c => c[i].Item3))).ToArray());
         var report = new DemoReport(sw.Elapsed.TotalSeconds, _o.Seeds,
-            scores.ToDictionary(kv => kv.Key, kv => (IReadOnlyList<DemoScores>)kv.Value), meanCurves, refinements) { Budget = _o.Sft };
+            scores.ToDictionary(kv => kv.Key, kv => (IReadOnlyList<DemoScores>)kv.Value), meanCurves, refinements)
+        {
+            Budget = _o.Sft, CurveItems = curveItems, EvalItems = _o.EvalItems,
+        };
         if (_o.OutDir is not null) Write(report, _o.OutDir);
         return report;
     }
@@ -291,12 +324,18 @@ public sealed class DemoRunner
 
     private static double Acc(LlamaModel model, EvalSet set) => Evaluate(model, set).Accuracy ?? 0;
 
-    private HashSet<int> CurveSteps(int steps)
+    /// <summary>
+    /// The steps at which a run of <paramref name="steps"/> steps is evaluated for the curves: <paramref name="points"/>
+    /// evenly spaced steps from 0 to <paramref name="steps"/> (both included), ascending and distinct, so fewer when
+    /// <paramref name="steps"/> + 1 &lt; <paramref name="points"/>.
+    /// </summary>
+    public static IReadOnlyList<int> CurveSteps(int steps, int points)
     {
-        var at = new HashSet<int>();
-        int points = Math.Max(2, _o.CurvePoints);
-        for (int i = 0; i < points; i++) at.Add((int)Math.Round((double)steps * i / (points - 1)));
-        return at;
+        if (steps < 1) throw new ArgumentOutOfRangeException(nameof(steps), steps, "steps must be ≥ 1.");
+        if (points < 2) throw new ArgumentOutOfRangeException(nameof(points), points, "curve points must be ≥ 2 (step 0 and the last step).");
+        var at = new SortedSet<int>();
+        for (int i = 0; i < points; i++) at.Add((int)Math.Round((double)steps * i / (points - 1), MidpointRounding.AwayFromZero));
+        return [.. at];
     }
 
     /// <summary>Writes report.md, report.json and learning_curves.png into <paramref name="dir"/> (each atomically).</summary>
@@ -312,18 +351,46 @@ public sealed class DemoRunner
         md.AppendLine();
         md.Append(report.ToMarkdown());
         md.AppendLine();
+        var sft = report.Curves.GetValueOrDefault("sft");
+        if (sft is { Count: > 0 })
+            md.AppendLine(CultureInfo.InvariantCulture,
+                $"Learning curves: accuracy at {sft.Count} evenly spaced steps of each run (step {sft[0].Step} to {sft[^1].Step}), mean over seeds, " +
+                $"on {report.CurveSubsetText ?? "a subset of the domain and of the general eval set"} (the table: every item).").AppendLine();
         md.AppendLine("![learning curves](learning_curves.png)");
         AtomicFile.WriteText(Path.Combine(dir, "report.md"), md.ToString());
         AtomicFile.WriteText(Path.Combine(dir, "report.json"), report.ToJson().ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        if (CurvesPanel(report) is { } panel)
+            Charts.WriteLineChart(Path.Combine(dir, "learning_curves.png"), panel, CurvesNote(report));
+    }
+
+    /// <summary>
+    /// The learning-curves chart of <paramref name="report"/>: sft and raft, domain (solid) and general (dashed) accuracy
+    /// in percent, one colour per method, on a fixed −2…102 % axis so that a line at 0 or 100 stays clear of the frame;
+    /// null when neither method has a curve.
+    /// </summary>
+    public static ChartPanel? CurvesPanel(DemoReport report)
+    {
+        ArgumentNullException.ThrowIfNull(report);
         var series = new List<ChartSeries>();
-        foreach (var (method, points) in report.Curves)
+        foreach (var (method, colour) in new[] { ("sft", 1), ("raft", 0) })
         {
-            if (method is not ("sft" or "raft")) continue;
-            series.Add(new ChartSeries($"{method} domain", points.Select(p => ((double)p.Step, 100 * p.Domain)).ToArray()));
-            series.Add(new ChartSeries($"{method} general", points.Select(p => ((double)p.Step, 100 * p.General)).ToArray()));
+            if (report.Curves.GetValueOrDefault(method) is not { Count: > 0 } points) continue;
+            series.Add(new ChartSeries($"{method} domain", points.Select(p => ((double)p.Step, 100 * p.Domain)).ToArray()) { ColorIndex = colour });
+            series.Add(new ChartSeries($"{method} general", points.Select(p => ((double)p.Step, 100 * p.General)).ToArray()) { ColorIndex = colour, Dashed = true });
         }
-        if (series.Count > 0)
-            Charts.WriteLineChart(Path.Combine(dir, "learning_curves.png"), new ChartPanel("Accuracy during training (mean over seeds)", "step", "accuracy %", series),
-                "curves: the first half of each eval set (domain and general); final scores: the full sets");
+        if (series.Count == 0) return null;
+        string seeds = report.Seeds.Count == 1 ? $"seed {report.Seeds[0]}" : $"mean over {report.Seeds.Count} seeds";
+        return new ChartPanel($"Accuracy during training ({seeds})", "training step", "accuracy (%)", series) { YLimits = (-2, 102) };
+    }
+
+    /// <summary>The note under the chart's title: the eval subset the curves were evaluated on, and how many points.</summary>
+    public static string CurvesNote(DemoReport report)
+    {
+        ArgumentNullException.ThrowIfNull(report);
+        int points = report.Curves.Values.Select(c => c.Count).DefaultIfEmpty(0).Max();
+        string subset = report.CurveItems is { } c && report.EvalItems is { } e
+            ? (c >= e ? $"all {e} items" : $"first {c} of {e} items") + " of the domain and general eval sets"
+            : "a subset of the domain and general eval sets";
+        return $"curves: {subset}, {points} points per run; table: every item";
     }
 }

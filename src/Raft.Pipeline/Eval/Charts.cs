@@ -6,7 +6,7 @@ namespace Raft.Pipeline.Eval;
 /// <summary>
 /// Line charts as PNG, drawn by ScottPlot (SkiaSharp underneath): the demo's learning curves and <c>raft plot</c>'s
 /// per-step training metrics. Lines break at non-finite points; a note (what was evaluated, on which subset) is drawn
-/// under the title. Text uses the DejaVu Sans font when the system has it (Debian: fonts-dejavu-core), else the
+/// under the title, both wrapped to the image's width. Text uses the DejaVu Sans font when the system has it (Debian: fonts-dejavu-core), else the
 /// font ScottPlot's font resolver finds.
 /// </summary>
 public static class Charts
@@ -26,18 +26,21 @@ public static class Charts
         return "DejaVu Sans";
     });
 
-    /// <summary>Renders one panel as PNG bytes.</summary>
+    /// <summary>
+    /// Renders one panel as PNG bytes: its title in bold and the note in a smaller grey font under it, both wrapped to
+    /// the width, then the plot.
+    /// </summary>
     public static byte[] RenderLineChart(ChartPanel panel, string? note = null, int width = 960, int height = 600)
     {
         CheckSize(width, height);
         ArgumentNullException.ThrowIfNull(panel);
-        var plot = new Plot();
-        try
-        {
-            Draw(plot, panel, note, fontScale: 1f);
-            return plot.GetImageBytes(width, height, ImageFormat.Png);
-        }
-        finally { plot.Dispose(); }
+        float scale = Math.Clamp(width / 800f, 0.8f, 1f);
+        var header = Header(panel.Title, note, width, 22 * scale, 16 * scale);
+        if (height - header.Height < 100)
+            throw new ArgumentOutOfRangeException(nameof(height), height, $"height leaves {height - header.Height} pixels for the plot under its title and note; at least 100 are needed.");
+        using var plot = new Plot();
+        Draw(plot, panel with { Title = "" }, fontScale: scale);
+        return Compose(header, width, height, canvas => DrawPlot(canvas, plot, 0, header.Height, width, height - header.Height));
     }
 
     /// <summary>Renders several panels in a grid of <paramref name="columns"/> columns, with an overall title, as PNG bytes.</summary>
@@ -50,32 +53,90 @@ public static class Charts
         CheckSize(panelWidth, panelHeight);
         columns = Math.Min(columns, panels.Count);
         int rows = (panels.Count + columns - 1) / columns;
-        int header = string.IsNullOrEmpty(note) ? 44 : 70;
-        using var surface = SkiaSharp.SKSurface.Create(new SkiaSharp.SKImageInfo(columns * panelWidth, rows * panelHeight + header));
+        int width = columns * panelWidth;
+        var header = Header(title, note, width, 22, 15);
+        return Compose(header, width, rows * panelHeight + header.Height, canvas =>
+        {
+            for (int i = 0; i < panels.Count; i++)
+            {
+                using var plot = new Plot();
+                Draw(plot, panels[i], fontScale: 0.9f);
+                DrawPlot(canvas, plot, i % columns * panelWidth, header.Height + i / columns * panelHeight, panelWidth, panelHeight);
+            }
+        });
+    }
+
+    /// <summary>A chart's header: title lines (bold) and note lines (smaller, grey), each wrapped to fit the width.</summary>
+    private sealed record HeaderLines(IReadOnlyList<string> Title, float TitleSize, IReadOnlyList<string> Note, float NoteSize)
+    {
+        public int Height => Title.Count + Note.Count == 0 ? 8
+            : (int)Math.Ceiling(10 + Title.Count * TitleSize * 1.3f + Note.Count * NoteSize * 1.35f + 8);
+    }
+
+    private static HeaderLines Header(string? title, string? note, int width, float titleSize, float noteSize)
+    {
+        float room = width - 24;
+        using var bold = new SkiaSharp.SKFont(Typeface(bold: true), titleSize);
+        using var regular = new SkiaSharp.SKFont(Typeface(bold: false), noteSize);
+        return new HeaderLines(Wrap(title, bold, room), titleSize, Wrap(note, regular, room), noteSize);
+    }
+
+    /// <summary>
+    /// <paramref name="text"/> broken at spaces (and at its own line breaks) into lines no wider than
+    /// <paramref name="width"/> pixels in <paramref name="font"/>; a single word wider than that gets a line of its own.
+    /// </summary>
+    internal static IReadOnlyList<string> Wrap(string? text, SkiaSharp.SKFont font, float width)
+    {
+        var lines = new List<string>();
+        if (string.IsNullOrWhiteSpace(text)) return lines;
+        foreach (var paragraph in text.Split('\n'))
+        {
+            string line = "";
+            foreach (var word in paragraph.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            {
+                string candidate = line.Length == 0 ? word : line + " " + word;
+                if (line.Length > 0 && font.MeasureText(candidate) > width) { lines.Add(line); line = word; }
+                else line = candidate;
+            }
+            if (line.Length > 0) lines.Add(line);
+        }
+        return lines;
+    }
+
+    /// <summary>A white canvas of the given size with the header drawn at its top, then <paramref name="body"/>, as PNG bytes.</summary>
+    private static byte[] Compose(HeaderLines header, int width, int height, Action<SkiaSharp.SKCanvas> body)
+    {
+        using var surface = SkiaSharp.SKSurface.Create(new SkiaSharp.SKImageInfo(width, height));
         var canvas = surface.Canvas;
         canvas.Clear(SkiaSharp.SKColors.White);
-        using (var font = new SkiaSharp.SKFont(Typeface(bold: true), 22))
         using (var paint = new SkiaSharp.SKPaint { Color = SkiaSharp.SKColors.Black, IsAntialias = true })
         {
-            canvas.DrawText(title, columns * panelWidth / 2f, 30, SkiaSharp.SKTextAlign.Center, font, paint);
-            if (!string.IsNullOrEmpty(note))
-            {
-                using var small = new SkiaSharp.SKFont(Typeface(bold: false), 15);
-                paint.Color = new SkiaSharp.SKColor(60, 60, 60);
-                canvas.DrawText(note, columns * panelWidth / 2f, 56, SkiaSharp.SKTextAlign.Center, small, paint);
-            }
+            float y = 10;
+            using (var bold = new SkiaSharp.SKFont(Typeface(bold: true), header.TitleSize))
+                foreach (var line in header.Title)
+                {
+                    y += header.TitleSize * 1.3f;
+                    canvas.DrawText(line, width / 2f, y - header.TitleSize * 0.3f, SkiaSharp.SKTextAlign.Center, bold, paint);
+                }
+            paint.Color = new SkiaSharp.SKColor(60, 60, 60);
+            using (var regular = new SkiaSharp.SKFont(Typeface(bold: false), header.NoteSize))
+                foreach (var line in header.Note)
+                {
+                    y += header.NoteSize * 1.35f;
+                    canvas.DrawText(line, width / 2f, y - header.NoteSize * 0.35f, SkiaSharp.SKTextAlign.Center, regular, paint);
+                }
         }
-        for (int i = 0; i < panels.Count; i++)
-        {
-            using var plot = new Plot();
-            Draw(plot, panels[i], note: null, fontScale: 0.9f);
-            using var image = plot.GetImage(panelWidth, panelHeight);
-            using var sk = SkiaSharp.SKImage.FromEncodedData(image.GetImageBytes(ImageFormat.Png));
-            canvas.DrawImage(sk, i % columns * panelWidth, header + i / columns * panelHeight);
-        }
+        body(canvas);
         using var snapshot = surface.Snapshot();
         using var data = snapshot.Encode(SkiaSharp.SKEncodedImageFormat.Png, 100);
         return data.ToArray();
+    }
+
+    private static void DrawPlot(SkiaSharp.SKCanvas canvas, Plot plot, int x, int y, int width, int height)
+    {
+        using var image = plot.GetImage(width, height);
+        using var sk = SkiaSharp.SKImage.FromEncodedData(image.GetImageBytes(ImageFormat.Png));
+        canvas.DrawImage(sk, x, y);
     }
 
     /// <summary>Writes <see cref="RenderLineChart"/>'s PNG to <paramref name="path"/> atomically.</summary>
@@ -105,29 +166,36 @@ public static class Charts
             : SkiaSharp.SKTypeface.FromFamilyName(Fonts.Default, bold ? SkiaSharp.SKFontStyle.Bold : SkiaSharp.SKFontStyle.Normal);
     }
 
-    private static void Draw(Plot plot, ChartPanel panel, string? note, float fontScale)
+    private static void Draw(Plot plot, ChartPanel panel, float fontScale)
     {
+        if (panel.YLimits is { } limits && !(double.IsFinite(limits.Bottom) && double.IsFinite(limits.Top) && limits.Bottom < limits.Top))
+            throw new ArgumentException($"panel \"{panel.Title}\": YLimits ({limits.Bottom}, {limits.Top}) must be finite with bottom < top.", nameof(panel));
         if (FontName.Value is { } font) plot.Font.Set(font);
-        plot.Title(string.IsNullOrEmpty(note) ? panel.Title : $"{panel.Title}\n{note}", size: 20 * fontScale);
-        plot.XLabel(panel.XLabel, size: 16 * fontScale);
-        plot.YLabel(panel.YLabel, size: 16 * fontScale);
+        if (panel.Title.Length > 0) plot.Title(panel.Title, size: 20 * fontScale);
+        plot.XLabel(panel.XLabel, size: 17 * fontScale);
+        plot.YLabel(panel.YLabel, size: 17 * fontScale);
         // plain invariant numbers (no thousands separator that reads as a decimal point: 1000, not "1.000")
         plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = Tick };
         plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = Tick };
-        plot.Axes.Bottom.TickLabelStyle.FontSize = 13 * fontScale;
-        plot.Axes.Left.TickLabelStyle.FontSize = 13 * fontScale;
+        plot.Axes.Bottom.TickLabelStyle.FontSize = 14 * fontScale;
+        plot.Axes.Left.TickLabelStyle.FontSize = 14 * fontScale;
         bool any = false;
         for (int s = 0; s < panel.Series.Count; s++)
         {
             var series = panel.Series[s];
-            var colour = Palette[s % Palette.Count];
+            var colour = Palette[(series.ColorIndex ?? s) % Palette.Count];
             bool labelled = false;
             int finite = series.Points.Count(p => double.IsFinite(p.X) && double.IsFinite(p.Y));
             foreach (var segment in Segments(series.Points))
             {
                 var line = plot.Add.Scatter(segment.Select(p => p.X).ToArray(), segment.Select(p => p.Y).ToArray(), colour);
                 line.LineWidth = 2;
-                line.MarkerSize = finite <= 60 ? 5 : 0;
+                line.MarkerSize = finite <= 60 ? 6 : 0;
+                if (series.Dashed)
+                {
+                    line.LinePattern = LinePattern.Dashed;
+                    line.MarkerShape = MarkerShape.FilledSquare;
+                }
                 if (!labelled) { line.LegendText = series.Name; labelled = true; }
                 any = true;
             }
@@ -138,10 +206,15 @@ public static class Charts
             if (panel.Series.Count > 1)
             {
                 plot.ShowLegend(Edge.Bottom); // under the data, never over it
-                plot.Legend.FontSize = 13 * fontScale;
+                plot.Legend.FontSize = 15 * fontScale;
             }
             // keep every line off the frame (a constant 0 line would otherwise sit on the axis)
             plot.Axes.Margins(0.03, 0.08);
+            if (panel.YLimits is { } y)
+            {
+                plot.Axes.AutoScale();
+                plot.Axes.SetLimitsY(y.Bottom, y.Top);
+            }
         }
     }
 

@@ -238,6 +238,9 @@ internal sealed class RunDirectory
         catch (JsonException e) { throw new InvalidDataException($"{path}: not a trainer state ({e.Message}).", e); }
     }
 
+    private static string LossKindName(string json) =>
+        json.Length > 1 && json[0] == '"' && DistillLossKinds.TryParse(json[1..^1], out var kind) ? $"\"{DistillLossKinds.Name(kind)}\"" : json;
+
     private static bool SameConfig(string saved, string current, out string diff)
     {
         diff = "";
@@ -261,6 +264,8 @@ internal sealed class RunDirectory
                 // before precision the student computed in fp32
                 p.Name == "precision" ? "\"fp32\"" : "(absent)";
             string now = Compact(p.Value);
+            // loss_kind was written "ForwardKL" before it was spelled "forward-kl": the same kind
+            if (p.Name == "loss_kind") { was = LossKindName(was); now = LossKindName(now); }
             // the LoRA keys came later: a checkpoint without them was trained without LoRA (without epochs: by steps; without max_length: the model's limit; without rows: on every row)
             if (was == "(absent)" && now == "null" && (p.Name.StartsWith("lora_", StringComparison.Ordinal) || p.Name is "epochs" or "max_length" or "rows")) continue;
             if (was != now) { diff = $"{p.Name}: checkpoint {was}, now {now}"; return false; }

@@ -201,7 +201,7 @@ public sealed record TrainOptions
     /// <summary>Distillation temperature τ (RAFT).</summary>
     [JsonPropertyName("temperature")] public float Temperature { get; init; } = 1.0f;
     /// <summary>The divergence (RAFT).</summary>
-    [JsonPropertyName("loss_kind")] public DistillLossKind LossKind { get; init; } = DistillLossKind.ForwardKL;
+    [JsonPropertyName("loss_kind"), JsonConverter(typeof(DistillLossKindJsonConverter))] public DistillLossKind LossKind { get; init; } = DistillLossKind.ForwardKL;
     /// <summary>β of the generalized JSD (RAFT, loss kind Jsd).</summary>
     [JsonPropertyName("jsd_beta")] public float JsdBeta { get; init; } = 0.5f;
     /// <summary>EMA decay of the adaptive balancer (RAFT).</summary>
@@ -321,7 +321,8 @@ public sealed record TrainOptions
                     "r" => ("lora_rank", (object?)LoraRank), "lora_alpha" => ("lora_alpha", LoraAlpha), "lora_dropout" => ("lora_dropout", LoraDropout),
                     _ => ("lora_targets", LoraTargets),
                 };
-                Fail(key, value, e.Message);
+                // the rule alone: without .NET's " (Parameter 'r')" and "Actual value was …", and without its own full stop (Fail adds one)
+                Fail(key, value, e.Message.Split(" (Parameter '")[0].TrimEnd('.'));
             }
         }
         _ = Raft.Model.SafeTensorDTypes.ParseWeightsDType(TeacherWeightsDType, "teacher_weights_dtype");
