@@ -15,7 +15,9 @@ namespace Raft.Pipeline.Training;
 /// when it is needed (rollouts, callbacks, checkpoints, the end of the run). One process for now.
 /// <para>With LoRA (<see cref="LlamaModel.Lora"/>) the device trains the adapters only: the base is uploaded once and
 /// stays frozen there (and on the host, where the rollouts and the base-as-teacher read it), and the trained adapters,
-/// not the base, are what comes back to the host model's <see cref="LoraAdapters.Parameters"/>.</para>
+/// not the base, are what comes back to the host model's <see cref="LoraAdapters.Parameters"/>. A base the host holds in
+/// bf16/fp16 (<see cref="LlamaModel.IsInferenceOnly"/>) is widened to fp32 for the device (exact; the device memory is
+/// that of an fp32 base).</para>
 /// </summary>
 internal sealed class GpuStudent : IStudentBackend
 {
@@ -31,7 +33,9 @@ internal sealed class GpuStudent : IStudentBackend
         var accelerator = setup.Accelerator!;
         _setup = setup;
         var optimizer = setup.HostOptimizer(); // the resumed step and moments, or fresh ones
-        _gpu = new GpuLlamaModel(accelerator, setup.Model);
+        _gpu = setup.Model is { IsInferenceOnly: true, Lora: { } lora }
+            ? new GpuLlamaModel(accelerator, setup.Model.Config, WidenedBase(setup.Model), lora)
+            : new GpuLlamaModel(accelerator, setup.Model);
         try
         {
             _gpu.SetOptimizer(setup.Adam, setup.Schedule, optimizer.StepCount);
@@ -46,6 +50,19 @@ internal sealed class GpuStudent : IStudentBackend
             _gpu.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// A LoRA base held in 16 bits on the host, as the fp32 tensors the device computes on: the fp32 tensors as they
+    /// are, every 16-bit matrix widened (exactly, so the device's base is the host's, value for value). Transient: the
+    /// copy is uploaded and dropped; the host model keeps its 16-bit matrices.
+    /// </summary>
+    private static TensorSet WidenedBase(LlamaModel model)
+    {
+        var set = new TensorSet();
+        foreach (var t in model.Parameters.Tensors) set.Add(t);
+        foreach (var h in model.HalfMatrices.Values) set.Add(h.ToSingle());
+        return set;
     }
 
     public double CurrentLearningRate => _gpu.CurrentLearningRate;

@@ -78,13 +78,9 @@ internal static class StudentBackends
                 throw new TrainingException($"gradient_checkpointing = true: the GPU student ({s.Accelerator.Name}) does not recompute layers yet; run with device = cpu or without it.");
             if (s.Options.ComputeDType is not null)
                 throw new TrainingException($"precision = {s.Options.Precision}: the GPU student ({s.Accelerator.Name}) computes in fp32; run with device = cpu or precision = fp32.");
-            if (s.Model.Lora is { } lora)
-            {
-                if (lora.Config.Dropout > 0)
-                    throw new TrainingException($"lora_dropout = {lora.Config.Dropout}: the GPU student ({s.Accelerator.Name}) does not draw LoRA dropout masks yet; run with lora_dropout = 0 or device = cpu.");
-                if (s.Model.IsInferenceOnly)
-                    throw new TrainingException($"base_weights_dtype = {s.Options.BaseWeightsDType}: the LoRA base is held in {s.Model.WeightsDescription}, and the GPU student ({s.Accelerator.Name}) computes on an fp32 base; run with base_weights_dtype = fp32 or device = cpu.");
-            }
+            // LoRA trains on the device (a 16-bit base is widened to fp32 there); its dropout masks are not drawn there
+            if (s.Model.Lora is { Config.Dropout: > 0 } lora)
+                throw new TrainingException($"lora_dropout = {lora.Config.Dropout}: the GPU student ({s.Accelerator.Name}) does not draw LoRA dropout masks yet; run with lora_dropout = 0 or device = cpu.");
             if (s.Options.GradientAccumulationSteps > 1)
                 throw new TrainingException($"gradient_accumulation_steps = {s.Options.GradientAccumulationSteps}: the GPU student ({s.Accelerator.Name}) does not accumulate micro-batches yet; run with device = cpu or raise batch_size.");
             if (s.World.WorldSize > 1)
