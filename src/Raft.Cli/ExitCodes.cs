@@ -47,6 +47,10 @@ internal static class CliErrors
                 stderr.WriteLine($"error: no space left on the device ({Clean(io.Message)}); free some space (or choose another --out) " +
                                  "and run the command again: raft train / raft sft continue from their last checkpoint with --resume.");
                 return ExitCodes.Failure;
+            case IOException io when io.HResult == 30 || io.Message.Contains("Read-only file system", StringComparison.OrdinalIgnoreCase): // EROFS
+                stderr.WriteLine($"error: the file system is read-only ({Clean(io.Message)}); make it writable (or choose another --out) " +
+                                 "and run the command again: raft train / raft sft continue from their last checkpoint with --resume.");
+                return ExitCodes.Failure;
             case ArgumentException argument:
                 stderr.WriteLine($"error: invalid argument: {Clean(WithoutParameter(argument))}");
                 return ExitCodes.Usage;

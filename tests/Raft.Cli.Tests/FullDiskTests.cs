@@ -78,4 +78,62 @@ public class FullDiskTests : CliHarness
         }
         finally { Sh($"umount -l '{mount}'"); }
     }
+
+    [TmpfsFact]
+    public void A_file_system_that_turns_read_only_mid_run_stops_it_clearly_and_resume_finishes_it()
+    {
+        string model = PipelineFixtures.Checkpoint(PathOf("base")), data = PipelineFixtures.Data(PathOf("data.jsonl"));
+        string whole = PathOf("whole");
+        var uninterrupted = Raft(Sft(model, data, whole));
+        Assert.True(uninterrupted.Code == 0, uninterrupted.ToString());
+
+        string mount = PathOf("disk");
+        Directory.CreateDirectory(mount);
+        Sh($"mount -t tmpfs -o size=64m raft-test-ro '{mount}'");
+        try
+        {
+            string run = Path.Combine(mount, "run");
+            var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
+            psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "raft.dll"));
+            foreach (var a in Sft(model, data, run)) psi.ArgumentList.Add(a);
+            psi.Environment["RAFT_TEST_FAULT"] = "sleep:0:400"; // a slow run, so the remount lands between steps
+            using var p = Process.Start(psi)!;
+            var stderrTask = p.StandardError.ReadToEndAsync();
+            _ = p.StandardOutput.ReadToEndAsync();
+            var sw = Stopwatch.StartNew();
+            while (!File.Exists(Path.Combine(run, Trainer.CheckpointsDir, "step-0000002", Trainer.StateFile)))
+            {
+                Assert.False(p.HasExited, "the run ended before its step-2 checkpoint");
+                Assert.True(sw.Elapsed < TimeSpan.FromMinutes(3), "timed out waiting for the step-2 checkpoint");
+                Thread.Sleep(50);
+            }
+            // remount read-only (busy while a file is open for writing: retried)
+            for (int attempt = 0; ; attempt++)
+            {
+                using var ro = Process.Start(new ProcessStartInfo("sh", ["-c", $"mount -o remount,ro '{mount}'"]) { UseShellExecute = false, RedirectStandardError = true })!;
+                ro.StandardError.ReadToEnd();
+                ro.WaitForExit();
+                if (ro.ExitCode == 0) break;
+                Assert.True(attempt < 100 && !p.HasExited, "could not remount the run's file system read-only");
+                Thread.Sleep(20);
+            }
+            Assert.True(p.WaitForExit(120_000), "the run did not stop on the read-only file system");
+            string stderr = stderrTask.GetAwaiter().GetResult();
+            Assert.True(p.ExitCode == 1, $"exit {p.ExitCode}\n{stderr}");
+            string last = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1];
+            Assert.StartsWith("error: ", last);
+            Assert.Contains("read-only", last);
+            Assert.Contains("--resume", last);
+            Assert.DoesNotContain("System.IO", last);
+            foreach (var ckpt in Directory.GetDirectories(Path.Combine(run, Trainer.CheckpointsDir)))
+                Assert.NotEmpty(Checkpoint.Load(ckpt).Weights.Tensors);
+
+            Sh($"mount -o remount,rw '{mount}'");
+            var resumed = Raft(Sft(model, data, run, "--resume"));
+            Assert.True(resumed.Code == 0, resumed.ToString());
+            Assert.Equal(PipelineFixtures.Weights(Path.Combine(whole, Trainer.FinalDir)), PipelineFixtures.Weights(Path.Combine(run, Trainer.FinalDir)));
+            Assert.Equal(8, File.ReadAllLines(Path.Combine(run, Trainer.MetricsFile)).Length);
+        }
+        finally { Sh($"umount -l '{mount}'"); }
+    }
 }
