@@ -42,6 +42,15 @@ internal static class CliErrors
             case Raft.Pipeline.Training.TrainingException training:
                 stderr.WriteLine($"error: {Clean(training.Message)}");
                 return ExitCodes.Failure;
+            case IOException io when IsDiskFull(io):
+                // an I/O failure (exit 1), said plainly with what to do: the atomic writes kept every earlier file whole
+                stderr.WriteLine($"error: no space left on the device ({Clean(io.Message)}); free some space (or choose another --out) " +
+                                 "and run the command again: raft train / raft sft continue from their last checkpoint with --resume.");
+                return ExitCodes.Failure;
+            case IOException io when io.HResult == 30 || io.Message.Contains("Read-only file system", StringComparison.OrdinalIgnoreCase): // EROFS
+                stderr.WriteLine($"error: the file system is read-only ({Clean(io.Message)}); make it writable (or choose another --out) " +
+                                 "and run the command again: raft train / raft sft continue from their last checkpoint with --resume.");
+                return ExitCodes.Failure;
             case ArgumentException argument:
                 stderr.WriteLine($"error: invalid argument: {Clean(WithoutParameter(argument))}");
                 return ExitCodes.Usage;
@@ -50,6 +59,11 @@ internal static class CliErrors
                 return ExitCodes.Failure;
         }
     }
+
+    /// <summary>ENOSPC or EDQUOT: the disk (or the user's quota) is full. On Unix .NET's IOException carries the errno as HResult.</summary>
+    internal static bool IsDiskFull(IOException e) =>
+        e.HResult is 28 or 122 || e.Message.Contains("No space left on device", StringComparison.OrdinalIgnoreCase)
+                              || e.Message.Contains("Disk quota exceeded", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
     /// A message without the .NET leftovers of an <see cref="ArgumentException"/> wrapped inside it, wherever they are:
