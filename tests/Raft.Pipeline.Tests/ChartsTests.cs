@@ -44,8 +44,8 @@ public sealed class ChartsTests
         panels.Add(new ChartPanel("nothing here", "step", "y", [new ChartSeries("s", [(1.0, double.NaN)])]));
         var img = PngDecoder.Decode(Charts.RenderPanels("Run", panels, "a note", columns: 2, panelWidth: 400, panelHeight: 300));
         Assert.Equal(800, img.Width);
-        int header = img.Height - 3 * 300; // the title and the note, one line each
-        Assert.InRange(header, 50, 90);
+        const int header = 70; // the title and the note, one line each
+        Assert.Equal(3 * 300 + header, img.Height);
         Assert.True(img.Count(Dark, 0, 0, 800, 60) > 40, "no overall title");
         // every panel but the last one draws the line
         var c = Rgb(Charts.Palette[0]);
@@ -56,6 +56,38 @@ public sealed class ChartsTests
             if (i < 5) Assert.True(n > 30, $"panel {i}: line missing");
             else Assert.True(n < 5, $"panel {i} has no finite point but shows {n} line pixels");
         }
+    }
+
+    [Fact]
+    public void A_note_wider_than_the_chart_wraps_onto_more_lines_instead_of_being_cut()
+    {
+        var panels = new[] { new ChartPanel("p", "step", "y", [new ChartSeries("s", [(0.0, 1.0), (1.0, 2.0)])]) };
+        string note = string.Join(" ", Enumerable.Repeat("a fairly long note about the eval subset", 6));
+        var img = PngDecoder.Decode(Charts.RenderPanels("Run", panels, note, columns: 1, panelWidth: 400, panelHeight: 300));
+        int lines = (img.Height - 300 - 8 - 30 - 6) / 26;
+        Assert.Equal(img.Height, 300 + 8 + 30 + lines * 26 + 6);
+        Assert.InRange(lines, 4, 12);
+        // no text runs into the left or right edge: the outermost 6 pixel columns of the header are white
+        Assert.Equal(0, img.Count(p => p is not { R: 255, G: 255, B: 255 }, 0, 0, 6, img.Height - 300));
+        Assert.Equal(0, img.Count(p => p is not { R: 255, G: 255, B: 255 }, 394, 0, 400, img.Height - 300));
+        using var wide = new SkiaSharp.SKFont(SkiaSharp.SKTypeface.Default, 15);
+        var wrapped = Charts.Wrap(note + "\nsecond paragraph", wide, 300);
+        Assert.All(wrapped, l => Assert.True(wide.MeasureText(l) <= 300, $"'{l}' is wider than 300 px"));
+        Assert.Equal(note + " second paragraph", string.Join(" ", wrapped));
+        Assert.Equal("second paragraph", wrapped[^1]);
+    }
+
+    [Fact]
+    public void Fixed_vertical_limits_must_be_finite_and_ordered()
+    {
+        var series = new ChartSeries("s", [(0.0, 1.0), (1.0, 2.0)]);
+        var ok = new ChartPanel("t", "x", "y", [series]) { YLimits = (-2, 102) };
+        var img = PngDecoder.Decode(Charts.RenderLineChart(ok));
+        Assert.Equal((960, 600), (img.Width, img.Height));
+        var e = Assert.Throws<ArgumentException>(() => Charts.RenderLineChart(ok with { YLimits = (5, 5) }));
+        Assert.Equal("panel", e.ParamName);
+        Assert.Contains("YLimits (5, 5)", e.Message);
+        Assert.Throws<ArgumentException>(() => Charts.RenderLineChart(ok with { YLimits = (double.NaN, 1) }));
     }
 
     [Fact]

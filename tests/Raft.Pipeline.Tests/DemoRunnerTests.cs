@@ -63,7 +63,7 @@ public class DemoRunnerTests
         Assert.Equal([0, 1, 2], report.Curves["sft"].Select(p => p.Step));
         Assert.Equal([0, 1, 2], report.Curves["raft"].Select(p => p.Step));
         Assert.Contains(logs, l => l.StartsWith("base:", StringComparison.Ordinal));
-        // the curves' eval subset is stated in report.md and report.json (CurveItems 25 > EvalItems 4: every item)
+        // the curves' eval subset is stated in report.md and report.json (CurveItems 20 > EvalItems 4: every item)
         Assert.Contains("Learning curves: accuracy at 3 evenly spaced steps of each run (step 0 to 2), mean over seeds, on all 4 items of the domain and of the general eval set (the table: every item).", md);
         var curves = json["curves"]!.AsObject();
         Assert.Equal(4, curves["items_per_set"]!.GetValue<int>());
@@ -134,9 +134,9 @@ public class DemoRunnerTests
         var rising = steps.Select(s => (s, s / 300.0 * 0.2, 0.66 - s / 300.0 * 0.1)).ToArray();
         var report = new DemoReport(1, [1, 2, 3], new Dictionary<string, IReadOnlyList<DemoScores>>(),
             new Dictionary<string, IReadOnlyList<(int, double, double)>> { ["sft"] = flat, ["raft"] = rising }, [])
-        { CurveItems = 25, EvalItems = 100 };
-        Assert.Equal("curves: first 25 of 100 items of the domain and general eval sets, 20 points per run; table: every item", DemoRunner.CurvesNote(report));
-        Assert.Equal("the first 25 of the 100 items of the domain and of the general eval set", report.CurveSubsetText);
+        { CurveItems = new DemoOptions().CurveItems, EvalItems = 100 };
+        Assert.Equal("curves: first 20 of 100 items of the domain and general eval sets, 20 points per run; table: every item", DemoRunner.CurvesNote(report));
+        Assert.Equal("the first 20 of the 100 items of the domain and of the general eval set", report.CurveSubsetText);
         var panel = DemoRunner.CurvesPanel(report)!;
         Assert.Equal((-2.0, 102.0), panel.YLimits);
         Assert.Equal(["sft domain", "sft general", "raft domain", "raft general"], panel.Series.Select(s => s.Name));

@@ -67,10 +67,12 @@ public static class Charts
     }
 
     /// <summary>A chart's header: title lines (bold) and note lines (smaller, grey), each wrapped to fit the width.</summary>
+    /// <remarks>8 px above, 6 below; a 22 px title line takes 30 px and a 15 px note line 26 (so one of each: 70 px).</remarks>
     private sealed record HeaderLines(IReadOnlyList<string> Title, float TitleSize, IReadOnlyList<string> Note, float NoteSize)
     {
-        public int Height => Title.Count + Note.Count == 0 ? 8
-            : (int)Math.Ceiling(10 + Title.Count * TitleSize * 1.3f + Note.Count * NoteSize * 1.35f + 8);
+        public int TitleLine => (int)Math.Round(TitleSize * 15 / 11);
+        public int NoteLine => (int)Math.Round(NoteSize * 26 / 15);
+        public int Height => 8 + Title.Count * TitleLine + Note.Count * NoteLine + 6;
     }
 
     private static HeaderLines Header(string? title, string? note, int width, float titleSize, float noteSize)
@@ -111,19 +113,19 @@ public static class Charts
         canvas.Clear(SkiaSharp.SKColors.White);
         using (var paint = new SkiaSharp.SKPaint { Color = SkiaSharp.SKColors.Black, IsAntialias = true })
         {
-            float y = 10;
+            int y = 8; // the bottom of the lines drawn so far; each baseline sits 8 px above its line's bottom
             using (var bold = new SkiaSharp.SKFont(Typeface(bold: true), header.TitleSize))
                 foreach (var line in header.Title)
                 {
-                    y += header.TitleSize * 1.3f;
-                    canvas.DrawText(line, width / 2f, y - header.TitleSize * 0.3f, SkiaSharp.SKTextAlign.Center, bold, paint);
+                    y += header.TitleLine;
+                    canvas.DrawText(line, width / 2f, y - 8, SkiaSharp.SKTextAlign.Center, bold, paint);
                 }
             paint.Color = new SkiaSharp.SKColor(60, 60, 60);
             using (var regular = new SkiaSharp.SKFont(Typeface(bold: false), header.NoteSize))
                 foreach (var line in header.Note)
                 {
-                    y += header.NoteSize * 1.35f;
-                    canvas.DrawText(line, width / 2f, y - header.NoteSize * 0.35f, SkiaSharp.SKTextAlign.Center, regular, paint);
+                    y += header.NoteLine;
+                    canvas.DrawText(line, width / 2f, y - 8, SkiaSharp.SKTextAlign.Center, regular, paint);
                 }
         }
         body(canvas);
