@@ -70,6 +70,14 @@ public sealed class CudaModelTests(CudaFixture fixture) : IClassFixture<CudaFixt
         ModelChecks.SftStepsMatch(fixture.Device.Accelerator, Problem.Random(tied: true, bias: true), trainable: "mlp|norm");
 
     [CudaFact]
+    public void LoraSftStepsMatchCpuTrainer() =>
+        LoraChecks.SftStepsMatch(fixture.Device.Accelerator, Problem.Random(tied: false, bias: true), LoraChecks.Config("all-linear"));
+
+    // on a GPU the atomics of a split-K GEMM add in a varying order: the adapters' GEMMs must not split
+    [CudaFact]
+    public void LoraGradientsAreTheSameBitsEveryRun() => LoraChecks.GradientsAreDeterministic(fixture.Device.Accelerator);
+
+    [CudaFact]
     public void DemoSizedModelMatchesCpuModel()
     {
         int seed = Random.Shared.Next();

@@ -98,6 +98,9 @@ public sealed class GpuLoraTests(CpuAcceleratorFixture fixture)
             }
     }
 
+    [Fact]
+    public void AdapterGradientsAreTheSameBitsEveryRun() => LoraChecks.GradientsAreDeterministic(_acc);
+
     [Theory]
     [InlineData(false, true, "all-linear", false)]
     [InlineData(true, false, "q_proj,v_proj", false)]

@@ -25,6 +25,32 @@ internal static class LoraChecks
 
     private static LoraAdapters Copy(LoraAdapters a) => new(a.Layout, a.Config, a.Parameters.Clone());
 
+    /// <summary>
+    /// Three fresh device models, one forward and backward each: the adapters' gradients are the same bits every time.
+    /// Enough rows (n = 96 > the GEMM's TileK) that the base's split-K (atomic adds, whose order varies on a GPU) would
+    /// split the adapters' weight-gradient GEMMs; theirs never split, so a LoRA step is deterministic and a resumed run
+    /// equals the uninterrupted one bit for bit.
+    /// </summary>
+    public static void GradientsAreDeterministic(Accelerator acc)
+    {
+        var pr = Problem.Random(tied: false, bias: true, batch: 4, seqLen: 24);
+        var lc = Config(rank: 2, alpha: 4);
+        var adapters = RandomAdapters(pr.Config, lc, pr.Seed);
+        var r = pr.RandomDLogits();
+        TensorSet? first = null;
+        for (int run = 0; run < 3; run++)
+        {
+            using var gpu = new GpuLlamaModel(acc, pr.Config, pr.Parameters, adapters);
+            gpu.Forward(pr.Tokens, pr.Batch, pr.SeqLen);
+            gpu.Backward(r);
+            var grads = adapters.Parameters.ZerosLike();
+            gpu.DownloadGradients(grads);
+            if (first is null) { first = grads; continue; }
+            foreach (var g in first.Tensors)
+                Assert.True(g.Data.AsSpan().SequenceEqual(grads[g.Name].Data), $"{g.Name}: run {run} differs from run 0 ({pr})");
+        }
+    }
+
     public static void ForwardMatches(Accelerator acc, Problem pr, LoraConfig lc, double tolerance = 1e-5)
     {
         var adapters = RandomAdapters(pr.Config, lc, pr.Seed + 7);
