@@ -51,6 +51,11 @@ internal static class CliErrors
                 stderr.WriteLine($"error: the file system is read-only ({Clean(io.Message)}); make it writable (or choose another --out) " +
                                  "and run the command again: raft train / raft sft continue from their last checkpoint with --resume.");
                 return ExitCodes.Failure;
+            case IOException io:
+                // any other I/O failure (a rename a network file system refused, EIO, …): exit 1, said without the .NET type
+                stderr.WriteLine($"error: an I/O operation failed ({Clean(io.Message)}); every file written before it is whole: fix the cause " +
+                                 "and run the command again (raft train / raft sft continue from their last checkpoint with --resume).");
+                return ExitCodes.Failure;
             case ArgumentException argument:
                 stderr.WriteLine($"error: invalid argument: {Clean(WithoutParameter(argument))}");
                 return ExitCodes.Usage;

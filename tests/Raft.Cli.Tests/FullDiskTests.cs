@@ -11,6 +11,24 @@ public sealed class TmpfsFactAttribute : FactAttribute
     {
         if (!OperatingSystem.IsLinux() || Environment.UserName != "root" || !(File.Exists("/bin/mount") || File.Exists("/usr/bin/mount")))
             Skip = "Mounting a small tmpfs (the full disk) needs root and mount(8) on Linux.";
+        else if (!CanMount(out string why))
+            Skip = $"Mounting a small tmpfs (the full disk) is not allowed here (an unprivileged container?): {why}";
+    }
+
+    /// <summary>Whether a tmpfs mounts here (a probe, unmounted at once).</summary>
+    private static bool CanMount(out string why)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "raft-tmpfs-probe-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        try
+        {
+            using var p = Process.Start(new ProcessStartInfo("sh", ["-c", $"mount -t tmpfs -o size=64k raft-probe '{dir}' && umount '{dir}'"])
+                { UseShellExecute = false, RedirectStandardError = true })!;
+            why = p.StandardError.ReadToEnd().Trim();
+            p.WaitForExit();
+            return p.ExitCode == 0;
+        }
+        finally { try { Directory.Delete(dir); } catch (IOException) { } }
     }
 }
 

@@ -44,14 +44,18 @@ internal sealed class RunLock : IDisposable
         Directory.CreateDirectory(folder);
         string path = Path.Combine(folder, FileName);
         var me = Current(command);
-        for (int attempt = 0; ; attempt++)
+        // A lock file that does not parse may be one being written: waited for while it is young (at most twice
+        // BeingWritten), then taken over. Only take-overs lost to another process count as attempts (before, the wait
+        // used them up, so a just-damaged lock ended in "it keeps changing" instead of being taken over).
+        var waited = Stopwatch.StartNew();
+        for (int attempt = 0; ; )
         {
             if (TryCreate(path, me)) return new RunLock(path, me);
             var (holder, age) = Read(path);
             if (holder is null)
             {
                 if (age is null) continue;                 // gone meanwhile: try again
-                if (age < BeingWritten && attempt < 50) { Thread.Sleep(100); continue; }
+                if (age < BeingWritten && waited.Elapsed < 2 * BeingWritten) { Thread.Sleep(100); continue; }
             }
             else if (holder.Host != me.Host)
                 throw new UsageException($"{option} {folder}: the run folder is locked by pid {holder.Pid} on host {holder.Host} ({holder.Command}, since {holder.ProcessStarted:u}); " +
@@ -59,7 +63,7 @@ internal sealed class RunLock : IDisposable
             else if (IsAlive(holder))
                 throw new UsageException($"{option} {folder}: another run is using this folder (pid {holder.Pid}, {holder.Command}, started {holder.ProcessStarted:u}); " +
                                          "wait for it to end or stop it: one run per folder at a time.");
-            if (attempt >= 50) throw new UsageException($"{option} {folder}: could not take the lock {path} (it keeps changing).");
+            if (attempt++ >= 50) throw new UsageException($"{option} {folder}: could not take the lock {path} (it keeps changing).");
             if (TakeOver(path, holder))
                 log.WriteLine(holder is null
                     ? $"raft: {option} {folder}: took over a damaged lock file {FileName} (no run holds it)"

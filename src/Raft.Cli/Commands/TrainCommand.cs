@@ -138,6 +138,37 @@ internal static class TrainCommand
         return command;
     }
 
+    /// <summary>
+    /// The half-written files a killed run leaves (SIGKILL, a power cut, a full disk mid-write): the staging folders
+    /// (<c>.NAME.staging-GUID</c>) and temporary files (<c>.NAME.GUID.tmp</c>) of <see cref="AtomicFile"/> in the run
+    /// folder, in <c>checkpoints/</c> and in the checkpoints themselves. Removed on resume, under the run's lock (no other
+    /// run writes there); only those names, never another file.
+    /// </summary>
+    internal static void RemoveLeftovers(string outDir, TextWriter info)
+    {
+        var staging = new System.Text.RegularExpressions.Regex(@"^\..+\.staging-[0-9a-f]{32}$");
+        var temp = new System.Text.RegularExpressions.Regex(@"^\..+\.[0-9a-f]{32}\.tmp$");
+        var folders = new List<string> { outDir };
+        string checkpoints = Path.Combine(outDir, Trainer.CheckpointsDir);
+        if (Directory.Exists(checkpoints)) folders.Add(checkpoints);
+        folders.AddRange(folders.ToArray().SelectMany(f => Directory.GetDirectories(f).Where(d => !staging.IsMatch(Path.GetFileName(d)))));
+        int removed = 0;
+        foreach (string folder in folders.Distinct())
+        {
+            foreach (string d in Directory.GetDirectories(folder).Where(d => staging.IsMatch(Path.GetFileName(d))))
+            {
+                Directory.Delete(d, recursive: true);
+                removed++;
+            }
+            foreach (string f in Directory.GetFiles(folder).Where(f => temp.IsMatch(Path.GetFileName(f))))
+            {
+                File.Delete(f);
+                removed++;
+            }
+        }
+        if (removed > 0) info.WriteLine($"raft: removed {removed} half-written file(s) or folder(s) an interrupted run left in {outDir}");
+    }
+
     /// <summary>How the run folder is used: resumed, cleared first (--overwrite of a non-empty one), and whether changed inputs are allowed on resume.</summary>
     private readonly record struct RunFlags(bool Resume, bool Clear, bool Overwrite, bool AllowDataChange);
 
@@ -194,6 +225,7 @@ internal static class TrainCommand
         {
             CheckRunFolder(outDir, resume, run.Overwrite); // again under the lock: a run that ended meanwhile may have filled it
             if (run.Clear) ClearRun(outDir, info);
+            if (resume) RemoveLeftovers(outDir, info);
             if (!resume) record!.Write(outDir);
             else recordAfterStep = () => { record!.Write(outDir); recordAfterStep = null; };
         }
