@@ -131,7 +131,7 @@ public class DemoRunnerTests
     {
         var steps = DemoRunner.CurveSteps(300, 20);
         var flat = steps.Select(s => (s, 0.0, 0.66)).ToArray();                          // sft domain at 0 throughout
-        var rising = steps.Select(s => (s, s / 300.0 * 0.2, 0.66 - s / 300.0 * 0.1)).ToArray();
+        var rising = steps.Select(s => (s, 0.0, 0.66 - s / 300.0 * 0.1)).ToArray();        // raft domain on top of it
         var report = new DemoReport(1, [1, 2, 3], new Dictionary<string, IReadOnlyList<DemoScores>>(),
             new Dictionary<string, IReadOnlyList<(int, double, double)>> { ["sft"] = flat, ["raft"] = rising }, [])
         { CurveItems = new DemoOptions().CurveItems, EvalItems = 100 };
@@ -146,8 +146,8 @@ public class DemoRunnerTests
         Assert.InRange(img.Count(p => p is { R: 255, G: 255, B: 255 }), 1, 960 * 600 * 98 / 100);
         var sft = Eval.Charts.Palette[1];
         Assert.True(img.CountNear((sft.R, sft.G, sft.B)) > 200, "sft lines barely present");
-        // sft's flat 0 % line is drawn clear of the bottom frame: under the lowest row where the sft colour runs across
-        // most of the plot, a light gap comes before the dark frame line
+        // sft's flat 0 % line, with raft's drawn over it, still shows and is drawn clear of the bottom frame: under the
+        // lowest row where the sft colour runs across most of the plot, a light gap comes before the dark frame line
         bool Near((byte R, byte G, byte B) p) => Math.Abs(p.R - sft.R) <= 40 && Math.Abs(p.G - sft.G) <= 40 && Math.Abs(p.B - sft.B) <= 40;
         int lineRow = Enumerable.Range(0, img.Height).Last(y => img.Count(Near, 0, y, img.Width, y + 1) > img.Width / 2);
         int frameRow = Enumerable.Range(lineRow + 1, 40).First(y => img.Count(p => p.R < 90 && p.G < 90 && p.B < 90, 0, y, img.Width, y + 1) > img.Width / 2);

@@ -367,18 +367,19 @@ public sealed class DemoRunner
 
     /// <summary>
     /// The learning-curves chart of <paramref name="report"/>: sft and raft, domain (solid) and general (dashed) accuracy
-    /// in percent, one colour per method, on a fixed −2…102 % axis so that a line at 0 or 100 stays clear of the frame;
-    /// null when neither method has a curve.
+    /// in percent, one colour per method, on a fixed −2…102 % axis so that a line at 0 or 100 stays clear of the frame.
+    /// sft is drawn first and wider, so where raft's line lies on it (both at 0 % domain accuracy, or at step 0 where
+    /// both are the base) sft's still shows around it. Null when neither method has a curve.
     /// </summary>
     public static ChartPanel? CurvesPanel(DemoReport report)
     {
         ArgumentNullException.ThrowIfNull(report);
         var series = new List<ChartSeries>();
-        foreach (var (method, colour) in new[] { ("sft", 1), ("raft", 0) })
+        foreach (var (method, colour, width) in new[] { ("sft", 1, 4.5f), ("raft", 0, 2f) })
         {
             if (report.Curves.GetValueOrDefault(method) is not { Count: > 0 } points) continue;
-            series.Add(new ChartSeries($"{method} domain", points.Select(p => ((double)p.Step, 100 * p.Domain)).ToArray()) { ColorIndex = colour });
-            series.Add(new ChartSeries($"{method} general", points.Select(p => ((double)p.Step, 100 * p.General)).ToArray()) { ColorIndex = colour, Dashed = true });
+            series.Add(new ChartSeries($"{method} domain", points.Select(p => ((double)p.Step, 100 * p.Domain)).ToArray()) { ColorIndex = colour, LineWidth = width });
+            series.Add(new ChartSeries($"{method} general", points.Select(p => ((double)p.Step, 100 * p.General)).ToArray()) { ColorIndex = colour, Dashed = true, LineWidth = width });
         }
         if (series.Count == 0) return null;
         string seeds = report.Seeds.Count == 1 ? $"seed {report.Seeds[0]}" : $"mean over {report.Seeds.Count} seeds";

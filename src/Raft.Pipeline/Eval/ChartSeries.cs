@@ -9,4 +9,9 @@ public sealed record ChartSeries(string Name, IReadOnlyList<(double X, double Y)
     public int? ColorIndex { get; init; }
     /// <summary>Draws the line dashed (and its markers as squares) instead of solid with round markers.</summary>
     public bool Dashed { get; init; }
+    /// <summary>
+    /// The line's width in pixels (markers scale with it); a wider line drawn before a narrower one stays visible around
+    /// it where the two coincide.
+    /// </summary>
+    public float LineWidth { get; init; } = 2;
 }

@@ -170,6 +170,8 @@ public static class Charts
 
     private static void Draw(Plot plot, ChartPanel panel, float fontScale)
     {
+        if (panel.Series.FirstOrDefault(x => !(x.LineWidth is >= 0.5f and <= 20)) is { } bad)
+            throw new ArgumentException($"panel \"{panel.Title}\": series \"{bad.Name}\" has LineWidth {bad.LineWidth}; it must be in 0.5..20 pixels.", nameof(panel));
         if (panel.YLimits is { } limits && !(double.IsFinite(limits.Bottom) && double.IsFinite(limits.Top) && limits.Bottom < limits.Top))
             throw new ArgumentException($"panel \"{panel.Title}\": YLimits ({limits.Bottom}, {limits.Top}) must be finite with bottom < top.", nameof(panel));
         if (FontName.Value is { } font) plot.Font.Set(font);
@@ -191,8 +193,8 @@ public static class Charts
             foreach (var segment in Segments(series.Points))
             {
                 var line = plot.Add.Scatter(segment.Select(p => p.X).ToArray(), segment.Select(p => p.Y).ToArray(), colour);
-                line.LineWidth = 2;
-                line.MarkerSize = finite <= 60 ? 6 : 0;
+                line.LineWidth = series.LineWidth;
+                line.MarkerSize = finite <= 60 ? series.LineWidth + 4 : 0;
                 if (series.Dashed)
                 {
                     line.LinePattern = LinePattern.Dashed;
