@@ -106,8 +106,9 @@ public partial class HelpTextTests : CliHarness
     [Fact]
     public void The_same_option_has_the_same_placeholder_on_every_command()
     {
-        // --out is a folder or a file by command; demo's --teacher is how the base serves (onnx|engine), the others' a folder
-        string[] differ = ["--out", "--teacher"];
+        // --out is a folder or a file by command; demo's --teacher is how the base serves (onnx|engine), the others' a folder;
+        // kd's --rows is the row count of its --example logits, the data commands' a slice of the data file
+        string[] differ = ["--out", "--teacher", "--rows"];
         var clashes = All().Where(e => !differ.Contains(e.Name)).GroupBy(e => e.Name)
             .Where(g => g.Select(e => e.Placeholder).Distinct().Count() > 1)
             .Select(g => $"{g.Key}: " + string.Join(", ", g.Select(e => $"{e.Command} <{e.Placeholder}>"))).ToArray();

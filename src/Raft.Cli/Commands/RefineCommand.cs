@@ -16,8 +16,9 @@ internal static class RefineCommand
     private static string? HelpName(string key) => key switch
     {
         "extractor" => "SPEC",
-        "embedding_model" => "DIR",
+        "embedding_model" => "ngram|minilm|DIR",
         "weights_dtype" => "fp32|bf16|fp16",
+        "rows" => "FROM:TO",
         _ => null,
     };
 

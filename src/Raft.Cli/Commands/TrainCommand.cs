@@ -79,6 +79,8 @@ internal static class TrainCommand
         "base_weights_dtype" => "auto|fp32|bf16|fp16",
         "trainable" => "REGEX",
         "lora_targets" => "MODULES",
+        "rows" => "FROM:TO",
+        "report_to" => "none|tensorboard",
         _ => null,
     };
 
