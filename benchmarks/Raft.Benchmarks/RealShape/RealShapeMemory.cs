@@ -40,7 +40,7 @@ public static class RealShapeMemory
             using var warm = torch.ones(4) * 2; // libtorch loaded before the baseline
         }
         GC.Collect(); GC.WaitForPendingFinalizers(); GC.Collect();
-        bool reset = ResetHwm();
+        bool reset = TrainingMemory.ResetHwm();
         long baseline = TrainingMemory.ReadStatus("VmRSS");
         var losses = new double[Steps];
         var seconds = new double[Steps];
@@ -107,12 +107,5 @@ public static class RealShapeMemory
             if (!r.Losses.All(double.IsFinite)) bad.Add($"{r.Method}: a non-finite loss");
         }
         return bad;
-    }
-
-    private static bool ResetHwm()
-    {
-        try { File.WriteAllText("/proc/self/clear_refs", "5"); return true; }
-        catch (IOException) { return false; }
-        catch (UnauthorizedAccessException) { return false; }
     }
 }

@@ -96,7 +96,7 @@ public static class TrainingMemory
             }
     }
 
-    private static bool ResetHwm()
+    internal static bool ResetHwm()
     {
         try
         {
