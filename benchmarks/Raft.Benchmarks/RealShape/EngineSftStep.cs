@@ -33,13 +33,7 @@ internal sealed class EngineSftStep : IStepper
         if (_mixed) _model.SetComputeDType(precision);
         _acts = new ModelActivations { GradientCheckpointing = checkpointing };
         _grads = _model.Parameters.ZerosLike();
-        _opt = new AdamW(_model.Parameters,
-            new AdamWOptions
-            {
-                Beta1 = TrainingShapes.Beta1, Beta2 = TrainingShapes.Beta2,
-                Epsilon = TrainingShapes.Epsilon, WeightDecay = TrainingShapes.WeightDecay,
-            },
-            LearningRateSchedule.Constant(TrainingShapes.LearningRate));
+        _opt = TrainingShapes.CreateAdamW(_model.Parameters);
         _head = new ChunkedLossHead(LogitsChunk.Rows(0, c.Config.VocabSize));
         _batch = new PackedBatch
         {

@@ -25,13 +25,7 @@ public sealed class EngineTrainer
         _p = p;
         _model = new LlamaModel(p.Case.Config, p.InitialWeights.Clone()) { Threads = 0 };
         _grads = _model.Parameters.ZerosLike();
-        _opt = new AdamW(_model.Parameters,
-            new AdamWOptions
-            {
-                Beta1 = TrainingShapes.Beta1, Beta2 = TrainingShapes.Beta2,
-                Epsilon = TrainingShapes.Epsilon, WeightDecay = TrainingShapes.WeightDecay,
-            },
-            LearningRateSchedule.Constant(TrainingShapes.LearningRate));
+        _opt = TrainingShapes.CreateAdamW(_model.Parameters);
         _logits = new float[(long)p.Case.Tokens * p.Case.Config.VocabSize];
     }
 

@@ -42,6 +42,11 @@ public static class TrainingShapes
     /// <summary>AdamW hyper-parameters of both implementations (learning rate constant).</summary>
     public const double LearningRate = 1e-4, Beta1 = 0.9, Beta2 = 0.95, Epsilon = 1e-8, WeightDecay = 0.1;
 
+    /// <summary>The engine's optimizer with these hyper-parameters (constant learning rate), over <paramref name="parameters"/>.</summary>
+    public static AdamW CreateAdamW(TensorSet parameters) => new(parameters,
+        new AdamWOptions { Beta1 = Beta1, Beta2 = Beta2, Epsilon = Epsilon, WeightDecay = WeightDecay },
+        LearningRateSchedule.Constant(LearningRate));
+
     /// <summary>Seeds of the weights and of the tokens.</summary>
     public const int WeightSeed = 1234, TokenSeed = 5678;
 
