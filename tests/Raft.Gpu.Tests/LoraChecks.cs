@@ -150,7 +150,7 @@ internal static class LoraChecks
         var trained = adapters.Parameters.ZerosLike();
         gpu.DownloadAdapters(trained);
         // AdamW moves an element with a near-zero gradient by up to ~lr per step whatever its size (see the Trainer tests)
-        double slack = 1e-3 * schedule.PeakLearningRate * steps;
+        double slack = 5e-2 * schedule.PeakLearningRate * steps; // up to δ/ε ≈ 1e-2·lr per step for δ ~ 1e-10, ε = 1e-8
         foreach (var e in host.Parameters.Tensors)
         {
             double maxRef = e.Data.Max(v => Math.Abs((double)v)), maxErr = 0;

@@ -72,7 +72,7 @@ public sealed class GpuStudentLoraTests : IDisposable
         if (method == TrainMethod.Raft) Assert.Contains(b.Metrics, m => (m.KdLoss ?? 0) > 0);
         Assert.Contains(dev.Lora!.Parameters.Tensors, t => t.Name.EndsWith("lora_B.weight") && t.Data.Any(v => v != 0));
         // AdamW's near-zero-gradient slack, as GpuStudentTrainerTests
-        double slack = 1e-3 * options.LearningRate * options.Steps;
+        double slack = 5e-2 * options.LearningRate * options.Steps; // derivation in GpuStudentTrainerTests
         foreach (var e in cpu.Lora!.Parameters.Tensors)
         {
             var d = dev.Lora.Parameters[e.Name];

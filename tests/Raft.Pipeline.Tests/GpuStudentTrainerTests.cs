@@ -25,10 +25,12 @@ public sealed class GpuStudentTrainerTests : IDisposable
             StudentAccelerator = _device.Accelerator,
         };
 
-    // Weights after AdamW: an element whose gradient is near zero moves by up to lr·g/(|g|+ε) per step, so float sums
-    // in another order (Δg ~ 1e-9) move it by up to ~1e-3·lr per step however small the weights are; the bound adds that
-    // (a wrong gradient moves an element by ~lr per step, 1000× more).
-    private static void AssertClose(TensorSet expected, TensorSet actual, double relative, double adamSlack = 0)
+    // Weights after AdamW: an element whose gradient g is near zero moves by lr·m̂/(√v̂+ε) per step, whose derivative in
+    // g is up to 1/ε; float sums in another order change such a gradient by δ ~ 1e-10 (summands ~1e-3, float rounding),
+    // so with ε = 1e-8 that element may move by up to ~δ/ε = 1e-2·lr more or less per step however small the weights
+    // are (CI saw 5e-3·lr). The bound allows 5e-2·lr per step: a wrong gradient moves an element by ~lr per step, 20×
+    // more, and the losses and gradient norms above are compared at 1e-4 anyway.
+    private static void AssertClose(TensorSet expected, TensorSet actual, double relative, double adamSlack = 0, int seed = 0)
     {
         foreach (var e in expected.Tensors)
         {
@@ -39,7 +41,7 @@ public sealed class GpuStudentTrainerTests : IDisposable
                 maxRef = Math.Max(maxRef, Math.Abs(e.Data[i]));
                 maxErr = Math.Max(maxErr, Math.Abs(e.Data[i] - a.Data[i]));
             }
-            Assert.True(maxErr <= relative * maxRef + adamSlack + 1e-7, $"{e.Name}: max |Δ| {maxErr:g3} against max |w| {maxRef:g3}");
+            Assert.True(maxErr <= relative * maxRef + adamSlack + 1e-7, $"{e.Name}: max |Δ| {maxErr:g3} against max |w| {maxRef:g3} (bound {relative * maxRef + adamSlack:g3}, seed {seed})");
         }
     }
 
@@ -69,7 +71,7 @@ public sealed class GpuStudentTrainerTests : IDisposable
             Assert.Equal(a.Metrics[i].LearningRate, b.Metrics[i].LearningRate, 12);
         }
         Assert.True(TinyModels.MaxAbsDiff(initial, dev.Parameters) > 1e-4, "the device student did not train");
-        AssertClose(cpu.Parameters, dev.Parameters, 1e-4, adamSlack: 1e-3 * options.LearningRate * options.Steps);
+        AssertClose(cpu.Parameters, dev.Parameters, 1e-4, adamSlack: 5e-2 * options.LearningRate * options.Steps, seed: seed);
         if (trainable is not null)
             foreach (var t in dev.Parameters.Tensors.Where(t => !System.Text.RegularExpressions.Regex.IsMatch(t.Name, trainable)))
                 Assert.True(t.Data.AsSpan().SequenceEqual(initial[t.Name].Data), $"{t.Name} is frozen but moved on the device");
