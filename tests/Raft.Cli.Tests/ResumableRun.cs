@@ -104,6 +104,13 @@ internal sealed class ResumableRun
         return Process.Start(psi)!;
     }
 
+    /// <summary>Sends the signal <paramref name="name"/> (TERM, INT, HUP, KILL) to <paramref name="p"/> with kill(1).</summary>
+    public static void Signal(Process p, string name)
+    {
+        using var kill = Process.Start(new ProcessStartInfo("kill", $"-{name} {p.Id}") { UseShellExecute = false })!;
+        kill.WaitForExit();
+    }
+
     /// <summary>Waits (at most 3 minutes) until <paramref name="condition"/> holds while <paramref name="p"/> runs.</summary>
     public static void WaitFor(Func<bool> condition, Process p, Task<string> stderr, string what)
     {

@@ -132,7 +132,7 @@ public class RunFolderTests : CliHarness
         // a second process on the same folder, while the first runs: refused by the lock
         AssertUsageLastLine(Raft(runs.Args(run, steps, "--resume")), "another run is using this folder", $"pid {p.Id}");
 
-        using (var kill = Process.Start(new ProcessStartInfo("kill", $"-{signal} {p.Id}") { UseShellExecute = false })!) kill.WaitForExit();
+        ResumableRun.Signal(p, signal);
         Assert.True(p.WaitForExit(120_000), "the run did not stop after the signal");
         string stderr = await stderrTask;
         Assert.True(p.ExitCode == exitCode, $"exit {p.ExitCode}, expected {exitCode}\n{stderr}");
