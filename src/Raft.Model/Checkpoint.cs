@@ -171,7 +171,10 @@ public static class Checkpoint
         indexPath = Path.GetFullPath(indexPath);
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(indexPath));
+            byte[] bytes = File.ReadAllBytes(indexPath);
+            // JsonDocument lets invalid UTF-8 inside strings through until a name is read (InvalidOperationException, no file)
+            Utf8Check.Require(bytes, indexPath, "the shard index");
+            using var doc = JsonDocument.Parse(bytes);
             if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var map)
                 || map.ValueKind != JsonValueKind.Object)
                 throw new InvalidDataException($"{indexPath}: no \"weight_map\" object.");

@@ -6,16 +6,18 @@ namespace Raft.Cli.Tests;
 /// The SharpFuzz harness (fuzz/Raft.Fuzz, docs/fuzzing.md) without libFuzzer: every target's committed seed corpus
 /// (fuzz/corpus/&lt;target&gt;/) is replayed in-process and each seed is read; damaged seeds (empty, halved, a flipped byte)
 /// are read or refused with the parser's typed error naming the file, never a crash; the seed writer still writes
-/// readable seeds. CI thus proves the harness builds and runs; scripts/fuzz.sh runs it under libFuzzer.
+/// readable seeds; every input that crashed a parser under libFuzzer (fuzz/regressions/) is refused by name. CI thus proves the harness builds and runs; scripts/fuzz.sh runs it under libFuzzer.
 /// </summary>
 public class FuzzHarnessReplayTests
 {
-    private static string CorpusRoot()
+    private static string FuzzRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Raft.Tests.slnf"))) return Path.Combine(dir.FullName, "fuzz", "corpus");
+            if (File.Exists(Path.Combine(dir.FullName, "Raft.Tests.slnf"))) return Path.Combine(dir.FullName, "fuzz");
         throw new InvalidOperationException("the repository root (Raft.Tests.slnf) is not above " + AppContext.BaseDirectory);
     }
+
+    private static string CorpusRoot() => Path.Combine(FuzzRoot(), "corpus");
 
     public static TheoryData<string> Targets() => [.. FuzzTargets.All.Keys];
 
@@ -44,6 +46,21 @@ public class FuzzHarnessReplayTests
             var flipped = (byte[])bytes.Clone();
             flipped[bytes.Length / 3] ^= 0x5a;
             target.Run(flipped);
+        }
+    }
+
+    [Fact]
+    public void The_inputs_that_crashed_a_parser_under_libFuzzer_are_now_refused_by_name()
+    {
+        // fuzz/regressions/<target>/: each input a long run found (docs/fuzzing.md), kept after its fix
+        var dirs = Directory.GetDirectories(Path.Combine(FuzzRoot(), "regressions"));
+        Assert.NotEmpty(dirs);
+        foreach (string dir in dirs)
+        {
+            string name = Path.GetFileName(dir);
+            Assert.True(FuzzTargets.All.TryGetValue(name, out var target), $"fuzz/regressions/{name} names no target");
+            foreach (string input in Directory.GetFiles(dir))
+                Assert.True(target.Run(File.ReadAllBytes(input)) is not null, $"{input}: read, expected a refusal naming the file");
         }
     }
 
