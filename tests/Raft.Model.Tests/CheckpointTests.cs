@@ -172,6 +172,28 @@ public class CheckpointTests
     }
 
     [Fact]
+    public void AShardIndexWithInvalidUtf8IsRefusedNamingTheIndex()
+    {
+        // found by the libFuzzer harness (fuzz/regressions/safetensors-index): a byte 0x95 inside a tensor name or a shard
+        // name escaped as System.Text.Json's InvalidOperationException ("Cannot transcode invalid UTF-8"), naming no file
+        using var dir = new TempDirectory();
+        var config = TestModels.Tiny();
+        File.WriteAllText(dir.File("config.json"), config.ToJson());
+        SafeTensorsWriter.Write(dir.File("model-00001-of-00001.safetensors"), TestModels.RandomWeights(config).Tensors);
+        string index = dir.File("model.safetensors.index.json");
+        foreach (string json in (string[])["{\"weight_map\":{\"model.\u0001\":\"model-00001-of-00001.safetensors\"}}",
+                                           "{\"weight_map\":{\"model.norm.weight\":\"model-\u0001.safetensors\"}}"])
+        {
+            byte[] bytes = System.Text.Encoding.UTF8.GetBytes(json);
+            bytes[Array.IndexOf(bytes, (byte)1)] = 0x95; // a lone continuation byte
+            File.WriteAllBytes(index, bytes);
+            var e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(dir.Path));
+            Assert.Contains(index, e.Message);
+            Assert.Contains("UTF-8", e.Message);
+        }
+    }
+
+    [Fact]
     public void MissingFilesAreReported()
     {
         using var dir = new TempDirectory();
