@@ -82,14 +82,14 @@ public class FullDiskTests : CliHarness
     public void A_full_disk_stops_the_run_clearly_keeps_its_checkpoints_and_resume_finishes_it(string command)
     {
         var runs = new ResumableRun(command, PathOf);
-        const int steps = 8;
+        const int steps = 6;
         string whole = PathOf("whole");
         var uninterrupted = Raft(runs.Args(whole, steps));
         Assert.True(uninterrupted.Code == 0, uninterrupted.ToString());
         long checkpoint = Size(Path.Combine(runs.Checkpoints(whole), "step-0000001"));
         long total = runs.Written(whole).Sum(Size);
 
-        // room for about 3 of the 8 checkpoints (plus a staging copy being written)
+        // room for about 3 of the 6 checkpoints (plus a staging copy being written)
         using var disk = Tmpfs.Mount(PathOf("disk"), 4 * checkpoint + 64 * 1024);
         string run = Path.Combine(disk.Path, "run");
         var full = Raft(runs.Args(run, steps));
@@ -108,7 +108,7 @@ public class FullDiskTests : CliHarness
     public async Task A_file_system_that_turns_read_only_mid_run_stops_it_clearly_and_resume_finishes_it(string command)
     {
         var runs = new ResumableRun(command, PathOf);
-        const int steps = 8;
+        const int steps = 6;
         string whole = PathOf("whole");
         var uninterrupted = Raft(runs.Args(whole, steps));
         Assert.True(uninterrupted.Code == 0, uninterrupted.ToString());

@@ -78,7 +78,7 @@ public class RenameFailureTests : CliHarness
     {
         string shim = BuildShim(Dir);
         var runs = new ResumableRun(command, PathOf);
-        const int steps = 6;
+        const int steps = 5;
         string whole = PathOf("whole"), run = PathOf("run");
         var uninterrupted = Raft(runs.Args(whole, steps));
         Assert.True(uninterrupted.Code == 0, uninterrupted.ToString());

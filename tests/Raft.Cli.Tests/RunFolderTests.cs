@@ -119,7 +119,7 @@ public class RunFolderTests : CliHarness
     public async Task A_signalled_run_keeps_its_checkpoints_loadable_and_resume_ends_where_an_uninterrupted_run_ends(string command, string signal, int exitCode)
     {
         var runs = new ResumableRun(command, PathOf);
-        const int steps = 8;
+        const int steps = 6;
         string whole = PathOf("whole"), run = PathOf("run");
         AssertOk(Raft(runs.Args(whole, steps)));
 
