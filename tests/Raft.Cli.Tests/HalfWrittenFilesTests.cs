@@ -1,10 +1,8 @@
-using Raft.Pipeline.Training;
-
 namespace Raft.Cli.Tests;
 
 /// <summary>
 /// What a run killed mid-write leaves (#19, faults: a damaged or half-written file): a metrics line cut in the middle,
-/// a staging checkpoint folder and a temporary file of an atomic write, a lock file that is not JSON, for sft and train. <c>--resume</c>
+/// a staging checkpoint folder and a temporary file of an atomic write, a lock file that is not JSON, for sft, train and pretrain (in its checkpointed phase). <c>--resume</c>
 /// takes the lock over, removes exactly those leftovers (saying so), keeps every other file, and ends where an
 /// uninterrupted run ends.
 /// </summary>
@@ -13,6 +11,7 @@ public class HalfWrittenFilesTests : CliHarness
     [Theory]
     [InlineData("sft")]
     [InlineData("train")]
+    [InlineData("pretrain")]
     public void Resume_after_a_kill_mid_write_removes_the_leftovers_and_ends_as_the_uninterrupted_run(string command)
     {
         var runs = new ResumableRun(command, PathOf);
@@ -21,16 +20,16 @@ public class HalfWrittenFilesTests : CliHarness
         Assert.Equal(0, Raft(runs.Args(whole, steps)).Code);
         Assert.Equal(0, Raft(runs.Args(run, steps)).Code);
 
-        // as if killed while writing step 4: no final/, no step-4, its staging half there, metrics cut mid-line
-        string checkpoints = Path.Combine(run, Trainer.CheckpointsDir);
-        Directory.Delete(Path.Combine(run, Trainer.FinalDir), recursive: true);
+        // as if killed while writing step 4: no final/ (nor what comes after it), no step-4, its staging half there, metrics cut mid-line
+        string checkpoints = runs.Checkpoints(run);
+        runs.Unfinish(run);
         if (Directory.Exists(Path.Combine(checkpoints, "step-0000004"))) Directory.Delete(Path.Combine(checkpoints, "step-0000004"), recursive: true);
         string staging = Path.Combine(checkpoints, ".step-0000004.staging-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(staging);
         File.WriteAllBytes(Path.Combine(staging, "model.safetensors"), [1, 2, 3]);
         string temp = Path.Combine(checkpoints, "step-0000003", $".trainer_state.json.{Guid.NewGuid():N}.tmp");
         File.WriteAllText(temp, "{\"step\": ");
-        string metrics = Path.Combine(run, Trainer.MetricsFile);
+        string metrics = runs.Metrics(run);
         var lines = File.ReadAllLines(metrics);
         File.WriteAllText(metrics, string.Join("\n", lines[..3]) + "\n" + lines[3][..(lines[3].Length / 2)]);
         File.WriteAllText(Path.Combine(run, ".raft.lock"), "{\"pid\": 12");

@@ -58,6 +58,15 @@ internal sealed class ResumableRun
     /// <summary>The folders the run writes (its run folder, and pretrain's --out).</summary>
     public string[] Written(string run) => IsPretrain ? [run, run + ".base"] : [run];
 
+    /// <summary>Removes what a finished run wrote after its last step checkpoint: final/ (and pretrain's copy phase and --out).</summary>
+    public void Unfinish(string run)
+    {
+        Directory.Delete(Path.Combine(Phase(run), Trainer.FinalDir), recursive: true);
+        if (!IsPretrain) return;
+        Directory.Delete(Path.Combine(run, "copy"), recursive: true);
+        Directory.Delete(Final(run), recursive: true);
+    }
+
     /// <summary>The run lock's file.</summary>
     public static string Lock(string run) => Path.Combine(run, ".raft.lock");
 
