@@ -102,7 +102,7 @@ public class OutputFileFaultTests : CliHarness
         string outPath = c.Out(Dir);
         var (before, inputs) = (Entries(Dir), c.Inputs());
         // a pause where the command checks for a signal (test fault sleep:0:MS), so that the signal lands while it works
-        using var p = ResumableRun.Start(c.Args(outPath), ("RAFT_TEST_FAULT", "sleep:0:2000"));
+        using var p = ResumableRun.Start(c.Args(outPath), ("RAFT_TEST_FAULT", "sleep:0:3000"));
         var stderr = new StringBuilder();
         p.ErrorDataReceived += (_, e) => { lock (stderr) stderr.AppendLine(e.Data); };
         p.BeginErrorReadLine();
