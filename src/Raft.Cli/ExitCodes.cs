@@ -45,16 +45,16 @@ internal static class CliErrors
             case IOException io when IsDiskFull(io):
                 // an I/O failure (exit 1), said plainly with what to do: the atomic writes kept every earlier file whole
                 stderr.WriteLine($"error: no space left on the device ({Clean(io.Message)}); free some space (or choose another --out) " +
-                                 "and run the command again: raft train / raft sft continue from their last checkpoint with --resume.");
+                                 "and run the command again: raft train, sft and pretrain continue from their last checkpoint with --resume.");
                 return ExitCodes.Failure;
             case IOException io when io.HResult == 30 || io.Message.Contains("Read-only file system", StringComparison.OrdinalIgnoreCase): // EROFS
                 stderr.WriteLine($"error: the file system is read-only ({Clean(io.Message)}); make it writable (or choose another --out) " +
-                                 "and run the command again: raft train / raft sft continue from their last checkpoint with --resume.");
+                                 "and run the command again: raft train, sft and pretrain continue from their last checkpoint with --resume.");
                 return ExitCodes.Failure;
             case IOException io:
                 // any other I/O failure (a rename a network file system refused, EIO, …): exit 1, said without the .NET type
                 stderr.WriteLine($"error: an I/O operation failed ({Clean(io.Message)}); every file written before it is whole: fix the cause " +
-                                 "and run the command again (raft train / raft sft continue from their last checkpoint with --resume).");
+                                 "and run the command again (raft train, sft and pretrain continue from their last checkpoint with --resume).");
                 return ExitCodes.Failure;
             case ArgumentException argument:
                 stderr.WriteLine($"error: invalid argument: {Clean(WithoutParameter(argument))}");

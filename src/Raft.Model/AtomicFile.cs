@@ -11,32 +11,71 @@ public static partial class AtomicFile
     /// <summary>
     /// Writes through <paramref name="write"/> into a temporary file in the destination's directory, flushes it to
     /// disk, then renames it over <paramref name="path"/>. On failure the temporary file is deleted and an existing
-    /// <paramref name="path"/> is left untouched.
+    /// <paramref name="path"/> is left untouched; a failure of the file system on the temporary file (a full disk, a
+    /// refused rename) is an <see cref="OutputWriteException"/> naming <paramref name="path"/>.
     /// </summary>
-    public static void Write(string path, Action<Stream> write)
+    public static void Write(string path, Action<Stream> write) => WriteAll([(path, write)]);
+
+    /// <summary>
+    /// Writes several files as one output: each through its writer into a temporary file beside it (flushed to disk),
+    /// then, once all are written, renames them over their destinations in order. A failure while writing deletes every
+    /// temporary file and leaves every destination untouched; a refused rename deletes the temporary files left and the
+    /// destinations this call created (ones it replaced keep their new content), so a new output is whole or absent.
+    /// A failure of the file system on a temporary file is an <see cref="OutputWriteException"/> naming its destination.
+    /// </summary>
+    public static void WriteAll(IReadOnlyList<(string Path, Action<Stream> Write)> files)
     {
-        string full = Path.GetFullPath(path);
-        string directory = Path.GetDirectoryName(full) ?? ".";
-        string temp = Path.Combine(directory, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        ArgumentNullException.ThrowIfNull(files);
+        var staged = new List<(string Temp, string Full, bool Existed)>();
         try
         {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+            foreach (var (path, write) in files)
             {
+                string full = Path.GetFullPath(path);
+                string temp = Path.Combine(Path.GetDirectoryName(full) ?? ".", $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+                staged.Add((temp, full, File.Exists(full)));
+                using var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
                 write(stream);
                 stream.Flush(flushToDisk: true);
             }
-            File.Move(temp, full, overwrite: true);
         }
-        catch
+        catch (Exception e)
         {
-            TryDeleteFile(temp);
+            foreach (var f in staged) TryDeleteFile(f.Temp);
+            if (e is IOException io && staged.Count > 0 && Named(io, staged[^1].Temp, staged[^1].Full) is { } named) throw named;
             throw;
+        }
+        for (int i = 0; i < staged.Count; i++)
+        {
+            try { File.Move(staged[i].Temp, staged[i].Full, overwrite: true); }
+            catch (IOException e)
+            {
+                for (int j = i; j < staged.Count; j++) TryDeleteFile(staged[j].Temp);
+                for (int j = 0; j < i; j++) if (!staged[j].Existed) TryDeleteFile(staged[j].Full);
+                if (Named(e, staged[i].Temp, staged[i].Full) is { } named) throw named;
+                throw;
+            }
         }
     }
 
+    /// <summary>The file system's failure <paramref name="e"/> on <paramref name="temp"/> said of <paramref name="full"/>; null when it is not about that file.</summary>
+    private static OutputWriteException? Named(IOException e, string temp, string full) =>
+        e.Message.Contains(temp, StringComparison.Ordinal)
+            ? new OutputWriteException(full, e.Message.Replace($" : '{temp}'", "", StringComparison.Ordinal).Replace(temp, full, StringComparison.Ordinal), e)
+            : null;
+
+    /// <summary>Writes texts (UTF-8, no BOM) as one output (<see cref="WriteAll"/>).</summary>
+    public static void WriteTexts(IReadOnlyList<(string Path, string Text)> files) =>
+        WriteAll([.. files.Select(f => (f.Path, (Action<Stream>)(s => WriteUtf8(s, f.Text))))]);
+
     /// <summary>Writes text (UTF-8, no BOM) atomically.</summary>
-    public static void WriteText(string path, string text) =>
-        Write(path, s => { using var w = new StreamWriter(s, new System.Text.UTF8Encoding(false), 1 << 16, leaveOpen: true); w.Write(text); });
+    public static void WriteText(string path, string text) => Write(path, s => WriteUtf8(s, text));
+
+    private static void WriteUtf8(Stream s, string text)
+    {
+        using var w = new StreamWriter(s, new System.Text.UTF8Encoding(false), 1 << 16, leaveOpen: true);
+        w.Write(text);
+    }
 
     /// <summary>
     /// Builds a directory: <paramref name="fill"/> writes into a fresh staging directory beside
@@ -125,4 +164,22 @@ public static partial class AtomicFile
         catch (IOException) { }
         catch (UnauthorizedAccessException) { }
     }
+}
+
+/// <summary>
+/// Writing an output failed in the file system (a full disk, a read-only file system, a refused rename): an
+/// <see cref="IOException"/> naming the output, not the temporary file it was written to, with the original error's
+/// <see cref="Exception.HResult"/> (the errno on Unix).
+/// </summary>
+public sealed class OutputWriteException : IOException
+{
+    /// <summary>The failure <paramref name="inner"/> of writing <paramref name="path"/>, said as <paramref name="reason"/>.</summary>
+    public OutputWriteException(string path, string reason, IOException inner) : base($"{path}: {reason}", inner)
+    {
+        Path = path;
+        HResult = inner.HResult;
+    }
+
+    /// <summary>The output that could not be written (its earlier content, if any, is whole).</summary>
+    public string Path { get; }
 }

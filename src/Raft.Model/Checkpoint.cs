@@ -1,3 +1,4 @@
+using System.Text;
 using System.Text.Json;
 
 namespace Raft.Model;
@@ -165,25 +166,33 @@ public static class Checkpoint
         }
     }
 
+    // NAME_MAX of Linux file systems (and of NTFS in UTF-16 units): a longer shard name cannot be a file
+    private const int MaxFileNameBytes = 255;
+
     /// <summary>Reads a shard index's weight_map (tensor name → shard file name, which must be a plain file name in the same directory).</summary>
     internal static List<(string Name, string Shard)> ReadIndex(string indexPath)
     {
         indexPath = Path.GetFullPath(indexPath);
         try
         {
-            byte[] bytes = File.ReadAllBytes(indexPath);
-            // JsonDocument lets invalid UTF-8 inside strings through until a name is read (InvalidOperationException, no file)
-            Utf8Check.Require(bytes, indexPath, "the shard index");
+            var bytes = File.ReadAllBytes(indexPath);
+            // JsonDocument lets invalid UTF-8 inside strings through, then fails reading them without naming the file
+            Utf8Check.Require(bytes, indexPath, "the index");
             using var doc = JsonDocument.Parse(bytes);
             if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var map)
                 || map.ValueKind != JsonValueKind.Object)
                 throw new InvalidDataException($"{indexPath}: no \"weight_map\" object.");
             var list = new List<(string, string)>();
+            string? previous = null;
             foreach (var p in map.EnumerateObject())
             {
                 if (p.Value.ValueKind != JsonValueKind.String)
                     throw new InvalidDataException($"{indexPath}: tensor {p.Name} must map to a file name, got {p.Value.ValueKind}.");
-                string shard = p.Value.GetString()!;
+                // an index names a few shards thousands of times: one string per run of the same shard
+                string shard = previous != null && p.Value.ValueEquals(previous) ? previous : p.Value.GetString()!;
+                previous = shard;
+                if (Encoding.UTF8.GetByteCount(shard) > MaxFileNameBytes)
+                    throw new InvalidDataException($"{indexPath}: tensor {p.Name} maps to a shard name of {shard.Length} characters, longer than a file name can be ({MaxFileNameBytes} bytes).");
                 if (shard.Length == 0 || Path.GetFileName(shard) != shard || shard is "." or "..")
                     throw new InvalidDataException($"{indexPath}: tensor {p.Name} maps to \"{shard}\", which is not a file name in the checkpoint directory.");
                 list.Add((p.Name, shard));

@@ -30,7 +30,7 @@ public sealed record TeacherCacheHeader(int VocabSize, int K, float Temperature)
 /// of running the teacher. Layout (little-endian): magic <c>RAFTTKC\0</c> (8 bytes), format version (int32),
 /// V (int32), K (int32), τ (float32), entry count (int64); then per entry its rows (int32), indices int32[rows·K],
 /// probabilities float32[rows·K]. Written atomically (temporary file, then rename); a truncated file, another
-/// file type, another version, trailing bytes or an index outside the vocabulary raise
+/// file type, another version, trailing bytes, an index outside the vocabulary or a probability outside [0, 1] raise
 /// <see cref="InvalidDataException"/> naming the file.
 /// </summary>
 public static class TeacherCacheFile
@@ -54,6 +54,9 @@ public static class TeacherCacheFile
             for (int i = 0; i < t.Indices.Length; i++)
                 if ((uint)t.Indices[i] >= (uint)header.VocabSize)
                     throw new ArgumentException($"entries[{e}] index [{i / t.K}, {i % t.K}] = {t.Indices[i]} is outside 0..{header.VocabSize - 1}.", nameof(entries));
+            for (int i = 0; i < t.Probs.Length; i++)
+                if (!(t.Probs[i] >= 0f && t.Probs[i] <= 1f))
+                    throw new ArgumentException($"entries[{e}] probability [{i / t.K}, {i % t.K}] = {t.Probs[i]} is not in [0, 1].", nameof(entries));
         }
         AtomicFile.Write(path, s =>
         {
@@ -105,6 +108,7 @@ public static class TeacherCacheFile
         int k = header.K;
         var entries = new List<TeacherTopK>((int)count);
         Span<byte> rowBytes = stackalloc byte[4];
+        TeacherTopK? empty = null;
         for (long e = 0; e < count; e++)
         {
             if (length - s.Position < 4)
@@ -114,6 +118,12 @@ public static class TeacherCacheFile
             long need = (long)rows * k * 8;
             if (rows < 0 || need > length - s.Position || (long)rows * k > Array.MaxLength)
                 throw new InvalidDataException($"{path}: entry {e} of {count} needs {rows} rows × K {k} ({need} bytes), only {length - s.Position} remain (truncated or corrupt).");
+            if (rows == 0)
+            {
+                // one shared empty entry: a file of 4-byte empty entries must not cost 90 bytes each
+                entries.Add(empty ??= new TeacherTopK(0, k, [], []));
+                continue;
+            }
             var idx = new int[rows * k];
             var probs = new float[rows * k];
             s.ReadExactly(MemoryMarshal.AsBytes(idx.AsSpan()));
@@ -121,6 +131,10 @@ public static class TeacherCacheFile
             for (int i = 0; i < idx.Length; i++)
                 if ((uint)idx[i] >= (uint)header.VocabSize)
                     throw new InvalidDataException($"{path}: entry {e} index [{i / k}, {i % k}] = {idx[i]} is outside 0..{header.VocabSize - 1}.");
+            // a damaged probability (NaN, negative, above 1) would train silently on garbage
+            for (int i = 0; i < probs.Length; i++)
+                if (!(probs[i] >= 0f && probs[i] <= 1f))
+                    throw new InvalidDataException($"{path}: entry {e} probability [{i / k}, {i % k}] = {probs[i]} is not in [0, 1] (corrupt).");
             entries.Add(new TeacherTopK(rows, k, idx, probs));
         }
         if (s.Position != length)

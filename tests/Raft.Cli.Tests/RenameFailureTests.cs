@@ -1,13 +1,11 @@
 using System.Diagnostics;
-using Raft.Model;
-using Raft.Pipeline.Training;
 
 namespace Raft.Cli.Tests;
 
 /// <summary>A test that builds an LD_PRELOAD shim with a C compiler; skipped, saying so, without one (or off Linux).</summary>
-public sealed class PreloadShimFactAttribute : FactAttribute
+public sealed class PreloadShimTheoryAttribute : TheoryAttribute
 {
-    public PreloadShimFactAttribute()
+    public PreloadShimTheoryAttribute()
     {
         if (!OperatingSystem.IsLinux() || !(File.Exists("/usr/bin/cc") || File.Exists("/usr/bin/gcc")))
             Skip = "The rename-failure shim (LD_PRELOAD) needs Linux and a C compiler (cc).";
@@ -16,8 +14,9 @@ public sealed class PreloadShimFactAttribute : FactAttribute
 
 /// <summary>
 /// A rename that the file system refuses (#19, faults: as NFS can, with EIO or ESTALE): an LD_PRELOAD shim makes every
-/// rename(2) into the step-3 checkpoint fail. The run stops with a clear error (exit 1, no .NET type name), the earlier
-/// checkpoints load, nothing half-renamed is left, and <c>--resume</c> ends where an uninterrupted run ends.
+/// rename(2) whose path holds <c>RAFT_TEST_RENAME_FAIL</c> fail. Here: the step-3 checkpoint of sft, train and pretrain.
+/// The run stops with a clear error (exit 1, no .NET type name), the earlier checkpoints load, nothing half-renamed is
+/// left, and <c>--resume</c> ends where an uninterrupted run ends.
 /// </summary>
 public class RenameFailureTests : CliHarness
 {
@@ -49,53 +48,46 @@ public class RenameFailureTests : CliHarness
         }
         """;
 
-    private static readonly string[] Tiny = ["--threads", "1", "--batch-size", "2", "--warmup-steps", "1", "--device", "cpu"];
-
-    private static string[] Sft(string model, string data, string run, params string[] more) =>
-        ["sft", "--model", model, "--data", data, "--out", run, "--steps", "6", "--checkpoint-every", "1", .. Tiny, .. more];
-
-    [PreloadShimFact]
-    public void A_refused_rename_stops_the_run_clearly_keeps_its_checkpoints_and_resume_finishes_it()
+    /// <summary>Compiles the shim into <paramref name="dir"/> and returns the library's path.</summary>
+    internal static string BuildShim(string dir)
     {
-        string source = PathOf("shim.c"), shim = PathOf("shim.so");
+        string source = Path.Combine(dir, "shim.c"), shim = Path.Combine(dir, "shim.so");
         File.WriteAllText(source, Shim);
-        using (var cc = Process.Start(new ProcessStartInfo("cc", ["-shared", "-fPIC", "-O1", "-o", shim, source, "-ldl"]) { UseShellExecute = false, RedirectStandardError = true })!)
-        {
-            string err = cc.StandardError.ReadToEnd();
-            cc.WaitForExit();
-            Assert.True(cc.ExitCode == 0, "cc: " + err);
-        }
-        string model = PipelineFixtures.Checkpoint(PathOf("base")), data = PipelineFixtures.Data(PathOf("data.jsonl"));
-        string whole = PathOf("whole"), run = PathOf("run");
-        var uninterrupted = Raft(Sft(model, data, whole));
-        Assert.True(uninterrupted.Code == 0, uninterrupted.ToString());
+        using var cc = Process.Start(new ProcessStartInfo("cc", ["-shared", "-fPIC", "-O1", "-o", shim, source, "-ldl"]) { UseShellExecute = false, RedirectStandardError = true })!;
+        string err = cc.StandardError.ReadToEnd();
+        cc.WaitForExit();
+        Assert.True(cc.ExitCode == 0, "cc: " + err);
+        return shim;
+    }
 
-        var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "raft.dll"));
-        foreach (var a in Sft(model, data, run)) psi.ArgumentList.Add(a);
-        psi.Environment["LD_PRELOAD"] = shim;
-        psi.Environment["RAFT_TEST_RENAME_FAIL"] = "step-0000003";
-        using var p = Process.Start(psi)!;
+    /// <summary>Runs <c>raft</c> in a process of its own whose renames of paths holding <paramref name="refused"/> fail; returns its exit code and stderr.</summary>
+    internal static (int Code, string Stderr) RunRefusing(string shim, string refused, IEnumerable<string> args)
+    {
+        using var p = ResumableRun.Start(args, ("LD_PRELOAD", shim), ("RAFT_TEST_RENAME_FAIL", refused));
         var stderrTask = p.StandardError.ReadToEndAsync();
         _ = p.StandardOutput.ReadToEndAsync();
         Assert.True(p.WaitForExit(180_000), "the run did not end");
-        string stderr = stderrTask.GetAwaiter().GetResult();
-        Assert.True(p.ExitCode == 1, $"exit {p.ExitCode}\n{stderr}");
-        string last = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1];
-        Assert.StartsWith("error: ", last);
-        Assert.Contains("step-0000003", last);
-        Assert.Contains("--resume", last);
-        Assert.DoesNotContain("System.IO", last);
+        return (p.ExitCode, stderrTask.GetAwaiter().GetResult());
+    }
 
-        var kept = Directory.GetDirectories(Path.Combine(run, Trainer.CheckpointsDir)).Select(Path.GetFileName).Order().ToArray();
-        Assert.Equal(new[] { "step-0000001", "step-0000002" }, kept);
-        foreach (var ckpt in kept) Assert.NotEmpty(Checkpoint.Load(Path.Combine(run, Trainer.CheckpointsDir, ckpt!)).Weights.Tensors);
-        var staging = Directory.GetFileSystemEntries(run, "*staging*", SearchOption.AllDirectories);
-        Assert.True(staging.Length == 0, "staging left behind: " + string.Join(", ", staging));
+    [PreloadShimTheory]
+    [InlineData("sft")]
+    [InlineData("train")]
+    [InlineData("pretrain")]
+    public void A_refused_rename_stops_the_run_clearly_keeps_its_checkpoints_and_resume_finishes_it(string command)
+    {
+        string shim = BuildShim(Dir);
+        var runs = new ResumableRun(command, PathOf);
+        const int steps = 6;
+        string whole = PathOf("whole"), run = PathOf("run");
+        var uninterrupted = Raft(runs.Args(whole, steps));
+        Assert.True(uninterrupted.Code == 0, uninterrupted.ToString());
 
-        var resumed = Raft(Sft(model, data, run, "--resume")); // in this process: renames work again
-        Assert.True(resumed.Code == 0, resumed.ToString());
-        Assert.Equal(PipelineFixtures.Weights(Path.Combine(whole, Trainer.FinalDir)), PipelineFixtures.Weights(Path.Combine(run, Trainer.FinalDir)));
-        Assert.Equal(6, File.ReadAllLines(Path.Combine(run, Trainer.MetricsFile)).Length);
+        var (code, stderr) = RunRefusing(shim, "step-0000003", runs.Args(run, steps));
+        Assert.True(code == 1, $"exit {code}\n{stderr}");
+        ResumableRun.AssertErrorLine(stderr, "step-0000003", "--resume");
+        Assert.Equal(new[] { "step-0000001", "step-0000002" }, runs.AssertStoppedCleanly(run));
+
+        runs.AssertResumesTo(whole, run, steps); // in this process: renames work again
     }
 }

@@ -7,14 +7,14 @@ namespace Raft.Cli.Tests;
 
 /// <summary>
 /// The run folder under faults, through the real binary: one run per folder (a lock a crashed run does not leave stuck),
-/// signals that stop a run between steps with its checkpoints loadable and resumable, runs that record what they were
+/// signals that stop a run between steps with its checkpoints loadable and resumable (sft, train and pretrain, whose
+/// second process is refused by the lock while the first runs), runs that record what they were
 /// made from (model, teacher, data by SHA-256) and refuse a resume from anything else, and a damaged newest checkpoint
 /// that is named and passed over for the previous one.
 /// </summary>
 public class RunFolderTests : CliHarness
 {
     private static readonly string[] Tiny = ["--threads", "1", "--batch-size", "2", "--warmup-steps", "1"];
-    private static string RaftDll => Path.Combine(AppContext.BaseDirectory, "raft.dll");
 
     private (string Model, string Data) Inputs() =>
         (PipelineFixtures.Checkpoint(PathOf("base")), PipelineFixtures.Data(PathOf("data.jsonl")));
@@ -105,48 +105,34 @@ public class RunFolderTests : CliHarness
         finally { parent.Kill(); parent.WaitForExit(); }
     }
 
-    /// <summary>Starts <c>dotnet raft.dll</c> with a slow step (test fault sleep:0:MS), so a test can race or signal it.</summary>
-    private static Process StartSlow(string[] args, int sleepMs)
-    {
-        var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
-        psi.ArgumentList.Add(RaftDll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.Environment["RAFT_TEST_FAULT"] = $"sleep:0:{sleepMs}";
-        return Process.Start(psi)!;
-    }
-
-    private static void WaitFor(Func<bool> condition, Process p, Task<string> stderr, string what)
-    {
-        var sw = Stopwatch.StartNew();
-        while (!condition())
-        {
-            if (p.HasExited) Assert.Fail($"the run ended before {what}: exit {p.ExitCode}\n{stderr.GetAwaiter().GetResult()}");
-            Assert.True(sw.Elapsed < TimeSpan.FromMinutes(3), $"timed out waiting for {what}");
-            Thread.Sleep(50);
-        }
-    }
-
     [Theory]
-    [InlineData("TERM", 143)]
-    [InlineData("INT", 130)]
-    [InlineData("HUP", 129)]
-    [InlineData("KILL", 137)]
-    public async Task A_signalled_run_keeps_its_checkpoints_loadable_and_resume_ends_where_an_uninterrupted_run_ends(string signal, int exitCode)
+    [InlineData("sft", "TERM", 143)]
+    [InlineData("sft", "INT", 130)]
+    [InlineData("sft", "HUP", 129)]
+    [InlineData("sft", "KILL", 137)]
+    [InlineData("train", "TERM", 143)]
+    [InlineData("train", "INT", 130)]
+    [InlineData("train", "HUP", 129)]
+    [InlineData("train", "KILL", 137)]
+    [InlineData("pretrain", "TERM", 143)]
+    [InlineData("pretrain", "KILL", 137)]
+    public async Task A_signalled_run_keeps_its_checkpoints_loadable_and_resume_ends_where_an_uninterrupted_run_ends(string command, string signal, int exitCode)
     {
-        var (model, data) = Inputs();
-        const int steps = 12;
+        var runs = new ResumableRun(command, PathOf);
+        const int steps = 8;
         string whole = PathOf("whole"), run = PathOf("run");
-        AssertOk(Raft(Sft(model, data, whole, steps, "--checkpoint-every", "1")));
+        AssertOk(Raft(runs.Args(whole, steps)));
 
-        using var p = StartSlow(Sft(model, data, run, steps, "--checkpoint-every", "1"), sleepMs: 400);
+        // a slow step (test fault sleep:0:MS), so that the test can race and signal the run
+        using var p = ResumableRun.Start(runs.Args(run, steps), ("RAFT_TEST_FAULT", "sleep:0:400"));
         var stderrTask = p.StandardError.ReadToEndAsync();
         _ = p.StandardOutput.ReadToEndAsync();
-        string second = Path.Combine(run, Trainer.CheckpointsDir, "step-0000002");
-        WaitFor(() => File.Exists(Path.Combine(second, Trainer.StateFile)), p, stderrTask, "the step-2 checkpoint");
+        string second = Path.Combine(runs.Checkpoints(run), "step-0000002");
+        ResumableRun.WaitFor(() => File.Exists(Path.Combine(second, Trainer.StateFile)), p, stderrTask, "the step-2 checkpoint");
         // a second process on the same folder, while the first runs: refused by the lock
-        AssertUsageLastLine(Raft(Sft(model, data, run, steps, "--checkpoint-every", "1", "--resume")), "another run is using this folder", $"pid {p.Id}");
+        AssertUsageLastLine(Raft(runs.Args(run, steps, "--resume")), "another run is using this folder", $"pid {p.Id}");
 
-        using (var kill = Process.Start(new ProcessStartInfo("kill", $"-{signal} {p.Id}") { UseShellExecute = false })!) kill.WaitForExit();
+        ResumableRun.Signal(p, signal);
         Assert.True(p.WaitForExit(120_000), "the run did not stop after the signal");
         string stderr = await stderrTask;
         Assert.True(p.ExitCode == exitCode, $"exit {p.ExitCode}, expected {exitCode}\n{stderr}");
@@ -154,18 +140,11 @@ public class RunFolderTests : CliHarness
         {
             Assert.Contains($"stopped by SIG{signal}", stderr);
             Assert.Contains("continue with --resume", stderr);
-            Assert.False(File.Exists(Path.Combine(run, ".raft.lock")), "a stopped run releases its lock");
         }
-        Assert.False(Directory.Exists(Path.Combine(run, Trainer.FinalDir)), "the run was stopped before its end");
-        // every checkpoint written loads
-        foreach (var ckpt in Directory.GetDirectories(Path.Combine(run, Trainer.CheckpointsDir)))
-            Assert.NotEmpty(Checkpoint.Load(ckpt).Weights.Tensors);
+        runs.AssertStoppedCleanly(run, exitedCleanly: signal != "KILL");
 
-        var resumed = Raft(Sft(model, data, run, steps, "--checkpoint-every", "1", "--resume"));
-        AssertOk(resumed);
+        var resumed = runs.AssertResumesTo(whole, run, steps);
         if (signal == "KILL") Assert.Contains($"took over the lock of pid {p.Id}", resumed.Stderr);
-        Assert.Equal(PipelineFixtures.Weights(Path.Combine(whole, Trainer.FinalDir)), PipelineFixtures.Weights(Path.Combine(run, Trainer.FinalDir)));
-        Assert.Equal(steps, File.ReadAllLines(Path.Combine(run, Trainer.MetricsFile)).Length);
     }
 
     [Fact]

@@ -28,7 +28,7 @@ public class DemoRunnerTests
         var logs = new List<string>();
         var report = new DemoRunner(Tiny(baseDir, dir.File("out"), ablations: true, seeds: [1, 2]), logs.Add).Run();
 
-        string[] methods = ["base", "sft", "raft", "raft_no_refine", "raft_no_answer_cond", "raft_fixed_weights"];
+        string[] methods = ["base", "sft", "raft", "raft_no_refine", "raft_no_answer_cond", "raft_fixed_weights", "sft_lora", "raft_lora"];
         Assert.Equal(methods, report.Methods.ToArray());
         Assert.Single(report.Scores["base"]);
         foreach (var m in methods.Skip(1)) Assert.Equal(2, report.Scores[m].Count);
@@ -57,6 +57,7 @@ public class DemoRunnerTests
         Assert.Equal(3, budget["batch_size"]!.GetValue<int>());
         Assert.Equal(DemoOptions.DemoTrainable, budget["trainable"]!.GetValue<string>());
         Assert.Contains("Budget of both methods: 2 steps of 3 prompts, AdamW 3e-4 → 3e-5, trainable \"mlp\".", md);
+        Assert.Contains("sft_lora and raft_lora train LoRA adapters of rank 8", md);
         var png = File.ReadAllBytes(dir.File("out/learning_curves.png"));
         Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
         // the curves hold step 0 and the last step for sft and raft

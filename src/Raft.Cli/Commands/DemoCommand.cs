@@ -14,7 +14,7 @@ internal static class DemoCommand
     public static Command Create()
     {
         var output = new Option<string?>("--out") { Description = "Also write DIR/report.md, DIR/report.json and DIR/learning_curves.png.", HelpName = "DIR" };
-        var ablations = new Option<bool>("--ablations") { Description = "Add RAFT without refinement, without answer conditioning, and with fixed weights." };
+        var ablations = new Option<bool>("--ablations") { Description = "Add RAFT without refinement, without answer conditioning, and with fixed weights, and the LoRA rows sft_lora and raft_lora." };
         var seeds = new Option<string>("--seeds") { Description = "Comma-separated seeds.", DefaultValueFactory = _ => "1,2,3", HelpName = "1,2,3" };
         var teacher = new Option<string>("--teacher") { Description = "How the base model serves as teacher: onnx (exported and run by ONNX Runtime, the product path) or engine (its own frozen forward).", DefaultValueFactory = _ => "onnx", HelpName = "onnx|engine" };
         var baseModel = new Option<string?>("--base") { Description = "The base checkpoint (default: models/demo-base, or models/demo-v2-base with --world v2, found in the working directory, next to the binary or in the repository; v1's is trained first with raft pretrain's defaults if missing).", HelpName = "DIR" };

@@ -22,7 +22,7 @@ internal static class EvalCommand
         var adapter = new Option<string?>("--adapter") { Description = "A LoRA adapter (PEFT's adapter_config.json + adapter_model.safetensors, e.g. a LoRA run's final/) applied to --model, its base.", HelpName = "DIR" };
         var command = new Command("eval", "Scores a checkpoint on evaluation sets: accuracy by answer extractors, compliance with verifiable format instructions (IFEval-like); writes report.json, report.md and answers.jsonl.");
         foreach (Option o in (Option[])[model, adapter, sets, rows, output, maxNew, threads, weightsDType, skipBad]) command.Options.Add(o);
-        command.SetAction(parse =>
+        command.SetAction(parse => SignalStop.BeforeOutput(parse.InvocationConfiguration.Error, $"--out {parse.GetValue(output)}", check =>
         {
             var stderr = parse.InvocationConfiguration.Error;
             string modelDir = parse.GetValue(model)!, outDir = parse.GetValue(output)!;
@@ -77,17 +77,17 @@ internal static class EvalCommand
             {
                 var r = ModelEvaluator.Evaluate(student.Model, student.Tokenizer, student.Template, set, max);
                 results.Add(r);
+                check(); // a signal stops the evaluation here, before --out is written
                 stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{set.Name}: {r.N} items, accuracy {(r.Accuracy is double a ? a.ToString("P1", CultureInfo.InvariantCulture) : "-")}, format compliance {(r.FormatCompliance is double c ? c.ToString("P1", CultureInfo.InvariantCulture) : "-")}"));
             }
             var report = EvalReport.From(results, adapterDir is null
                 ? new Dictionary<string, string> { ["model"] = Path.GetFullPath(modelDir) }
                 : new Dictionary<string, string> { ["model"] = Path.GetFullPath(modelDir), ["adapter"] = Path.GetFullPath(adapterDir) });
-            report.Write(outDir);
-            EvalAnswers.Write(outDir, results);
+            report.Write(outDir, answers: results); // the three files whole, or (a failure) none of them new
             parse.InvocationConfiguration.Output.WriteLine(report.ToJson().ReplaceLineEndings(" "));
             return ExitCodes.Success;
-        });
+        }));
         return command;
     }
 

@@ -10,12 +10,22 @@ namespace Raft.Cli.Commands;
 /// <c>kill:RANK:STEP</c> makes rank RANK kill itself with SIGKILL right after training step STEP (a crashed or
 /// OOM-killed process: no exception, no MPI_Abort, no MPI_Finalize); <c>hang:RANK:STEP</c> makes it stop there
 /// without exiting (a stuck process, which only the collective timeout ends); <c>sleep:RANK:MS</c> makes it sleep MS
-/// milliseconds after every step (a slow run, for the tests that signal or race a run in progress). The other ranks run normally.
+/// milliseconds after every step (a slow run, for the tests that signal or race a run in progress; refine and eval sleep so where they check for a signal, see <see cref="Pause"/>). The other ranks run normally.
 /// </summary>
 internal static class FaultInjection
 {
     /// <summary>The environment variable that turns it on.</summary>
     public const string Variable = "RAFT_TEST_FAULT";
+
+    /// <summary>The <c>sleep:0:MS</c> fault where a command without steps (refine, eval) checks for a signal: sleeps MS milliseconds.</summary>
+    public static void Pause()
+    {
+        string? text = Environment.GetEnvironmentVariable(Variable);
+        const string prefix = "sleep:0:";
+        if (text is not null && text.StartsWith(prefix, StringComparison.Ordinal)
+            && int.TryParse(text.AsSpan(prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out int ms))
+            Thread.Sleep(ms);
+    }
 
     /// <summary>The <see cref="Trainer.AfterStep"/> hook for this rank, or null when no fault is asked for here.</summary>
     /// <exception cref="UsageException">The variable is set but not kill|hang:RANK:STEP.</exception>

@@ -52,12 +52,26 @@ internal static class PretrainCommand
             string? parent = Path.GetDirectoryName(Path.GetFullPath(outDir));
             if (parent is not null) CliChecks.CheckOutputDirectory("--out (its parent)", parent);
             CliChecks.CheckOutputDirectory("--run-dir", run);
+            // One run per run directory, as raft train's (released on exit; a crashed run's lock is taken over).
+            using var folderLock = RunLock.Acquire("--run-dir", run, "raft pretrain", stderr);
+            CheckRunAndOut(outDir, run, phases[0], doResume, doOverwrite); // again under the lock: a run that ended meanwhile may have filled it
             if (doOverwrite) ClearRun(phases, stderr);
+            if (doResume) foreach (string phase in phases.Where(Directory.Exists)) TrainCommand.RemoveLeftovers(phase, stderr);
             var progress = new ProgressReporter(stderr, ProgressReporter.IsTerminal(stderr));
             var sw = System.Diagnostics.Stopwatch.StartNew();
-            var model = v2
-                ? DemoV2Base.Pretrain(options, run, l => stderr.WriteLine(l), progress.Report, doResume)
-                : DemoBase.Pretrain(options, run, l => stderr.WriteLine(l), progress.Report, doResume, copy);
+            var afterStep = FaultInjection.AfterStep(0, stderr);
+            using var signals = new SignalStop(stderr);
+            LlamaModel model;
+            try
+            {
+                model = v2
+                    ? DemoV2Base.Pretrain(options, run, l => stderr.WriteLine(l), progress.Report, doResume, afterStep: afterStep, cancellation: signals.Token)
+                    : DemoBase.Pretrain(options, run, l => stderr.WriteLine(l), progress.Report, doResume, copy, afterStep, signals.Token);
+            }
+            catch (OperationCanceledException) when (signals.Signal is { } signal)
+            {
+                return SignalStop.Stopped(signal, Enumerable.Reverse(phases).Select(Trainer.LatestCheckpoint).FirstOrDefault(c => c is not null), stderr);
+            }
             Checkpoint.Save(outDir, model.Config, model.Parameters);
             parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(new
             {
@@ -88,7 +102,8 @@ internal static class PretrainCommand
                 throw new UsageException($"--resume: the run directory {run} holds no checkpoint to continue from; drop --resume to start the run.");
             return;
         }
-        bool runHolds = Directory.Exists(run) && Directory.EnumerateFileSystemEntries(run).Any();
+        // a lock file alone (a run that crashed before writing anything) leaves the run directory empty
+        bool runHolds = Directory.Exists(run) && Directory.EnumerateFileSystemEntries(run).Any(e => Path.GetFileName(e) != RunLock.FileName);
         if (runHolds && !overwrite)
             throw new UsageException($"--run-dir {run}: holds a previous run; give --resume to continue it or --overwrite to start afresh.");
     }

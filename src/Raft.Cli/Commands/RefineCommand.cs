@@ -76,7 +76,9 @@ internal static class RefineCommand
             var tokenizer = TokenizerLoader.ForModel(tokDir, modelConfig.ModelType);
             var template = ChatTemplate.ForModel(tokDir, tokenizer, modelConfig.ModelType);
             using var world = DistributedCli.Open(parse.GetValue(collective)!, stderr);
-            return DistributedCli.Guard(world, () =>
+            // one process: a signal stops it after the current batch, before --out is written (under mpirun: the launcher's)
+            return world.WorldSize == 1 ? SignalStop.BeforeOutput(stderr, $"--out {outPath}", Refine) : Refine(() => { });
+            int Refine(Action check) => DistributedCli.Guard(world, () =>
             {
                 // Rank 0 alone reports warnings, the teacher and the summary; every rank reports its own block's progress.
                 var info = world.Rank == 0 ? stderr : TextWriter.Null;
@@ -89,9 +91,12 @@ internal static class RefineCommand
                 catch (ArgumentException e) { throw new UsageException(e.Message); }
                 info.WriteLine($"chat template: {template.Origin}");
                 string who = world.WorldSize > 1 ? $"rank {world.Rank}: " : "";
-                var summary = ShardedRefine.Run(refiner, world, examples, outPath, (done, total) => stderr.WriteLine($"{who}refined {done}/{total}"));
+                var summary = ShardedRefine.Run(refiner, world, examples, outPath, (done, total) =>
+                {
+                    stderr.WriteLine($"{who}refined {done}/{total}");
+                    check();
+                }, summaryPath: outPath + ".summary.json");
                 if (world.Rank != 0) return ExitCodes.Success;
-                Raft.Model.AtomicFile.WriteText(outPath + ".summary.json", JsonSerializer.Serialize(summary, new JsonSerializerOptions { WriteIndented = true }) + "\n");
                 parse.InvocationConfiguration.Output.WriteLine(JsonSerializer.Serialize(summary));
                 return ExitCodes.Success;
             });

@@ -238,11 +238,7 @@ internal static class TrainCommand
         try { result = trainer.Run(outDir, resume, signals?.Token ?? default); }
         catch (OperationCanceledException) when (signals?.Signal is { } signal)
         {
-            string? last = Trainer.LatestCheckpoint(outDir);
-            info.WriteLine($"raft: stopped by {signal.Name}; " + (last is null
-                ? "no checkpoint was written yet (--checkpoint-every N writes one every N steps)"
-                : $"the newest checkpoint is {last}; continue with --resume"));
-            return ExitCodes.Signalled(signal.Number);
+            return SignalStop.Stopped(signal, Trainer.LatestCheckpoint(outDir), info);
         }
         recordAfterStep?.Invoke(); // a resume with nothing left to do
         if (world.Rank != 0) return ExitCodes.Success;

@@ -102,7 +102,11 @@ public sealed partial class ChatTemplate
     {
         try
         {
-            return JsonDocument.Parse(File.ReadAllBytes(path), new JsonDocumentOptions { AllowTrailingCommas = true, MaxDepth = 256 });
+            var bytes = File.ReadAllBytes(path);
+            // JsonDocument passes invalid UTF-8 inside strings; reading one would throw InvalidOperationException naming no file
+            if (!System.Text.Unicode.Utf8.IsValid(bytes))
+                throw new ChatTemplateException($"{path}: the file is not valid UTF-8 (a damaged file?).");
+            return JsonDocument.Parse(bytes, new JsonDocumentOptions { AllowTrailingCommas = true, MaxDepth = 256 });
         }
         catch (JsonException e)
         {

@@ -25,15 +25,20 @@ public static class JsonlWriter
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(items);
+        AtomicFile.Write(path, stream => WriteLines(stream, items, options));
+    }
+
+    /// <summary>Writes each item of <paramref name="items"/> serialised as one line of <paramref name="stream"/>.</summary>
+    public static void WriteLines<T>(Stream stream, IEnumerable<T> items, JsonSerializerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(items);
         var opts = options ?? DefaultOptions;
-        AtomicFile.Write(path, stream =>
+        foreach (var item in items)
         {
-            foreach (var item in items)
-            {
-                stream.Write(JsonSerializer.SerializeToUtf8Bytes(item, opts));
-                stream.WriteByte((byte)'\n');
-            }
-        });
+            stream.Write(JsonSerializer.SerializeToUtf8Bytes(item, opts));
+            stream.WriteByte((byte)'\n');
+        }
     }
 
     /// <summary>Writes each JSON object of <paramref name="objects"/> as one line of <paramref name="path"/>.</summary>

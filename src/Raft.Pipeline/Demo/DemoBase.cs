@@ -71,34 +71,38 @@ public static class DemoBase
     /// <summary>
     /// Trains the base model from random weights in two phases and returns it: <paramref name="options"/> on the general
     /// stream (run directory <c>&lt;run&gt;/general</c>), then <paramref name="copyPhase"/> (default <see cref="CopyPhaseOptions"/>)
-    /// on the copy-phase stream (<c>&lt;run&gt;/copy</c>). Each phase can be resumed.
+    /// on the copy-phase stream (<c>&lt;run&gt;/copy</c>). Each phase can be resumed. <paramref name="afterStep"/> is the
+    /// trainers' <see cref="Trainer.AfterStep"/>; <paramref name="cancellation"/> stops a phase between steps
+    /// (<see cref="OperationCanceledException"/>, every checkpoint written kept).
     /// </summary>
     public static LlamaModel Pretrain(TrainOptions options, string? runDirectory = null, Action<string>? log = null,
-        Action<int, int, StepMetrics>? progress = null, bool resume = false, TrainOptions? copyPhase = null)
+        Action<int, int, StepMetrics>? progress = null, bool resume = false, TrainOptions? copyPhase = null,
+        Action<StepMetrics, LlamaModel>? afterStep = null, CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(options);
         var model = LlamaModel.CreateRandom(Config, options.Seed);
         var data = Stream(options.Steps * options.BatchSize, options.Seed);
         var trainer = new Trainer(model, ByteTokenizer.Instance, ChatTemplate.Raft, data, options with { Method = TrainMethod.Sft })
         {
-            Log = log, Progress = progress,
+            Log = log, Progress = progress, AfterStep = afterStep,
         };
-        trainer.Run(runDirectory is null ? null : Path.Combine(runDirectory, "general"), resume);
+        trainer.Run(runDirectory is null ? null : Path.Combine(runDirectory, "general"), resume, cancellation);
         ContinueWithCopyPhase(model, (copyPhase ?? CopyPhaseOptions) with { Threads = options.Threads },
-            runDirectory is null ? null : Path.Combine(runDirectory, "copy"), log, progress, resume);
+            runDirectory is null ? null : Path.Combine(runDirectory, "copy"), log, progress, resume, afterStep, cancellation);
         return model;
     }
 
     /// <summary>Runs the copy phase on <paramref name="model"/> in place.</summary>
     public static void ContinueWithCopyPhase(LlamaModel model, TrainOptions options, string? runDirectory = null, Action<string>? log = null,
-        Action<int, int, StepMetrics>? progress = null, bool resume = false)
+        Action<int, int, StepMetrics>? progress = null, bool resume = false, Action<StepMetrics, LlamaModel>? afterStep = null,
+        CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(options);
         var data = Stream(options.Steps * options.BatchSize, options.Seed, copyPhase: true);
         new Trainer(model, ByteTokenizer.Instance, ChatTemplate.Raft, data, options with { Method = TrainMethod.Sft })
         {
-            Log = log, Progress = progress,
-        }.Run(runDirectory, resume);
+            Log = log, Progress = progress, AfterStep = afterStep,
+        }.Run(runDirectory, resume, cancellation);
     }
 }

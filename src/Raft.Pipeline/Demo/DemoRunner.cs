@@ -20,8 +20,14 @@ public sealed record DemoOptions
 {
     /// <summary>The seeds; every method is trained once per seed.</summary>
     public int[] Seeds { get; init; } = [1, 2, 3];
-    /// <summary>Also run RAFT without refinement, without answer conditioning, and with fixed weights.</summary>
+    /// <summary>
+    /// Also run RAFT without refinement, without answer conditioning and with fixed weights, and the LoRA rows sft_lora and
+    /// raft_lora (adapters of rank <see cref="LoraRank"/> on q_proj and v_proj instead of the MLP blocks, same budget; raft_lora's
+    /// teacher is the base itself, its adapters switched off).
+    /// </summary>
     public bool Ablations { get; init; }
+    /// <summary>The LoRA rows' rank (α = 8, PEFT's default targets q_proj, v_proj).</summary>
+    public int LoraRank { get; init; } = 8;
     /// <summary>Where report.md, report.json and learning_curves.png go (null: print only).</summary>
     public string? OutDir { get; init; }
     /// <summary>The base checkpoint; trained first (<see cref="DemoBase.Pretrain"/>) when the folder does not exist.</summary>
@@ -84,6 +90,8 @@ public sealed record DemoReport(
     public int? CurveItems { get; init; }
     /// <summary>How many items each eval set holds (the table is scored on all of them); null if unknown.</summary>
     public int? EvalItems { get; init; }
+    /// <summary>The rank of the LoRA rows (sft_lora, raft_lora); null without them.</summary>
+    public int? LoraRank { get; init; }
 
     /// <summary>
     /// What the curves were evaluated on, e.g. <c>the first 20 of the 100 items of the domain and of the general eval
@@ -272,6 +280,8 @@ public sealed class DemoRunner
                 runs.Add(("raft_no_refine", raft, raw));
                 runs.Add(("raft_no_answer_cond", raft with { AnswerConditioned = false }, fused));
                 runs.Add(("raft_fixed_weights", raft with { FixedWeights = [1.0, 1.0] }, fused));
+                runs.Add(("sft_lora", sft with { LoraRank = _o.LoraRank, Trainable = null }, raw));
+                runs.Add(("raft_lora", raft with { LoraRank = _o.LoraRank, Trainable = null }, fused));
             }
             foreach (var (name, options, data) in runs)
             {
@@ -280,7 +290,8 @@ public sealed class DemoRunner
                 var curve = new List<(int, double, double)>();
                 var at = CurveSteps(options.Steps, _o.CurvePoints).ToHashSet();
                 if (at.Contains(0)) curve.Add((0, Acc(student, curveSets.Domain), Acc(student, curveSets.General)));
-                var trainer = new Trainer(student, Tok, Template, data, options, options.Method == TrainMethod.Raft ? teacher : null)
+                // RAFT with LoRA and no teacher: the teacher is the base, the student's own weights with the adapters off
+                var trainer = new Trainer(student, Tok, Template, data, options, options.Method == TrainMethod.Raft && options.LoraRank is null ? teacher : null)
                 {
                     AfterStep = (m, model) => { if (at.Contains(m.Step)) curve.Add((m.Step, Acc(model, curveSets.Domain), Acc(model, curveSets.General))); },
                 };
@@ -298,7 +309,7 @@ public sealed class DemoRunner
         var report = new DemoReport(sw.Elapsed.TotalSeconds, _o.Seeds,
             scores.ToDictionary(kv => kv.Key, kv => (IReadOnlyList<DemoScores>)kv.Value), meanCurves, refinements)
         {
-            Budget = _o.Sft, CurveItems = curveItems, EvalItems = _o.EvalItems,
+            Budget = _o.Sft, CurveItems = curveItems, EvalItems = _o.EvalItems, LoraRank = _o.Ablations ? _o.LoraRank : null,
         };
         if (_o.OutDir is not null) Write(report, _o.OutDir);
         return report;
@@ -350,6 +361,9 @@ public sealed class DemoRunner
         md.AppendLine();
         md.AppendLine(CultureInfo.InvariantCulture, $"Seeds: {string.Join(", ", report.Seeds)}; {report.Seconds:F0} s. Accuracies in percent, mean ± standard deviation over seeds.");
         if (report.BudgetText is { } budget) md.AppendLine().AppendLine(CultureInfo.InvariantCulture, $"Budget of both methods: {budget}.");
+        if (report.LoraRank is { } rank)
+            md.AppendLine().AppendLine(CultureInfo.InvariantCulture,
+                $"sft_lora and raft_lora train LoRA adapters of rank {rank} (α 8, q_proj and v_proj, PEFT's defaults) instead of those parameters, with the same steps, batch and learning rates; raft_lora's teacher is the base itself (the student with its adapters off).");
         md.AppendLine();
         md.Append(report.ToMarkdown());
         md.AppendLine();

@@ -92,15 +92,20 @@ public sealed record EvalReport(IReadOnlyList<EvalSetSummary> Sets, IReadOnlyDic
     }
 
     /// <summary>
-    /// Writes <c>report.json</c> and <c>report.md</c> into <paramref name="directory"/> (created when missing),
-    /// each atomically.
+    /// Writes <c>report.json</c> and <c>report.md</c> (and <see cref="EvalAnswers.FileName"/> of <paramref name="answers"/>,
+    /// when given) into <paramref name="directory"/> (created when missing) as one output
+    /// (<see cref="AtomicFile.WriteAll"/>): a failure leaves the earlier files as they were, a fresh directory without
+    /// any; <c>report.json</c>, the one readers open, is renamed in last.
     /// </summary>
-    public void Write(string directory)
+    public void Write(string directory, IEnumerable<EvalSetResult>? answers = null)
     {
         ArgumentNullException.ThrowIfNull(directory);
         Directory.CreateDirectory(directory);
-        AtomicFile.WriteText(Path.Combine(directory, JsonFile), ToJson() + "\n");
-        AtomicFile.WriteText(Path.Combine(directory, MarkdownFile), ToMarkdown());
+        var files = new List<(string, string)>();
+        if (answers is not null) files.Add((Path.Combine(directory, EvalAnswers.FileName), EvalAnswers.ToJsonl(answers)));
+        files.Add((Path.Combine(directory, MarkdownFile), ToMarkdown()));
+        files.Add((Path.Combine(directory, JsonFile), ToJson() + "\n"));
+        AtomicFile.WriteTexts(files);
     }
 
     /// <summary>Reads <c>report.json</c> from <paramref name="directory"/>.</summary>

@@ -22,8 +22,10 @@ public static class ShardedRefine
     /// <param name="examples">Every example, in input order (the same list on every rank).</param>
     /// <param name="outputPath">The refined JSONL, written by rank 0 only.</param>
     /// <param name="progress">(done, total) of this rank's block.</param>
+    /// <param name="summaryPath">Where rank 0 writes the summary (indented JSON) with the refined JSONL, as one output
+    /// (<see cref="AtomicFile.WriteAll"/>: both whole, or neither new); null: not written.</param>
     public static RefineSummary Run(Refiner refiner, ICollective world, IReadOnlyList<DomainExample> examples, string outputPath,
-        Action<int, int>? progress = null)
+        Action<int, int>? progress = null, string? summaryPath = null)
     {
         ArgumentNullException.ThrowIfNull(refiner);
         ArgumentNullException.ThrowIfNull(world);
@@ -34,7 +36,7 @@ public static class ShardedRefine
         var (refined, summary) = refiner.Run(block, firstIndex: start, progress: progress);
         if (world.WorldSize == 1)
         {
-            JsonlWriter.Write(outputPath, refined);
+            Write(outputPath, stream => JsonlWriter.WriteLines(stream, refined), summaryPath, summary);
             return summary;
         }
 
@@ -47,11 +49,23 @@ public static class ShardedRefine
         }
         var blocks = Collectives.AllGatherBytes(world, lines.ToArray());
         var summaries = Collectives.AllGatherBytes(world, JsonSerializer.SerializeToUtf8Bytes(summary));
+        var total = Merge(summaries.Select(b => JsonSerializer.Deserialize<RefineSummary>(b)
+                                                ?? throw new InvalidDataException("a rank sent an empty refine summary.")));
         if (world.Rank == 0)
-            AtomicFile.Write(outputPath, stream => { foreach (var b in blocks) stream.Write(b); });
+            Write(outputPath, stream => { foreach (var b in blocks) stream.Write(b); }, summaryPath, total);
         world.Barrier();
-        return Merge(summaries.Select(b => JsonSerializer.Deserialize<RefineSummary>(b)
-                                           ?? throw new InvalidDataException("a rank sent an empty refine summary.")));
+        return total;
+    }
+
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    /// <summary>The refined JSONL and (when <paramref name="summaryPath"/> is given) its summary, as one output.</summary>
+    private static void Write(string outputPath, Action<Stream> lines, string? summaryPath, RefineSummary summary)
+    {
+        var files = new List<(string, Action<Stream>)> { (outputPath, lines) };
+        if (summaryPath is not null)
+            files.Add((summaryPath, stream => { stream.Write(JsonSerializer.SerializeToUtf8Bytes(summary, Indented)); stream.WriteByte((byte)'\n'); }));
+        AtomicFile.WriteAll(files);
     }
 
     private static RefineSummary Merge(IEnumerable<RefineSummary> parts)

@@ -140,6 +140,9 @@ internal sealed class JinjaInterpreter
 
     private string RenderBlock(List<Node> statements, JinjaEnv env)
     {
+        // a recursive macro, or a chain of 10⁵ operators that parses without recursion, must not overflow the stack:
+        // InsufficientExecutionStackException, which JinjaTemplate reports as a render error
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         var sb = new StringBuilder();
         foreach (var st in statements)
         {
@@ -163,6 +166,7 @@ internal sealed class JinjaInterpreter
 
     public JValue Evaluate(Node? node, JinjaEnv env)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         switch (node)
         {
             case null: return Undef;

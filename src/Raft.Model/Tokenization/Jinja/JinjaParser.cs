@@ -8,6 +8,20 @@ internal sealed class JinjaParser
 
     private JinjaParser(List<Token> tokens) { _t = tokens; }
 
+    /// <summary>
+    /// The deepest syntax tree parsed: blocks, brackets, the right-recursive chains (<c>not not …</c>, <c>- - …</c>,
+    /// <c>a if b else c if …</c>, <c>f()()…</c>, <c>elif</c>) and the operator chains that build left-deep trees in a loop
+    /// (<c>a + b + …</c>, <c>x|f|g…</c>, <c>m[0][0]…</c>; rendering recurses through them). Real chat templates nest a few
+    /// levels; a deeper one would overflow the stack (a crash, not an error) while parsing or rendering.
+    /// </summary>
+    public const int MaxDepth = 300;
+    private int _depth;
+
+    private void Enter()
+    {
+        if (++_depth > MaxDepth) throw new JinjaSyntaxException($"the template nests deeper than {MaxDepth} levels");
+    }
+
     public static ProgramNode Parse(List<Token> tokens)
     {
         var p = new JinjaParser(tokens);
@@ -53,18 +67,23 @@ internal sealed class JinjaParser
 
     private Node ParseAny()
     {
-        switch (Cur.Kind)
+        Enter();
+        try
         {
-            case TokenKind.Comment: return new CommentNode(_t[_i++].Value);
-            case TokenKind.Text: return new StringLiteral(Expect(TokenKind.Text, "Expected text token").Value);
-            case TokenKind.OpenStatement: return ParseStatement();
-            case TokenKind.OpenExpression:
-                Expect(TokenKind.OpenExpression, "Expected opening expression token");
-                var e = ParseExpression();
-                Expect(TokenKind.CloseExpression, "Expected closing expression token");
-                return e;
-            default: throw new JinjaSyntaxException($"Unexpected token type: {Cur.Kind}");
+            switch (Cur.Kind)
+            {
+                case TokenKind.Comment: return new CommentNode(_t[_i++].Value);
+                case TokenKind.Text: return new StringLiteral(Expect(TokenKind.Text, "Expected text token").Value);
+                case TokenKind.OpenStatement: return ParseStatement();
+                case TokenKind.OpenExpression:
+                    Expect(TokenKind.OpenExpression, "Expected opening expression token");
+                    var e = ParseExpression();
+                    Expect(TokenKind.CloseExpression, "Expected closing expression token");
+                    return e;
+                default: throw new JinjaSyntaxException($"Unexpected token type: {Cur.Kind}");
+            }
         }
+        finally { _depth--; }
     }
 
     private List<Node> BodyUntil(params string[] names)
@@ -183,22 +202,27 @@ internal sealed class JinjaParser
 
     private IfNode ParseIf()
     {
-        var test = ParseExpression();
-        Expect(TokenKind.CloseStatement, "Expected closing statement token");
-        var body = BodyUntil("elif", "else", "endif");
-        var alternate = new List<Node>();
-        if (IsStatement("elif"))
+        Enter();
+        try
         {
-            _i += 2;
-            alternate.Add(ParseIf());
-        }
-        else if (IsStatement("else"))
-        {
-            _i += 2;
+            var test = ParseExpression();
             Expect(TokenKind.CloseStatement, "Expected closing statement token");
-            alternate = BodyUntil("endif");
+            var body = BodyUntil("elif", "else", "endif");
+            var alternate = new List<Node>();
+            if (IsStatement("elif"))
+            {
+                _i += 2;
+                alternate.Add(ParseIf());
+            }
+            else if (IsStatement("else"))
+            {
+                _i += 2;
+                Expect(TokenKind.CloseStatement, "Expected closing statement token");
+                alternate = BodyUntil("endif");
+            }
+            return new IfNode(test, body, alternate);
         }
-        return new IfNode(test, body, alternate);
+        finally { _depth--; }
     }
 
     private Node ParseExpressionSequence(bool primary = false)
@@ -238,59 +262,76 @@ internal sealed class JinjaParser
 
     private Node ParseIfExpression()
     {
-        var a = ParseOr();
-        if (IsIdentifier("if"))
+        Enter();
+        try
         {
-            _i++;
-            var test = ParseOr();
-            if (IsIdentifier("else"))
+            var a = ParseOr();
+            if (IsIdentifier("if"))
             {
                 _i++;
-                var f = ParseIfExpression();
-                return new TernaryNode(test, a, f);
+                var test = ParseOr();
+                if (IsIdentifier("else"))
+                {
+                    _i++;
+                    var f = ParseIfExpression();
+                    return new TernaryNode(test, a, f);
+                }
+                return new SelectNode(a, test);
             }
-            return new SelectNode(a, test);
+            return a;
         }
-        return a;
+        finally { _depth--; }
     }
 
     private Node ParseOr()
     {
         var left = ParseAnd();
+        int chain = 0;
         while (IsIdentifier("or"))
         {
+            Enter(); chain++;
             _i++;
             left = new BinaryNode("or", left, ParseAnd());
         }
+        _depth -= chain;
         return left;
     }
 
     private Node ParseAnd()
     {
         var left = ParseNot();
+        int chain = 0;
         while (IsIdentifier("and"))
         {
+            Enter(); chain++;
             _i++;
             left = new BinaryNode("and", left, ParseNot());
         }
+        _depth -= chain;
         return left;
     }
 
     private Node ParseNot()
     {
-        Node? right = null;
-        while (IsIdentifier("not"))
+        Enter();
+        try
         {
-            _i++;
-            var arg = ParseNot();
-            right = new UnaryNode("not", arg);
+            Node? right = null;
+            while (IsIdentifier("not"))
+            {
+                _i++;
+                var arg = ParseNot();
+                right = new UnaryNode("not", arg);
+            }
+            return right ?? ParseComparison();
         }
-        return right ?? ParseComparison();
+        finally { _depth--; }
     }
 
     private Node ParseComparison()
     {
         var left = ParseAdditive();
+        int chain = 0;
         while (true)
         {
             string op;
@@ -298,19 +339,24 @@ internal sealed class JinjaParser
             else if (IsIdentifier("in")) { op = "in"; _i++; }
             else if (Is(TokenKind.ComparisonBinaryOperator)) op = _t[_i++].Value;
             else break;
+            Enter(); chain++;
             left = new BinaryNode(op, left, ParseAdditive());
         }
+        _depth -= chain;
         return left;
     }
 
     private Node ParseAdditive()
     {
         var left = ParseMultiplicative();
+        int chain = 0;
         while (Is(TokenKind.AdditiveBinaryOperator))
         {
+            Enter(); chain++;
             string op = _t[_i++].Value;
             left = new BinaryNode(op, left, ParseMultiplicative());
         }
+        _depth -= chain;
         return left;
     }
 
@@ -322,10 +368,15 @@ internal sealed class JinjaParser
 
     private Node ParseCall(Node callee)
     {
-        Node e = new CallNode(callee, ParseArgs(parameters: false));
-        e = ParseMember(e);
-        if (Is(TokenKind.OpenParen)) e = ParseCall(e);
-        return e;
+        Enter();
+        try
+        {
+            Node e = new CallNode(callee, ParseArgs(parameters: false));
+            e = ParseMember(e);
+            if (Is(TokenKind.OpenParen)) e = ParseCall(e);
+            return e;
+        }
+        finally { _depth--; }
     }
 
     private List<Node> ParseArgs(bool parameters)
@@ -418,8 +469,10 @@ internal sealed class JinjaParser
 
     private Node ParseMember(Node obj)
     {
+        int chain = 0;
         while (Is(TokenKind.Dot) || Is(TokenKind.OpenSquareBracket))
         {
+            Enter(); chain++;
             var op = _t[_i++];
             bool computed = op.Kind == TokenKind.OpenSquareBracket;
             Node prop;
@@ -435,67 +488,85 @@ internal sealed class JinjaParser
             }
             obj = new MemberNode(obj, prop, computed);
         }
+        _depth -= chain;
         return obj;
     }
 
     private Node ParseMultiplicative()
     {
         var left = ParsePower();
+        int chain = 0;
         while (Is(TokenKind.MultiplicativeBinaryOperator))
         {
+            Enter(); chain++;
             string op = _t[_i++].Value;
             left = new BinaryNode(op, left, ParsePower());
         }
+        _depth -= chain;
         return left;
     }
 
     private Node ParsePower()
     {
         var left = ParseTest();
+        int chain = 0;
         while (Is(TokenKind.ExponentiationBinaryOperator))
         {
+            Enter(); chain++;
             _i++;
             left = new BinaryNode("**", left, ParseTest());
         }
+        _depth -= chain;
         return left;
     }
 
     private Node ParseTest()
     {
         var operand = ParseFilter();
+        int chain = 0;
         while (IsIdentifier("is"))
         {
+            Enter(); chain++;
             _i++;
             bool negate = IsIdentifier("not");
             if (negate) _i++;
             if (ParsePrimary() is not IdentifierNode test) throw new JinjaSyntaxException("Expected identifier for the test");
             operand = new TestNode(operand, negate, test);
         }
+        _depth -= chain;
         return operand;
     }
 
     private Node ParseFilter()
     {
         var operand = ParseUnarySign();
+        int chain = 0;
         while (Is(TokenKind.Pipe))
         {
+            Enter(); chain++;
             _i++;
             Node f = ParsePrimary();
             if (f is not IdentifierNode) throw new JinjaSyntaxException("Expected identifier for the filter");
             if (Is(TokenKind.OpenParen)) f = ParseCall(f);
             operand = new FilterNode(operand, f);
         }
+        _depth -= chain;
         return operand;
     }
 
     private Node ParseUnarySign()
     {
-        if (_i < _t.Count && _t[_i].Kind is TokenKind.UnaryOperator or TokenKind.AdditiveBinaryOperator && _t[_i].Value is "-" or "+")
+        Enter();
+        try
         {
-            string op = _t[_i++].Value;
-            return new UnaryNode(op, ParseUnarySign());
+            if (_i < _t.Count && _t[_i].Kind is TokenKind.UnaryOperator or TokenKind.AdditiveBinaryOperator && _t[_i].Value is "-" or "+")
+            {
+                string op = _t[_i++].Value;
+                return new UnaryNode(op, ParseUnarySign());
+            }
+            return ParseCallMember();
         }
-        return ParseCallMember();
+        finally { _depth--; }
     }
 
     private Node ParsePrimary()

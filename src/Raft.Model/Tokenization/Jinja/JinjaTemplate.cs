@@ -104,6 +104,7 @@ public sealed class JinjaTemplate
         catch (JinjaSyntaxException e) { throw new JinjaRenderException(e.Message); }
         catch (BreakSignal) { throw new JinjaRenderException("break outside a loop"); }
         catch (ContinueSignal) { throw new JinjaRenderException("continue outside a loop"); }
+        catch (InsufficientExecutionStackException) { throw new JinjaRenderException("the template nests too deeply or recurses without end (the stack ran out)"); }
         catch (Exception e) when (e is InvalidCastException or ArgumentException or IndexOutOfRangeException or NullReferenceException
                                        or FormatException or OverflowException or InvalidOperationException or KeyNotFoundException)
         {

@@ -54,17 +54,20 @@ public static class DemoV2Base
     /// Trains the base from random weights (<paramref name="config"/>, default <see cref="Config"/>) with
     /// <paramref name="options"/> in <paramref name="runDirectory"/> (resumable: checkpoints every
     /// <see cref="TrainOptions.CheckpointEvery"/> steps; <paramref name="resume"/> continues from the newest, bit for bit).
+    /// <paramref name="afterStep"/> is the trainer's <see cref="Trainer.AfterStep"/>; <paramref name="cancellation"/> stops
+    /// it between steps (<see cref="OperationCanceledException"/>, every checkpoint written kept).
     /// </summary>
     public static LlamaModel Pretrain(TrainOptions options, string? runDirectory = null, Action<string>? log = null,
-        Action<int, int, StepMetrics>? progress = null, bool resume = false, ModelConfig? config = null)
+        Action<int, int, StepMetrics>? progress = null, bool resume = false, ModelConfig? config = null,
+        Action<StepMetrics, LlamaModel>? afterStep = null, CancellationToken cancellation = default)
     {
         ArgumentNullException.ThrowIfNull(options);
         var model = LlamaModel.CreateRandom(config ?? Config, options.Seed);
         var data = Stream(options.Steps * options.BatchSize, options.Seed);
         new Trainer(model, ByteTokenizer.Instance, ChatTemplate.Raft, data, options with { Method = TrainMethod.Sft })
         {
-            Log = log, Progress = progress,
-        }.Run(runDirectory, resume);
+            Log = log, Progress = progress, AfterStep = afterStep,
+        }.Run(runDirectory, resume, cancellation);
         return model;
     }
 }
