@@ -46,6 +46,8 @@ public static class TokenizerLoader
             var doc = ParseJson(tj);
             using (doc)
             {
+                if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                    throw new InvalidDataException($"{tj}: the top level is {doc.RootElement.ValueKind}, expected a JSON object.");
                 if (!IsSentencePieceStyle(doc.RootElement)) return FromTokenizerJson(tj, doc.RootElement, config);
                 if (!File.Exists(tm))
                     throw new NotSupportedException(
@@ -122,7 +124,8 @@ public static class TokenizerLoader
         foreach (var m in mergesEl.EnumerateArray())
         {
             if (m.ValueKind == JsonValueKind.String) merges.Add(m.GetString()!);
-            else if (m.ValueKind == JsonValueKind.Array && m.GetArrayLength() == 2)
+            else if (m.ValueKind == JsonValueKind.Array && m.GetArrayLength() == 2 &&
+                     m[0].ValueKind == JsonValueKind.String && m[1].ValueKind == JsonValueKind.String)
                 merges.Add(m[0].GetString() + " " + m[1].GetString());
             else throw new InvalidDataException($"{path}: model.merges[{mi}] is neither \"a b\" nor [\"a\", \"b\"].");
             mi++;
@@ -150,7 +153,8 @@ public static class TokenizerLoader
             int i = 0;
             foreach (var a in at.EnumerateArray())
             {
-                if (!a.TryGetProperty("id", out var idEl) || !idEl.TryGetInt32(out int id) ||
+                if (a.ValueKind != JsonValueKind.Object ||
+                    !a.TryGetProperty("id", out var idEl) || idEl.ValueKind != JsonValueKind.Number || !idEl.TryGetInt32(out int id) ||
                     !a.TryGetProperty("content", out var c) || c.ValueKind != JsonValueKind.String)
                     throw new InvalidDataException($"{path}: added_tokens[{i}] lacks an integer \"id\" or a string \"content\".");
                 bool special = a.TryGetProperty("special", out var s) && s.ValueKind == JsonValueKind.True;
@@ -185,8 +189,9 @@ public static class TokenizerLoader
     internal static string? FindSplitRegex(JsonElement pre)
     {
         if (pre.ValueKind != JsonValueKind.Object) return null;
-        if (pre.TryGetProperty("type", out var t) && t.GetString() == "Split" &&
-            pre.TryGetProperty("pattern", out var p) && p.ValueKind == JsonValueKind.Object && p.TryGetProperty("Regex", out var r))
+        if (pre.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() == "Split" &&
+            pre.TryGetProperty("pattern", out var p) && p.ValueKind == JsonValueKind.Object &&
+            p.TryGetProperty("Regex", out var r) && r.ValueKind == JsonValueKind.String)
             return r.GetString();
         if (pre.TryGetProperty("pretokenizers", out var list) && list.ValueKind == JsonValueKind.Array)
             foreach (var e in list.EnumerateArray())
@@ -197,9 +202,9 @@ public static class TokenizerLoader
     private static bool TemplateStartsWithSpecial(JsonElement post)
     {
         if (post.ValueKind != JsonValueKind.Object) return false;
-        if (post.TryGetProperty("type", out var t) && t.GetString() == "TemplateProcessing" &&
+        if (post.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() == "TemplateProcessing" &&
             post.TryGetProperty("single", out var single) && single.ValueKind == JsonValueKind.Array && single.GetArrayLength() > 0)
-            return single[0].TryGetProperty("SpecialToken", out _);
+            return single[0].ValueKind == JsonValueKind.Object && single[0].TryGetProperty("SpecialToken", out _);
         if (post.TryGetProperty("processors", out var list) && list.ValueKind == JsonValueKind.Array)
             return list.EnumerateArray().Any(TemplateStartsWithSpecial);
         return false;

@@ -82,6 +82,37 @@ public class TokenizerLoaderTests
         Assert.Contains(expected, e.Message);
     }
 
+    // found by the libFuzzer harness (fuzz/regressions/tokenizer): a value of another JSON type than the loader reads escaped
+    // as System.Text.Json's InvalidOperationException ("requires an element of type 'Object'"), naming no file
+    private const string Bpe = "\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\"]}, \"decoder\": {\"type\": \"ByteLevel\"}";
+
+    [Theory]
+    [InlineData("1", "top level is Number")]
+    [InlineData("[{\"model\": {}}]", "top level is Array")]
+    [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [[1, 2]]}, \"decoder\": {\"type\": \"ByteLevel\"}}", "model.merges[0]")]
+    [InlineData("{\"added_tokens\": [5], " + Bpe + "}", "added_tokens[0]")]
+    [InlineData("{\"added_tokens\": [{\"id\": \"5\", \"content\": \"<x>\"}], " + Bpe + "}", "added_tokens[0]")]
+    public void TokenizerJsonValuesOfAnotherJsonType_AreRefusedNamingTheFile(string json, string expected)
+    {
+        using var tmp = new TempDirectory();
+        File.WriteAllText(tmp.File("tokenizer.json"), json);
+        var e = Assert.Throws<InvalidDataException>(() => TokenizerLoader.FromDirectory(tmp.Path));
+        Assert.Contains(tmp.File("tokenizer.json"), e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Theory]
+    [InlineData("{\"pre_tokenizer\": {\"type\": 5, \"pattern\": {\"Regex\": 1}}, " + Bpe + "}")]
+    [InlineData("{\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": 1}}, " + Bpe + "}")]
+    [InlineData("{\"post_processor\": {\"type\": 7}, " + Bpe + "}")]
+    [InlineData("{\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [5]}, " + Bpe + "}")]
+    public void TokenizerJsonOptionalPartsOfAnotherJsonType_AreIgnoredAsAbsent(string json)
+    {
+        using var tmp = new TempDirectory();
+        File.WriteAllText(tmp.File("tokenizer.json"), json);
+        Assert.Equal([2], TokenizerLoader.FromDirectory(tmp.Path).Encode("ab"));
+    }
+
     [Theory]
     [InlineData("{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}", "Unigram")]
     [InlineData("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {}}}", "WordPiece")]
