@@ -24,7 +24,7 @@ public static class AnswerExtractors
         if (s.StartsWith(MarkerExtractor.SpecPrefix, kind))
         {
             string marker = s[MarkerExtractor.SpecPrefix.Length..];
-            if (marker.Length == 0) throw new ArgumentException($"extractor spec \"{spec}\" has an empty marker; expected marker:<text>.", nameof(spec));
+            if (marker.Length == 0) throw new ArgumentException($"extractor spec \"{spec}\" has an empty marker; expected marker:<text>.");
             return new MarkerExtractor(marker);
         }
         if (s.StartsWith(RegexExtractor.SpecPrefix, kind))
@@ -36,9 +36,9 @@ public static class AnswerExtractors
             }
             catch (ArgumentException e)
             {
-                throw new ArgumentException($"extractor spec \"{spec}\": {e.Message}", nameof(spec), e);
+                throw new ArgumentException($"extractor spec \"{spec}\": {e.Message}", e);
             }
         }
-        throw new ArgumentException($"unknown extractor spec \"{spec}\"; expected {SpecHelp}.", nameof(spec));
+        throw new ArgumentException($"unknown extractor spec \"{spec}\"; expected {SpecHelp}.");
     }
 }
