@@ -216,6 +216,8 @@ public sealed class TeacherSession : IDisposable
         var config = File.Exists(configPath) ? Raft.Model.ModelConfig.Load(configPath) : null;
         var log = options.Log ?? (line => Console.Error.WriteLine(line));
 
+        // ONNX Runtime believes stored tensors' dimensions before it compares them with their data: checked first
+        OnnxModelCheck.Check(path);
         InferenceSession? session = null;
         string provider = "CPU";
         string? reason = null;

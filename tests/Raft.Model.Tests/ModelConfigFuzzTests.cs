@@ -14,7 +14,7 @@ public class ModelConfigFuzzTests
     {
         string path = dir.File("config.json");
         File.WriteAllBytes(path, bytes);
-        try { ModelConfig.Load(path); }
+        try { FuzzBounds.Run($"{bytes.Length}-byte config", bytes.Length, () => ModelConfig.Load(path), factor: 16); }
         catch (Exception e) when (e is InvalidDataException or ArgumentException)
         {
             Assert.Contains(path, e.Message);

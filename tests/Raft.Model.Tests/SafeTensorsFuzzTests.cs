@@ -6,7 +6,7 @@ namespace Raft.Model.Tests;
 /// <summary>
 /// Mutation tests of the safetensors reader (#19): a valid file is truncated, bit-flipped or given a huge header length or
 /// a huge dimension; opening it and reading every tensor either succeeds or throws <see cref="InvalidDataException"/>
-/// naming the file, never another exception type.
+/// naming the file, never another exception type, within <see cref="FuzzBounds.Timeout"/> and 8 × the file's bytes of allocation.
 /// </summary>
 public class SafeTensorsFuzzTests
 {
@@ -27,14 +27,18 @@ public class SafeTensorsFuzzTests
         File.WriteAllBytes(path, bytes);
         try
         {
-            using var f = SafeTensorsFile.Open(path);
-            foreach (var t in f.Tensors)
+            // bounded in time and allocation (FuzzBounds); the tensors read as fp32 take up to 2 × the bytes of a 16-bit file
+            FuzzBounds.Run($"{bytes.Length}-byte mutant", bytes.Length, () =>
             {
-                long n = t.ElementCount;
-                // A reader must refuse what the file cannot hold before allocating it.
-                Assert.True(t.End <= f.DataLength && t.End - t.Begin <= bytes.Length, $"{t.Name}: [{t.Begin}, {t.End}) beyond the file");
-                if (t.DType is "F32" or "F16" or "BF16" && n <= bytes.Length) f.Read(t.Name);
-            }
+                using var f = SafeTensorsFile.Open(path);
+                foreach (var t in f.Tensors)
+                {
+                    long n = t.ElementCount;
+                    // A reader must refuse what the file cannot hold before allocating it.
+                    Assert.True(t.End <= f.DataLength && t.End - t.Begin <= bytes.Length, $"{t.Name}: [{t.Begin}, {t.End}) beyond the file");
+                    if (t.DType is "F32" or "F16" or "BF16" && n <= bytes.Length) f.Read(t.Name);
+                }
+            }, factor: 8);
         }
         catch (InvalidDataException e)
         {

@@ -100,6 +100,19 @@ public class TokenizerConfigFuzzTests
         var r = Assert.IsType<ChatTemplateException>(error);
         Assert.Contains("stack ran out", r.Message);
         Assert.Contains(dir.Path, r.Message);
+        // found by the nesting cases: 263 nested loops over two messages (2^263 iterations) or a macro calling itself twice
+        // rendered for ever; now a render error after JinjaInterpreter.MaxSteps iterations and calls
+        foreach (string template in (string[])[string.Concat(Enumerable.Repeat("{% for m in messages %}", 263)) + "x" + string.Concat(Enumerable.Repeat("{% endfor %}", 263)),
+                     "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(150) }}"])
+        {
+            File.WriteAllText(dir.File("tokenizer_config.json"), Config(template));
+            var t2 = ChatTemplate.FromModelDirectory(dir.Path)!;
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            var e = Assert.Throws<ChatTemplateException>(() => t2.Render(Conversation, true));
+            Assert.Contains("loop iterations and macro calls", e.Message);
+            Assert.Contains(dir.Path, e.Message);
+            Assert.True(sw.Elapsed < FuzzBounds.Timeout, $"{sw.Elapsed}");
+        }
         // found by the bit flips: invalid UTF-8 inside a string read as InvalidOperationException naming no file
         File.WriteAllBytes(dir.File("tokenizer_config.json"), [.. "{\"eos_token\": \"<|e"u8, 0xC3, .. "|>\"}"u8]);
         var u = Assert.Throws<ChatTemplateException>(() => ChatTemplate.FromModelDirectory(dir.Path));

@@ -23,7 +23,7 @@ public class JsonlFuzzTests
         // The same bytes through both readers: evaluation sets and training data.
         foreach (Action load in (Action[])[() => EvalSet.Load(path, skipBadLines: skip, log: _ => { }), () => JsonlDataset.Load(path, skip, _ => { })])
         {
-            try { load(); }
+            try { FuzzBounds.Run($"{bytes.Length}-byte set", bytes.Length, load, factor: 16); }
             catch (DataFormatException e)
             {
                 Assert.Equal(path, e.Path);

@@ -6,7 +6,7 @@ namespace Raft.Tests.Shared;
 /// The resource bounds of the parser fuzz tests (#19): one parse of a mutant runs on a thread of its own, which must end
 /// within <see cref="Timeout"/> (no hang) and allocate at most <c>factor × input bytes + slack</c> managed bytes
 /// (<see cref="GC.GetAllocatedBytesForCurrentThread"/>, so a length or count field that the reader believes before it
-/// checks it against the bytes left fails the test). Whatever the parse throws is rethrown on the calling thread, so a
+/// checks it against the bytes left fails the test, also when the parse then throws). Whatever the parse throws is rethrown on the calling thread, so a
 /// CsCheck property sees the parser's own exception (and prints the seed of the smallest failing case).
 /// </summary>
 internal static class FuzzBounds
@@ -35,9 +35,11 @@ internal static class FuzzBounds
         thread.Start();
         if (!thread.Join(Timeout))
             throw new TimeoutException($"{what}: the parse of {inputBytes} bytes is still running after {Timeout.TotalSeconds} s (a hang).");
-        if (error != null) ExceptionDispatchInfo.Capture(error).Throw();
+        // the bound holds for a refusal too: a reader that allocates a believed count and then fails is caught here
         long limit = (long)(factor * inputBytes) + slack;
         if (allocated > limit)
-            throw new InvalidOperationException($"{what}: parsing {inputBytes} bytes allocated {allocated} bytes, more than {factor} × the input + {slack}.");
+            throw new InvalidOperationException($"{what}: parsing {inputBytes} bytes allocated {allocated} bytes, more than {factor} × the input + {slack}" +
+                (error != null ? $", then threw {error.GetType().Name}: {error.Message}" : "."));
+        if (error != null) ExceptionDispatchInfo.Capture(error).Throw();
     }
 }

@@ -9,7 +9,7 @@ public sealed record GgufTensorInfo(string Name, long[] Dims, GgmlType Type, lon
     /// <summary>Number of values.</summary>
     public long ElementCount => Dims.Aggregate(1L, (a, b) => checked(a * b));
     /// <summary>Bytes of data.</summary>
-    public long ByteCount => ElementCount * Type.Size();
+    public long ByteCount => checked(ElementCount * Type.Size());
 }
 
 /// <summary>
@@ -108,6 +108,7 @@ public sealed class GgufReader
             uint type = br.ReadUInt32();
             if (!GgmlTypes.IsKnown(type)) throw new InvalidDataException($"{Path}: tensor {name} has ggml type {type}; only F32 (0), F16 (1) and BF16 (30) are read.");
             ulong offset = br.ReadUInt64();
+            if (offset > (ulong)fileLength) throw new InvalidDataException($"{Path}: tensor {name} starts at data offset {offset}, past the end of the {fileLength}-byte file.");
             if (offset % (ulong)Alignment != 0) throw new InvalidDataException($"{Path}: tensor {name} starts at data offset {offset}, not a multiple of the alignment {Alignment}.");
             var info = new GgufTensorInfo(name, dims, (GgmlType)type, (long)offset);
             if (!_tensors.TryAdd(name, info)) throw new InvalidDataException($"{Path}: tensor {name} appears twice.");
@@ -145,17 +146,48 @@ public sealed class GgufReader
         var et = (GgufValueType)br.ReadUInt32();
         ulong n = br.ReadUInt64();
         if (et == GgufValueType.Array) throw new InvalidDataException($"{Path}: metadata key {key}: nested arrays are not read.");
-        if (n > (ulong)(fileLength - br.BaseStream.Position)) throw new InvalidDataException($"{Path}: metadata key {key}: an array of {n} elements runs past the end of the file (truncated).");
-        Array array = et switch
+        // each element takes at least its size (a string its u64 length): a count the bytes left cannot hold is refused
+        // before the array is allocated
+        ulong least = et switch
         {
-            GgufValueType.UInt8 => new byte[n], GgufValueType.Int8 => new sbyte[n], GgufValueType.UInt16 => new ushort[n],
-            GgufValueType.Int16 => new short[n], GgufValueType.UInt32 => new uint[n], GgufValueType.Int32 => new int[n],
-            GgufValueType.Float32 => new float[n], GgufValueType.Bool => new bool[n], GgufValueType.String => new string[n],
-            GgufValueType.UInt64 => new ulong[n], GgufValueType.Int64 => new long[n], GgufValueType.Float64 => new double[n],
+            GgufValueType.UInt8 or GgufValueType.Int8 or GgufValueType.Bool => 1,
+            GgufValueType.UInt16 or GgufValueType.Int16 => 2,
+            GgufValueType.UInt32 or GgufValueType.Int32 or GgufValueType.Float32 => 4,
+            GgufValueType.UInt64 or GgufValueType.Int64 or GgufValueType.Float64 or GgufValueType.String => 8,
             _ => throw new InvalidDataException($"{Path}: metadata key {key}: unknown array element type {(uint)et}."),
         };
-        for (long i = 0; i < (long)n; i++) array.SetValue(ReadScalar(br, et, fileLength, key), i);
+        if (n > (ulong)(fileLength - br.BaseStream.Position) / least)
+            throw new InvalidDataException($"{Path}: metadata key {key}: an array of {n} {et} elements runs past the end of the file (truncated).");
+        int count = (int)n;
+        // typed loops: Array.SetValue would box every element (24 bytes for a one-byte value)
+        Array array = et switch
+        {
+            GgufValueType.UInt8 => Fill(new byte[count], br.ReadByte),
+            GgufValueType.Int8 => Fill(new sbyte[count], br.ReadSByte),
+            GgufValueType.UInt16 => Fill(new ushort[count], br.ReadUInt16),
+            GgufValueType.Int16 => Fill(new short[count], br.ReadInt16),
+            GgufValueType.UInt32 => Fill(new uint[count], br.ReadUInt32),
+            GgufValueType.Int32 => Fill(new int[count], br.ReadInt32),
+            GgufValueType.Float32 => Fill(new float[count], br.ReadSingle),
+            GgufValueType.Bool => Fill(new bool[count], () => ReadBool(br, key)),
+            GgufValueType.String => Fill(new string[count], () => ReadString(br, fileLength, $"metadata key {key}")),
+            GgufValueType.UInt64 => Fill(new ulong[count], br.ReadUInt64),
+            GgufValueType.Int64 => Fill(new long[count], br.ReadInt64),
+            _ => Fill(new double[count], br.ReadDouble),
+        };
         return GgufValue.ArrayOf(et, array);
+    }
+
+    private bool ReadBool(BinaryReader br, string key) => br.ReadByte() switch
+    {
+        0 => false, 1 => true,
+        var b => throw new InvalidDataException($"{Path}: metadata key {key}: bool byte {b} is neither 0 nor 1."),
+    };
+
+    private static T[] Fill<T>(T[] array, Func<T> read)
+    {
+        for (int i = 0; i < array.Length; i++) array[i] = read();
+        return array;
     }
 
     private object ReadScalar(BinaryReader br, GgufValueType type, long fileLength, string key) => type switch
@@ -167,11 +199,7 @@ public sealed class GgufReader
         GgufValueType.UInt32 => br.ReadUInt32(),
         GgufValueType.Int32 => br.ReadInt32(),
         GgufValueType.Float32 => br.ReadSingle(),
-        GgufValueType.Bool => br.ReadByte() switch
-        {
-            0 => false, 1 => true,
-            var b => throw new InvalidDataException($"{Path}: metadata key {key}: bool byte {b} is neither 0 nor 1."),
-        },
+        GgufValueType.Bool => ReadBool(br, key),
         GgufValueType.String => ReadString(br, fileLength, $"metadata key {key}"),
         GgufValueType.UInt64 => br.ReadUInt64(),
         GgufValueType.Int64 => br.ReadInt64(),

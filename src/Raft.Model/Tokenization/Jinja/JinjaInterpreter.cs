@@ -136,6 +136,20 @@ internal sealed class JinjaInterpreter
     private const int MaxMacroDepth = 200;
     private int _depth;
 
+    /// <summary>
+    /// Loop iterations and macro calls one render may run: nested loops (2²⁶³ iterations for 263 nested loops over two
+    /// messages) or a macro calling itself twice render for ever, not with an error. A chat template over a long
+    /// conversation runs thousands.
+    /// </summary>
+    public const long MaxSteps = 1 << 20;
+    private long _steps;
+
+    private void Step()
+    {
+        if (++_steps > MaxSteps)
+            throw new JinjaRenderException($"the template ran more than {MaxSteps} loop iterations and macro calls (nested loops or recursion without end?)");
+    }
+
     public string Run(ProgramNode program, JinjaEnv env) => RenderBlock(program.Body, env);
 
     private string RenderBlock(List<Node> statements, JinjaEnv env)
@@ -1058,6 +1072,7 @@ internal sealed class JinjaInterpreter
         bool noIteration = true;
         for (int i = 0; i < items.Count; i++)
         {
+            Step();
             scope.Set("loop", Loop(i, items.Count, i > 0 ? items[i - 1] : null, i < items.Count - 1 ? items[i + 1] : null));
             BindLoopVariable(node.LoopVar, items[i], scope);
             try
@@ -1163,6 +1178,7 @@ internal sealed class JinjaInterpreter
             }
             var macroScope = new JinjaEnv(parent);
             BindMacroArguments($"'{node.Name.Value}'", node.Args, special, args, macroScope);
+            Step();
             // A runaway recursion fails as a render error instead of overflowing the stack.
             if (++_depth > MaxMacroDepth) { _depth = 0; throw new JinjaRenderException($"macro '{node.Name.Value}': maximum recursion depth ({MaxMacroDepth}) exceeded"); }
             try { return S(RenderBlock(node.Body, macroScope)); }
