@@ -106,7 +106,12 @@ internal sealed class ResumableRun
     /// <summary>Starts <c>dotnet raft.dll</c> as a process of its own with <paramref name="environment"/> added.</summary>
     public static Process Start(IEnumerable<string> args, params (string Name, string Value)[] environment)
     {
-        var psi = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
+        // A child inherits ignored signals: under nohup (SIGHUP) or as a shell's background job (SIGINT) raft would
+        // rightly ignore them too, and the test would see exit 0. env(1) resets the three to their defaults first
+        // (coreutils ≥ 8.31), so the test sees raft's own handling wherever the test runner was started.
+        var psi = new ProcessStartInfo("env") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
+        psi.ArgumentList.Add("--default-signal=HUP,INT,TERM");
+        psi.ArgumentList.Add("dotnet");
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "raft.dll"));
         foreach (var a in args) psi.ArgumentList.Add(a);
         foreach (var (name, value) in environment) psi.Environment[name] = value;
