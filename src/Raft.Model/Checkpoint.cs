@@ -199,7 +199,8 @@ public static class Checkpoint
             }
             return list;
         }
-        catch (JsonException e)
+        // InvalidOperationException: a string with a lone surrogate escape (\uDDDD) fails only when it is read
+        catch (Exception e) when (e is JsonException || JsonStringErrors.IsFromJson(e))
         {
             throw new InvalidDataException($"{indexPath}: not valid JSON ({e.Message}).", e);
         }

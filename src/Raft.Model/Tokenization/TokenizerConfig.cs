@@ -46,7 +46,8 @@ internal sealed record TokenizerConfig
                 Added = added,
             };
         }
-        catch (JsonException e)
+        // InvalidOperationException: a string with a lone surrogate escape (\uDDDD) fails only when it is read
+        catch (Exception e) when (e is JsonException || JsonStringErrors.IsFromJson(e))
         {
             throw new InvalidDataException($"{path}: not valid JSON ({e.Message}).", e);
         }

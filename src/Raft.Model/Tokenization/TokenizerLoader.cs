@@ -45,6 +45,7 @@ public static class TokenizerLoader
         {
             var doc = ParseJson(tj);
             using (doc)
+            try
             {
                 if (doc.RootElement.ValueKind != JsonValueKind.Object)
                     throw new InvalidDataException($"{tj}: the top level is {doc.RootElement.ValueKind}, expected a JSON object.");
@@ -53,6 +54,11 @@ public static class TokenizerLoader
                     throw new NotSupportedException(
                         $"{tj} describes a SentencePiece-style BPE (Metaspace / byte fallback, as Llama 2's); " +
                         $"put the model's tokenizer.model (SentencePiece) in {dir} to load it.");
+            }
+            // a string with a lone surrogate escape (\uDDDD) parses, then fails when it is read
+            catch (InvalidOperationException e) when (JsonStringErrors.IsFromJson(e))
+            {
+                throw new InvalidDataException($"{tj}: not valid JSON ({e.Message}).", e);
             }
         }
         if (File.Exists(tm))

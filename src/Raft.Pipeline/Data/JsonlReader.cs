@@ -112,7 +112,15 @@ public static class JsonlReader
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object)
                 throw new DataFormatException(path, lineNo, $"expected a JSON object, got {JsonlLine.Describe(doc.RootElement)}");
-            return parse(new JsonlLine(path, lineNo, doc.RootElement));
+            try
+            {
+                return parse(new JsonlLine(path, lineNo, doc.RootElement));
+            }
+            // a string with a lone surrogate escape (\uDDDD) parses, then fails when it is read
+            catch (InvalidOperationException e) when (Raft.Model.JsonStringErrors.IsFromJson(e))
+            {
+                throw new DataFormatException(path, lineNo, $"invalid JSON string: {e.Message}", e);
+            }
         }
     }
 }
